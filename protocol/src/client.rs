@@ -1,0 +1,274 @@
+//! The async client: one TCP connection, many concurrent requests matched to replies by id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::codec::{self, CodecError};
+use crate::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME};
+use crate::message::{ErrorBody, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
+use crate::PROTOCOL_VERSION;
+
+/// How long connecting and the handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {source}; is a Push node running there? (`push up` starts a local cluster)")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connecting to {0} timed out; is the address right and the node healthy?")]
+    ConnectTimeout(String),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    #[error("the node refused the connection: {0}")]
+    Refused(ErrorBody),
+    #[error("{0}")]
+    Server(ErrorBody),
+    #[error("connection to {addr} lost: {reason}")]
+    Closed { addr: String, reason: String },
+}
+
+impl ClientError {
+    /// The server's error code, when the server answered with an error.
+    pub fn code(&self) -> Option<crate::ErrorCode> {
+        match self {
+            ClientError::Refused(body) | ClientError::Server(body) => Some(body.code),
+            _ => None,
+        }
+    }
+}
+
+type Waiters = HashMap<u64, mpsc::UnboundedSender<Outcome>>;
+
+struct Shared {
+    waiters: Waiters,
+    /// Set when the reader stopped; later calls fail at once with this reason.
+    closed: Option<String>,
+}
+
+/// A connection to one node.
+pub struct Client {
+    addr: String,
+    welcome: Welcome,
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    shared: Arc<Mutex<Shared>>,
+    next_id: AtomicU64,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Client {
+    /// Connects as a client and authenticates with `token`.
+    pub async fn connect(addr: &str, token: &str) -> Result<Client, ClientError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let (stream, welcome) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            handshake(stream, token, Role::Client, "push-client"),
+        )
+        .await
+        .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))??;
+        let (mut read, write) = stream.into_split();
+        let shared = Arc::new(Mutex::new(Shared {
+            waiters: HashMap::new(),
+            closed: None,
+        }));
+        let reader_shared = shared.clone();
+        let reader = tokio::spawn(async move {
+            let reason = read_loop(&mut read, &reader_shared).await;
+            let mut shared = lock(&reader_shared);
+            shared.closed = Some(reason);
+            shared.waiters.clear();
+        });
+        Ok(Client {
+            addr: addr.to_string(),
+            welcome,
+            writer: tokio::sync::Mutex::new(write),
+            shared,
+            next_id: AtomicU64::new(1),
+            reader,
+        })
+    }
+
+    /// The node's answer to the handshake.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Whether the connection is known to be gone (calls would fail without being sent).
+    pub fn is_closed(&self) -> bool {
+        lock(&self.shared).closed.is_some()
+    }
+
+    /// The address this client is connected to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `op` and waits for its (single or last) reply.
+    pub async fn call(&self, op: Op) -> Result<Reply, ClientError> {
+        let mut replies = self.call_stream(op).await?;
+        let mut last = None;
+        while let Some(outcome) = replies.recv().await {
+            last = Some(outcome);
+        }
+        match last {
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(body)) => Err(ClientError::Server(body)),
+            None => Err(self.closed_error()),
+        }
+    }
+
+    /// Sends `op` and returns every reply frame as it arrives; the channel ends after the last.
+    pub async fn call_stream(
+        &self,
+        op: Op,
+    ) -> Result<mpsc::UnboundedReceiver<Outcome>, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut shared = lock(&self.shared);
+            if let Some(reason) = &shared.closed {
+                return Err(ClientError::Closed {
+                    addr: self.addr.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            shared.waiters.insert(id, tx);
+        }
+        let body = codec::encode(&op)?;
+        let bytes = frame::encode_frame(Kind::Request, &[&id.to_be_bytes(), &body]);
+        let result = {
+            use tokio::io::AsyncWriteExt;
+            let mut writer = self.writer.lock().await;
+            writer.write_all(&bytes).await
+        };
+        if let Err(e) = result {
+            lock(&self.shared).waiters.remove(&id);
+            return Err(ClientError::Closed {
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(rx)
+    }
+
+    fn closed_error(&self) -> ClientError {
+        let reason = lock(&self.shared)
+            .closed
+            .clone()
+            .unwrap_or_else(|| "the node closed the connection".to_string());
+        ClientError::Closed {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Performs the hello/welcome exchange on a fresh stream. Used by clients and by peers.
+pub async fn handshake(
+    mut stream: TcpStream,
+    token: &str,
+    role: Role,
+    client: &str,
+) -> Result<(TcpStream, Welcome), ClientError> {
+    stream.set_nodelay(true).ok();
+    let hello = Hello {
+        magic: MAGIC,
+        protocol: PROTOCOL_VERSION,
+        token: token.to_string(),
+        role,
+        client: format!("{client} {}", crate::PUSH_VERSION),
+    };
+    frame::write_frame(&mut stream, Kind::Hello, &codec::encode(&hello)?)
+        .await
+        .map_err(FrameError::Io)?;
+    let reply = frame::read_frame(&mut stream, MAX_CLIENT_FRAME)
+        .await?
+        .ok_or_else(|| ClientError::Closed {
+            addr: peer_name(&stream),
+            reason: "closed during the handshake".into(),
+        })?;
+    match reply.kind {
+        Kind::Welcome => Ok((stream, codec::decode(&reply.payload)?)),
+        Kind::Error => Err(ClientError::Refused(codec::decode(&reply.payload)?)),
+        other => Err(ClientError::Closed {
+            addr: peer_name(&stream),
+            reason: format!("unexpected {other:?} frame during the handshake"),
+        }),
+    }
+}
+
+fn peer_name(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+async fn read_loop(read: &mut tokio::net::tcp::OwnedReadHalf, shared: &Mutex<Shared>) -> String {
+    loop {
+        let frame = match frame::read_frame(read, MAX_CLIENT_FRAME).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return "the node closed the connection".into(),
+            Err(e) => return e.to_string(),
+        };
+        match frame.kind {
+            Kind::Response if frame.payload.len() >= 9 => {
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&frame.payload[..8]);
+                let id = u64::from_be_bytes(id);
+                let last = frame.payload[8] != 0;
+                let outcome: Outcome = match codec::decode(&frame.payload[9..]) {
+                    Ok(outcome) => outcome,
+                    Err(e) => Err(ErrorBody::new(
+                        crate::ErrorCode::BadFrame,
+                        format!("could not decode the node's reply ({e}); are client and node the same Push version?"),
+                    )),
+                };
+                let mut shared = lock(shared);
+                if let Some(tx) = shared.waiters.get(&id) {
+                    let _ = tx.send(outcome);
+                }
+                if last {
+                    shared.waiters.remove(&id);
+                }
+            }
+            Kind::Error => {
+                return match codec::decode::<ErrorBody>(&frame.payload) {
+                    Ok(body) => body.message,
+                    Err(_) => "the node sent an undecodable error".into(),
+                }
+            }
+            other => return format!("unexpected {other:?} frame from the node"),
+        }
+    }
+}

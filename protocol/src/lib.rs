@@ -1,0 +1,31 @@
+//! push-protocol: the bytes that travel between Push processes.
+//!
+//! Every Push process — node, CLI, REPL, language server — speaks this one protocol over one
+//! TCP address per node. The crate is a leaf: it knows nothing of Raft, Python or the state
+//! machine, so every front end can depend on it without depending on the node.
+//!
+//! Layout:
+//! - [`frame`]: length-prefixed, size-capped frames tagged by kind; incomplete input is not an
+//!   error, a truncated or oversized one is.
+//! - [`codec`]: the one binary encoding (bincode with a size limit) used for payloads.
+//! - [`value`]: [`Value`], the plain data that replicated structures hold.
+//! - [`message`]: handshake, request and reply enums.
+//! - [`client`]: the async client that multiplexes requests over one connection.
+
+pub mod client;
+pub mod codec;
+pub mod frame;
+pub mod message;
+pub mod value;
+
+pub use client::{Client, ClientError};
+pub use frame::{FrameError, Kind};
+pub use message::*;
+pub use value::Value;
+
+/// The protocol version both ends announce in the handshake; a mismatch is refused with a
+/// message naming both versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The version of the Push release this crate belongs to.
+pub const PUSH_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,272 @@
+//! Messages: the handshake, the client requests ([`Op`]) and their replies ([`Reply`]).
+//!
+//! A request frame is `[u64 id][Op]`, a response frame `[u64 id][u8 last][Result<Reply,
+//! ErrorBody>]`. The id sits outside the encoded op so that a request whose op this node does
+//! not know (an older node, a newer client) still gets an error addressed to it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Value;
+
+/// Magic bytes opening every hello, so stray connections are told apart from clients.
+pub const MAGIC: [u8; 4] = *b"PUSH";
+
+/// Who is connecting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// A CLI, REPL or editor: sends [`Op`]s.
+    Client,
+    /// Another node: sends Raft RPCs.
+    Peer,
+}
+
+/// First frame on a connection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub protocol: u32,
+    pub token: String,
+    pub role: Role,
+    /// Free text naming the client program and version, for logs.
+    pub client: String,
+}
+
+/// Server's answer to an accepted hello.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Welcome {
+    pub node_id: u64,
+    pub protocol: u32,
+    pub push_version: String,
+}
+
+/// What kind of failure an error reports; lets clients decide whether to retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Bytes that are not a frame of this protocol.
+    BadFrame,
+    /// A frame over the size limit.
+    TooLarge,
+    /// Missing or wrong cluster token.
+    Unauthorized,
+    /// Client and node speak different protocol versions.
+    VersionMismatch,
+    /// A request this node does not understand.
+    UnknownOp,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The request is understood but refused (bad argument, failed validation).
+    Invalid,
+    /// No leader is known right now; retry shortly.
+    NoLeader,
+    /// The cluster or a peer could not be reached in time; retry.
+    Unavailable,
+    /// A bug or an unexpected failure inside the node.
+    Internal,
+}
+
+/// An error sent to a client: a code and a message that says what to do next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadMode {
+    /// Reflects every write acknowledged before the read began (confirmed with a quorum).
+    #[default]
+    Linearizable,
+    /// Whatever this node has applied; fast, possibly behind.
+    Stale,
+}
+
+/// A client request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Op {
+    Ping,
+    /// This node's view: role, term, indexes, members, HEADs.
+    Status,
+    /// Add node `id` at `addr` as a learner, then promote it to voter.
+    Join {
+        id: u64,
+        addr: String,
+    },
+    KvGet {
+        map: String,
+        key: String,
+        read: ReadMode,
+    },
+    KvList {
+        map: String,
+        prefix: String,
+        read: ReadMode,
+    },
+    KvSet {
+        map: String,
+        key: String,
+        value: Value,
+    },
+    KvDelete {
+        map: String,
+        key: String,
+    },
+    /// Sets `key` to `new` (or deletes it when `new` is None) only if its current value equals
+    /// `expected` (None: absent).
+    KvCas {
+        map: String,
+        key: String,
+        expected: Option<Value>,
+        new: Option<Value>,
+    },
+    /// Which of these blob hashes the code store lacks.
+    MissingBlobs {
+        hashes: Vec<String>,
+    },
+    /// Store module sources; they are addressed by their SHA-256.
+    PutBlobs {
+        blobs: Vec<Vec<u8>>,
+    },
+    /// Record a version of `app` whose tree maps paths to blob hashes.
+    Commit {
+        app: String,
+        tree: BTreeMap<String, String>,
+        message: String,
+        author: String,
+        activate: bool,
+    },
+    Versions {
+        app: String,
+    },
+    /// Move HEAD to `version`, or to HEAD's parent when None (a rollback).
+    Activate {
+        app: String,
+        version: Option<u64>,
+    },
+    Diff {
+        app: String,
+        from: u64,
+        to: u64,
+    },
+    /// The files of a version (HEAD when None).
+    Files {
+        app: String,
+        version: Option<u64>,
+    },
+    /// A request a follower passes to the leader; `hops` bounds forwarding loops.
+    Forwarded {
+        hops: u8,
+        op: Box<Op>,
+    },
+}
+
+/// A member of the cluster as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// One node's own report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub addr: String,
+    /// "leader", "follower", "candidate" or "learner".
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub members: Vec<Member>,
+    /// On the leader: the last log index each member has matched.
+    pub matched: Vec<(u64, Option<u64>)>,
+    /// HEAD version of each app, as applied on this node.
+    pub heads: Vec<(String, u64)>,
+    pub push_version: String,
+    pub uptime_ms: u64,
+}
+
+/// One version in an app's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub number: u64,
+    pub parent: Option<u64>,
+    pub message: String,
+    pub author: String,
+    /// Milliseconds since the Unix epoch, stamped by the node that proposed the deploy.
+    pub time_ms: u64,
+    pub files: usize,
+    /// SHA-256 over the tree, so identical trees are recognised.
+    pub tree_hash: String,
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommitOutcome {
+    /// A new version was recorded.
+    Created { version: u64, activated: bool },
+    /// The tree is identical to HEAD's: nothing was recorded.
+    Unchanged { head: u64 },
+}
+
+/// A successful reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Pong,
+    Status(Box<NodeStatus>),
+    Joined {
+        members: Vec<Member>,
+    },
+    Value(Option<Value>),
+    Keys(Vec<String>),
+    /// A write was committed at this log index.
+    Written {
+        index: u64,
+    },
+    Deleted {
+        existed: bool,
+        index: u64,
+    },
+    Cas {
+        ok: bool,
+        current: Option<Value>,
+        index: u64,
+    },
+    Missing(Vec<String>),
+    Stored {
+        count: usize,
+    },
+    Committed(CommitOutcome),
+    Versions {
+        head: Option<u64>,
+        versions: Vec<VersionInfo>,
+    },
+    Activated {
+        from: Option<u64>,
+        to: u64,
+    },
+    Diff(String),
+    Files {
+        version: u64,
+        files: BTreeMap<String, Vec<u8>>,
+    },
+}
+
+/// The body of a response frame.
+pub type Outcome = Result<Reply, ErrorBody>;

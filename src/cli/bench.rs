@@ -1,0 +1,227 @@
+//! `push bench`: bounded load generators printing throughput and latency percentiles.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use push_protocol::{Client, Op, ReadMode, Reply, Value};
+
+use super::target::Target;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Durable kv writes (or linearizable reads with --read) from N concurrent clients
+    Kv(KvBench),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KvBench {
+    /// Concurrent clients, each with its own connection and one request in flight
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Stop after this many seconds
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Stop after this many requests in total
+    #[arg(long, default_value_t = 1_000_000)]
+    pub requests: u64,
+    /// Value size in bytes
+    #[arg(long, default_value_t = 64)]
+    pub value_size: usize,
+    /// Distinct keys written
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// Linearizable reads instead of writes
+    #[arg(long)]
+    pub read: bool,
+    /// Talk to the given node even when it is not the leader (measures forwarding)
+    #[arg(long)]
+    pub no_leader: bool,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Latency summary of one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub ok: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Summarises latencies in microseconds.
+pub fn summarise(mut micros: Vec<u64>, errors: u64, seconds: f64) -> Summary {
+    micros.sort_unstable();
+    let pick = |q: f64| -> f64 {
+        if micros.is_empty() {
+            return 0.0;
+        }
+        let i = ((micros.len() as f64 * q).ceil() as usize).clamp(1, micros.len()) - 1;
+        micros[i] as f64 / 1000.0
+    };
+    Summary {
+        ok: micros.len() as u64,
+        errors,
+        seconds,
+        per_second: micros.len() as f64 / seconds.max(1e-9),
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        max_ms: micros.last().map_or(0.0, |m| *m as f64 / 1000.0),
+    }
+}
+
+async fn leader_addr(target: &Target) -> anyhow::Result<String> {
+    let client = target.connect(None).await?;
+    let status = match client.call(Op::Status).await? {
+        Reply::Status(s) => s,
+        other => bail!("unexpected reply {other:?}"),
+    };
+    let leader = status
+        .leader
+        .ok_or_else(|| anyhow::anyhow!("the cluster has no leader right now; retry"))?;
+    status
+        .members
+        .iter()
+        .find(|m| m.id == leader)
+        .map(|m| m.addr.clone())
+        .ok_or_else(|| anyhow::anyhow!("leader {leader} is not in the membership"))
+}
+
+async fn kv(target: &Target, args: &KvBench) -> anyhow::Result<()> {
+    let addr = if args.no_leader {
+        target.addr(None)?
+    } else {
+        leader_addr(target).await?
+    };
+    let token = target.token()?;
+    let value = Value::Bytes(vec![b'x'; args.value_size]);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+    let budget = Arc::new(std::sync::atomic::AtomicU64::new(args.requests));
+    let mut clients = Vec::new();
+    for _ in 0..args.clients.max(1) {
+        clients.push(Client::connect(&addr, &token).await?);
+    }
+    if !args.read {
+        // Make sure reads find keys, and warm up connections.
+        clients[0]
+            .call(Op::KvSet {
+                map: "bench".into(),
+                key: "k0".into(),
+                value: value.clone(),
+            })
+            .await?;
+    }
+    eprintln!(
+        "bench kv {}: {} clients against {addr}, {}-byte values, up to {:.1} s or {} requests…",
+        if args.read {
+            "linearizable reads"
+        } else {
+            "durable writes"
+        },
+        clients.len(),
+        args.value_size,
+        args.duration,
+        args.requests
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in clients.into_iter().enumerate() {
+        let budget = budget.clone();
+        let value = value.clone();
+        let (read, keys) = (args.read, args.keys.max(1));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut i = c as u64;
+            while Instant::now() < deadline
+                && budget
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |b| b.checked_sub(1),
+                    )
+                    .is_ok()
+            {
+                let key = format!("k{}", i % keys);
+                i += 7;
+                let op = if read {
+                    Op::KvGet {
+                        map: "bench".into(),
+                        key,
+                        read: ReadMode::Linearizable,
+                    }
+                } else {
+                    Op::KvSet {
+                        map: "bench".into(),
+                        key,
+                        value: value.clone(),
+                    }
+                };
+                let t = Instant::now();
+                match client.call(op).await {
+                    Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    let s = summarise(all, errors, started.elapsed().as_secs_f64());
+    if args.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!(
+            "{} {}/s  ({} ok, {} errors in {:.2} s)  latency p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            if args.read { "reads" } else { "writes" },
+            s.per_second.round(),
+            s.ok,
+            s.errors,
+            s.seconds,
+            s.p50_ms,
+            s.p99_ms,
+            s.max_ms
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match &args.command {
+        BenchCommand::Kv(kv_args) => kv(&args.target, kv_args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let s = summarise((1..=100).map(|i| i * 1000).collect(), 2, 2.0);
+        assert_eq!(s.ok, 100);
+        assert_eq!(s.p50_ms, 50.0);
+        assert_eq!(s.p99_ms, 99.0);
+        assert_eq!(s.max_ms, 100.0);
+        assert_eq!(s.per_second, 50.0);
+    }
+}

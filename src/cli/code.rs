@@ -1,0 +1,326 @@
+//! The code store from the shell: `push deploy`, `versions`, `rollback`, `diff`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use push_protocol::{CommitOutcome, Op, Reply};
+
+use super::progress::Progress;
+use super::target::Target;
+use crate::model::code_store::{blob_hash, check_path};
+use crate::server::dispatch::MAX_BLOB_BATCH;
+
+/// Name used when `--app` is not given.
+pub const DEFAULT_APP: &str = "main";
+/// Largest single file a deploy accepts.
+pub const MAX_FILE: usize = 4 << 20;
+/// Upload batches stay under this many bytes.
+const BATCH_BYTES: usize = 1 << 20;
+
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// Directory holding the app's .py modules (and an optional push.ron manifest)
+    pub dir: PathBuf,
+    /// Version message
+    #[arg(short, long, default_value = "")]
+    pub message: String,
+    /// Store the version without making it HEAD
+    #[arg(long)]
+    pub no_activate: bool,
+    /// App name
+    #[arg(long, default_value = DEFAULT_APP)]
+    pub app: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VersionsArgs {
+    #[arg(long, default_value = DEFAULT_APP)]
+    pub app: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RollbackArgs {
+    /// Version to make HEAD (a number, with or without a leading 'v') [default: HEAD's parent]
+    pub version: Option<String>,
+    #[arg(long, default_value = DEFAULT_APP)]
+    pub app: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// Older version
+    pub from: String,
+    /// Newer version
+    pub to: String,
+    #[arg(long, default_value = DEFAULT_APP)]
+    pub app: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Parses `7` or `v7`.
+pub fn parse_version(text: &str) -> anyhow::Result<u64> {
+    text.trim_start_matches('v')
+        .parse()
+        .with_context(|| format!("{text:?} is not a version number (like 3 or v3)"))
+}
+
+/// The deployable files under `dir`: `.py` modules and `push.ron`, skipping hidden folders
+/// and `__pycache__`. Paths are relative and `/`-separated, sorted.
+pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))?
+        {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                if !name.starts_with('.') && name != "__pycache__" {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !(name.ends_with(".py") || name == "push.ron") {
+                continue;
+            }
+            let rel = path
+                .strip_prefix(dir)
+                .context("walking the app directory")?
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect::<Vec<_>>()
+                .join("/");
+            check_path(&rel).map_err(|e| anyhow::anyhow!(e))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if bytes.len() > MAX_FILE {
+                bail!(
+                    "{rel} is {} bytes; the limit for one module is {MAX_FILE} bytes",
+                    bytes.len()
+                );
+            }
+            files.insert(rel, bytes);
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "no .py files in {}; point `push deploy` at the app's directory",
+            dir.display()
+        );
+    }
+    Ok(files)
+}
+
+fn author() -> String {
+    std::env::var("PUSH_AUTHOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let files = collect_files(&args.dir)?;
+    let client = args.target.connect(None).await?;
+    let tree: BTreeMap<String, String> = files
+        .iter()
+        .map(|(p, b)| (p.clone(), blob_hash(b)))
+        .collect();
+    let hashes: Vec<String> = tree.values().cloned().collect();
+    let missing = match client.call(Op::MissingBlobs { hashes }).await? {
+        Reply::Missing(m) => m,
+        other => bail!("unexpected reply {other:?}"),
+    };
+    let missing: std::collections::BTreeSet<String> = missing.into_iter().collect();
+    let uploads: Vec<&Vec<u8>> = {
+        let mut seen = std::collections::BTreeSet::new();
+        files
+            .values()
+            .filter(|b| {
+                let h = blob_hash(b);
+                missing.contains(&h) && seen.insert(h)
+            })
+            .collect()
+    };
+    let mut progress = Progress::new("uploading", uploads.len() as u64);
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch_bytes = 0;
+    let total = uploads.len();
+    for (i, blob) in uploads.into_iter().enumerate() {
+        batch_bytes += blob.len();
+        batch.push(blob.clone());
+        if batch_bytes >= BATCH_BYTES.min(MAX_BLOB_BATCH) || i + 1 == total {
+            let n = batch.len() as u64;
+            client
+                .call(Op::PutBlobs {
+                    blobs: std::mem::take(&mut batch),
+                })
+                .await
+                .context("uploading modules")?;
+            progress.inc(n, &format!("{} KB", batch_bytes / 1024));
+            batch_bytes = 0;
+        }
+    }
+    if total > 0 {
+        progress.finish();
+    }
+    let reply = client
+        .call(Op::Commit {
+            app: args.app.clone(),
+            tree,
+            message: args.message.clone(),
+            author: author(),
+            activate: !args.no_activate,
+        })
+        .await?;
+    match reply {
+        Reply::Committed(CommitOutcome::Created { version, activated }) => {
+            println!(
+                "deployed {}@v{version} ({} files, {} uploaded){}",
+                args.app,
+                files.len(),
+                missing.len(),
+                if activated {
+                    "; HEAD is now v".to_string() + &version.to_string()
+                } else {
+                    "; HEAD unchanged (activate with `push rollback ".to_string()
+                        + &version.to_string()
+                        + "`)"
+                }
+            );
+        }
+        Reply::Committed(CommitOutcome::Unchanged { head }) => {
+            println!(
+                "nothing to deploy: the tree is identical to HEAD ({}@v{head})",
+                args.app
+            );
+        }
+        other => bail!("unexpected reply {other:?}"),
+    }
+    Ok(())
+}
+
+fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}:{s:02}Z")
+}
+
+pub async fn versions(args: VersionsArgs) -> anyhow::Result<()> {
+    let client = args.target.connect(None).await?;
+    let (head, versions) = match client
+        .call(Op::Versions {
+            app: args.app.clone(),
+        })
+        .await?
+    {
+        Reply::Versions { head, versions } => (head, versions),
+        other => bail!("unexpected reply {other:?}"),
+    };
+    if versions.is_empty() {
+        println!(
+            "{} has no versions yet; deploy with `push deploy DIR`",
+            args.app
+        );
+        return Ok(());
+    }
+    for v in versions.iter().rev() {
+        let mark = if Some(v.number) == head { "*" } else { " " };
+        println!(
+            "{mark} v{:<4} {}  {:<12} {:>3} files  {}",
+            v.number,
+            format_time(v.time_ms),
+            v.author,
+            v.files,
+            if v.message.is_empty() {
+                "(no message)"
+            } else {
+                &v.message
+            }
+        );
+    }
+    Ok(())
+}
+
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let version = args.version.as_deref().map(parse_version).transpose()?;
+    let client = args.target.connect(None).await?;
+    match client
+        .call(Op::Activate {
+            app: args.app.clone(),
+            version,
+        })
+        .await?
+    {
+        Reply::Activated { from, to } => {
+            let from = from.map_or("none".to_string(), |f| format!("v{f}"));
+            println!("{}: HEAD moved from {from} to v{to}", args.app);
+            Ok(())
+        }
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+pub async fn diff(args: DiffArgs) -> anyhow::Result<()> {
+    let (from, to) = (parse_version(&args.from)?, parse_version(&args.to)?);
+    let client = args.target.connect(None).await?;
+    match client
+        .call(Op::Diff {
+            app: args.app.clone(),
+            from,
+            to,
+        })
+        .await?
+    {
+        Reply::Diff(text) if text.is_empty() => {
+            println!("v{from} and v{to} have identical files");
+            Ok(())
+        }
+        Reply::Diff(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(1_795_305_600_000), "2026-11-22 00:00:00Z");
+    }
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("v7").unwrap(), 7);
+        assert_eq!(parse_version("7").unwrap(), 7);
+        assert!(parse_version("seven").is_err());
+    }
+}

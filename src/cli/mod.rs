@@ -1,0 +1,57 @@
+//! The command line: one `push` binary, one file per subcommand.
+
+pub mod bench;
+pub mod code;
+pub mod kv;
+pub mod node;
+pub mod progress;
+pub mod status;
+pub mod target;
+pub mod up;
+
+use clap::{Parser, Subcommand};
+
+/// Push: a fault-tolerant application server for Python code.
+#[derive(Parser, Debug)]
+#[command(name = "push", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a local 3-node cluster on 127.0.0.1 with data under .push/ (Ctrl-C stops it).
+    Up(up::UpArgs),
+    /// Run one node.
+    Node(node::NodeArgs),
+    /// Show every node of the cluster: role, term, log and applied index, lag, HEAD.
+    Status(status::StatusArgs),
+    /// Store a directory of Python modules as a new version (and make it HEAD).
+    Deploy(code::DeployArgs),
+    /// List an app's versions; `*` marks HEAD.
+    Versions(code::VersionsArgs),
+    /// Move HEAD back to the previous version, or to VERSION.
+    Rollback(code::RollbackArgs),
+    /// Unified diff between two versions.
+    Diff(code::DiffArgs),
+    /// Read and write replicated key-value maps.
+    Kv(kv::KvArgs),
+    /// Load generators that print throughput and latency percentiles.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Node(args) => node::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Deploy(args) => code::deploy(args).await,
+        Command::Versions(args) => code::versions(args).await,
+        Command::Rollback(args) => code::rollback(args).await,
+        Command::Diff(args) => code::diff(args).await,
+        Command::Kv(args) => kv::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

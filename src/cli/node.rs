@@ -1,0 +1,212 @@
+//! `push node`: run one node until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openraft::BasicNode;
+use push_protocol::{Client, Op, Reply};
+
+use crate::config::{NodeConfig, NodeFile};
+use crate::node::Node;
+use crate::server::{self, auth};
+use crate::{consensus, shutdown};
+
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// RON config file; flags override its fields
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id (a positive integer, unique in the cluster; remembered in the data dir)
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Address to listen on for clients and peers [default: 127.0.0.1:7001]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Data directory (raft log, snapshots, token)
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Join the cluster that the node at HOST:PORT belongs to
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
+    /// File holding the cluster token (a new cluster creates DATA/token)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Raft heartbeat interval in ms
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout in ms
+    #[arg(long)]
+    pub election_min_ms: Option<u64>,
+    /// Maximum election timeout in ms
+    #[arg(long)]
+    pub election_max_ms: Option<u64>,
+    /// Build a snapshot every N applied entries
+    #[arg(long)]
+    pub snapshot_every: Option<u64>,
+    /// Log entries kept behind a snapshot
+    #[arg(long)]
+    pub keep_logs: Option<u64>,
+    /// Log format: "text" or "json"
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+impl NodeArgs {
+    fn config(&self) -> anyhow::Result<NodeConfig> {
+        let file = match &self.config {
+            Some(path) => NodeFile::load(path)?,
+            None => NodeFile::default(),
+        };
+        let flags = NodeFile {
+            id: self.id,
+            listen: self.listen.clone(),
+            data: self.data.clone(),
+            join: self.join.clone(),
+            token_file: self.token_file.clone(),
+            heartbeat_ms: self.heartbeat_ms,
+            election_min_ms: self.election_min_ms,
+            election_max_ms: self.election_max_ms,
+            snapshot_every: self.snapshot_every,
+            keep_logs: self.keep_logs,
+        };
+        Ok(file.merge(flags).check()?)
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PUSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The token this node uses: --token-file, DATA/token, or (new cluster) a fresh one.
+fn resolve_token(config: &NodeConfig) -> anyhow::Result<String> {
+    let stored = config.data.join("token");
+    let token = if let Some(file) = &config.token_file {
+        auth::read_token(file).with_context(|| format!("reading token file {}", file.display()))?
+    } else if stored.exists() {
+        auth::read_token(&stored).with_context(|| format!("reading {}", stored.display()))?
+    } else if config.join.is_some() {
+        anyhow::bail!("joining a cluster needs its token: pass --token-file FILE (the first node keeps it in its DATA/token)");
+    } else {
+        let token = auth::generate();
+        tracing::info!("created a new cluster token in {}", stored.display());
+        token
+    };
+    if token.is_empty() {
+        anyhow::bail!("the cluster token is empty");
+    }
+    if !stored.exists() {
+        auth::write_token(&stored, &token)
+            .with_context(|| format!("writing {}", stored.display()))?;
+    }
+    Ok(token)
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let config = args.config()?;
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("creating data dir {}", config.data.display()))?;
+    std::fs::write(config.data.join("id"), format!("{}\n", config.id))
+        .with_context(|| format!("writing {}", config.data.join("id").display()))?;
+    let token = resolve_token(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another node using it? pick another --listen",
+                config.listen
+            )
+        })?;
+    let addr = config.listen.to_string();
+    if !config.listen.ip().is_loopback() {
+        tracing::warn!("listening on {addr}, beyond loopback: traffic is authenticated by token but not encrypted");
+    }
+    let (raft, state) =
+        consensus::start(config.id, &config.data, token.clone(), &config.raft).await?;
+    let node = Arc::new(Node::new(config.id, addr.clone(), raft, state, token));
+    let (trigger, shutdown) = shutdown::channel();
+    let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
+    tracing::info!(id = config.id, %addr, data = %config.data.display(), "node listening");
+
+    let initialized = node
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (&config.join, initialized) {
+        (None, false) => {
+            let members = std::collections::BTreeMap::from([(config.id, BasicNode::new(&addr))]);
+            node.raft
+                .initialize(members)
+                .await
+                .map_err(|e| anyhow::anyhow!("initializing a new cluster: {e}"))?;
+            tracing::info!(
+                "initialized a new single-node cluster; add nodes with `push node --join {addr}`"
+            );
+        }
+        (Some(seed), _) => {
+            let seed = seed.clone();
+            let node = node.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = join(&node, &seed) => {}
+                }
+            });
+        }
+        (None, true) => {}
+    }
+
+    shutdown::signal().await;
+    tracing::info!("shutting down");
+    trigger.trigger();
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.raft.shutdown()).await;
+    let _ = server.await;
+    Ok(())
+}
+
+/// Asks the cluster at `seed` to add this node, retrying until it answers.
+async fn join(node: &Node, seed: &str) {
+    let mut attempt = 0u32;
+    loop {
+        if node.members().iter().any(|m| m.id == node.id && m.voter) {
+            tracing::info!("already a voting member");
+            return;
+        }
+        attempt += 1;
+        let result = async {
+            let client = Client::connect(seed, &node.token).await?;
+            client
+                .call(Op::Join {
+                    id: node.id,
+                    addr: node.addr.clone(),
+                })
+                .await
+        }
+        .await;
+        match result {
+            Ok(Reply::Joined { members }) => {
+                tracing::info!(members = members.len(), "joined the cluster through {seed}");
+                return;
+            }
+            Ok(other) => tracing::warn!("unexpected join reply {other:?}"),
+            Err(e) if attempt % 10 == 1 => {
+                tracing::warn!("joining through {seed} (attempt {attempt}): {e}; retrying")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

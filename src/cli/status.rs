@@ -1,0 +1,122 @@
+//! `push status`: every node's view, gathered by asking each member directly.
+
+use std::time::Duration;
+
+use push_protocol::{Client, NodeStatus, Op, Reply};
+
+use super::target::Target;
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Any node of the cluster
+    #[arg(value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn status_of(addr: &str, token: &str) -> Result<NodeStatus, String> {
+    let fetch = async {
+        let client = Client::connect(addr, token)
+            .await
+            .map_err(|e| e.to_string())?;
+        match client.call(Op::Status).await.map_err(|e| e.to_string())? {
+            Reply::Status(s) => Ok(*s),
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), fetch)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 3 s".into()))
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let addr = args.target.addr(args.addr.as_deref())?;
+    let token = args.target.token()?;
+    let first = status_of(&addr, &token)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rows = Vec::new();
+    for member in &first.members {
+        let status = if member.id == first.id {
+            Ok(first.clone())
+        } else {
+            status_of(&member.addr, &token).await
+        };
+        rows.push((member.clone(), status));
+    }
+    let leader_last = rows
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .find(|s| s.role == "leader")
+        .and_then(|s| s.last_log_index);
+    if args.json {
+        let nodes: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(m, s)| match s {
+                Ok(s) => serde_json::json!({
+                    "id": s.id, "addr": s.addr, "role": s.role, "term": s.term,
+                    "leader": s.leader, "last_log_index": s.last_log_index,
+                    "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
+                    "lag": leader_last.map(|l| l.saturating_sub(s.applied_index.unwrap_or(0))),
+                    "heads": s.heads, "voter": m.voter, "up": true,
+                }),
+                Err(e) => serde_json::json!({"id": m.id, "addr": m.addr, "up": false, "error": e, "voter": m.voter}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "cluster of {} nodes, leader {}, term {}",
+        first.members.len(),
+        opt(first.leader),
+        first.term
+    );
+    println!(
+        "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  HEAD",
+        "ID", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "LAG"
+    );
+    for (member, status) in rows {
+        match status {
+            Ok(s) => {
+                let lag = match (leader_last, s.applied_index) {
+                    (Some(l), Some(a)) => l.saturating_sub(a).to_string(),
+                    (Some(l), None) => l.to_string(),
+                    _ => "-".into(),
+                };
+                let heads = if s.heads.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.heads
+                        .iter()
+                        .map(|(app, v)| format!("{app}@v{v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                println!(
+                    "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {heads}",
+                    s.id,
+                    s.addr,
+                    s.role,
+                    s.term,
+                    opt(s.last_log_index),
+                    opt(s.applied_index),
+                    lag
+                );
+            }
+            Err(e) => println!("{:<4} {:<22} {:<10} ({e})", member.id, member.addr, "down"),
+        }
+    }
+    Ok(())
+}

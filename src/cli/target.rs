@@ -1,0 +1,75 @@
+//! Which node a command talks to and with which token: flags, then environment, then the
+//! `.push/` directory that `push up` writes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use push_protocol::Client;
+
+use super::up::{ClusterFile, PUSH_DIR};
+use crate::server::auth;
+
+/// Address and token flags shared by client subcommands.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Target {
+    /// Node to talk to, HOST:PORT [default: $PUSH_ADDR, else node 1 of `push up` in ./.push]
+    #[arg(long = "to", short = 'a', value_name = "HOST:PORT", global = true)]
+    pub addr: Option<String>,
+    /// Cluster token [default: $PUSH_TOKEN, else ./.push/token]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Read the cluster token from this file
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// The address: `positional`, `--to`, `$PUSH_ADDR`, or node 1 from `.push/cluster.ron`.
+    pub fn addr(&self, positional: Option<&str>) -> anyhow::Result<String> {
+        if let Some(a) = positional.map(str::to_string).or_else(|| self.addr.clone()) {
+            return Ok(a);
+        }
+        if let Ok(a) = std::env::var("PUSH_ADDR") {
+            if !a.is_empty() {
+                return Ok(a);
+            }
+        }
+        let cluster = Path::new(PUSH_DIR).join("cluster.ron");
+        if cluster.exists() {
+            let file = ClusterFile::load(&cluster)?;
+            if let Some((_, addr)) = file.nodes.first() {
+                return Ok(addr.clone());
+            }
+        }
+        bail!("no node address: pass HOST:PORT (or --to HOST:PORT), set PUSH_ADDR, or run `push up` in this directory first")
+    }
+
+    /// The token: `--token`, `--token-file`, `$PUSH_TOKEN`, or `.push/token`.
+    pub fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        if let Some(f) = &self.token_file {
+            return auth::read_token(f)
+                .with_context(|| format!("reading token file {}", f.display()));
+        }
+        if let Ok(t) = std::env::var("PUSH_TOKEN") {
+            if !t.is_empty() {
+                return Ok(t);
+            }
+        }
+        let local = Path::new(PUSH_DIR).join("token");
+        if local.exists() {
+            return auth::read_token(&local)
+                .with_context(|| format!("reading {}", local.display()));
+        }
+        bail!("no cluster token: pass --token or --token-file, set PUSH_TOKEN, or run from the directory where `push up` wrote .push/token (a node started with `push node` keeps its token in DATA/token)")
+    }
+
+    /// Connects to the resolved node.
+    pub async fn connect(&self, positional: Option<&str>) -> anyhow::Result<Client> {
+        let addr = self.addr(positional)?;
+        let token = self.token()?;
+        Ok(Client::connect(&addr, &token).await?)
+    }
+}

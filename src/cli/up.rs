@@ -1,0 +1,241 @@
+//! `push up`: a local cluster of child `push node` processes on 127.0.0.1, data under `.push/`.
+//!
+//! The first run picks ports (7001.. when free), creates a token and records both in
+//! `.push/cluster.ron` so later runs reuse the same addresses — Raft membership stores them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use push_protocol::{Client, Op, Reply};
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::server::auth;
+
+/// Where `push up` keeps its cluster, relative to the working directory.
+pub const PUSH_DIR: &str = ".push";
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Number of nodes
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Directory for data, logs and the token
+    #[arg(long, default_value = PUSH_DIR)]
+    pub dir: PathBuf,
+}
+
+/// What `push up` remembers between runs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterFile {
+    pub nodes: Vec<(u64, String)>,
+}
+
+impl ClusterFile {
+    pub fn load(path: &Path) -> anyhow::Result<ClusterFile> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        ron::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid cluster file; delete it to start afresh",
+                path.display()
+            )
+        })
+    }
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn pick_ports(n: u64) -> anyhow::Result<Vec<u16>> {
+    let preferred: Vec<u16> = (0..n).map(|i| 7001 + i as u16).collect();
+    if preferred.iter().all(|p| port_free(*p)) {
+        return Ok(preferred);
+    }
+    let mut ports = Vec::new();
+    for _ in 0..n {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+        ports.push(listener.local_addr()?.port());
+    }
+    Ok(ports)
+}
+
+fn spawn_node(
+    exe: &Path,
+    dir: &Path,
+    id: u64,
+    addr: &str,
+    seed: Option<&str>,
+) -> anyhow::Result<Child> {
+    let data = dir.join(format!("node{id}"));
+    std::fs::create_dir_all(&data)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("node.log"))
+        .with_context(|| format!("opening {}", data.join("node.log").display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("node")
+        .arg("--id")
+        .arg(id.to_string())
+        .arg("--listen")
+        .arg(addr)
+        .arg("--data")
+        .arg(&data)
+        .arg("--token-file")
+        .arg(dir.join("token"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some(seed) = seed {
+        cmd.arg("--join").arg(seed);
+    }
+    cmd.spawn().with_context(|| format!("starting node {id}"))
+}
+
+/// Waits until `first` reports `n` voters and a leader, printing progress.
+async fn wait_ready(first: &str, token: &str, n: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut shown = usize::MAX;
+    loop {
+        let voters = async {
+            let client = Client::connect(first, token).await.ok()?;
+            match client.call(Op::Status).await.ok()? {
+                Reply::Status(s) if s.leader.is_some() => {
+                    Some(s.members.iter().filter(|m| m.voter).count())
+                }
+                _ => Some(0),
+            }
+        }
+        .await
+        .unwrap_or(0);
+        if voters != shown {
+            eprintln!("  {voters}/{n} nodes in the cluster");
+            shown = voters;
+        }
+        if voters as u64 >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the cluster did not form within 30 s; see the node logs under .push/node*/node.log");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let token_path = dir.join("token");
+    if !token_path.exists() {
+        auth::write_token(&token_path, &auth::generate())?;
+    }
+    let token = auth::read_token(&token_path)?;
+    let cluster_path = dir.join("cluster.ron");
+    let cluster = if cluster_path.exists() {
+        let c = ClusterFile::load(&cluster_path)?;
+        eprintln!(
+            "restarting the cluster recorded in {}",
+            cluster_path.display()
+        );
+        c
+    } else {
+        let ports = pick_ports(args.nodes)?;
+        let c = ClusterFile {
+            nodes: ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i as u64 + 1, format!("127.0.0.1:{p}")))
+                .collect(),
+        };
+        std::fs::write(
+            &cluster_path,
+            ron::ser::to_string_pretty(&c, Default::default())?,
+        )?;
+        c
+    };
+    let exe = std::env::current_exe().context("locating the push binary")?;
+    let first = cluster.nodes[0].1.clone();
+    eprintln!(
+        "starting {} nodes (logs in {}/node*/node.log)",
+        cluster.nodes.len(),
+        dir.display()
+    );
+    let mut children = Vec::new();
+    for (i, (id, addr)) in cluster.nodes.iter().enumerate() {
+        let seed = (i > 0).then_some(first.as_str());
+        children.push((*id, spawn_node(&exe, dir, *id, addr, seed)?));
+        if i == 0 {
+            // Let the first node initialize before others ask to join it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    wait_ready(&first, &token, cluster.nodes.len() as u64).await?;
+    println!("Push cluster is up:");
+    for (id, addr) in &cluster.nodes {
+        println!("  node {id}  {addr}");
+    }
+    println!();
+    println!(
+        "From this directory (the token is in {}):",
+        token_path.display()
+    );
+    println!("  push status              # every node's role, term and log");
+    println!("  push deploy examples/hello-web");
+    println!("  push kv set greetings en hello && push kv get greetings en");
+    println!(
+        "From elsewhere: push status {first} --token-file {}",
+        token_path.display()
+    );
+    println!("Press Ctrl-C to stop the cluster.");
+    tokio::select! {
+        _ = crate::shutdown::signal() => {}
+        (id, status) = first_exit(&mut children) => {
+            eprintln!("node {id} exited ({status}); stopping the others — see {}/node{id}/node.log", dir.display());
+        }
+    }
+    stop_all(children).await;
+    eprintln!(
+        "cluster stopped; data kept in {} (run `push up` again to resume)",
+        dir.display()
+    );
+    Ok(())
+}
+
+async fn first_exit(children: &mut [(u64, Child)]) -> (u64, String) {
+    loop {
+        for (id, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (*id, status.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn stop_all(children: Vec<(u64, Child)>) {
+    for (_, child) in &children {
+        if let Some(pid) = child.id() {
+            // SAFETY: sending SIGTERM to a child we spawned and still own.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    for (id, mut child) in children {
+        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("node {id} did not stop in 5 s; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}

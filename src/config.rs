@@ -1,0 +1,174 @@
+//! A node's settings: read from an optional RON file, then overridden by flags, then checked.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::consensus::RaftSettings;
+
+/// Settings as written in `node.ron`; every field optional so flags can fill or override.
+///
+/// ```ron
+/// (id: 1, listen: "127.0.0.1:7001", data: ".push/node1", join: None,
+///  heartbeat_ms: 100, election_min_ms: 400, election_max_ms: 800)
+/// ```
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeFile {
+    pub id: Option<u64>,
+    pub listen: Option<String>,
+    pub data: Option<PathBuf>,
+    pub join: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_min_ms: Option<u64>,
+    pub election_max_ms: Option<u64>,
+    pub snapshot_every: Option<u64>,
+    pub keep_logs: Option<u64>,
+}
+
+impl NodeFile {
+    /// Reads a RON config file.
+    pub fn load(path: &Path) -> Result<NodeFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+            .from_str(&text)
+            .map_err(|e| ConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Fields set in `over` replace ours.
+    pub fn merge(self, over: NodeFile) -> NodeFile {
+        NodeFile {
+            id: over.id.or(self.id),
+            listen: over.listen.or(self.listen),
+            data: over.data.or(self.data),
+            join: over.join.or(self.join),
+            token_file: over.token_file.or(self.token_file),
+            heartbeat_ms: over.heartbeat_ms.or(self.heartbeat_ms),
+            election_min_ms: over.election_min_ms.or(self.election_min_ms),
+            election_max_ms: over.election_max_ms.or(self.election_max_ms),
+            snapshot_every: over.snapshot_every.or(self.snapshot_every),
+            keep_logs: over.keep_logs.or(self.keep_logs),
+        }
+    }
+
+    /// Checks and completes the settings.
+    pub fn check(self) -> Result<NodeConfig, ConfigError> {
+        let data = self.data.ok_or(ConfigError::Missing("data (--data DIR)"))?;
+        let id_file = data.join("id");
+        let stored_id = std::fs::read_to_string(&id_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let id = match (self.id, stored_id) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ConfigError::Invalid(format!(
+                    "--id {a} but {} belongs to node {b}; use --id {b} or another data dir",
+                    data.display()
+                )))
+            }
+            (Some(a), _) => a,
+            (None, Some(b)) => b,
+            (None, None) => return Err(ConfigError::Missing("id (--id N)")),
+        };
+        if id == 0 {
+            return Err(ConfigError::Invalid("node ids start at 1".into()));
+        }
+        let listen = self.listen.unwrap_or_else(|| "127.0.0.1:7001".into());
+        let addr: SocketAddr = listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "--listen {listen:?} is not HOST:PORT (e.g. 127.0.0.1:7001)"
+            ))
+        })?;
+        let defaults = RaftSettings::default();
+        let raft = RaftSettings {
+            heartbeat_ms: self.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
+            election_min_ms: self.election_min_ms.unwrap_or(defaults.election_min_ms),
+            election_max_ms: self.election_max_ms.unwrap_or(defaults.election_max_ms),
+            snapshot_every: self.snapshot_every.unwrap_or(defaults.snapshot_every),
+            keep_logs: self.keep_logs.unwrap_or(defaults.keep_logs),
+        };
+        if raft.election_min_ms <= raft.heartbeat_ms || raft.election_max_ms <= raft.election_min_ms
+        {
+            return Err(ConfigError::Invalid(
+                "need heartbeat_ms < election_min_ms < election_max_ms".into(),
+            ));
+        }
+        Ok(NodeConfig {
+            id,
+            listen: addr,
+            data,
+            join: self.join,
+            token_file: self.token_file,
+            raft,
+        })
+    }
+}
+
+/// Checked settings of one node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub join: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub raft: RaftSettings,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid RON: {message}")]
+    Parse { path: String, message: String },
+    #[error("missing setting: {0}")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.ron");
+        std::fs::write(
+            &path,
+            format!(
+                "(id: 2, listen: \"127.0.0.1:7002\", data: {:?}, heartbeat_ms: 50)",
+                dir.path().join("d")
+            ),
+        )
+        .unwrap();
+        let file = NodeFile::load(&path).unwrap();
+        let config = file
+            .merge(NodeFile {
+                listen: Some("127.0.0.1:9000".into()),
+                ..Default::default()
+            })
+            .check()
+            .unwrap();
+        assert_eq!(config.id, 2);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.raft.heartbeat_ms, 50);
+
+        std::fs::write(&path, "(idd: 2)").unwrap();
+        let err = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("not valid RON"), "{err}");
+    }
+}

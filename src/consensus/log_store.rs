@@ -1,0 +1,459 @@
+//! The durable Raft log: an append-only file of checksummed records plus an in-memory mirror.
+//!
+//! Why our own file rather than an embedded database: the log is written in one place, read
+//! mostly from memory, and its one hard requirement is "fsync before acknowledging, and batch
+//! fsyncs across concurrent writers". A single writer thread does exactly that — it drains
+//! every pending record, writes them with one `write`, calls `fdatasync` once, then completes
+//! all their callbacks — and torn tails are detected by per-record CRCs and cut off at start.
+//!
+//! File format: a sequence of `[u32 LE length][u32 LE crc32][bincode Record]`. Replaying the
+//! records in order rebuilds the log; every record is idempotent. When the file grows past
+//! [`REWRITE_BYTES`] after purges, it is rewritten as a fresh compact file (write, fsync,
+//! rename, fsync dir) at a moment when no record is queued, so the new file equals the durable
+//! state exactly.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
+};
+use push_protocol::codec;
+use serde::{Deserialize, Serialize};
+
+use super::TypeConfig;
+
+/// Rewrite the file once it is this large and something has been purged since the last time.
+pub const REWRITE_BYTES: u64 = 32 << 20;
+
+const LOG_FILE: &str = "raft.log";
+
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Vote(Vote<u64>),
+    Committed(Option<LogId<u64>>),
+    Append(Vec<Entry<TypeConfig>>),
+    /// Remove entries at and after this index.
+    Truncate(u64),
+    /// Remove entries up to and including this log id.
+    Purge(LogId<u64>),
+}
+
+/// What the log holds; the mirror of the file.
+#[derive(Default)]
+struct Mem {
+    vote: Option<Vote<u64>>,
+    committed: Option<LogId<u64>>,
+    purged: Option<LogId<u64>>,
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+}
+
+impl Mem {
+    fn replay(&mut self, record: Record) {
+        match record {
+            Record::Vote(v) => self.vote = Some(v),
+            Record::Committed(c) => self.committed = c,
+            Record::Append(entries) => {
+                for e in entries {
+                    self.entries.insert(e.log_id.index, e);
+                }
+            }
+            Record::Truncate(index) => {
+                self.entries.split_off(&index);
+            }
+            Record::Purge(log_id) => {
+                let keep = self.entries.split_off(&(log_id.index + 1));
+                self.entries = keep;
+                if self.purged.map_or(true, |p| p < log_id) {
+                    self.purged = Some(log_id);
+                }
+            }
+        }
+    }
+
+    fn last_log_id(&self) -> Option<LogId<u64>> {
+        self.entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(self.purged)
+    }
+}
+
+enum Done {
+    Flushed(LogFlushed<TypeConfig>),
+    Notify(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
+struct Job {
+    bytes: Vec<u8>,
+    done: Option<Done>,
+    purge: bool,
+}
+
+struct Shared {
+    mem: Mutex<Mem>,
+    /// Jobs sent to the writer and not yet written; a rewrite waits for zero.
+    queued: AtomicUsize,
+    tx: Mutex<mpsc::Sender<Job>>,
+}
+
+/// The log store; cheap to clone (it is also the log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+fn io_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageError::IO {
+        source: StorageIOError::new(ErrorSubject::Logs, verb, AnyError::error(e.to_string())),
+    }
+}
+
+fn frame_record(record: &Record) -> io::Result<Vec<u8>> {
+    let body = codec::encode(record).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Reads every intact record; returns the state and the length of the intact prefix.
+fn read_records(bytes: &[u8]) -> (Mem, usize, Option<String>) {
+    let mut mem = Mem::default();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let Some(header) = bytes.get(pos..pos + 8) else {
+            return (mem, pos, Some(format!("torn record header at byte {pos}")));
+        };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let Some(body) = bytes.get(pos + 8..pos + 8 + len) else {
+            return (
+                mem,
+                pos,
+                Some(format!("torn record at byte {pos} ({len} bytes declared)")),
+            );
+        };
+        if crc32fast::hash(body) != crc {
+            return (mem, pos, Some(format!("checksum mismatch at byte {pos}")));
+        }
+        match codec::decode::<Record>(body) {
+            Ok(record) => mem.replay(record),
+            Err(e) => {
+                return (
+                    mem,
+                    pos,
+                    Some(format!("undecodable record at byte {pos}: {e}")),
+                )
+            }
+        }
+        pos += 8 + len;
+    }
+    (mem, pos, None)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, cutting off a torn or corrupt tail.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(LOG_FILE);
+        let mut bytes = Vec::new();
+        if path.exists() {
+            File::open(&path)?.read_to_end(&mut bytes)?;
+        }
+        let (mem, good, problem) = read_records(&bytes);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if let Some(problem) = problem {
+            tracing::warn!(
+                "raft log {}: {problem}; cutting {} trailing bytes (an interrupted write: nothing acknowledged is lost)",
+                path.display(),
+                bytes.len() - good
+            );
+            file.set_len(good as u64)?;
+            file.sync_all()?;
+        }
+        tracing::info!(
+            entries = mem.entries.len(),
+            last = ?mem.last_log_id(),
+            "opened raft log"
+        );
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            mem: Mutex::new(mem),
+            queued: AtomicUsize::new(0),
+            tx: Mutex::new(tx),
+        });
+        let writer = Writer {
+            shared: Arc::downgrade(&shared),
+            dir: dir.to_path_buf(),
+            file,
+            len: good as u64,
+            purged_since_rewrite: false,
+        };
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(LogStore { shared })
+    }
+
+    fn mem(&self) -> MutexGuard<'_, Mem> {
+        self.shared
+            .mem
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes the mirror and queues the record under one lock, so queue order is change order.
+    fn submit(
+        &self,
+        record: Record,
+        done: Option<Done>,
+        change: impl FnOnce(&mut Mem),
+    ) -> io::Result<()> {
+        let bytes = frame_record(&record)?;
+        let purge = matches!(record, Record::Purge(_));
+        let mut mem = self.mem();
+        change(&mut mem);
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        let sent = self
+            .shared
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Job { bytes, done, purge });
+        drop(mem);
+        sent.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "raft log writer stopped"))
+    }
+
+    /// Waits until `record` is durable.
+    async fn submit_and_wait(
+        &self,
+        record: Record,
+        change: impl FnOnce(&mut Mem),
+    ) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(record, Some(Done::Notify(tx)), change)?;
+        rx.await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "raft log writer stopped"))?
+    }
+}
+
+struct Writer {
+    shared: std::sync::Weak<Shared>,
+    dir: PathBuf,
+    file: File,
+    len: u64,
+    purged_since_rewrite: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while let Ok(job) = rx.try_recv() {
+                jobs.push(job);
+            }
+            let mut buf = Vec::with_capacity(jobs.iter().map(|j| j.bytes.len()).sum());
+            for job in &jobs {
+                buf.extend_from_slice(&job.bytes);
+                self.purged_since_rewrite |= job.purge;
+            }
+            let result = self
+                .file
+                .write_all(&buf)
+                .and_then(|()| self.file.sync_data());
+            if result.is_ok() {
+                self.len += buf.len() as u64;
+            }
+            let count = jobs.len();
+            for job in jobs {
+                let outcome = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                match job.done {
+                    Some(Done::Flushed(cb)) => cb.log_io_completed(outcome),
+                    Some(Done::Notify(tx)) => {
+                        let _ = tx.send(outcome);
+                    }
+                    None => {}
+                }
+            }
+            let Some(shared) = self.shared.upgrade() else {
+                return;
+            };
+            shared.queued.fetch_sub(count, Ordering::SeqCst);
+            if let Err(e) = result {
+                tracing::error!("raft log write failed: {e}; the node stops accepting writes");
+                continue;
+            }
+            if self.purged_since_rewrite && self.len > REWRITE_BYTES {
+                if let Err(e) = self.rewrite(&shared) {
+                    tracing::warn!("raft log compaction failed (will retry later): {e}");
+                }
+            }
+        }
+    }
+
+    /// Writes the mirror as a fresh file, when nothing is queued (mirror == durable state).
+    fn rewrite(&mut self, shared: &Shared) -> io::Result<()> {
+        let mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.queued.load(Ordering::SeqCst) != 0 {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        if let Some(v) = mem.vote {
+            buf.extend(frame_record(&Record::Vote(v))?);
+        }
+        buf.extend(frame_record(&Record::Committed(mem.committed))?);
+        if let Some(p) = mem.purged {
+            buf.extend(frame_record(&Record::Purge(p))?);
+        }
+        let entries: Vec<_> = mem.entries.values().cloned().collect();
+        for chunk in entries.chunks(256) {
+            buf.extend(frame_record(&Record::Append(chunk.to_vec()))?);
+        }
+        let tmp = self.dir.join(format!("{LOG_FILE}.tmp"));
+        let mut file = File::create(&tmp)?;
+        file.write_all(&buf)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join(LOG_FILE))?;
+        sync_dir(&self.dir)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(self.dir.join(LOG_FILE))?;
+        tracing::info!(from = self.len, to = buf.len(), "compacted raft log");
+        self.len = buf.len() as u64;
+        self.purged_since_rewrite = false;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        Ok(self
+            .mem()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        let mem = self.mem();
+        Ok(LogState {
+            last_purged_log_id: mem.purged,
+            last_log_id: mem.last_log_id(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        let v = *vote;
+        self.submit_and_wait(Record::Vote(v), |m| m.vote = Some(v))
+            .await
+            .map_err(|e| io_err(ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        Ok(self.mem().vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
+        self.submit(Record::Committed(committed), None, |m| {
+            m.committed = committed
+        })
+        .map_err(|e| io_err(ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        Ok(self.mem().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let mirror = entries.clone();
+        self.submit(
+            Record::Append(entries),
+            Some(Done::Flushed(callback)),
+            move |m| {
+                for e in mirror {
+                    m.entries.insert(e.log_id.index, e);
+                }
+            },
+        )
+        .map_err(|e| io_err(ErrorVerb::Write, e))
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.submit(Record::Truncate(log_id.index), None, |m| {
+            m.entries.split_off(&log_id.index);
+        })
+        .map_err(|e| io_err(ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.submit(Record::Purge(log_id), None, |m| {
+            m.replay(Record::Purge(log_id))
+        })
+        .map_err(|e| io_err(ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tail_is_cut_and_earlier_records_survive() {
+        let mut bytes = frame_record(&Record::Truncate(5)).unwrap();
+        bytes.extend(frame_record(&Record::Committed(None)).unwrap());
+        let whole = bytes.len();
+        bytes.extend(&frame_record(&Record::Truncate(9)).unwrap()[..5]);
+        let (_, good, problem) = read_records(&bytes);
+        assert_eq!(good, whole);
+        assert!(problem.unwrap().contains("torn"));
+
+        let mut flipped = bytes[..whole].to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        let (_, good, problem) = read_records(&flipped);
+        assert!(good < whole);
+        assert!(problem.unwrap().contains("checksum"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Consensus: adapts openraft to Push. It owns the durable log, the network between nodes and
+//! the state machine wrapper; what a command *means* lives in [`crate::model`].
+//!
+//! **Architecture Invariant:** a write is acknowledged only after openraft has committed it on
+//! a majority, and an entry counts toward that majority only after the log store's `fdatasync`.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::{BasicNode, Config, SnapshotPolicy};
+
+use crate::model::{Applied, Command};
+pub use log_store::LogStore;
+pub use state_machine::{SharedState, StateMachineStore};
+
+openraft::declare_raft_types!(
+    /// Push's Raft types: commands in, [`Applied`] outcomes out, nodes addressed by `host:port`.
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A running Raft replica.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Timing and compaction settings.
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, for followers slightly behind.
+    pub keep_logs: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+            snapshot_every: 10_000,
+            keep_logs: 1_000,
+        }
+    }
+}
+
+/// Why the replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the data directory {dir}: {source}")]
+    Storage { dir: String, source: std::io::Error },
+    #[error("invalid raft settings: {0}")]
+    Config(String),
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// Opens storage under `dir` and starts the replica with id `id`.
+pub async fn start(
+    id: u64,
+    dir: &Path,
+    token: String,
+    settings: &RaftSettings,
+) -> Result<(Raft, Arc<SharedState>), StartError> {
+    let storage = |source| StartError::Storage {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let log = LogStore::open(&dir.join("log")).map_err(storage)?;
+    let sm = StateMachineStore::open(&dir.join("state")).map_err(storage)?;
+    let shared = sm.shared();
+    let config = Config {
+        cluster_name: "push".into(),
+        heartbeat_interval: settings.heartbeat_ms,
+        election_timeout_min: settings.election_min_ms,
+        election_timeout_max: settings.election_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+        max_in_snapshot_log_to_keep: settings.keep_logs,
+        purge_batch_size: 256,
+        max_payload_entries: 256,
+        snapshot_max_chunk_size: 4 << 20,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Config(e.to_string()))?;
+    let raft = Raft::new(id, Arc::new(config), network::Network { token }, log, sm)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    Ok((raft, shared))
+}

@@ -1,0 +1,229 @@
+//! Raft RPCs between nodes: one authenticated TCP connection per (peer, replication stream),
+//! carrying `Raft` frames out and `RaftReply` frames back, one RPC at a time.
+//!
+//! Both directions live here: [`Network`] is openraft's client side and [`serve_rpc`] answers
+//! an RPC that arrived on a peer connection.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use push_protocol::client::handshake;
+use push_protocol::frame::{self, Kind, MAX_PEER_FRAME};
+use push_protocol::{codec, Role};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+use super::{Raft, TypeConfig};
+
+/// A Raft RPC as it travels in a `Raft` frame.
+#[derive(Serialize, Deserialize)]
+pub enum RaftRpc {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The answer, in a `RaftReply` frame.
+#[derive(Serialize, Deserialize)]
+pub enum RaftRpcReply {
+    Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+}
+
+/// Answers one RPC from a peer.
+pub async fn serve_rpc(raft: &Raft, rpc: RaftRpc) -> RaftRpcReply {
+    match rpc {
+        RaftRpc::Append(req) => RaftRpcReply::Append(raft.append_entries(req).await),
+        RaftRpc::Vote(req) => RaftRpcReply::Vote(raft.vote(req).await),
+        RaftRpc::Snapshot(req) => RaftRpcReply::Snapshot(raft.install_snapshot(req).await),
+    }
+}
+
+/// Creates peer connections for openraft.
+pub struct Network {
+    pub token: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerConnection {
+        PeerConnection {
+            target,
+            addr: node.addr.clone(),
+            token: self.token.clone(),
+            stream: None,
+        }
+    }
+}
+
+/// A lazily (re)connected link to one peer.
+pub struct PeerConnection {
+    target: u64,
+    addr: String,
+    token: String,
+    stream: Option<TcpStream>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("cannot reach node {target} at {addr}: {reason}")]
+    Connect {
+        target: u64,
+        addr: String,
+        reason: String,
+    },
+    #[error("rpc to node {target} at {addr} failed: {reason}")]
+    Io {
+        target: u64,
+        addr: String,
+        reason: String,
+    },
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+
+impl PeerConnection {
+    async fn connect(&mut self) -> Result<&mut TcpStream, LinkError> {
+        if self.stream.is_none() {
+            let fail = |reason: String| LinkError::Connect {
+                target: self.target,
+                addr: self.addr.clone(),
+                reason,
+            };
+            let stream =
+                tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&self.addr))
+                    .await
+                    .map_err(|_| fail("connect timed out".into()))?
+                    .map_err(|e| fail(e.to_string()))?;
+            let (stream, _) = tokio::time::timeout(
+                Duration::from_secs(2),
+                handshake(stream, &self.token, Role::Peer, "push-peer"),
+            )
+            .await
+            .map_err(|_| fail("handshake timed out".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+            self.stream = Some(stream);
+        }
+        Ok(self.stream.as_mut().expect("connected above"))
+    }
+
+    async fn round_trip(&mut self, body: &[u8], ttl: Duration) -> Result<Vec<u8>, LinkError> {
+        let target = self.target;
+        let addr = self.addr.clone();
+        let io_fail = |reason: String| LinkError::Io {
+            target,
+            addr: addr.clone(),
+            reason,
+        };
+        let stream = self.connect().await?;
+        let exchange = async {
+            frame::write_frame(stream, Kind::Raft, body)
+                .await
+                .map_err(|e| e.to_string())?;
+            match frame::read_frame(stream, MAX_PEER_FRAME).await {
+                Ok(Some(f)) if f.kind == Kind::RaftReply => Ok(f.payload),
+                Ok(Some(f)) if f.kind == Kind::Error => {
+                    Err(codec::decode::<push_protocol::ErrorBody>(&f.payload)
+                        .map(|b| b.message)
+                        .unwrap_or_else(|e| e.to_string()))
+                }
+                Ok(Some(f)) => Err(format!("unexpected {:?} frame", f.kind)),
+                Ok(None) => Err("peer closed the connection".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let result = tokio::time::timeout(ttl, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {ttl:?}")));
+        if result.is_err() {
+            // The stream may hold half a frame: never reuse it.
+            self.stream = None;
+        }
+        result.map_err(io_fail)
+    }
+
+    async fn call<T, E>(
+        &mut self,
+        rpc: &RaftRpc,
+        ttl: Duration,
+        unpack: impl FnOnce(RaftRpcReply) -> Option<Result<T, RaftError<u64, E>>>,
+    ) -> RpcResult<T, E>
+    where
+        E: std::error::Error,
+    {
+        let body = codec::encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if body.len() + 1 > MAX_PEER_FRAME {
+            let entries = match rpc {
+                RaftRpc::Append(req) => req.entries.len() as u64,
+                _ => 1,
+            };
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            ));
+        }
+        let reply = self.round_trip(&body, ttl).await.map_err(|e| match e {
+            LinkError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            LinkError::Io { .. } => RPCError::Network(NetworkError::new(&e)),
+        })?;
+        let reply: RaftRpcReply =
+            codec::decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        match unpack(reply) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            None => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other("peer answered a different rpc"),
+            ))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>> {
+        self.call(&RaftRpc::Append(rpc), option.hard_ttl(), |r| match r {
+            RaftRpcReply::Append(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        let ttl = option.hard_ttl().max(Duration::from_secs(10));
+        self.call(&RaftRpc::Snapshot(rpc), ttl, |r| match r {
+            RaftRpcReply::Snapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>> {
+        self.call(&RaftRpc::Vote(rpc), option.hard_ttl(), |r| match r {
+            RaftRpcReply::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+}

@@ -1,0 +1,20 @@
+//! Push: a fault-tolerant application server for Python code.
+//!
+//! A tour of the crate, in the order data flows through it:
+//! - [`cli`]: turns command-line arguments into checked configs and runs a subcommand.
+//! - [`config`]: a node's settings from a RON file and flags.
+//! - [`server`]: one TCP listener per node; authenticates, then serves clients and peers.
+//! - [`node`]: a running node: routes writes and linearizable reads to the leader.
+//! - [`consensus`]: openraft glue — durable log, peer network, state machine.
+//! - [`model`]: the deterministic replicated state (kv maps, code store) and `apply`.
+//! - [`shutdown`]: the signal every task hears when the node stops.
+//!
+//! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
+
+pub mod cli;
+pub mod config;
+pub mod consensus;
+pub mod model;
+pub mod node;
+pub mod server;
+pub mod shutdown;

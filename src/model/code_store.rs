@@ -1,0 +1,351 @@
+//! The versioned code store: content-addressed blobs, immutable versions, a HEAD per app.
+//!
+//! Blobs are addressed by the SHA-256 of their bytes. A version is a tree (path -> blob hash)
+//! with its parent, message, author and time. HEAD moves only by commit-with-activate or by
+//! activate (deploy, roll forward, roll back), and always to a version that exists.
+
+use std::collections::BTreeMap;
+
+use push_protocol::{CommitOutcome, ErrorBody, ErrorCode, VersionInfo};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Hex SHA-256 of `bytes`: a blob's address.
+pub fn blob_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hash over a tree, so identical trees are recognised whatever their history.
+pub fn tree_hash(tree: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (path, blob) in tree {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(blob.as_bytes());
+        hasher.update([0]);
+    }
+    hex(&hasher.finalize())
+}
+
+/// Checks a path inside an app: relative, `/`-separated, no `..`, no empty parts.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.starts_with('/') || path.contains('\\') {
+        return Err(format!("bad path {path:?}: paths are relative and use '/'"));
+    }
+    if path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(format!("bad path {path:?}: empty, '.' or '..' parts"));
+    }
+    Ok(())
+}
+
+/// One immutable version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Version {
+    pub number: u64,
+    pub parent: Option<u64>,
+    pub message: String,
+    pub author: String,
+    pub time_ms: u64,
+    pub tree: BTreeMap<String, String>,
+    pub tree_hash: String,
+}
+
+impl Version {
+    pub fn info(&self) -> VersionInfo {
+        VersionInfo {
+            number: self.number,
+            parent: self.parent,
+            message: self.message.clone(),
+            author: self.author.clone(),
+            time_ms: self.time_ms,
+            files: self.tree.len(),
+            tree_hash: self.tree_hash.clone(),
+        }
+    }
+}
+
+/// One app's history.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct App {
+    /// `versions[i].number == i + 1`.
+    pub versions: Vec<Version>,
+    pub head: Option<u64>,
+}
+
+impl App {
+    pub fn version(&self, number: u64) -> Option<&Version> {
+        let index = usize::try_from(number).ok()?.checked_sub(1)?;
+        self.versions.get(index)
+    }
+
+    pub fn head_version(&self) -> Option<&Version> {
+        self.head.and_then(|n| self.version(n))
+    }
+}
+
+/// Blobs and apps.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CodeStore {
+    blobs: BTreeMap<String, Vec<u8>>,
+    apps: BTreeMap<String, App>,
+}
+
+fn invalid(message: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Invalid, message)
+}
+
+fn not_found(message: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, message)
+}
+
+impl CodeStore {
+    /// Stores blobs; returns how many were new.
+    pub fn put_blobs(&mut self, blobs: &[Vec<u8>]) -> usize {
+        let mut added = 0;
+        for blob in blobs {
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                self.blobs.entry(blob_hash(blob))
+            {
+                slot.insert(blob.clone());
+                added += 1;
+            }
+        }
+        added
+    }
+
+    pub fn has_blob(&self, hash: &str) -> bool {
+        self.blobs.contains_key(hash)
+    }
+
+    pub fn blob(&self, hash: &str) -> Option<&[u8]> {
+        self.blobs.get(hash).map(Vec::as_slice)
+    }
+
+    pub fn app(&self, name: &str) -> Option<&App> {
+        self.apps.get(name)
+    }
+
+    /// Every app's HEAD.
+    pub fn heads(&self) -> Vec<(String, u64)> {
+        self.apps
+            .iter()
+            .filter_map(|(name, app)| app.head.map(|h| (name.clone(), h)))
+            .collect()
+    }
+
+    /// Records a version unless its tree equals HEAD's.
+    pub fn commit(
+        &mut self,
+        app_name: &str,
+        tree: &BTreeMap<String, String>,
+        message: &str,
+        author: &str,
+        time_ms: u64,
+        activate: bool,
+    ) -> Result<CommitOutcome, ErrorBody> {
+        if app_name.is_empty() {
+            return Err(invalid("the app name is empty".into()));
+        }
+        if tree.is_empty() {
+            return Err(invalid("a version needs at least one file".into()));
+        }
+        for (path, hash) in tree {
+            check_path(path).map_err(invalid)?;
+            if !self.blobs.contains_key(hash) {
+                return Err(invalid(format!(
+                    "{path}: blob {hash} is not in the code store; upload it before committing"
+                )));
+            }
+        }
+        let hash = tree_hash(tree);
+        let app = self.apps.entry(app_name.to_string()).or_default();
+        if let Some(head) = app.head_version() {
+            if head.tree_hash == hash {
+                return Ok(CommitOutcome::Unchanged { head: head.number });
+            }
+        }
+        let number = app.versions.len() as u64 + 1;
+        app.versions.push(Version {
+            number,
+            parent: app.head,
+            message: message.to_string(),
+            author: author.to_string(),
+            time_ms,
+            tree: tree.clone(),
+            tree_hash: hash,
+        });
+        if activate {
+            app.head = Some(number);
+        }
+        Ok(CommitOutcome::Created {
+            version: number,
+            activated: activate,
+        })
+    }
+
+    /// Moves HEAD to `version`, or to HEAD's parent (a rollback) when None.
+    pub fn activate(
+        &mut self,
+        app_name: &str,
+        version: Option<u64>,
+    ) -> Result<(Option<u64>, u64), ErrorBody> {
+        let Some(app) = self.apps.get_mut(app_name) else {
+            return Err(not_found(format!(
+                "no app named {app_name:?}; deploy it first with `push deploy DIR`"
+            )));
+        };
+        let from = app.head;
+        let to = match version {
+            Some(v) => v,
+            None => match app.head_version().and_then(|h| h.parent) {
+                Some(parent) => parent,
+                None => {
+                    return Err(invalid(match from {
+                        Some(h) => format!("v{h} has no parent: there is nothing to roll back to"),
+                        None => "no version is active: there is nothing to roll back".into(),
+                    }))
+                }
+            },
+        };
+        if app.version(to).is_none() {
+            return Err(not_found(format!(
+                "{app_name} has no version {to} (it has v1..v{}); see `push versions`",
+                app.versions.len()
+            )));
+        }
+        app.head = Some(to);
+        Ok((from, to))
+    }
+
+    /// The files of a version (HEAD when None).
+    pub fn files(
+        &self,
+        app_name: &str,
+        version: Option<u64>,
+    ) -> Result<(u64, BTreeMap<String, Vec<u8>>), ErrorBody> {
+        let app = self
+            .apps
+            .get(app_name)
+            .ok_or_else(|| not_found(format!("no app named {app_name:?}")))?;
+        let number = match version.or(app.head) {
+            Some(n) => n,
+            None => return Err(not_found(format!("{app_name} has no active version"))),
+        };
+        let v = app
+            .version(number)
+            .ok_or_else(|| not_found(format!("{app_name} has no version {number}")))?;
+        let files = v
+            .tree
+            .iter()
+            .map(|(path, hash)| (path.clone(), self.blob(hash).unwrap_or_default().to_vec()))
+            .collect();
+        Ok((number, files))
+    }
+
+    /// A unified diff between two versions of an app.
+    pub fn diff(&self, app_name: &str, from: u64, to: u64) -> Result<String, ErrorBody> {
+        let (_, a) = self.files(app_name, Some(from))?;
+        let (_, b) = self.files(app_name, Some(to))?;
+        let mut out = String::new();
+        let paths: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for path in paths {
+            let old = a
+                .get(path)
+                .map(|x| String::from_utf8_lossy(x))
+                .unwrap_or_default();
+            let new = b
+                .get(path)
+                .map(|x| String::from_utf8_lossy(x))
+                .unwrap_or_default();
+            if old == new {
+                continue;
+            }
+            let old_name = if a.contains_key(path) {
+                format!("v{from}/{path}")
+            } else {
+                "/dev/null".into()
+            };
+            let new_name = if b.contains_key(path) {
+                format!("v{to}/{path}")
+            } else {
+                "/dev/null".into()
+            };
+            let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+            out.push_str(
+                &diff
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&old_name, &new_name)
+                    .to_string(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(files: &[(&str, &str)]) -> (CodeStore, BTreeMap<String, String>) {
+        let mut store = CodeStore::default();
+        let blobs: Vec<Vec<u8>> = files.iter().map(|(_, s)| s.as_bytes().to_vec()).collect();
+        store.put_blobs(&blobs);
+        let tree = files
+            .iter()
+            .map(|(p, s)| (p.to_string(), blob_hash(s.as_bytes())))
+            .collect();
+        (store, tree)
+    }
+
+    #[test]
+    fn commit_rollback_and_unchanged() {
+        let (mut store, tree1) = store_with(&[("app.py", "x = 1\n")]);
+        let out = store.commit("a", &tree1, "one", "me", 1, true).unwrap();
+        assert_eq!(
+            out,
+            CommitOutcome::Created {
+                version: 1,
+                activated: true
+            }
+        );
+        assert_eq!(
+            store.commit("a", &tree1, "again", "me", 2, true).unwrap(),
+            CommitOutcome::Unchanged { head: 1 }
+        );
+        store.put_blobs(&[b"x = 2\n".to_vec()]);
+        let tree2 = BTreeMap::from([("app.py".to_string(), blob_hash(b"x = 2\n"))]);
+        store.commit("a", &tree2, "two", "me", 3, true).unwrap();
+        assert_eq!(store.heads(), vec![("a".to_string(), 2)]);
+        let diff = store.diff("a", 1, 2).unwrap();
+        assert!(diff.contains("-x = 1") && diff.contains("+x = 2"), "{diff}");
+        assert_eq!(store.activate("a", None).unwrap(), (Some(2), 1));
+        let err = store.activate("a", None).unwrap_err();
+        assert!(
+            err.message.contains("nothing to roll back"),
+            "{}",
+            err.message
+        );
+        let err = store.activate("a", Some(9)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
+        assert_eq!(store.app("a").unwrap().head, Some(1));
+    }
+
+    #[test]
+    fn commit_refuses_missing_blobs_and_bad_paths() {
+        let (mut store, mut tree) = store_with(&[("ok.py", "")]);
+        tree.insert("../evil.py".into(), blob_hash(b""));
+        assert!(store.commit("a", &tree, "", "", 0, true).is_err());
+        let tree = BTreeMap::from([("m.py".to_string(), "00".repeat(32))]);
+        let err = store.commit("a", &tree, "", "", 0, true).unwrap_err();
+        assert!(err.message.contains("not in the code store"));
+        assert!(store.app("a").map_or(true, |a| a.versions.is_empty()));
+    }
+}

@@ -1,0 +1,263 @@
+//! One connection: the handshake, then either the client loop (concurrent requests, replies
+//! matched by id) or the peer loop (Raft RPCs, one at a time).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use push_protocol::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME, MAX_PEER_FRAME};
+use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Op, Outcome, Role, Welcome, MAGIC};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::{auth, dispatch};
+use crate::consensus::network::{serve_rpc, RaftRpc};
+use crate::node::Node;
+use crate::shutdown::Shutdown;
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn send_error(
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    code: ErrorCode,
+    message: String,
+) {
+    let body = ErrorBody::new(code, message);
+    if let Ok(bytes) = codec::encode(&body) {
+        let _ = frame::write_frame(writer, Kind::Error, &bytes).await;
+    }
+}
+
+fn frame_error_code(e: &FrameError) -> ErrorCode {
+    match e {
+        FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+        _ => ErrorCode::BadFrame,
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub async fn handle(mut stream: TcpStream, peer: SocketAddr, node: Arc<Node>, shutdown: Shutdown) {
+    stream.set_nodelay(true).ok();
+    let hello = match tokio::time::timeout(
+        HELLO_TIMEOUT,
+        frame::read_frame(&mut stream, MAX_CLIENT_FRAME),
+    )
+    .await
+    {
+        Err(_) => {
+            send_error(
+                &mut stream,
+                ErrorCode::BadFrame,
+                "no hello within 10 s".into(),
+            )
+            .await;
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "refused connection: {e}");
+            send_error(
+                &mut stream,
+                frame_error_code(&e),
+                format!("{e}; expected a Push hello frame"),
+            )
+            .await;
+            return;
+        }
+        Ok(Ok(Some(f))) => f,
+    };
+    let hello: Hello = match (hello.kind, codec::decode::<Hello>(&hello.payload)) {
+        (Kind::Hello, Ok(h)) if h.magic == MAGIC => h,
+        _ => {
+            tracing::info!(%peer, "refused connection: not a Push hello");
+            send_error(
+                &mut stream,
+                ErrorCode::BadFrame,
+                "expected a Push hello frame; is this a Push client of the same version?".into(),
+            )
+            .await;
+            return;
+        }
+    };
+    if hello.protocol != push_protocol::PROTOCOL_VERSION {
+        send_error(
+            &mut stream,
+            ErrorCode::VersionMismatch,
+            format!(
+                "protocol mismatch: the client ({}) speaks protocol {}, this node (push {}) speaks {}; use matching Push versions",
+                hello.client, hello.protocol, push_protocol::PUSH_VERSION, push_protocol::PROTOCOL_VERSION
+            ),
+        )
+        .await;
+        return;
+    }
+    if !auth::token_matches(&hello.token, &node.token) {
+        tracing::warn!(%peer, client = %hello.client, "refused connection: wrong cluster token");
+        send_error(
+            &mut stream,
+            ErrorCode::Unauthorized,
+            "wrong or missing cluster token; pass --token, set PUSH_TOKEN, or run from the directory holding `.push/token`".into(),
+        )
+        .await;
+        return;
+    }
+    let welcome = Welcome {
+        node_id: node.id,
+        protocol: push_protocol::PROTOCOL_VERSION,
+        push_version: push_protocol::PUSH_VERSION.to_string(),
+    };
+    let Ok(bytes) = codec::encode(&welcome) else {
+        return;
+    };
+    if frame::write_frame(&mut stream, Kind::Welcome, &bytes)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match hello.role {
+        Role::Client => client_loop(stream, peer, node, shutdown).await,
+        Role::Peer => peer_loop(stream, peer, node, shutdown).await,
+    }
+}
+
+async fn peer_loop(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.wait() => return,
+            f = frame::read_frame(&mut stream, MAX_PEER_FRAME) => f,
+        };
+        let frame = match frame {
+            Ok(Some(f)) if f.kind == Kind::Raft => f,
+            Ok(None) => return,
+            Ok(Some(f)) => {
+                send_error(
+                    &mut stream,
+                    ErrorCode::BadFrame,
+                    format!("unexpected {:?} frame on a peer connection", f.kind),
+                )
+                .await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "peer connection: {e}");
+                send_error(&mut stream, frame_error_code(&e), e.to_string()).await;
+                return;
+            }
+        };
+        let rpc: RaftRpc = match codec::decode(&frame.payload) {
+            Ok(rpc) => rpc,
+            Err(e) => {
+                send_error(
+                    &mut stream,
+                    ErrorCode::BadFrame,
+                    format!("undecodable raft rpc: {e}"),
+                )
+                .await;
+                return;
+            }
+        };
+        let reply = serve_rpc(&node.raft, rpc).await;
+        let Ok(bytes) = codec::encode(&reply) else {
+            return;
+        };
+        if frame::write_frame(&mut stream, Kind::RaftReply, &bytes)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Encodes one response frame.
+fn response(id: u64, last: bool, outcome: &Outcome) -> Vec<u8> {
+    let body = codec::encode(outcome).unwrap_or_else(|e| {
+        codec::encode(&Outcome::Err(ErrorBody::new(
+            ErrorCode::Internal,
+            e.to_string(),
+        )))
+        .unwrap_or_default()
+    });
+    frame::encode_frame(Kind::Response, &[&id.to_be_bytes(), &[last as u8], &body])
+}
+
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = rx.recv().await {
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn client_loop(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, mut shutdown: Shutdown) {
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer_task = tokio::spawn(write_loop(writer, rx));
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.wait() => break,
+            f = frame::read_frame(&mut reader, MAX_CLIENT_FRAME) => f,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(%peer, "closing client connection: {e}");
+                let body = codec::encode(&ErrorBody::new(
+                    frame_error_code(&e),
+                    format!("{e}; closing the connection"),
+                ))
+                .unwrap_or_default();
+                let _ = tx.send(frame::encode_frame(Kind::Error, &[&body])).await;
+                break;
+            }
+        };
+        if frame.kind != Kind::Request || frame.payload.len() < 8 {
+            let body = codec::encode(&ErrorBody::new(
+                ErrorCode::BadFrame,
+                format!(
+                    "expected a request frame, got {:?} of {} bytes; closing the connection",
+                    frame.kind,
+                    frame.payload.len()
+                ),
+            ))
+            .unwrap_or_default();
+            let _ = tx.send(frame::encode_frame(Kind::Error, &[&body])).await;
+            break;
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&frame.payload[..8]);
+        let id = u64::from_be_bytes(id);
+        let op: Op = match codec::decode(&frame.payload[8..]) {
+            Ok(op) => op,
+            Err(e) => {
+                let outcome = Err(ErrorBody::new(
+                    ErrorCode::UnknownOp,
+                    format!("unknown or malformed request ({e}); this node runs push {} — is the client a different version?", push_protocol::PUSH_VERSION),
+                ));
+                if tx.send(response(id, true, &outcome)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let node = node.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let outcome = dispatch::handle(&node, op).await;
+            let _ = tx.send(response(id, true, &outcome)).await;
+        });
+    }
+    drop(tx);
+    // Let queued replies (and a final error frame) go out before closing.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+}
