@@ -21,11 +21,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {addr}: {source}; is a Push node running there? (`push up` starts a local cluster)")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot connect to {addr}: {error}; is a Push node running there? (`push up` starts a local cluster)")]
+    Connect { addr: String, error: std::io::Error },
     #[error("connecting to {0} timed out; is the address right and the node healthy?")]
     ConnectTimeout(String),
     #[error("{0}")]
@@ -80,9 +77,9 @@ impl Client {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))?
-            .map_err(|source| ClientError::Connect {
+            .map_err(|error| ClientError::Connect {
                 addr: addr.to_string(),
-                source,
+                error,
             })?;
         let (stream, welcome) = tokio::time::timeout(
             CONNECT_TIMEOUT,

@@ -10,7 +10,7 @@ use super::target::Target;
 pub struct StatusArgs {
     /// Any node of the cluster
     #[arg(value_name = "HOST:PORT")]
-    pub addr: Option<String>,
+    pub node: Option<String>,
     #[command(flatten)]
     pub target: Target,
     /// Print JSON instead of a table
@@ -38,7 +38,7 @@ fn opt(v: Option<u64>) -> String {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let addr = args.target.addr(args.addr.as_deref())?;
+    let addr = args.target.addr(args.node.as_deref())?;
     let token = args.target.token()?;
     let first = status_of(&addr, &token)
         .await

@@ -252,6 +252,20 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// Appends and waits for durability (tests; openraft uses the callback form).
+    #[cfg(test)]
+    pub(crate) async fn append_and_wait(&self, entries: Vec<Entry<TypeConfig>>) -> io::Result<()> {
+        let mirror = entries.clone();
+        self.submit_and_wait(Record::Append(entries), move |m| {
+            for e in mirror {
+                m.entries.insert(e.log_id.index, e);
+            }
+        })
+        .await
+    }
+}
+
 struct Writer {
     shared: std::sync::Weak<Shared>,
     dir: PathBuf,

@@ -101,3 +101,65 @@ pub async fn start(
         .map_err(|e| StartError::Raft(e.to_string()))?;
     Ok((raft, shared))
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::StorageError;
+
+    use super::*;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let log = LogStore::open(&dir.path().join("log")).expect("log store");
+            let sm = StateMachineStore::open(&dir.path().join("state")).expect("state machine");
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own conformance suite against our log store and state machine.
+    #[test]
+    fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
+        Suite::test_all(Builder)
+    }
+
+    /// Entries and the vote written before a restart are there after it.
+    #[tokio::test]
+    async fn log_survives_reopen() {
+        use openraft::storage::RaftLogStorage;
+        use openraft::{CommittedLeaderId, LogId, RaftLogReader, Vote};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("log");
+        {
+            let mut log = LogStore::open(&path).expect("open");
+            log.save_vote(&Vote::new(3, 1)).await.expect("vote");
+            let entries: Vec<_> = (1..=5)
+                .map(|i| openraft::Entry::<TypeConfig> {
+                    log_id: LogId::new(CommittedLeaderId::new(3, 1), i),
+                    payload: openraft::EntryPayload::Blank,
+                })
+                .collect();
+            log.append_and_wait(entries).await.expect("append");
+            log.truncate(LogId::new(CommittedLeaderId::new(3, 1), 5))
+                .await
+                .expect("truncate");
+            log.purge(LogId::new(CommittedLeaderId::new(3, 1), 1))
+                .await
+                .expect("purge");
+            log.save_vote(&Vote::new(4, 2)).await.expect("vote"); // waits: all above is durable
+        }
+        let mut log = LogStore::open(&path).expect("reopen");
+        assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(4, 2)));
+        let entries = log.try_get_log_entries(0..100).await.expect("read");
+        let indexes: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, vec![2, 3, 4]);
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(1));
+    }
+}
