@@ -89,7 +89,7 @@ pub async fn start(
         election_timeout_max: settings.election_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
         max_in_snapshot_log_to_keep: settings.keep_logs,
-        purge_batch_size: 256,
+        purge_batch_size: settings.snapshot_every.clamp(1, 256),
         max_payload_entries: 256,
         snapshot_max_chunk_size: 4 << 20,
         ..Default::default()

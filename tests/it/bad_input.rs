@@ -1,0 +1,261 @@
+//! Hostile and malformed input on the node's one address: each case gets a clear error or a
+//! closed connection, the node keeps serving everyone else, and nothing is lost.
+
+use std::time::Duration;
+
+use push_protocol::frame::{encode_frame, read_frame, Frame, Kind, MAX_CLIENT_FRAME};
+use push_protocol::{
+    codec, ErrorBody, ErrorCode, Hello, Op, Outcome, ReadMode, Reply, Role, Value, MAGIC,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::support::cluster::{get, set};
+use crate::support::Cluster;
+
+fn hello(token: &str, protocol: u32) -> Vec<u8> {
+    let hello = Hello {
+        magic: MAGIC,
+        protocol,
+        token: token.into(),
+        role: Role::Client,
+        client: "test".into(),
+    };
+    encode_frame(Kind::Hello, &[&codec::encode(&hello).expect("encode")])
+}
+
+async fn next(stream: &mut TcpStream) -> Option<Frame> {
+    tokio::time::timeout(Duration::from_secs(5), read_frame(stream, MAX_CLIENT_FRAME))
+        .await
+        .expect("the node neither answered nor closed within 5 s")
+        .ok()
+        .flatten()
+}
+
+/// Sends `bytes` and expects an error frame with `code`, then a closed connection.
+async fn expect_error_and_close(addr: &str, bytes: &[u8], code: ErrorCode) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let frame = next(&mut s).await.expect("an error frame before the close");
+    assert_eq!(frame.kind, Kind::Error, "expected an error frame");
+    let body: ErrorBody = codec::decode(&frame.payload).expect("error body");
+    assert_eq!(body.code, code, "{}", body.message);
+    assert!(
+        next(&mut s).await.is_none(),
+        "the connection should be closed after the error"
+    );
+    body.message
+}
+
+/// A handshaken raw connection.
+async fn session(addr: &str, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&hello(token, push_protocol::PROTOCOL_VERSION))
+        .await
+        .expect("hello");
+    let welcome = next(&mut s).await.expect("welcome");
+    assert_eq!(welcome.kind, Kind::Welcome);
+    s
+}
+
+fn request(id: u64, op_bytes: &[u8]) -> Vec<u8> {
+    encode_frame(Kind::Request, &[&id.to_be_bytes(), op_bytes])
+}
+
+async fn response(s: &mut TcpStream) -> (u64, Outcome) {
+    let frame = next(s).await.expect("a response");
+    assert_eq!(frame.kind, Kind::Response);
+    let id = u64::from_be_bytes(frame.payload[..8].try_into().expect("id"));
+    (id, codec::decode(&frame.payload[9..]).expect("outcome"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_clear_errors_and_the_node_keeps_serving() {
+    let cluster = Cluster::start(3).await;
+    let addr = cluster.addr(2);
+    let good = cluster.client(2).await;
+    for i in 0..20 {
+        set(&good, "safe", &format!("k{i}"), Value::Int(i)).await;
+    }
+
+    // Plain garbage (an HTTP request): the length prefix is absurd.
+    let msg = expect_error_and_close(
+        &addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ErrorCode::TooLarge,
+    )
+    .await;
+    assert!(msg.contains("exceeds the limit"), "{msg}");
+
+    // A small frame of an unknown kind.
+    expect_error_and_close(&addr, &[0, 0, 0, 3, 99, 1, 2], ErrorCode::BadFrame).await;
+
+    // A first frame that is not a hello.
+    expect_error_and_close(
+        &addr,
+        &request(1, &codec::encode(&Op::Ping).expect("op")),
+        ErrorCode::BadFrame,
+    )
+    .await;
+
+    // Wrong token, missing token, wrong protocol version.
+    let msg = expect_error_and_close(
+        &addr,
+        &hello("wrong", push_protocol::PROTOCOL_VERSION),
+        ErrorCode::Unauthorized,
+    )
+    .await;
+    assert!(msg.contains("token"), "{msg}");
+    expect_error_and_close(
+        &addr,
+        &hello("", push_protocol::PROTOCOL_VERSION),
+        ErrorCode::Unauthorized,
+    )
+    .await;
+    let msg = expect_error_and_close(
+        &addr,
+        &hello(&cluster.token, 999),
+        ErrorCode::VersionMismatch,
+    )
+    .await;
+    assert!(msg.contains("999"), "{msg}");
+
+    // A truncated frame: the header promises 100 bytes, 10 arrive, then the client hangs up.
+    {
+        let mut s = session(&addr, &cluster.token).await;
+        let mut bytes = 100u32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[3; 10]);
+        s.write_all(&bytes).await.expect("write");
+        s.shutdown().await.expect("shutdown");
+        match next(&mut s).await {
+            None => {}
+            Some(f) => {
+                assert_eq!(f.kind, Kind::Error);
+                let body: ErrorBody = codec::decode(&f.payload).expect("body");
+                assert!(
+                    body.message.contains("closed in the middle of a frame"),
+                    "{}",
+                    body.message
+                );
+            }
+        }
+    }
+
+    // An oversized frame after a good handshake.
+    {
+        let mut s = session(&addr, &cluster.token).await;
+        s.write_all(&(200u32 << 20).to_be_bytes())
+            .await
+            .expect("write");
+        let f = next(&mut s).await.expect("error frame");
+        assert_eq!(f.kind, Kind::Error);
+        let body: ErrorBody = codec::decode(&f.payload).expect("body");
+        assert_eq!(body.code, ErrorCode::TooLarge);
+        assert!(next(&mut s).await.is_none());
+    }
+
+    // An unknown op is answered with an error for that request; the connection stays usable.
+    {
+        let mut s = session(&addr, &cluster.token).await;
+        s.write_all(&request(7, &[200, 1, 2, 3]))
+            .await
+            .expect("write");
+        let (id, outcome) = response(&mut s).await;
+        assert_eq!(id, 7);
+        let err = outcome.expect_err("unknown op must fail");
+        assert_eq!(err.code, ErrorCode::UnknownOp);
+        assert!(
+            err.message.contains("unknown or malformed request"),
+            "{}",
+            err.message
+        );
+        s.write_all(&request(8, &codec::encode(&Op::Ping).expect("op")))
+            .await
+            .expect("write");
+        let (id, outcome) = response(&mut s).await;
+        assert_eq!(id, 8);
+        assert!(matches!(outcome, Ok(Reply::Pong)));
+    }
+
+    // A value nested far too deep (a stack bomb for a naive decoder) is refused, not crashed on.
+    {
+        let mut value = Value::None;
+        for _ in 0..1000 {
+            value = Value::List(vec![value]);
+        }
+        let op = Op::KvSet {
+            map: "safe".into(),
+            key: "bomb".into(),
+            value,
+        };
+        let err = good.call(op).await.expect_err("too deep");
+        assert_eq!(err.code(), Some(ErrorCode::UnknownOp));
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    // Through all of it: the same client still works, every node serves, nothing was lost.
+    for id in 1..=3 {
+        let c = cluster.client(id).await;
+        for i in 0..20 {
+            assert_eq!(
+                get(&c, "safe", &format!("k{i}"), ReadMode::Linearizable).await,
+                Some(Value::Int(i))
+            );
+        }
+        assert_eq!(get(&c, "safe", "bomb", ReadMode::Linearizable).await, None);
+    }
+    set(&good, "safe", "after", Value::Bool(true)).await;
+    assert!(cluster.status(2).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_port_refuses_raft_traffic_without_the_token() {
+    let cluster = Cluster::start(1).await;
+    let addr = cluster.addr(1);
+    let hello = Hello {
+        magic: MAGIC,
+        protocol: push_protocol::PROTOCOL_VERSION,
+        token: "nope".into(),
+        role: Role::Peer,
+        client: "evil".into(),
+    };
+    let bytes = encode_frame(Kind::Hello, &[&codec::encode(&hello).expect("encode")]);
+    expect_error_and_close(&addr, &bytes, ErrorCode::Unauthorized).await;
+    // A peer with the token sending garbage instead of a Raft RPC is cut off; the node lives.
+    let hello = Hello {
+        token: cluster.token.clone(),
+        ..hello
+    };
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    s.write_all(&encode_frame(
+        Kind::Hello,
+        &[&codec::encode(&hello).expect("encode")],
+    ))
+    .await
+    .expect("write");
+    assert_eq!(next(&mut s).await.expect("welcome").kind, Kind::Welcome);
+    s.write_all(&encode_frame(Kind::Raft, &[&[255, 255, 255]]))
+        .await
+        .expect("write");
+    let f = next(&mut s).await.expect("error");
+    assert_eq!(f.kind, Kind::Error);
+    let c = cluster.client(1).await;
+    set(&c, "m", "k", Value::Int(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_errors_say_what_to_do_next() {
+    let cluster = Cluster::start(1).await;
+    // Wrong token through the CLI.
+    let out = std::process::Command::new(crate::support::cluster::push_bin())
+        .args(["status", &cluster.addr(1), "--token", "wrong"])
+        .output()
+        .expect("run");
+    let err = crate::support::cluster::fails(&out);
+    assert!(err.contains("wrong or missing cluster token"), "{err}");
+    // Nothing listening.
+    let port = crate::support::cluster::free_port();
+    let err =
+        crate::support::cluster::fails(&cluster.cli(&["status", &format!("127.0.0.1:{port}")]));
+    assert!(err.contains("is a Push node running there?"), "{err}");
+}

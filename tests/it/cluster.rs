@@ -1,0 +1,408 @@
+//! The cluster backbone: formation, replication, leader failure, restarts, joins by snapshot.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use push_protocol::{Client, Op, ReadMode, Reply, Value};
+
+use crate::support::cluster::{get, set};
+use crate::support::Cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_and_a_write_through_any_node_is_read_from_every_node() {
+    let cluster = Cluster::start(3).await;
+    let mut last_index = 0;
+    for id in 1..=3 {
+        let client = cluster.client(id).await;
+        last_index = set(
+            &client,
+            "greetings",
+            &format!("from{id}"),
+            Value::Str(format!("hello {id}")),
+        )
+        .await;
+    }
+    for reader in 1..=3 {
+        let client = cluster.client(reader).await;
+        for writer in 1..=3 {
+            let got = get(
+                &client,
+                "greetings",
+                &format!("from{writer}"),
+                ReadMode::Linearizable,
+            )
+            .await;
+            assert_eq!(
+                got,
+                Some(Value::Str(format!("hello {writer}"))),
+                "node {reader} reading node {writer}'s write"
+            );
+        }
+        // A stale read sees it too once the node has applied the last write.
+        cluster
+            .wait_applied(reader, last_index, Duration::from_secs(10))
+            .await;
+        let got = get(&client, "greetings", "from3", ReadMode::Stale).await;
+        assert_eq!(got, Some(Value::Str("hello 3".into())));
+    }
+    let status = cluster.status(2).await.expect("status");
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.voter));
+    assert_eq!(status.term, cluster.status(1).await.expect("status").term);
+}
+
+/// Writes from a client that reconnects to any live node; records which were acknowledged.
+async fn write_stream(
+    cluster: &Cluster,
+    live: &[u64],
+    prefix: &str,
+    count: usize,
+    acked: &mut BTreeMap<String, i64>,
+) {
+    let mut clients: BTreeMap<u64, Client> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    let mut attempt = 0usize;
+    while i < count {
+        assert!(
+            Instant::now() < deadline,
+            "writes stalled\n{}",
+            cluster.logs()
+        );
+        let id = live[attempt % live.len()];
+        attempt += 1;
+        if !clients.contains_key(&id) {
+            match Client::connect(&cluster.addr(id), &cluster.token).await {
+                Ok(c) => {
+                    clients.insert(id, c);
+                }
+                Err(_) => continue,
+            }
+        }
+        let key = format!("{prefix}{i}");
+        let op = Op::KvSet {
+            map: "stream".into(),
+            key: key.clone(),
+            value: Value::Int(i as i64),
+        };
+        match clients[&id].call(op).await {
+            Ok(Reply::Written { .. }) => {
+                acked.insert(key, i as i64);
+                i += 1;
+            }
+            Ok(other) => panic!("unexpected reply {other:?}"),
+            Err(_) => {
+                clients.remove(&id);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_no_acknowledged_write_and_it_catches_up_after_restart() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let mut acked = BTreeMap::new();
+
+    // A stream through every node, the leader killed, the stream going on through the rest.
+    // (`leader_killed_mid_stream_with_concurrent_writers` kills it with writes in flight.)
+    let all: Vec<u64> = vec![1, 2, 3];
+    write_stream(&cluster, &all, "before", 200, &mut acked).await;
+    let survivors: Vec<u64> = all.iter().copied().filter(|id| *id != leader).collect();
+    cluster.kill(leader);
+    write_stream(&cluster, &survivors, "during", 200, &mut acked).await;
+
+    let new_leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    assert_ne!(new_leader, leader);
+    let client = cluster.client(new_leader).await;
+    for (key, value) in &acked {
+        assert_eq!(
+            get(&client, "stream", key, ReadMode::Linearizable).await,
+            Some(Value::Int(*value)),
+            "acknowledged write {key} is missing after the leader was killed"
+        );
+    }
+
+    // The killed node comes back from its data dir and catches up.
+    cluster.restart(leader);
+    let last = cluster
+        .status(new_leader)
+        .await
+        .expect("status")
+        .last_log_index
+        .expect("log");
+    cluster
+        .wait_applied(leader, last, Duration::from_secs(20))
+        .await;
+    let back = cluster.client(leader).await;
+    for (key, value) in &acked {
+        assert_eq!(
+            get(&back, "stream", key, ReadMode::Stale).await,
+            Some(Value::Int(*value))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_stream_with_concurrent_writers() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, i64)>();
+    // Four writers against the survivors (followers forward to the leader).
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let addr = cluster.addr(survivors[(w % 2) as usize]);
+        let token = cluster.token.clone();
+        let tx = tx.clone();
+        writers.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(4);
+            let mut client = Client::connect(&addr, &token).await.ok();
+            let mut i = 0i64;
+            while Instant::now() < deadline {
+                let Some(c) = &client else {
+                    client = Client::connect(&addr, &token).await.ok();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let key = format!("w{w}-{i}");
+                let op = Op::KvSet {
+                    map: "chaos".into(),
+                    key: key.clone(),
+                    value: Value::Int(i),
+                };
+                match c.call(op).await {
+                    Ok(Reply::Written { .. }) => {
+                        let _ = tx.send((key, i));
+                    }
+                    Ok(other) => panic!("unexpected {other:?}"),
+                    Err(e) if e.code().is_some() => {}
+                    Err(_) => client = None,
+                }
+                i += 1;
+            }
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    cluster.kill(leader);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let mut acked = Vec::new();
+    while let Some(pair) = rx.recv().await {
+        acked.push(pair);
+    }
+    assert!(
+        acked.len() > 50,
+        "too few writes were acknowledged: {}",
+        acked.len()
+    );
+    let client = cluster.client(survivors[0]).await;
+    for (key, value) in &acked {
+        assert_eq!(
+            get(&client, "chaos", key, ReadMode::Linearizable).await,
+            Some(Value::Int(*value)),
+            "lost {key}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_nodes_killed_and_restarted_keep_state_and_code_history() {
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client(1).await;
+    for i in 0..50 {
+        set(&client, "durable", &format!("k{i}"), Value::Int(i)).await;
+    }
+    let app = cluster.dir.path().join("app");
+    std::fs::create_dir_all(&app).expect("app dir");
+    std::fs::write(app.join("app.py"), "VERSION = 1\n").expect("write");
+    crate::support::cluster::ok(&cluster.cli(&[
+        "deploy",
+        app.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(2),
+        "-m",
+        "one",
+    ]));
+    std::fs::write(app.join("app.py"), "VERSION = 2\n").expect("write");
+    crate::support::cluster::ok(&cluster.cli(&[
+        "deploy",
+        app.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(3),
+        "-m",
+        "two",
+    ]));
+    drop(client);
+
+    // One graceful stop, two kill -9s, then everyone back.
+    cluster.stop(1);
+    cluster.kill(2);
+    cluster.kill(3);
+    for id in 1..=3 {
+        cluster.restart(id);
+    }
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let client = cluster.client(2).await;
+    for i in 0..50 {
+        assert_eq!(
+            get(&client, "durable", &format!("k{i}"), ReadMode::Linearizable).await,
+            Some(Value::Int(i))
+        );
+    }
+    let versions =
+        crate::support::cluster::ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]));
+    assert!(
+        versions.contains("* v2") && versions.contains("two"),
+        "{versions}"
+    );
+    assert!(
+        versions.contains("v1") && versions.contains("one"),
+        "{versions}"
+    );
+    let diff =
+        crate::support::cluster::ok(&cluster.cli(&["diff", "1", "2", "--to", &cluster.addr(3)]));
+    assert!(
+        diff.contains("-VERSION = 1") && diff.contains("+VERSION = 2"),
+        "{diff}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_joins_and_receives_the_full_state_through_a_snapshot() {
+    // Snapshot every 20 entries and keep no log behind it: a newcomer can only catch up by
+    // installing a snapshot.
+    let flags = ["--snapshot-every", "20", "--keep-logs", "0"];
+    let mut cluster = Cluster::start_with(3, &flags).await;
+    let client = cluster.client(1).await;
+    for i in 0..120 {
+        set(
+            &client,
+            "big",
+            &format!("k{i:03}"),
+            Value::Str("x".repeat(100)),
+        )
+        .await;
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = cluster.status(leader).await.expect("status");
+        if s.snapshot_index.unwrap_or(0) >= 100 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader built no snapshot: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.add_node(4, &flags);
+    cluster.wait_voters(4, Duration::from_secs(30)).await;
+    let last = cluster
+        .status(leader)
+        .await
+        .expect("status")
+        .last_log_index
+        .expect("log");
+    cluster.wait_applied(4, last, Duration::from_secs(20)).await;
+    let four = cluster.client(4).await;
+    match four
+        .call(Op::KvList {
+            map: "big".into(),
+            prefix: "k".into(),
+            read: ReadMode::Stale,
+        })
+        .await
+    {
+        Ok(Reply::Keys(keys)) => assert_eq!(keys.len(), 120),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        cluster.data_dir(4).join("state/snapshot.bin").exists(),
+        "node 4 caught up without installing a snapshot"
+    );
+    let log = std::fs::read_to_string(cluster.data_dir(4).join("node.log")).unwrap_or_default();
+    assert!(
+        log.contains("installed snapshot"),
+        "node 4 did not install a snapshot:\n{log}"
+    );
+    // And it takes part: a write through node 4 is read from node 1.
+    set(&four, "big", "from4", Value::Bool(true)).await;
+    assert_eq!(
+        get(&client, "big", "from4", ReadMode::Linearizable).await,
+        Some(Value::Bool(true))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_set_delete_and_list() {
+    let cluster = Cluster::start(3).await;
+    let c = cluster.client(2).await;
+    let cas = |expected: Option<Value>, new: Option<Value>| Op::KvCas {
+        map: "m".into(),
+        key: "k".into(),
+        expected,
+        new,
+    };
+    match c.call(cas(None, Some(Value::Int(1)))).await {
+        Ok(Reply::Cas { ok: true, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    match c.call(cas(None, Some(Value::Int(2)))).await {
+        Ok(Reply::Cas {
+            ok: false, current, ..
+        }) => assert_eq!(current, Some(Value::Int(1))),
+        other => panic!("{other:?}"),
+    }
+    match c.call(cas(Some(Value::Int(1)), Some(Value::Int(3)))).await {
+        Ok(Reply::Cas { ok: true, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    set(&c, "m", "other", Value::None).await;
+    match c
+        .call(Op::KvList {
+            map: "m".into(),
+            prefix: String::new(),
+            read: ReadMode::Linearizable,
+        })
+        .await
+    {
+        Ok(Reply::Keys(keys)) => assert_eq!(keys, vec!["k", "other"]),
+        other => panic!("{other:?}"),
+    }
+    match c
+        .call(Op::KvDelete {
+            map: "m".into(),
+            key: "k".into(),
+        })
+        .await
+    {
+        Ok(Reply::Deleted { existed: true, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(get(&c, "m", "k", ReadMode::Linearizable).await, None);
+    // The CLI speaks the same.
+    let out = crate::support::cluster::ok(&cluster.cli(&[
+        "kv",
+        "set",
+        "cli",
+        "n",
+        "[1, 2.5, null]",
+        "--to",
+        &cluster.addr(3),
+    ]));
+    assert!(out.contains("ok"), "{out}");
+    let out = crate::support::cluster::ok(&cluster.cli(&[
+        "kv",
+        "get",
+        "cli",
+        "n",
+        "--to",
+        &cluster.addr(1),
+    ]));
+    assert_eq!(out.trim(), "[1, 2.5, None]");
+}

@@ -1,0 +1,353 @@
+//! Starts `push node` processes on loopback with free ports and temp data dirs; kills them
+//! (and prints their logs if the test failed) on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use push_protocol::{Client, NodeStatus, Op, ReadMode, Reply, Value};
+
+/// The `push` binary under test.
+pub fn push_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_push")
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// One node process.
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub data: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+/// A cluster of node processes sharing a temp dir and a token.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub token: String,
+    pub token_file: PathBuf,
+    pub nodes: Vec<NodeProc>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (node 1 bootstraps, the rest join) and waits for `n` voters.
+    pub async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// Like [`Cluster::start`], passing `extra` flags to every node.
+    pub async fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("push-it-")
+            .tempdir()
+            .expect("temp dir");
+        let token = format!("test-token-{}", free_port());
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, &token).expect("token file");
+        let mut cluster = Cluster {
+            dir,
+            token,
+            token_file,
+            nodes: Vec::new(),
+        };
+        for id in 1..=n {
+            cluster.add_node(id, extra);
+            if id == 1 {
+                cluster.wait_leader(Duration::from_secs(20)).await;
+            }
+        }
+        cluster
+            .wait_voters(n as usize, Duration::from_secs(30))
+            .await;
+        cluster
+    }
+
+    /// Starts node `id` (joining node 1 unless it is node 1).
+    pub fn add_node(&mut self, id: u64, extra: &[&str]) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data = self.dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if id != 1 {
+            extra.push("--join".into());
+            extra.push(self.nodes[0].addr.clone());
+        }
+        let mut node = NodeProc {
+            id,
+            addr,
+            data,
+            child: None,
+            extra,
+        };
+        self.spawn(&mut node);
+        self.nodes.push(node);
+    }
+
+    fn spawn(&self, node: &mut NodeProc) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.data.join("node.log"))
+            .expect("log file");
+        let child = Command::new(push_bin())
+            .args(["node", "--id", &node.id.to_string(), "--listen", &node.addr])
+            .arg("--data")
+            .arg(&node.data)
+            .arg("--token-file")
+            .arg(&self.token_file)
+            .args(&node.extra)
+            .env("PUSH_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn push node");
+        node.child = Some(child);
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProc {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut NodeProc {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.node(id).addr.clone()
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.node_mut(id).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (graceful stop).
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut child) = self.node_mut(id).child.take() {
+            // SAFETY: signalling a child process this test spawned.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped node again from its data dir, on the same address.
+    pub fn restart(&mut self, id: u64) {
+        let mut node = std::mem::replace(
+            self.node_mut(id),
+            NodeProc {
+                id,
+                addr: String::new(),
+                data: PathBuf::new(),
+                child: None,
+                extra: Vec::new(),
+            },
+        );
+        assert!(node.child.is_none(), "node {id} is still running");
+        self.spawn(&mut node);
+        *self.node_mut(id) = node;
+    }
+
+    pub async fn client(&self, id: u64) -> Client {
+        let addr = self.addr(id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Client::connect(&addr, &self.token).await {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("cannot connect to node {id}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
+        let client = Client::connect(&self.addr(id), &self.token).await.ok()?;
+        match client.call(Op::Status).await.ok()? {
+            Reply::Status(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Waits until a running node reports a leader; returns its id.
+    pub async fn wait_leader(&self, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+                if let Some(s) = self.status(n.id).await {
+                    if s.role == "leader" {
+                        return s.id;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader within {within:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the leader reports `n` voters.
+    pub async fn wait_voters(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let leader = self.wait_leader(within).await;
+            if let Some(s) = self.status(leader).await {
+                if s.members.iter().filter(|m| m.voter).count() == n {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster did not reach {n} voters\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.status(id).await {
+                if s.applied_index.unwrap_or(0) >= index {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not apply index {index}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs the `push` CLI with this cluster's token.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(push_bin())
+            .args(args)
+            .arg("--token-file")
+            .arg(&self.token_file)
+            .current_dir(self.dir.path())
+            .env_remove("PUSH_ADDR")
+            .env_remove("PUSH_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run push")
+    }
+
+    /// The tail of every node's log.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(n.data.join("node.log")).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            out.push_str(&format!(
+                "--- node {} ({}) log tail ---\n{}\n",
+                n.id,
+                n.addr,
+                tail.join("\n")
+            ));
+        }
+        out
+    }
+
+    pub fn data_dir(&self, id: u64) -> &Path {
+        &self.node(id).data
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for n in &mut self.nodes {
+            if let Some(mut child) = n.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Sets a key, panicking with context on failure.
+pub async fn set(client: &Client, map: &str, key: &str, value: Value) -> u64 {
+    match client
+        .call(Op::KvSet {
+            map: map.into(),
+            key: key.into(),
+            value,
+        })
+        .await
+    {
+        Ok(Reply::Written { index }) => index,
+        other => panic!("set {map}/{key} failed: {other:?}"),
+    }
+}
+
+/// Reads a key.
+pub async fn get(client: &Client, map: &str, key: &str, read: ReadMode) -> Option<Value> {
+    match client
+        .call(Op::KvGet {
+            map: map.into(),
+            key: key.into(),
+            read,
+        })
+        .await
+    {
+        Ok(Reply::Value(v)) => v,
+        other => panic!("get {map}/{key} failed: {other:?}"),
+    }
+}
+
+/// Stdout of a CLI run that must succeed.
+pub fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "push failed: {}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Stderr of a CLI run that must fail.
+pub fn fails(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "push unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
