@@ -21,6 +21,7 @@ pub mod value;
 pub use client::{Client, ClientError};
 pub use frame::{FrameError, Kind};
 pub use message::*;
+pub use serde_bytes::ByteBuf;
 pub use value::Value;
 
 /// The protocol version both ends announce in the handshake; a mismatch is refused with a

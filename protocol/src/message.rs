@@ -137,7 +137,7 @@ pub enum Op {
     },
     /// Store module sources; they are addressed by their SHA-256.
     PutBlobs {
-        blobs: Vec<Vec<u8>>,
+        blobs: Vec<serde_bytes::ByteBuf>,
     },
     /// Record a version of `app` whose tree maps paths to blob hashes.
     Commit {
@@ -264,7 +264,7 @@ pub enum Reply {
     Diff(String),
     Files {
         version: u64,
-        files: BTreeMap<String, Vec<u8>>,
+        files: BTreeMap<String, serde_bytes::ByteBuf>,
     },
 }
 

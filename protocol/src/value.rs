@@ -19,7 +19,7 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Str(String),
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     List(Vec<Value>),
     /// Insertion-ordered pairs, as a Python dict keeps them.
     Dict(Vec<(Value, Value)>),
@@ -34,7 +34,7 @@ enum ValueRepr {
     Int(i64),
     Float(f64),
     Str(String),
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     List(Vec<Value>),
     Dict(Vec<(Value, Value)>),
 }

@@ -14,7 +14,7 @@ use crate::server::dispatch::MAX_BLOB_BATCH;
 /// Name used when `--app` is not given.
 pub const DEFAULT_APP: &str = "main";
 /// Largest single file a deploy accepts.
-pub const MAX_FILE: usize = 4 << 20;
+pub const MAX_FILE: usize = 2 << 20;
 /// Upload batches stay under this many bytes.
 const BATCH_BYTES: usize = 1 << 20;
 
@@ -155,12 +155,12 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             .collect()
     };
     let mut progress = Progress::new("uploading", uploads.len() as u64);
-    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch: Vec<push_protocol::ByteBuf> = Vec::new();
     let mut batch_bytes = 0;
     let total = uploads.len();
     for (i, blob) in uploads.into_iter().enumerate() {
         batch_bytes += blob.len();
-        batch.push(blob.clone());
+        batch.push(push_protocol::ByteBuf::from(blob.clone()));
         if batch_bytes >= BATCH_BYTES.min(MAX_BLOB_BATCH) || i + 1 == total {
             let n = batch.len() as u64;
             client

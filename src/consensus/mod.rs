@@ -124,8 +124,10 @@ mod tests {
 
     /// openraft's own conformance suite against our log store and state machine.
     #[test]
-    fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
-        Suite::test_all(Builder)
+    fn openraft_storage_suite() {
+        if let Err(e) = Suite::test_all(Builder) {
+            panic!("openraft storage suite failed: {e}");
+        }
     }
 
     /// Entries and the vote written before a restart are there after it.

@@ -24,6 +24,9 @@ use tokio::net::TcpStream;
 
 use super::{Raft, TypeConfig};
 
+/// Bytes of entries one AppendEntries carries at most (more entries go in later requests).
+pub const APPEND_BUDGET: usize = 2 << 20;
+
 /// A Raft RPC as it travels in a `Raft` frame.
 #[derive(Serialize, Deserialize)]
 pub enum RaftRpc {
@@ -119,6 +122,10 @@ impl PeerConnection {
         Ok(self.stream.as_mut().expect("connected above"))
     }
 
+    /// One request and its reply. Cancel-safe: openraft drops this future when its own
+    /// timeout fires, so the stream is taken out for the exchange and put back only after a
+    /// complete reply — a dropped exchange drops (closes) the stream instead of leaving a
+    /// stale reply to be read as the answer to the next request.
     async fn round_trip(&mut self, body: &[u8], ttl: Duration) -> Result<Vec<u8>, LinkError> {
         let target = self.target;
         let addr = self.addr.clone();
@@ -127,12 +134,15 @@ impl PeerConnection {
             addr: addr.clone(),
             reason,
         };
-        let stream = self.connect().await?;
+        self.connect().await?;
+        let Some(mut stream) = self.stream.take() else {
+            return Err(io_fail("not connected".into()));
+        };
         let exchange = async {
-            frame::write_frame(stream, Kind::Raft, body)
+            frame::write_frame(&mut stream, Kind::Raft, body)
                 .await
                 .map_err(|e| e.to_string())?;
-            match frame::read_frame(stream, MAX_PEER_FRAME).await {
+            match frame::read_frame(&mut stream, MAX_PEER_FRAME).await {
                 Ok(Some(f)) if f.kind == Kind::RaftReply => Ok(f.payload),
                 Ok(Some(f)) if f.kind == Kind::Error => {
                     Err(codec::decode::<push_protocol::ErrorBody>(&f.payload)
@@ -147,9 +157,8 @@ impl PeerConnection {
         let result = tokio::time::timeout(ttl, exchange)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {ttl:?}")));
-        if result.is_err() {
-            // The stream may hold half a frame: never reuse it.
-            self.stream = None;
+        if result.is_ok() {
+            self.stream = Some(stream);
         }
         result.map_err(io_fail)
     }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{CommitOutcome, ErrorBody, ErrorCode, VersionInfo};
+use push_protocol::{ByteBuf, CommitOutcome, ErrorBody, ErrorCode, VersionInfo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -93,7 +93,7 @@ impl App {
 /// Blobs and apps.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CodeStore {
-    blobs: BTreeMap<String, Vec<u8>>,
+    blobs: BTreeMap<String, ByteBuf>,
     apps: BTreeMap<String, App>,
 }
 
@@ -107,7 +107,7 @@ fn not_found(message: String) -> ErrorBody {
 
 impl CodeStore {
     /// Stores blobs; returns how many were new.
-    pub fn put_blobs(&mut self, blobs: &[Vec<u8>]) -> usize {
+    pub fn put_blobs(&mut self, blobs: &[ByteBuf]) -> usize {
         let mut added = 0;
         for blob in blobs {
             if let std::collections::btree_map::Entry::Vacant(slot) =
@@ -125,7 +125,7 @@ impl CodeStore {
     }
 
     pub fn blob(&self, hash: &str) -> Option<&[u8]> {
-        self.blobs.get(hash).map(Vec::as_slice)
+        self.blobs.get(hash).map(|b| b.as_slice())
     }
 
     pub fn app(&self, name: &str) -> Option<&App> {
@@ -229,7 +229,7 @@ impl CodeStore {
         &self,
         app_name: &str,
         version: Option<u64>,
-    ) -> Result<(u64, BTreeMap<String, Vec<u8>>), ErrorBody> {
+    ) -> Result<(u64, BTreeMap<String, ByteBuf>), ErrorBody> {
         let app = self
             .apps
             .get(app_name)
@@ -244,7 +244,10 @@ impl CodeStore {
         let files = v
             .tree
             .iter()
-            .map(|(path, hash)| (path.clone(), self.blob(hash).unwrap_or_default().to_vec()))
+            .map(|(path, hash)| {
+                let bytes = self.blob(hash).unwrap_or_default().to_vec();
+                (path.clone(), ByteBuf::from(bytes))
+            })
             .collect();
         Ok((number, files))
     }
@@ -296,7 +299,10 @@ mod tests {
 
     fn store_with(files: &[(&str, &str)]) -> (CodeStore, BTreeMap<String, String>) {
         let mut store = CodeStore::default();
-        let blobs: Vec<Vec<u8>> = files.iter().map(|(_, s)| s.as_bytes().to_vec()).collect();
+        let blobs: Vec<ByteBuf> = files
+            .iter()
+            .map(|(_, s)| ByteBuf::from(s.as_bytes().to_vec()))
+            .collect();
         store.put_blobs(&blobs);
         let tree = files
             .iter()
@@ -320,7 +326,7 @@ mod tests {
             store.commit("a", &tree1, "again", "me", 2, true).unwrap(),
             CommitOutcome::Unchanged { head: 1 }
         );
-        store.put_blobs(&[b"x = 2\n".to_vec()]);
+        store.put_blobs(&[ByteBuf::from(b"x = 2\n".to_vec())]);
         let tree2 = BTreeMap::from([("app.py".to_string(), blob_hash(b"x = 2\n"))]);
         store.commit("a", &tree2, "two", "me", 3, true).unwrap();
         assert_eq!(store.heads(), vec![("a".to_string(), 2)]);

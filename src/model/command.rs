@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{CommitOutcome, ErrorBody, Value};
+use push_protocol::{ByteBuf, CommitOutcome, ErrorBody, Value};
 use serde::{Deserialize, Serialize};
 
 /// One log entry's payload. `time_ms` is stamped by the proposing node, so apply reads no clock.
@@ -31,7 +31,7 @@ pub enum CommandOp {
         new: Option<Value>,
     },
     PutBlobs {
-        blobs: Vec<Vec<u8>>,
+        blobs: Vec<ByteBuf>,
     },
     Commit {
         app: String,

@@ -7,7 +7,7 @@ use crate::model::{Applied, CommandOp, State};
 use crate::node::{Node, Route};
 
 /// Most bytes one `PutBlobs` may carry; the CLI batches below this.
-pub const MAX_BLOB_BATCH: usize = 8 << 20;
+pub const MAX_BLOB_BATCH: usize = 4 << 20;
 
 /// Answers one request.
 pub async fn handle(node: &Node, op: Op) -> Outcome {
@@ -142,7 +142,7 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
             .await
         }
         Op::PutBlobs { blobs } => {
-            let size: usize = blobs.iter().map(Vec::len).sum();
+            let size: usize = blobs.iter().map(|b| b.len()).sum();
             if size > MAX_BLOB_BATCH {
                 return Err(ErrorBody::new(
                     ErrorCode::TooLarge,

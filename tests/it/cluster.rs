@@ -71,10 +71,10 @@ async fn write_stream(
         );
         let id = live[attempt % live.len()];
         attempt += 1;
-        if !clients.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = clients.entry(id) {
             match Client::connect(&cluster.addr(id), &cluster.token).await {
                 Ok(c) => {
-                    clients.insert(id, c);
+                    slot.insert(c);
                 }
                 Err(_) => continue,
             }
