@@ -188,7 +188,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         token_path.display()
     );
     println!("  push status              # every node's role, term and log");
-    println!("  push deploy examples/hello-web");
+    println!("  push deploy DIR -m \"first\"   # store DIR's .py files as a new version");
     println!("  push kv set greetings en hello && push kv get greetings en");
     println!(
         "From elsewhere: push status {first} --token-file {}",

@@ -8,3 +8,4 @@ mod support;
 mod bad_input;
 mod cluster;
 mod code_store;
+mod tidy;
