@@ -18,6 +18,8 @@ use crate::consensus::RaftSettings;
 pub struct NodeFile {
     pub id: Option<u64>,
     pub listen: Option<String>,
+    pub http: Option<String>,
+    pub py_threads: Option<usize>,
     pub data: Option<PathBuf>,
     pub join: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -49,6 +51,8 @@ impl NodeFile {
         NodeFile {
             id: over.id.or(self.id),
             listen: over.listen.or(self.listen),
+            http: over.http.or(self.http),
+            py_threads: over.py_threads.or(self.py_threads),
             data: over.data.or(self.data),
             join: over.join.or(self.join),
             token_file: over.token_file.or(self.token_file),
@@ -87,6 +91,14 @@ impl NodeFile {
                 "--listen {listen:?} is not HOST:PORT (e.g. 127.0.0.1:7001)"
             ))
         })?;
+        let http = match self.http {
+            Some(h) => Some(h.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "--http {h:?} is not HOST:PORT (e.g. 127.0.0.1:8001)"
+                ))
+            })?),
+            None => None,
+        };
         let defaults = RaftSettings::default();
         let raft = RaftSettings {
             heartbeat_ms: self.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
@@ -104,6 +116,8 @@ impl NodeFile {
         Ok(NodeConfig {
             id,
             listen: addr,
+            http,
+            py_threads: self.py_threads.unwrap_or(4).clamp(1, 64),
             data,
             join: self.join,
             token_file: self.token_file,
@@ -117,6 +131,10 @@ impl NodeFile {
 pub struct NodeConfig {
     pub id: u64,
     pub listen: SocketAddr,
+    /// Where app HTTP handlers are served (none when absent).
+    pub http: Option<SocketAddr>,
+    /// Python threads running handlers.
+    pub py_threads: usize,
     pub data: PathBuf,
     pub join: Option<String>,
     pub token_file: Option<PathBuf>,

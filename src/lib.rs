@@ -6,6 +6,7 @@
 //! - [`server`]: one TCP listener per node; authenticates, then serves clients and peers.
 //! - [`node`]: a running node: routes writes and linearizable reads to the leader.
 //! - [`consensus`]: openraft glue — durable log, peer network, state machine.
+//! - [`runtime`]: embedded CPython — app code at HEAD, the `push` module, HTTP handlers.
 //! - [`model`]: the deterministic replicated state (kv maps, code store) and `apply`.
 //! - [`shutdown`]: the signal every task hears when the node stops.
 //!
@@ -16,5 +17,6 @@ pub mod config;
 pub mod consensus;
 pub mod model;
 pub mod node;
+pub mod runtime;
 pub mod server;
 pub mod shutdown;

@@ -16,6 +16,7 @@ use push_protocol::{Client, ClientError, ErrorBody, ErrorCode, Member, NodeStatu
 
 use crate::consensus::{Raft, SharedState};
 use crate::model::{Applied, Command, CommandOp, State};
+use crate::runtime::Runtime;
 
 /// How long a request may wait for a leader before failing with `NoLeader`.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -29,6 +30,17 @@ pub enum Route<T> {
     Forward(Option<BasicNode>),
 }
 
+/// What [`Node::new`] assembles.
+pub struct NodeParts {
+    pub id: u64,
+    pub addr: String,
+    pub raft: Raft,
+    pub state: Arc<SharedState>,
+    pub token: String,
+    pub runtime: Arc<Runtime>,
+    pub http: Option<String>,
+}
+
 /// A node's running parts.
 pub struct Node {
     pub id: u64,
@@ -36,6 +48,9 @@ pub struct Node {
     pub raft: Raft,
     pub state: Arc<SharedState>,
     pub token: String,
+    pub runtime: Arc<Runtime>,
+    /// Where app HTTP handlers are served, if anywhere.
+    pub http: Option<String>,
     started: Instant,
     leaders: tokio::sync::Mutex<HashMap<String, Arc<Client>>>,
     membership: tokio::sync::Mutex<()>,
@@ -58,13 +73,25 @@ fn forward_of<E>(f: &ForwardToLeader<u64, BasicNode>) -> Result<Route<E>, ErrorB
 }
 
 impl Node {
-    pub fn new(id: u64, addr: String, raft: Raft, state: Arc<SharedState>, token: String) -> Node {
+    /// Assembles a node from its running parts.
+    pub fn new(parts: NodeParts) -> Node {
+        let NodeParts {
+            id,
+            addr,
+            raft,
+            state,
+            token,
+            runtime,
+            http,
+        } = parts;
         Node {
             id,
             addr,
             raft,
             state,
             token,
+            runtime,
+            http,
             started: Instant::now(),
             leaders: tokio::sync::Mutex::new(HashMap::new()),
             membership: tokio::sync::Mutex::new(()),
@@ -90,6 +117,18 @@ impl Node {
                 format!("write failed: {e}; retry, and check `push status` if it persists"),
             )),
         }
+    }
+
+    /// `Done` when this node believes it is the leader, else where to forward.
+    pub fn leader_route(&self) -> Route<()> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader {
+            return Route::Done(());
+        }
+        let leader = m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+        Route::Forward(leader)
     }
 
     /// Confirms leadership with a quorum so that a local read is linearizable.
@@ -177,6 +216,7 @@ impl Node {
             .as_ref()
             .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
             .unwrap_or_default();
+        let apps = self.runtime.apps();
         let (heads, committed) = {
             let applier = self.state.read();
             (
@@ -199,6 +239,15 @@ impl Node {
             heads,
             push_version: push_protocol::PUSH_VERSION.to_string(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            http: self.http.clone(),
+            serving: apps
+                .iter()
+                .filter_map(|(a, s)| s.serving.map(|v| (a.clone(), v)))
+                .collect(),
+            load_errors: apps
+                .iter()
+                .filter_map(|(a, s)| s.error.clone().map(|(v, e)| (a.clone(), v, e)))
+                .collect(),
         }
     }
 

@@ -200,6 +200,12 @@ pub struct NodeStatus {
     pub heads: Vec<(String, u64)>,
     pub push_version: String,
     pub uptime_ms: u64,
+    /// The node's HTTP address for app handlers, if it serves HTTP.
+    pub http: Option<String>,
+    /// The version of each app this node's Python runtime is serving.
+    pub serving: Vec<(String, u64)>,
+    /// Versions that failed to load on this node: (app, version, error).
+    pub load_errors: Vec<(String, u64, String)>,
 }
 
 /// One version in an app's history.

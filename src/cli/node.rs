@@ -9,7 +9,8 @@ use openraft::BasicNode;
 use push_protocol::{Client, Op, Reply};
 
 use crate::config::{NodeConfig, NodeFile};
-use crate::node::Node;
+use crate::node::{Node, NodeParts};
+use crate::runtime::Runtime;
 use crate::server::{self, auth};
 use crate::{consensus, shutdown};
 
@@ -24,6 +25,12 @@ pub struct NodeArgs {
     /// Address to listen on for clients and peers [default: 127.0.0.1:7001]
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
+    /// Serve the app's HTTP handlers on this address
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
+    /// Python threads that run handlers [default: 4]
+    #[arg(long)]
+    pub py_threads: Option<usize>,
     /// Data directory (raft log, snapshots, token)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -62,6 +69,8 @@ impl NodeArgs {
         let flags = NodeFile {
             id: self.id,
             listen: self.listen.clone(),
+            http: self.http.clone(),
+            py_threads: self.py_threads,
             data: self.data.clone(),
             join: self.join.clone(),
             token_file: self.token_file.clone(),
@@ -133,11 +142,43 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     if !config.listen.ip().is_loopback() {
         tracing::warn!("listening on {addr}, beyond loopback: traffic is authenticated by token but not encrypted");
     }
+    let http_listener = match config.http {
+        Some(http) => Some(tokio::net::TcpListener::bind(http).await.with_context(|| {
+            format!("cannot serve HTTP on {http}: is it in use? pick another --http")
+        })?),
+        None => None,
+    };
+    let threads = config.py_threads;
+    let runtime = tokio::task::spawn_blocking(move || Runtime::start(threads)).await??;
+    let (version, prefix) = tokio::task::spawn_blocking(Runtime::python_info).await?;
+    tracing::info!(python = %version.lines().next().unwrap_or(""), %prefix, "embedded python ready");
     let (raft, state) =
         consensus::start(config.id, &config.data, token.clone(), &config.raft).await?;
-    let node = Arc::new(Node::new(config.id, addr.clone(), raft, state, token));
+    let node = Arc::new(Node::new(NodeParts {
+        id: config.id,
+        addr: addr.clone(),
+        raft,
+        state,
+        token,
+        runtime: runtime.clone(),
+        http: config.http.map(|h| h.to_string()),
+    }));
+    crate::runtime::native::install(node.clone(), tokio::runtime::Handle::current());
     let (trigger, shutdown) = shutdown::channel();
     let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
+    tokio::spawn(crate::runtime::reload::follow_heads(
+        node.clone(),
+        runtime,
+        shutdown.clone(),
+    ));
+    if let (Some(listener), Some(http)) = (http_listener, config.http) {
+        tracing::info!(%http, "serving app HTTP");
+        tokio::spawn(server::http::serve(
+            listener,
+            node.clone(),
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(id = config.id, %addr, data = %config.data.display(), "node listening");
 
     let initialized = node

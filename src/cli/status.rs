@@ -66,7 +66,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     "leader": s.leader, "last_log_index": s.last_log_index,
                     "applied_index": s.applied_index, "snapshot_index": s.snapshot_index,
                     "lag": leader_last.map(|l| l.saturating_sub(s.applied_index.unwrap_or(0))),
-                    "heads": s.heads, "voter": m.voter, "up": true,
+                    "heads": s.heads, "voter": m.voter, "up": true, "http": s.http,
+                    "serving": s.serving, "load_errors": s.load_errors,
                 }),
                 Err(e) => serde_json::json!({"id": m.id, "addr": m.addr, "up": false, "error": e, "voter": m.voter}),
             })
@@ -87,6 +88,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  HEAD",
         "ID", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "LAG"
     );
+    let mut load_errors = Vec::new();
     for (member, status) in rows {
         match status {
             Ok(s) => {
@@ -100,10 +102,20 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 } else {
                     s.heads
                         .iter()
-                        .map(|(app, v)| format!("{app}@v{v}"))
+                        .map(|(app, v)| {
+                            let serving = s.serving.iter().find(|(a, _)| a == app).map(|(_, n)| *n);
+                            match serving {
+                                Some(n) if n == *v => format!("{app}@v{v}"),
+                                Some(n) => format!("{app}@v{v} (serving v{n})"),
+                                None => format!("{app}@v{v} (not loaded)"),
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join(",")
                 };
+                for (app, v, e) in &s.load_errors {
+                    load_errors.push(format!("node {}: {app}@v{v} failed to load: {e}", s.id));
+                }
                 println!(
                     "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {heads}",
                     s.id,
@@ -117,6 +129,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             }
             Err(e) => println!("{:<4} {:<22} {:<10} ({e})", member.id, member.addr, "down"),
         }
+    }
+    for line in load_errors {
+        println!("{line}");
     }
     Ok(())
 }

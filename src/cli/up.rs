@@ -31,6 +31,9 @@ pub struct UpArgs {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ClusterFile {
     pub nodes: Vec<(u64, String)>,
+    /// Each node's HTTP address for app handlers, in the order of `nodes`.
+    #[serde(default)]
+    pub http: Vec<String>,
 }
 
 impl ClusterFile {
@@ -50,8 +53,8 @@ fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn pick_ports(n: u64) -> anyhow::Result<Vec<u16>> {
-    let preferred: Vec<u16> = (0..n).map(|i| 7001 + i as u16).collect();
+fn pick_ports(base: u16, n: u64) -> anyhow::Result<Vec<u16>> {
+    let preferred: Vec<u16> = (0..n).map(|i| base + i as u16).collect();
     if preferred.iter().all(|p| port_free(*p)) {
         return Ok(preferred);
     }
@@ -66,8 +69,7 @@ fn pick_ports(n: u64) -> anyhow::Result<Vec<u16>> {
 fn spawn_node(
     exe: &Path,
     dir: &Path,
-    id: u64,
-    addr: &str,
+    (id, addr, http): (u64, &str, &str),
     seed: Option<&str>,
 ) -> anyhow::Result<Child> {
     let data = dir.join(format!("node{id}"));
@@ -83,6 +85,8 @@ fn spawn_node(
         .arg(id.to_string())
         .arg("--listen")
         .arg(addr)
+        .arg("--http")
+        .arg(http)
         .arg("--data")
         .arg(&data)
         .arg("--token-file")
@@ -139,7 +143,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let token = auth::read_token(&token_path)?;
     let cluster_path = dir.join("cluster.ron");
-    let cluster = if cluster_path.exists() {
+    let mut cluster = if cluster_path.exists() {
         let c = ClusterFile::load(&cluster_path)?;
         eprintln!(
             "restarting the cluster recorded in {}",
@@ -147,20 +151,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         );
         c
     } else {
-        let ports = pick_ports(args.nodes)?;
-        let c = ClusterFile {
+        let ports = pick_ports(7001, args.nodes)?;
+        ClusterFile {
             nodes: ports
                 .iter()
                 .enumerate()
                 .map(|(i, p)| (i as u64 + 1, format!("127.0.0.1:{p}")))
                 .collect(),
-        };
-        std::fs::write(
-            &cluster_path,
-            ron::ser::to_string_pretty(&c, Default::default())?,
-        )?;
-        c
+            http: Vec::new(),
+        }
     };
+    if cluster.http.len() != cluster.nodes.len() {
+        cluster.http = pick_ports(8001, cluster.nodes.len() as u64)?
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+    }
+    std::fs::write(
+        &cluster_path,
+        ron::ser::to_string_pretty(&cluster, Default::default())?,
+    )?;
     let exe = std::env::current_exe().context("locating the push binary")?;
     let first = cluster.nodes[0].1.clone();
     eprintln!(
@@ -169,26 +179,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         dir.display()
     );
     let mut children = Vec::new();
-    for (i, (id, addr)) in cluster.nodes.iter().enumerate() {
+    for (i, ((id, addr), http)) in cluster.nodes.iter().zip(&cluster.http).enumerate() {
         let seed = (i > 0).then_some(first.as_str());
-        children.push((*id, spawn_node(&exe, dir, *id, addr, seed)?));
+        children.push((*id, spawn_node(&exe, dir, (*id, addr, http), seed)?));
         if i == 0 {
             // Let the first node initialize before others ask to join it.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
     wait_ready(&first, &token, cluster.nodes.len() as u64).await?;
+    deploy_example(&first, &token).await;
     println!("Push cluster is up:");
-    for (id, addr) in &cluster.nodes {
-        println!("  node {id}  {addr}");
+    for ((id, addr), http) in cluster.nodes.iter().zip(&cluster.http) {
+        println!("  node {id}  {addr}   app HTTP on http://{http}/");
     }
     println!();
     println!(
         "From this directory (the token is in {}):",
         token_path.display()
     );
-    println!("  push status              # every node's role, term and log");
-    println!("  push deploy DIR -m \"first\"   # store DIR's .py files as a new version");
+    let http = cluster.http.first().cloned().unwrap_or_default();
+    println!("  push status                                  # every node's role, term, log, HEAD");
+    println!("  curl http://{http}/                  # the example app, served by every node");
+    println!(
+        "  push deploy examples/hello-web-v2 -m v2      # a new version, live everywhere at once"
+    );
+    println!("  push rollback                                # and back");
     println!("  push kv set greetings en hello && push kv get greetings en");
     println!(
         "From elsewhere: push status {first} --token-file {}",
@@ -207,6 +223,46 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// Deploys `examples/hello-web` when run from a checkout and nothing is deployed yet.
+async fn deploy_example(addr: &str, token: &str) {
+    let example = Path::new("examples/hello-web");
+    if !example.is_dir() {
+        return;
+    }
+    let empty = async {
+        let client = Client::connect(addr, token).await.ok()?;
+        match client
+            .call(Op::Versions {
+                app: super::code::DEFAULT_APP.into(),
+            })
+            .await
+            .ok()?
+        {
+            Reply::Versions { versions, .. } => Some(versions.is_empty()),
+            _ => None,
+        }
+    }
+    .await;
+    if empty != Some(true) {
+        return;
+    }
+    let args = super::code::DeployArgs {
+        dir: example.to_path_buf(),
+        message: "example: hello-web v1".into(),
+        no_activate: false,
+        app: super::code::DEFAULT_APP.into(),
+        target: super::target::Target {
+            addr: Some(addr.to_string()),
+            token: Some(token.to_string()),
+            token_file: None,
+        },
+    };
+    eprintln!("deploying examples/hello-web");
+    if let Err(e) = super::code::deploy(args).await {
+        eprintln!("could not deploy the example: {e:#}");
+    }
 }
 
 async fn first_exit(children: &mut [(u64, Child)]) -> (u64, String) {

@@ -1,7 +1,11 @@
 //! Request dispatch: each [`Op`] becomes a local read, a linearizable read, or a write
 //! proposed through Raft; leader-only work is routed by [`Node::on_leader`].
 
-use push_protocol::{ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply};
+use std::collections::BTreeMap;
+
+use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply};
+
+use crate::model::code_store::tree_hash;
 
 use crate::model::{Applied, CommandOp, State};
 use crate::node::{Node, Route};
@@ -60,6 +64,46 @@ async fn read(
             })
             .await
         }
+    }
+}
+
+/// The deploy gate, run on the leader before a version is committed: every module compiles
+/// and the entry module imports in a scratch namespace, or the deploy is refused with the
+/// file and line that failed. HEAD and running code are untouched either way.
+async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result<(), ErrorBody> {
+    let (files, number, unchanged) = node.read(|s| {
+        let files: BTreeMap<String, ByteBuf> = tree
+            .iter()
+            .filter_map(|(path, hash)| {
+                s.code
+                    .blob(hash)
+                    .map(|b| (path.clone(), ByteBuf::from(b.to_vec())))
+            })
+            .collect();
+        let app_state = s.code.app(app);
+        let number = app_state.map_or(0, |a| a.versions.len() as u64) + 1;
+        let unchanged = app_state
+            .and_then(|a| a.head_version())
+            .is_some_and(|h| h.tree_hash == tree_hash(tree));
+        (files, number, unchanged)
+    });
+    if unchanged || files.len() != tree.len() {
+        // Nothing new to check, or missing blobs: the commit itself reports either.
+        return Ok(());
+    }
+    let invalid = |m: String| ErrorBody::new(ErrorCode::Invalid, m);
+    let files =
+        crate::runtime::sources(files).map_err(|e| invalid(format!("deploy rejected: {e}")))?;
+    let entry = crate::runtime::entry_module(&files)
+        .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
+    match node.runtime.gate(app, number, files, entry).await {
+        Ok(None) => Ok(()),
+        Ok(Some(error)) => Err(invalid(format!(
+            "deploy rejected, HEAD unchanged — {error}"
+        ))),
+        Err(e) => Err(invalid(format!(
+            "deploy rejected, HEAD unchanged — the import check failed: {e}"
+        ))),
     }
 }
 
@@ -173,7 +217,20 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
                 author: author.clone(),
                 activate: *activate,
             };
-            write(node, &op, hops, command).await
+            node.on_leader(&op, hops, || {
+                let command = command.clone();
+                async move {
+                    if let Route::Forward(leader) = node.leader_route() {
+                        return Ok(Route::Forward(leader));
+                    }
+                    gate(node, app, tree).await?;
+                    Ok(match node.propose(command).await? {
+                        Route::Done((applied, index)) => Route::Done(reply_of(applied, index)?),
+                        Route::Forward(leader) => Route::Forward(leader),
+                    })
+                }
+            })
+            .await
         }
         Op::Activate { app, version } => {
             write(

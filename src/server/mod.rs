@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod connection;
 pub mod dispatch;
+pub mod http;
 
 use std::sync::Arc;
 

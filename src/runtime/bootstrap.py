@@ -1,0 +1,321 @@
+"""Push's in-interpreter runtime: the import hook, version loading and request dispatch.
+
+Rust calls the functions at the bottom (gate, load, activate, handle_http). App code never
+imports this module; it uses ``push``.
+"""
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import inspect
+import json
+import linecache
+import sys
+import threading
+import traceback
+
+_lock = threading.RLock()
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves the modules of the version being loaded from the code store."""
+
+    def __init__(self):
+        self.modules = {}   # dotted name -> (filename, source, is_package)
+        self.packages = set()  # dotted names of folders (implicit packages)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in self.modules:
+            filename, _source, is_pkg = self.modules[fullname]
+            spec = importlib.machinery.ModuleSpec(fullname, self, origin=filename, is_package=is_pkg)
+            spec.has_location = True
+            if is_pkg:
+                spec.submodule_search_locations = []
+            return spec
+        if fullname in self.packages:
+            spec = importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+            spec.submodule_search_locations = []
+            return spec
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        name = module.__spec__.name
+        if name in self.modules:
+            filename, source, _ = self.modules[name]
+            module.__file__ = filename
+            code = compile(source, filename, "exec", dont_inherit=True)
+            exec(code, module.__dict__)
+
+
+_finder = _Finder()
+sys.meta_path.insert(0, _finder)
+
+
+class Version:
+    """One loaded version of an app: its modules and its routes."""
+
+    def __init__(self, app, number, modules, routes):
+        self.app = app
+        self.number = number
+        self.modules = modules
+        self.routes = routes
+
+
+# app -> {"head": Version or None, "versions": {number: Version}}
+_apps = {}
+_registry = threading.local()
+
+
+def _current_routes():
+    return getattr(_registry, "routes", None)
+
+
+def _index(files, label):
+    modules, packages = {}, set()
+    for path, source in files.items():
+        if not path.endswith(".py"):
+            continue
+        parts = path[:-3].split("/")
+        is_pkg = parts[-1] == "__init__"
+        if is_pkg:
+            parts = parts[:-1]
+        if not parts:
+            continue
+        name = ".".join(parts)
+        filename = f"{label}/{path}"
+        modules[name] = (filename, source, is_pkg)
+        for i in range(1, len(parts)):
+            packages.add(".".join(parts[:i]))
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return modules, packages - set(modules)
+
+
+def _error(kind, exc):
+    """A short, located description of a failure: file, line, message."""
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}, line {exc.lineno}"
+        text = (exc.text or "").rstrip()
+        return f"{kind}: {where}: {type(exc).__name__}: {exc.msg}" + (f"\n    {text.strip()}" if text else "")
+    frames = _app_frames(exc)
+    last = frames[-1] if frames else None
+    where = f"{last.filename}, line {last.lineno}: " if last else ""
+    return f"{kind}: {where}{type(exc).__name__}: {exc}\n" + format_exception(exc)
+
+
+def _app_frames(exc):
+    """The traceback frames that belong to app code (not Push's or importlib's machinery)."""
+    return [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(("<push>", "<frozen")) and "importlib" not in f.filename
+    ]
+
+
+def format_exception(exc):
+    """A traceback showing app frames only, with the deployed file names and source lines."""
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(_app_frames(exc))
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
+
+
+def _load(app, number, files, entry):
+    label = f"{app}@v{number}"
+    modules, packages = _index(files, label)
+    for name, (filename, source, _) in modules.items():
+        compile(source, filename, "exec", dont_inherit=True)
+    if entry not in modules:
+        raise ImportError(f"the entry module {entry!r} is not in this version (files: {', '.join(sorted(files))})")
+    names = set(modules) | packages
+    tops = {n.split(".")[0] for n in names}
+    with _lock:
+        saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in tops}
+        _finder.modules, _finder.packages = modules, packages
+        _registry.routes = []
+        _registry.version = number
+        loaded = {}
+        try:
+            importlib.import_module(entry)
+            loaded = {n: m for n, m in sys.modules.items() if n in names}
+            routes = list(_registry.routes)
+        finally:
+            _registry.routes = None
+            _registry.version = None
+            for n in list(sys.modules):
+                if n.split(".")[0] in tops:
+                    del sys.modules[n]
+            sys.modules.update(saved)
+            _finder.modules, _finder.packages = {}, set()
+            importlib.invalidate_caches()
+    return Version(app, number, loaded, routes)
+
+
+def gate(app, number, files, entry):
+    """Compile every module and import the entry in a scratch namespace. Returns None or an error."""
+    try:
+        _load(app, number, files, entry)
+        return None
+    except SyntaxError as exc:
+        return _error("syntax error", exc)
+    except BaseException as exc:  # noqa: BLE001 - any failure of app code is reported
+        return _error(f"importing {entry!r} failed", exc)
+
+
+def load(app, number, files, entry):
+    """Load a version and make it HEAD for ``app``. Returns None or an error message."""
+    try:
+        version = _load(app, number, files, entry)
+    except SyntaxError as exc:
+        return _error("syntax error", exc)
+    except BaseException as exc:  # noqa: BLE001
+        return _error(f"importing {entry!r} failed", exc)
+    with _lock:
+        state = _apps.setdefault(app, {"head": None, "versions": {}})
+        old = state["head"]
+        if old is not None:
+            for n in old.modules:
+                sys.modules.pop(n, None)
+        sys.modules.update(version.modules)
+        state["head"] = version  # the atomic swap: new requests see the new version
+        _remember(state, version)
+    return None
+
+
+# Versions kept loaded besides HEAD (for pinned requests); older ones are dropped.
+MAX_LOADED = 8
+
+
+def _remember(state, version):
+    versions = state["versions"]
+    versions[version.number] = version
+    head = state["head"].number if state["head"] else None
+    while len(versions) > MAX_LOADED:
+        oldest = min(n for n in versions if n != head)
+        del versions[oldest]
+
+
+def _load_pinned(app, number):
+    """Load a non-HEAD version on demand for a pinned request. Returns (version, error)."""
+    import _push_native
+    found = _push_native.version_source(app, number)
+    if found is None:
+        return None, f"{app} has no version {number}"
+    files, entry = found
+    try:
+        version = _load(app, number, files, entry)
+    except BaseException as exc:  # noqa: BLE001
+        return None, _error(f"version {number} failed to load", exc)
+    with _lock:
+        _remember(_apps[app], version)
+    return version, None
+
+
+def serving(app):
+    state = _apps.get(app)
+    return state["head"].number if state and state["head"] else None
+
+
+class Request:
+    """An HTTP request as a handler sees it."""
+
+    def __init__(self, method, path, query, headers, body):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body or b"null")
+
+    def __repr__(self):
+        return f"<Request {self.method} {self.path}>"
+
+
+def _match(routes, method, path):
+    allowed = False
+    for r_method, r_path, fn, wants_request in reversed(routes):
+        if r_path == path:
+            if r_method == "*" or r_method == method:
+                return fn, wants_request, False
+            allowed = True
+    return None, False, allowed
+
+
+def _to_response(result):
+    import push
+    status, headers = 200, {}
+    if isinstance(result, push.Response):
+        return result.status, result.headers, result.body
+    if isinstance(result, tuple):
+        if len(result) == 3:
+            status, result, headers = result
+        elif len(result) == 2:
+            status, result = result
+        else:
+            raise TypeError("a handler may return (status, body) or (status, body, headers)")
+    if isinstance(result, str):
+        headers.setdefault("content-type", "text/plain; charset=utf-8")
+        body = result.encode("utf-8")
+    elif isinstance(result, (bytes, bytearray)):
+        headers.setdefault("content-type", "application/octet-stream")
+        body = bytes(result)
+    elif result is None:
+        body = b""
+    else:
+        headers.setdefault("content-type", "application/json")
+        body = json.dumps(result).encode("utf-8")
+    return int(status), {str(k): str(v) for k, v in headers.items()}, body
+
+
+def handle_http(app, pinned, method, path, query, headers, body):
+    """Run the handler for one request. Returns (status, headers, body, version, error_log)."""
+    state = _apps.get(app)
+    if state is None or state["head"] is None:
+        return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node; deploy one with `push deploy DIR`\n".encode(), None, None
+    version = state["head"]
+    if pinned is not None and pinned != version.number:
+        version = state["versions"].get(pinned)
+        if version is None:
+            version, error = _load_pinned(app, pinned)
+            if version is None:
+                return 404, {"content-type": "text/plain"}, f"{error}\n".encode(), None, None
+    fn, wants_request, allowed = _match(version.routes, method, path)
+    if fn is None:
+        status = 405 if allowed else 404
+        text = "method not allowed\n" if allowed else f"no route for {method} {path} in {app}@v{version.number}\n"
+        return status, {"content-type": "text/plain"}, text.encode(), version.number, None
+    _registry.version = version.number
+    try:
+        result = fn(Request(method, path, query, headers, body)) if wants_request else fn()
+        status, out_headers, out = _to_response(result)
+        return status, out_headers, out, version.number, None
+    except BaseException as exc:  # noqa: BLE001 - a handler's exception is a 500, never a crash
+        log = format_exception(exc)
+        return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log
+    finally:
+        _registry.version = None
+
+
+def register_route(method, path, fn):
+    routes = _current_routes()
+    if routes is None:
+        raise RuntimeError("push.route can only be used while a version is being loaded (at module level)")
+    try:
+        wants_request = len(inspect.signature(fn).parameters) > 0
+    except (TypeError, ValueError):
+        wants_request = True
+    routes.append((method.upper(), path, fn, wants_request))
+
+
+def current_version():
+    v = getattr(_registry, "version", None)
+    if v is not None:
+        return v
+    return serving("main")

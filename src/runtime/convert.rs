@@ -1,0 +1,99 @@
+//! Converts between [`Value`] and Python objects at the Rust/Python boundary.
+//!
+//! Only plain data crosses: None, bool, int (64-bit), float, str, bytes, list (and tuple), dict.
+//! Anything else is a `TypeError` naming the type, so app code learns at once that a value
+//! would not replicate.
+
+use push_protocol::value::MAX_DEPTH;
+use push_protocol::Value;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// A Python object for `value`.
+pub fn to_py(py: Python<'_>, value: &Value) -> PyResult<PyObject> {
+    Ok(match value {
+        Value::None => py.None(),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::Float(f) => PyFloat::new(py, *f).into_any().unbind(),
+        Value::Str(s) => PyString::new(py, s).into_any().unbind(),
+        Value::Bytes(b) => PyBytes::new(py, b).into_any().unbind(),
+        Value::List(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any().unbind()
+        }
+        Value::Dict(pairs) => {
+            let dict = PyDict::new(py);
+            for (k, v) in pairs {
+                dict.set_item(to_py(py, k)?, to_py(py, v)?)?;
+            }
+            dict.into_any().unbind()
+        }
+    })
+}
+
+/// The [`Value`] for a Python object, or a `TypeError` naming what cannot be stored.
+pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    from_py_depth(obj, 0)
+}
+
+fn from_py_depth(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "value nested deeper than {MAX_DEPTH} levels cannot be stored"
+        )));
+    }
+    if obj.is_none() {
+        return Ok(Value::None);
+    }
+    if let Ok(b) = obj.downcast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract::<i64>().map(Value::Int).map_err(|_| {
+            PyOverflowError::new_err("int does not fit in 64 bits; store it as a str")
+        });
+    }
+    if let Ok(f) = obj.downcast::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return Ok(Value::Str(s.to_str()?.to_string()));
+    }
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(list) = obj.downcast::<PyList>() {
+        return list
+            .iter()
+            .map(|item| from_py_depth(&item, depth + 1))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::List);
+    }
+    if let Ok(tuple) = obj.downcast::<PyTuple>() {
+        return tuple
+            .iter()
+            .map(|item| from_py_depth(&item, depth + 1))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::List);
+    }
+    if let Ok(dict) = obj.downcast::<PyDict>() {
+        let mut pairs = Vec::with_capacity(dict.len());
+        for (k, v) in dict.iter() {
+            pairs.push((from_py_depth(&k, depth + 1)?, from_py_depth(&v, depth + 1)?));
+        }
+        return Ok(Value::Dict(pairs));
+    }
+    let type_name = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    Err(PyTypeError::new_err(format!(
+        "cannot store a {type_name} in the cluster: replicated values are None, bool, int, float, str, bytes, list and dict (pickle it to bytes explicitly if you must)"
+    )))
+}

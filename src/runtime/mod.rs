@@ -1,0 +1,325 @@
+//! The embedded Python runtime: owns the interpreter and the threads Python runs on.
+//!
+//! **Architecture Invariant:** Python never runs on a tokio worker. Callers send a job to a
+//! pool of dedicated Python threads and await its answer; the GIL is taken inside the job and
+//! released before any network wait (`_push_native` calls go through `allow_threads`).
+//!
+//! Layout: `bootstrap.py` (import hook, version loading, request dispatch) and `push.py` (the
+//! app-facing `push` module) are embedded Python; [`native`] is the Rust half of `push`;
+//! [`convert`] maps `Value`s to Python objects; [`reload`] follows HEAD and loads new versions.
+
+pub mod convert;
+pub mod native;
+pub mod reload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tokio::sync::oneshot;
+
+const BOOTSTRAP: &str = include_str!("bootstrap.py");
+const PUSH: &str = include_str!("push.py");
+
+/// How long a deploy gate may take to import the entry module.
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Job = Box<dyn FnOnce(Python<'_>) + Send>;
+
+/// Why the runtime could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("python failed to start: {0}")]
+    Start(String),
+    #[error("the python runtime has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Python(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// An HTTP request for a handler.
+pub struct HttpRequest {
+    pub app: String,
+    pub pinned: Option<u64>,
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// `handle_http`'s return value: status, headers, body, version, traceback.
+type HandlerTuple = (
+    u16,
+    HashMap<String, String>,
+    Vec<u8>,
+    Option<u64>,
+    Option<String>,
+);
+
+/// A handler's answer.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    pub version: Option<u64>,
+    /// The traceback when the handler raised (logged by the node, never sent).
+    pub error: Option<String>,
+}
+
+/// Per-app load state on this node, for `push status`.
+#[derive(Clone, Debug, Default)]
+pub struct AppState {
+    pub serving: Option<u64>,
+    pub error: Option<(u64, String)>,
+}
+
+/// Handle to the interpreter and its thread pool.
+pub struct Runtime {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    /// Shared so callers clone it without touching the GIL.
+    bootstrap: Arc<Py<PyModule>>,
+    apps: Mutex<BTreeMap<String, AppState>>,
+}
+
+impl Runtime {
+    /// Starts CPython and `threads` Python worker threads.
+    pub fn start(threads: usize) -> Result<Arc<Runtime>, RuntimeError> {
+        pyo3::prepare_freethreaded_python();
+        let bootstrap = Python::with_gil(|py| -> PyResult<Py<PyModule>> {
+            let sys = py.import("sys")?;
+            let modules = sys.getattr("modules")?;
+            modules.set_item("_push_native", native::module(py)?)?;
+            let boot = PyModule::from_code(
+                py,
+                &std::ffi::CString::new(BOOTSTRAP)?,
+                c"<push>/bootstrap.py",
+                c"_push_runtime",
+            )?;
+            modules.set_item("_push_runtime", &boot)?;
+            let push = PyModule::from_code(
+                py,
+                &std::ffi::CString::new(PUSH)?,
+                c"<push>/push.py",
+                c"push",
+            )?;
+            modules.set_item("push", push)?;
+            Ok(boot.unbind())
+        })
+        .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("python-{i}"))
+                .spawn(move || loop {
+                    let job = {
+                        let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
+                        guard.recv()
+                    };
+                    match job {
+                        Ok(job) => Python::with_gil(job),
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        }
+        Ok(Arc::new(Runtime {
+            jobs: Mutex::new(tx),
+            bootstrap: Arc::new(bootstrap),
+            apps: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    /// Runs `f` on a Python thread with the GIL held and returns its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Python<'_>) -> T + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |py| {
+            let _ = tx.send(f(py));
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    async fn call_bootstrap(
+        &self,
+        name: &'static str,
+        app: String,
+        number: u64,
+        files: BTreeMap<String, String>,
+        entry: String,
+    ) -> Result<Option<String>, RuntimeError> {
+        let boot = self.bootstrap.clone();
+        self.run(move |py| -> Result<Option<String>, RuntimeError> {
+            let result = boot
+                .bind(py)
+                .getattr(name)
+                .and_then(|f| f.call1((app, number, files, entry)))
+                .and_then(|r| r.extract::<Option<String>>());
+            result.map_err(|e| RuntimeError::Python(e.to_string()))
+        })
+        .await?
+    }
+
+    /// The deploy gate: compile every module, import the entry in a scratch namespace.
+    /// `Ok(Some(msg))` is a rejection saying what failed, with file and line.
+    pub async fn gate(
+        &self,
+        app: &str,
+        number: u64,
+        files: BTreeMap<String, String>,
+        entry: String,
+    ) -> Result<Option<String>, RuntimeError> {
+        let fut = self.call_bootstrap("gate", app.to_string(), number, files, entry);
+        tokio::time::timeout(GATE_TIMEOUT, fut)
+            .await
+            .map_err(|_| RuntimeError::Timeout(GATE_TIMEOUT))?
+    }
+
+    /// Loads a version and makes it the one this node serves; records the outcome.
+    pub async fn load(
+        &self,
+        app: &str,
+        number: u64,
+        files: BTreeMap<String, String>,
+        entry: String,
+    ) -> Result<(), String> {
+        let outcome = self
+            .call_bootstrap("load", app.to_string(), number, files, entry)
+            .await;
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        let state = apps.entry(app.to_string()).or_default();
+        match outcome {
+            Ok(None) => {
+                state.serving = Some(number);
+                state.error = None;
+                Ok(())
+            }
+            Ok(Some(message)) => {
+                state.error = Some((number, message.clone()));
+                Err(message)
+            }
+            Err(e) => {
+                state.error = Some((number, e.to_string()));
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Load state per app on this node.
+    pub fn apps(&self) -> BTreeMap<String, AppState> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs the handler for one HTTP request.
+    pub async fn http(&self, req: HttpRequest) -> Result<HttpResponse, RuntimeError> {
+        let boot = self.bootstrap.clone();
+        self.run(move |py| -> Result<HttpResponse, RuntimeError> {
+            let call = || -> PyResult<HttpResponse> {
+                let query = PyDict::new(py);
+                for (k, v) in &req.query {
+                    query.set_item(k, v)?;
+                }
+                let headers = PyDict::new(py);
+                for (k, v) in &req.headers {
+                    headers.set_item(k, v)?;
+                }
+                let body = PyBytes::new(py, &req.body);
+                let result = boot.bind(py).getattr("handle_http")?.call1((
+                    req.app.as_str(),
+                    req.pinned,
+                    req.method.as_str(),
+                    req.path.as_str(),
+                    query,
+                    headers,
+                    body,
+                ))?;
+                let (status, headers, body, version, error): HandlerTuple = result.extract()?;
+                Ok(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                    version,
+                    error,
+                })
+            };
+            call().map_err(|e| RuntimeError::Python(e.to_string()))
+        })
+        .await?
+    }
+
+    /// The interpreter's `sys.version` and `sys.prefix`.
+    pub fn python_info() -> (String, String) {
+        Python::with_gil(|py| {
+            let sys = py.import("sys");
+            let get = |name: &str| -> String {
+                sys.as_ref()
+                    .ok()
+                    .and_then(|s| s.getattr(name).ok())
+                    .and_then(|v| v.extract::<String>().ok())
+                    .unwrap_or_default()
+            };
+            (get("version"), get("prefix"))
+        })
+    }
+}
+
+/// The entry module of a version: `push.ron`'s `entry`, else `app`.
+pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, String> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Manifest {
+        entry: Option<String>,
+    }
+    match files.get("push.ron") {
+        Some(text) => {
+            let manifest: Manifest = ron::Options::default()
+                .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+                .from_str(text)
+                .map_err(|e| format!("push.ron: {e}"))?;
+            Ok(manifest.entry.unwrap_or_else(|| "app".into()))
+        }
+        None => Ok("app".into()),
+    }
+}
+
+/// Decodes a version's files as UTF-8 source.
+pub fn sources(
+    files: BTreeMap<String, push_protocol::ByteBuf>,
+) -> Result<BTreeMap<String, String>, String> {
+    files
+        .into_iter()
+        .map(|(path, bytes)| {
+            String::from_utf8(bytes.into_vec())
+                .map(|s| (path.clone(), s))
+                .map_err(|_| format!("{path} is not UTF-8 text"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_from_manifest() {
+        let mut files = BTreeMap::new();
+        assert_eq!(entry_module(&files).unwrap(), "app");
+        files.insert("push.ron".to_string(), "(entry: \"web.main\")".to_string());
+        assert_eq!(entry_module(&files).unwrap(), "web.main");
+        files.insert("push.ron".to_string(), "(entry: 3)".to_string());
+        assert!(entry_module(&files).unwrap_err().contains("push.ron"));
+    }
+}
