@@ -127,7 +127,11 @@ def _load(app, number, files, entry):
     for name, (filename, source, _) in modules.items():
         compile(source, filename, "exec", dont_inherit=True)
     if entry not in modules:
-        raise ImportError(f"the entry module {entry!r} is not in this version (files: {', '.join(sorted(files))})")
+        listed = ", ".join(sorted(files)[:10]) + (", ..." if len(files) > 10 else "")
+        raise ImportError(
+            f"there is no entry module {entry!r} (files: {listed}); "
+            f"add {entry.replace('.', '/')}.py or name the entry in push.ron, e.g. (entry: \"main\")"
+        )
     names = set(modules) | packages
     tops = {n.split(".")[0] for n in names}
     with _lock:

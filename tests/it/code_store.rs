@@ -125,6 +125,7 @@ async fn a_large_deploy_shows_progress_and_lands_whole() {
     let cluster = Cluster::start(3).await;
     let app = cluster.dir.path().join("big");
     std::fs::create_dir_all(&app).expect("dir");
+    std::fs::write(app.join("push.ron"), "(entry: \"mod00\")").expect("write");
     for i in 0..60 {
         // ~50 KB modules: several upload batches.
         let body = format!(
@@ -133,20 +134,30 @@ async fn a_large_deploy_shows_progress_and_lands_whole() {
         );
         std::fs::write(app.join(format!("mod{i:02}.py")), body).expect("write");
     }
-    let out = cluster.cli(&[
-        "deploy",
-        app.to_str().expect("utf8"),
-        "--to",
-        &cluster.addr(2),
-    ]);
+    let dir = app.to_str().expect("utf8");
+    let out = cluster.cli(&["deploy", dir, "--to", &cluster.addr(2)]);
     let stdout = ok(&out);
     assert!(
-        stdout.contains("main@v1 (60 files, 60 uploaded)"),
+        stdout.contains("main@v1 (61 files, 61 uploaded)"),
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("uploading") && stderr.contains("60/60 (100%)"),
+        stderr.contains("uploading") && stderr.contains("61/61 (100%)"),
         "{stderr}"
+    );
+    // Without an entry module the deploy gate refuses, naming the fix; blobs already stored
+    // are not uploaded again.
+    std::fs::remove_file(app.join("push.ron")).expect("rm");
+    std::fs::write(app.join("mod00.py"), "CHANGED = True\n").expect("write");
+    let out = cluster.cli(&["deploy", dir, "--to", &cluster.addr(3)]);
+    let err = fails(&out);
+    assert!(
+        err.contains("no entry module 'app'") && err.contains("push.ron"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1/1 (100%)"),
+        "only the changed module is uploaded: {err}"
     );
 }

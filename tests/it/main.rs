@@ -8,4 +8,5 @@ mod support;
 mod bad_input;
 mod cluster;
 mod code_store;
+mod python;
 mod tidy;

@@ -22,6 +22,8 @@ pub fn free_port() -> u16 {
 pub struct NodeProc {
     pub id: u64,
     pub addr: String,
+    /// The node's app HTTP address.
+    pub http: String,
     pub data: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
@@ -71,6 +73,7 @@ impl Cluster {
     /// Starts node `id` (joining node 1 unless it is node 1).
     pub fn add_node(&mut self, id: u64, extra: &[&str]) {
         let addr = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
         let data = self.dir.path().join(format!("node{id}"));
         std::fs::create_dir_all(&data).expect("data dir");
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -81,6 +84,7 @@ impl Cluster {
         let mut node = NodeProc {
             id,
             addr,
+            http,
             data,
             child: None,
             extra,
@@ -97,6 +101,7 @@ impl Cluster {
             .expect("log file");
         let child = Command::new(push_bin())
             .args(["node", "--id", &node.id.to_string(), "--listen", &node.addr])
+            .args(["--http", &node.http])
             .arg("--data")
             .arg(&node.data)
             .arg("--token-file")
@@ -127,6 +132,11 @@ impl Cluster {
 
     pub fn addr(&self, id: u64) -> String {
         self.node(id).addr.clone()
+    }
+
+    /// Node `id`'s app HTTP address.
+    pub fn http(&self, id: u64) -> String {
+        self.node(id).http.clone()
     }
 
     /// kill -9.
@@ -163,6 +173,7 @@ impl Cluster {
             NodeProc {
                 id,
                 addr: String::new(),
+                http: String::new(),
                 data: PathBuf::new(),
                 child: None,
                 extra: Vec::new(),

@@ -1,0 +1,449 @@
+//! The embedded Python runtime: code at HEAD on every node, the import hook, hot reload,
+//! the deploy gate, web handlers and the `push` module.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::cluster::{fails, ok};
+use crate::support::http::{get, request};
+use crate::support::Cluster;
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+/// Polls `GET path` on node `id` until the body contains `want`.
+async fn wait_body(cluster: &Cluster, id: u64, path: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(&cluster.http(id), path).await;
+        if r.text().contains(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} never served {want:?}; last: {} {}\n{}",
+            r.status,
+            r.text(),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_interpreter_is_the_build_interpreter() {
+    let cluster = Cluster::start(1).await;
+    let app = cluster.dir.path().join("info");
+    write(&app, &[("app.py", "import sys, push\n\n@push.route('GET', '/py')\ndef py():\n    return {'version': sys.version, 'prefix': sys.prefix}\n")]);
+    ok(&cluster.cli(&[
+        "deploy",
+        app.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ]));
+    wait_body(&cluster, 1, "/py", "version").await;
+    let body = get(&cluster.http(1), "/py").await.text();
+    let expected = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json; print(json.dumps({'version': sys.version, 'prefix': sys.prefix}))",
+        ])
+        .output()
+        .expect("python3 on PATH (the interpreter pyo3 builds against)");
+    let expected = String::from_utf8_lossy(&expected.stdout).trim().to_string();
+    assert_eq!(
+        body, expected,
+        "the node embeds a different Python than the build interpreter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versioned_hello_world_on_every_node_with_rollback_and_pinning() {
+    let cluster = Cluster::start(3).await;
+    let v1 = repo("examples/hello-web");
+    let v2 = repo("examples/hello-web-v2");
+    ok(&cluster.cli(&["deploy", &v1, "--to", &cluster.addr(2), "-m", "v1"]));
+    for id in 1..=3 {
+        wait_body(&cluster, id, "/", &format!("hello from v1 on node {id}")).await;
+    }
+    ok(&cluster.cli(&["deploy", &v2, "--to", &cluster.addr(3), "-m", "v2"]));
+    for id in 1..=3 {
+        wait_body(&cluster, id, "/", &format!("HELLO FROM V2 on node {id}")).await;
+    }
+    // Pin to v1 while HEAD is v2; the served version is reported in a header.
+    let pinned = request(
+        &cluster.http(1),
+        "GET",
+        "/",
+        &[("X-Push-Version", "1")],
+        b"",
+    )
+    .await
+    .expect("pinned");
+    assert_eq!(pinned.text(), "hello from v1 on node 1\n");
+    assert_eq!(pinned.header("x-push-version"), Some("1"));
+    let head = get(&cluster.http(1), "/").await;
+    assert_eq!(head.header("x-push-version"), Some("2"));
+    let bad = request(
+        &cluster.http(1),
+        "GET",
+        "/",
+        &[("X-Push-Version", "banana")],
+        b"",
+    )
+    .await
+    .expect("bad pin");
+    assert_eq!(bad.status, 400);
+    let missing = request(
+        &cluster.http(1),
+        "GET",
+        "/",
+        &[("X-Push-Version", "9")],
+        b"",
+    )
+    .await
+    .expect("missing pin");
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.text().contains("no version 9"),
+        "{}",
+        missing.text()
+    );
+
+    ok(&cluster.cli(&["rollback", "--to", &cluster.addr(1)]));
+    for id in 1..=3 {
+        wait_body(&cluster, id, "/", &format!("hello from v1 on node {id}")).await;
+    }
+    // The replicated counter works through any node.
+    let a = get(&cluster.http(2), "/visits").await.text();
+    let b = get(&cluster.http(3), "/visits").await.text();
+    assert_eq!(
+        (a.as_str(), b.as_str()),
+        (
+            "{\"visits\": 1, \"version\": 1}",
+            "{\"visits\": 2, \"version\": 1}"
+        )
+    );
+    // Unknown path: 404 naming the version; status shows what each node serves.
+    let r = get(&cluster.http(3), "/nope").await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text().contains("no route for GET /nope in main@v1"),
+        "{}",
+        r.text()
+    );
+    for id in 1..=3 {
+        let s = cluster.status(id).await.expect("status");
+        assert_eq!(s.serving, vec![("main".to_string(), 1)], "node {id}");
+        assert!(s.load_errors.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeploying_only_a_helper_module_changes_the_class_that_uses_it_everywhere() {
+    let cluster = Cluster::start(3).await;
+    let app = cluster.dir.path().join("loader");
+    write(
+        &app,
+        &[
+            ("app.py", "import push\nfrom shapes.area import Square\n\n@push.route('GET', '/area')\ndef area():\n    return str(Square(3).area())\n"),
+            ("shapes/__init__.py", ""),
+            ("shapes/area.py", "from shapes import helpers\n\nclass Square:\n    def __init__(self, side):\n        self.side = side\n\n    def area(self):\n        return helpers.scale(self.side * self.side)\n"),
+            ("shapes/helpers.py", "def scale(x):\n    return x\n"),
+        ],
+    );
+    let dir = app.to_str().expect("utf8");
+    ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(1)]));
+    for id in 1..=3 {
+        wait_body(&cluster, id, "/area", "9").await;
+    }
+    write(
+        &app,
+        &[("shapes/helpers.py", "def scale(x):\n    return x * 100\n")],
+    );
+    let out = ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(2)]));
+    assert!(out.contains("1 uploaded"), "{out}");
+    for id in 1..=3 {
+        wait_body(&cluster, id, "/area", "900").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syntax_and_import_errors_are_rejected_with_file_and_line_and_head_stays() {
+    let cluster = Cluster::start(3).await;
+    let app = cluster.dir.path().join("gate");
+    write(&app, &[("app.py", "import push\nfrom lib import util\n\n@push.route('GET', '/')\ndef index():\n    return util.word()\n"), ("lib/util.py", "def word():\n    return 'good'\n")]);
+    let dir = app.to_str().expect("utf8");
+    ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(1)]));
+    wait_body(&cluster, 2, "/", "good").await;
+
+    write(
+        &app,
+        &[("lib/util.py", "def word():\n    return 'bad' +\n")],
+    );
+    let err = fails(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(2)]));
+    assert!(
+        err.contains("main@v2/lib/util.py, line 2") && err.contains("SyntaxError"),
+        "{err}"
+    );
+    assert!(err.contains("HEAD unchanged"), "{err}");
+
+    write(
+        &app,
+        &[(
+            "lib/util.py",
+            "import no_such_module_here\n\ndef word():\n    return 'bad'\n",
+        )],
+    );
+    let err = fails(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(3)]));
+    assert!(
+        err.contains("ModuleNotFoundError") && err.contains("no_such_module_here"),
+        "{err}"
+    );
+    assert!(err.contains("main@v2/lib/util.py, line 1"), "{err}");
+
+    write(
+        &app,
+        &[(
+            "lib/util.py",
+            "def word():\n    return 1 / 0\n\nVALUE = word()\n",
+        )],
+    );
+    let err = fails(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(3)]));
+    assert!(
+        err.contains("ZeroDivisionError") && err.contains("main@v2/lib/util.py, line 2"),
+        "{err}"
+    );
+
+    let versions = ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]));
+    assert_eq!(
+        versions.lines().count(),
+        1,
+        "a rejected deploy recorded a version: {versions}"
+    );
+    for id in 1..=3 {
+        assert_eq!(get(&cluster.http(id), "/").await.text(), "good");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_raising_unicode_large_bodies_requests_and_plain_data() {
+    let cluster = Cluster::start(1).await;
+    let app = cluster.dir.path().join("misc");
+    write(
+        &app,
+        &[(
+            "app.py",
+            r#"import push
+
+@push.route("GET", "/boom")
+def boom():
+    raise RuntimeError("kaboom in the handler")
+
+@push.route("GET", "/ok")
+def fine():
+    return "fine"
+
+@push.route("GET", "/unicode")
+def uni():
+    return "héllo wörld ✓ 日本語 🚀"
+
+@push.route("GET", "/big")
+def big():
+    return b"x" * 1_000_000
+
+@push.route("POST", "/echo")
+def echo(request):
+    return (201, {"method": request.method, "json": request.json(), "q": request.query}, {"x-echo": "yes"})
+
+@push.route("GET", "/store")
+def store():
+    try:
+        push.kv("t")["k"] = object()
+    except TypeError as e:
+        return str(e)
+    return "stored?!"
+
+@push.route("GET", "/kv")
+def kv():
+    d = push.kv("t")
+    d["n"] = {"list": [1, 2.5, None, True], "bytes": b"\x00\x01"}
+    return repr(d["n"]) + " " + repr(d.get("absent", "default")) + " " + repr("n" in d)
+"#,
+        )],
+    );
+    ok(&cluster.cli(&[
+        "deploy",
+        app.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ]));
+    wait_body(&cluster, 1, "/ok", "fine").await;
+    let http = cluster.http(1);
+
+    let r = get(&http, "/boom").await;
+    assert_eq!(r.status, 500);
+    assert!(
+        !r.text().contains("kaboom"),
+        "the traceback leaked into the response: {}",
+        r.text()
+    );
+    assert_eq!(get(&http, "/ok").await.text(), "fine");
+    let log = std::fs::read_to_string(cluster.data_dir(1).join("node.log")).expect("log");
+    assert!(
+        log.contains("kaboom in the handler") && log.contains("main@v1/app.py\", line 5"),
+        "traceback not in the node log"
+    );
+
+    let r = get(&http, "/unicode").await;
+    assert_eq!(r.text(), "héllo wörld ✓ 日本語 🚀");
+    assert!(r.header("content-type").unwrap_or("").contains("utf-8"));
+    let r = get(&http, "/big").await;
+    assert_eq!(r.body.len(), 1_000_000);
+    assert!(r.body.iter().all(|b| *b == b'x'));
+
+    let r = request(
+        &http,
+        "POST",
+        "/echo?a=1&b=two%20words",
+        &[("content-type", "application/json")],
+        br#"{"k": [1, 2]}"#,
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("x-echo"), Some("yes"));
+    assert_eq!(
+        r.text(),
+        r#"{"method": "POST", "json": {"k": [1, 2]}, "q": {"a": "1", "b": "two words"}}"#
+    );
+    let r = request(&http, "GET", "/echo", &[], b"").await.expect("get");
+    assert_eq!(r.status, 405);
+
+    let r = get(&http, "/store").await;
+    assert!(r.text().contains("cannot store a object"), "{}", r.text());
+    let r = get(&http, "/kv").await;
+    assert_eq!(
+        r.text(),
+        "{'list': [1, 2.5, None, True], 'bytes': b'\\x00\\x01'} 'default' True"
+    );
+    let out = ok(&cluster.cli(&["kv", "get", "t", "n", "--to", &cluster.addr(1)]));
+    assert_eq!(
+        out.trim(),
+        "{'list': [1, 2.5, None, True], 'bytes': b'\\x00\\x01'}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_storm_during_deploys_and_rollbacks_sees_no_errors() {
+    let cluster = Cluster::start(3).await;
+    let v1 = repo("examples/hello-web");
+    let v2 = repo("examples/hello-web-v2");
+    ok(&cluster.cli(&["deploy", &v1, "--to", &cluster.addr(1)]));
+    for id in 1..=3 {
+        wait_body(&cluster, id, "/", "hello from v1").await;
+    }
+    let stop = Instant::now() + Duration::from_secs(4);
+    let mut clients = Vec::new();
+    for c in 0..6u64 {
+        let http = cluster.http(c % 3 + 1);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut seen_v2) = (0u32, Vec::new(), false);
+            while Instant::now() < stop && ok < 5_000 {
+                match request(&http, "GET", "/", &[], b"").await {
+                    Ok(r) if r.status == 200 => {
+                        let text = r.text();
+                        seen_v2 |= text.contains("HELLO FROM V2");
+                        if !(text.contains("hello from v1") || text.contains("HELLO FROM V2")) {
+                            errors.push(text);
+                        }
+                        ok += 1;
+                    }
+                    Ok(r) => errors.push(format!("{} {}", r.status, r.text())),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (ok, errors, seen_v2)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ok(&cluster.cli(&["deploy", &v2, "--to", &cluster.addr(2)]));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    ok(&cluster.cli(&["rollback", "--to", &cluster.addr(3)]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ok(&cluster.cli(&["rollback", "2", "--to", &cluster.addr(1)]));
+    let mut total = 0;
+    let mut saw_v2 = false;
+    for c in clients {
+        let (n, errors, seen) = c.await.expect("client");
+        assert!(
+            errors.is_empty(),
+            "requests failed during the swap: {:?}",
+            &errors[..errors.len().min(5)]
+        );
+        total += n;
+        saw_v2 |= seen;
+    }
+    assert!(total > 100, "too few requests: {total}");
+    assert!(saw_v2, "no request saw v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_fails_to_load_on_one_node_is_reported_and_that_node_keeps_the_old_one() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    let app = cluster.dir.path().join("picky");
+    write(
+        &app,
+        &[(
+            "app.py",
+            "import push\n\n@push.route('GET', '/')\ndef index():\n    return 'v1'\n",
+        )],
+    );
+    let dir = app.to_str().expect("utf8");
+    ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(leader)]));
+    for id in 1..=3 {
+        wait_body(&cluster, id, "/", "v1").await;
+    }
+    // Passes the gate (run on the leader) but raises on one follower.
+    let text = format!("import push\n\nif push.node.id == {victim}:\n    raise RuntimeError('not on this node')\n\n@push.route('GET', '/')\ndef index():\n    return 'v2'\n");
+    write(&app, &[("app.py", &text)]);
+    ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(leader)]));
+    for id in (1..=3).filter(|id| *id != victim) {
+        wait_body(&cluster, id, "/", "v2").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let s = cluster.status(victim).await.expect("status");
+        if !s.load_errors.is_empty() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no load error reported: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.serving, vec![("main".to_string(), 1)]);
+    assert!(
+        status.load_errors[0].2.contains("not on this node"),
+        "{:?}",
+        status.load_errors
+    );
+    assert_eq!(get(&cluster.http(victim), "/").await.text(), "v1");
+    let table = ok(&cluster.cli(&["status", &cluster.addr(1)]));
+    assert!(
+        table.contains("main@v2 (serving v1)") && table.contains("failed to load"),
+        "{table}"
+    );
+}
