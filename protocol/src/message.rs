@@ -170,6 +170,93 @@ pub enum Op {
         hops: u8,
         op: Box<Op>,
     },
+    /// Open an evaluation session: its own Python namespace on this node.
+    SessionOpen,
+    /// Close a session and free its namespace.
+    SessionClose {
+        session: u64,
+    },
+    /// Evaluate statements or an expression. Streams [`Reply::Output`] frames while it runs,
+    /// then ends with [`Reply::Evaluated`]. `module` evaluates inside a loaded app module's
+    /// namespace (hot-patching); `session` None uses a throwaway namespace.
+    Eval {
+        session: Option<u64>,
+        code: String,
+        module: Option<String>,
+    },
+    /// Completions for `code` with the cursor at byte offset `cursor`.
+    Complete {
+        session: Option<u64>,
+        code: String,
+        cursor: usize,
+    },
+    /// Signature, docstring, source location and short repr of an expression's value.
+    Inspect {
+        session: Option<u64>,
+        expr: String,
+    },
+    /// Whether `code` is a complete statement or needs more lines.
+    IsComplete {
+        code: String,
+    },
+    /// Interrupt the evaluation running in `session`.
+    Interrupt {
+        session: u64,
+    },
+    /// Evaluate `code` on every node of the cluster; results per node.
+    EvalAll {
+        code: String,
+    },
+}
+
+/// Which output stream a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One frame of a Python traceback.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PyFrame {
+    pub file: String,
+    pub line: u32,
+    pub function: String,
+    pub source: String,
+}
+
+/// An exception raised by evaluated code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PyException {
+    pub type_name: String,
+    pub message: String,
+    pub frames: Vec<PyFrame>,
+    /// The traceback formatted as Python prints it.
+    pub formatted: String,
+}
+
+/// The outcome of an evaluation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// `repr` of the last expression's value (None for statements or a None value).
+    pub value: Option<String>,
+    pub type_name: Option<String>,
+    pub error: Option<PyException>,
+    /// Set when a repr or a stream was cut: says how much.
+    pub truncated: Option<String>,
+    pub micros: u64,
+    pub node: u64,
+}
+
+/// What `inspect` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inspection {
+    pub type_name: String,
+    pub signature: Option<String>,
+    pub doc: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub repr: String,
 }
 
 /// A member of the cluster as this node sees it.
@@ -272,6 +359,31 @@ pub enum Reply {
         version: u64,
         files: BTreeMap<String, serde_bytes::ByteBuf>,
     },
+    Session {
+        id: u64,
+    },
+    Closed {
+        existed: bool,
+    },
+    /// Output printed by a running evaluation (never the last frame).
+    Output {
+        stream: Stream,
+        text: String,
+    },
+    Evaluated(Box<EvalResult>),
+    Completions {
+        start: usize,
+        items: Vec<String>,
+    },
+    Inspected(Box<Inspection>),
+    IsComplete {
+        complete: bool,
+    },
+    Interrupted {
+        running: bool,
+    },
+    /// Per node: its result, or why it could not be asked.
+    EvaluatedAll(Vec<(u64, Result<EvalResult, ErrorBody>)>),
 }
 
 /// The body of a response frame.

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod code;
+pub mod eval;
 pub mod kv;
 pub mod node;
 pub mod progress;
@@ -35,6 +36,8 @@ pub enum Command {
     Rollback(code::RollbackArgs),
     /// Unified diff between two versions.
     Diff(code::DiffArgs),
+    /// Evaluate Python on a live node (stdin when no --code); --all runs it on every node.
+    Eval(eval::EvalArgs),
     /// Read and write replicated key-value maps.
     Kv(kv::KvArgs),
     /// Load generators that print throughput and latency percentiles.
@@ -51,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Versions(args) => code::versions(args).await,
         Command::Rollback(args) => code::rollback(args).await,
         Command::Diff(args) => code::diff(args).await,
+        Command::Eval(args) => eval::run(args).await,
         Command::Kv(args) => kv::run(args).await,
         Command::Bench(args) => bench::run(args).await,
     }

@@ -9,6 +9,7 @@
 //! [`convert`] maps `Value`s to Python objects; [`reload`] follows HEAD and loads new versions.
 
 pub mod convert;
+pub mod eval;
 pub mod native;
 pub mod reload;
 
@@ -22,6 +23,7 @@ use tokio::sync::oneshot;
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 const PUSH: &str = include_str!("push.py");
+const SESSION: &str = include_str!("session.py");
 
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,6 +110,13 @@ impl Runtime {
                 c"push",
             )?;
             modules.set_item("push", push)?;
+            let session = PyModule::from_code(
+                py,
+                &std::ffi::CString::new(SESSION)?,
+                c"<push>/session.py",
+                c"_push_session",
+            )?;
+            modules.set_item("_push_session", session)?;
             Ok(boot.unbind())
         })
         .map_err(|e| RuntimeError::Start(e.to_string()))?;

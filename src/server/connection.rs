@@ -253,7 +253,23 @@ async fn client_loop(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, mut s
         let node = node.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let outcome = dispatch::handle(&node, op).await;
+            // Intermediate replies (eval output) go out in order, before the final one.
+            let (progress, mut updates) = mpsc::unbounded_channel();
+            let updates_tx = tx.clone();
+            let forwarder = tokio::spawn(async move {
+                while let Some(reply) = updates.recv().await {
+                    if updates_tx
+                        .send(response(id, false, &Ok(reply)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            let outcome = dispatch::handle_streaming(&node, op, &progress).await;
+            drop(progress);
+            let _ = forwarder.await;
             let _ = tx.send(response(id, true, &outcome)).await;
         });
     }

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply};
+use push_protocol::{ByteBuf, Client, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply, Stream};
+use tokio::sync::mpsc;
+
+use crate::runtime::RuntimeError;
 
 use crate::model::code_store::tree_hash;
 
@@ -12,6 +15,137 @@ use crate::node::{Node, Route};
 
 /// Most bytes one `PutBlobs` may carry; the CLI batches below this.
 pub const MAX_BLOB_BATCH: usize = 4 << 20;
+
+/// Answers one request, sending intermediate replies (an eval's output) to `progress`.
+pub async fn handle_streaming(
+    node: &Node,
+    op: Op,
+    progress: &mpsc::UnboundedSender<Reply>,
+) -> Outcome {
+    match op {
+        Op::Eval {
+            session,
+            code,
+            module,
+        } => eval(node, session, code, module, progress).await,
+        op => handle(node, op).await,
+    }
+}
+
+/// Most bytes one `Output` frame carries; smaller prints are merged up to this.
+const OUTPUT_CHUNK: usize = 64 << 10;
+
+fn runtime_error(e: RuntimeError) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Internal, format!("python runtime: {e}"))
+}
+
+/// Runs an evaluation on this node, streaming its output, and returns its result.
+async fn eval(
+    node: &Node,
+    session: Option<u64>,
+    code: String,
+    module: Option<String>,
+    progress: &mpsc::UnboundedSender<Reply>,
+) -> Outcome {
+    let (mut output, mut done) = node.runtime.eval(session, code, module, node.id);
+    let forward = |first: (Stream, String),
+                   output: &mut mpsc::UnboundedReceiver<(Stream, String)>| {
+        let (stream, mut text) = first;
+        while text.len() < OUTPUT_CHUNK {
+            match output.try_recv() {
+                Ok((s, more)) if s == stream => text.push_str(&more),
+                Ok(other) => {
+                    let _ = progress.send(Reply::Output {
+                        stream,
+                        text: std::mem::take(&mut text),
+                    });
+                    let (s, t) = other;
+                    let _ = progress.send(Reply::Output { stream: s, text: t });
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = progress.send(Reply::Output { stream, text });
+    };
+    let result = loop {
+        tokio::select! {
+            chunk = output.recv() => match chunk {
+                Some(chunk) => forward(chunk, &mut output),
+                None => break (&mut done).await,
+            },
+            result = &mut done => break result,
+        }
+    };
+    while let Ok(chunk) = output.try_recv() {
+        forward(chunk, &mut output);
+    }
+    match result {
+        Ok(Ok(r)) => Ok(Reply::Evaluated(Box::new(r))),
+        Ok(Err(e)) => Err(runtime_error(e)),
+        Err(_) => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            "the evaluation thread stopped without an answer",
+        )),
+    }
+}
+
+/// Evaluates `code` on every member, each in a throwaway namespace.
+async fn eval_all(node: &Node, code: String) -> Outcome {
+    let mut tasks = tokio::task::JoinSet::new();
+    for member in node.members() {
+        if member.id == node.id {
+            continue;
+        }
+        let (code, token) = (code.clone(), node.token.clone());
+        tasks.spawn(async move {
+            let ask = async {
+                let client = Client::connect(&member.addr, &token)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match client
+                    .call(Op::Eval {
+                        session: None,
+                        code,
+                        module: None,
+                    })
+                    .await
+                {
+                    Ok(Reply::Evaluated(r)) => Ok(*r),
+                    Ok(other) => Err(format!("unexpected reply {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            let result = tokio::time::timeout(EVAL_ALL_TIMEOUT, ask)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!("no answer within {}s", EVAL_ALL_TIMEOUT.as_secs()))
+                })
+                .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, e));
+            (member.id, result)
+        });
+    }
+    let (sink, _) = mpsc::unbounded_channel();
+    let local = match eval(node, None, code, None, &sink).await {
+        Ok(Reply::Evaluated(r)) => Ok(*r),
+        Ok(other) => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            format!("unexpected {other:?}"),
+        )),
+        Err(e) => Err(e),
+    };
+    let mut results = vec![(node.id, local)];
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(pair) = joined {
+            results.push(pair);
+        }
+    }
+    results.sort_by_key(|(id, _)| *id);
+    Ok(Reply::EvaluatedAll(results))
+}
+
+/// How long `EvalAll` waits for each node.
+const EVAL_ALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Answers one request.
 pub async fn handle(node: &Node, op: Op) -> Outcome {
@@ -110,6 +244,56 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
 async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
     match &op {
         Op::Ping => Ok(Reply::Pong),
+        Op::Eval {
+            session,
+            code,
+            module,
+        } => {
+            let (sink, _) = mpsc::unbounded_channel();
+            eval(node, *session, code.clone(), module.clone(), &sink).await
+        }
+        Op::EvalAll { code } => eval_all(node, code.clone()).await,
+        Op::SessionOpen => node
+            .runtime
+            .open_session()
+            .await
+            .map(|id| Reply::Session { id })
+            .map_err(runtime_error),
+        Op::SessionClose { session } => node
+            .runtime
+            .close_session(*session)
+            .await
+            .map(|existed| Reply::Closed { existed })
+            .map_err(runtime_error),
+        Op::IsComplete { code } => node
+            .runtime
+            .is_complete(code.clone())
+            .await
+            .map(|complete| Reply::IsComplete { complete })
+            .map_err(runtime_error),
+        Op::Complete {
+            session,
+            code,
+            cursor,
+        } => node
+            .runtime
+            .complete(*session, code.clone(), *cursor)
+            .await
+            .map(|(start, items)| Reply::Completions { start, items })
+            .map_err(runtime_error),
+        Op::Inspect { session, expr } => match node.runtime.inspect(*session, expr.clone()).await {
+            Ok(i) => Ok(Reply::Inspected(Box::new(i))),
+            Err(e) => Err(ErrorBody::new(
+                ErrorCode::Invalid,
+                format!("cannot inspect {expr:?}: {e}"),
+            )),
+        },
+        Op::Interrupt { session } => node
+            .runtime
+            .interrupt(*session)
+            .await
+            .map(|running| Reply::Interrupted { running })
+            .map_err(runtime_error),
         Op::Status => Ok(Reply::Status(Box::new(node.status()))),
         Op::Forwarded { .. } => Err(ErrorBody::new(
             ErrorCode::Invalid,

@@ -8,5 +8,6 @@ mod support;
 mod bad_input;
 mod cluster;
 mod code_store;
+mod eval;
 mod python;
 mod tidy;

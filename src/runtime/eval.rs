@@ -1,0 +1,235 @@
+//! Live evaluation on the node: each eval runs on a thread of its own (so a runaway one can
+//! neither starve HTTP handlers nor block other sessions), streams what it prints through a
+//! bounded [`Sink`], and can be interrupted from any other request.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use push_protocol::{EvalResult, Inspection, PyException, PyFrame, Stream};
+use pyo3::prelude::*;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Runtime, RuntimeError};
+
+/// Most bytes one evaluation may stream per output stream; the rest is counted, not sent.
+pub const MAX_STREAM: usize = 1 << 20;
+
+/// Where an evaluation's prints go: a channel to the client, capped at [`MAX_STREAM`].
+#[pyclass]
+pub struct Sink {
+    tx: mpsc::UnboundedSender<(Stream, String)>,
+    sent: [AtomicUsize; 2],
+    cut: [AtomicUsize; 2],
+}
+
+#[pymethods]
+impl Sink {
+    fn write(&self, stream: usize, text: &str) {
+        let i = stream.min(1);
+        let sent = self.sent[i].load(Ordering::Relaxed);
+        let room = MAX_STREAM.saturating_sub(sent);
+        let mut take = text.len().min(room);
+        while !text.is_char_boundary(take) {
+            take -= 1;
+        }
+        if take > 0 {
+            self.sent[i].fetch_add(take, Ordering::Relaxed);
+            let which = if i == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            let _ = self.tx.send((which, text[..take].to_string()));
+        }
+        if take < text.len() {
+            self.cut[i].fetch_add(text.len() - take, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Sink {
+    fn truncation(&self) -> Option<String> {
+        let parts: Vec<String> = ["stdout", "stderr"]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let cut = self.cut[i].load(Ordering::Relaxed);
+                (cut > 0).then(|| {
+                    format!("{name} cut: {cut} bytes not shown after the first {MAX_STREAM}")
+                })
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+type RawFrame = (String, u32, String, String);
+
+/// A started evaluation: its output chunks as they are printed, then its result.
+pub type Running = (
+    mpsc::UnboundedReceiver<(Stream, String)>,
+    oneshot::Receiver<Result<EvalResult, RuntimeError>>,
+);
+
+fn extract_result(py: Python<'_>, obj: &Bound<'_, PyAny>, node: u64) -> PyResult<EvalResult> {
+    let _ = py;
+    let get = |k: &str| obj.get_item(k);
+    let error = get("error")?;
+    let error = if error.is_none() {
+        None
+    } else {
+        let frames: Vec<RawFrame> = error.get_item("frames")?.extract()?;
+        Some(PyException {
+            type_name: error.get_item("type_name")?.extract()?,
+            message: error.get_item("message")?.extract()?,
+            frames: frames
+                .into_iter()
+                .map(|(file, line, function, source)| PyFrame {
+                    file,
+                    line,
+                    function,
+                    source,
+                })
+                .collect(),
+            formatted: error.get_item("formatted")?.extract()?,
+        })
+    };
+    Ok(EvalResult {
+        value: get("value")?.extract()?,
+        type_name: get("type_name")?.extract()?,
+        error,
+        truncated: get("truncated")?.extract()?,
+        micros: get("micros")?.extract()?,
+        node,
+    })
+}
+
+impl Runtime {
+    fn session_module(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        py.import("sys")?
+            .getattr("modules")?
+            .get_item("_push_session")
+    }
+
+    /// Starts an evaluation on its own thread. Output chunks arrive on the receiver while it
+    /// runs; the result on the oneshot.
+    pub fn eval(
+        &self,
+        session: Option<u64>,
+        code: String,
+        module: Option<String>,
+        node: u64,
+    ) -> Running {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("python-eval".into())
+            .spawn(move || {
+                let result = Python::with_gil(|py| -> PyResult<EvalResult> {
+                    let sink = Py::new(
+                        py,
+                        Sink {
+                            tx: out_tx,
+                            sent: Default::default(),
+                            cut: Default::default(),
+                        },
+                    )?;
+                    let raw = Self::session_module(py)?.getattr("evaluate")?.call1((
+                        session,
+                        code,
+                        module,
+                        sink.clone_ref(py),
+                    ))?;
+                    let mut result = extract_result(py, &raw, node)?;
+                    if let Some(cut) = sink.borrow(py).truncation() {
+                        result.truncated = Some(match result.truncated.take() {
+                            Some(t) => format!("{t}; {cut}"),
+                            None => cut,
+                        });
+                    }
+                    Ok(result)
+                });
+                let _ = done_tx.send(result.map_err(|e| RuntimeError::Python(e.to_string())));
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start an eval thread: {e}");
+        }
+        (out_rx, done_rx)
+    }
+
+    /// Interrupts the evaluation running in `session`; says whether one was running.
+    pub async fn interrupt(&self, session: u64) -> Result<bool, RuntimeError> {
+        // Not through the pool: it may be busy. The GIL is free at least every switch interval.
+        tokio::task::spawn_blocking(move || {
+            Python::with_gil(|py| {
+                Self::session_module(py)?
+                    .getattr("interrupt")?
+                    .call1((session,))?
+                    .extract::<bool>()
+            })
+        })
+        .await
+        .map_err(|_| RuntimeError::Stopped)?
+        .map_err(|e| RuntimeError::Python(e.to_string()))
+    }
+
+    /// Calls a function of the session module on a pool thread and extracts its result.
+    async fn session_call<T, A>(&self, name: &'static str, args: A) -> Result<T, RuntimeError>
+    where
+        T: for<'a, 'py> FromPyObject<'py> + Send + 'static,
+        A: for<'py> IntoPyObject<'py, Target = pyo3::types::PyTuple> + Send + 'static,
+    {
+        self.run(move |py| -> Result<T, RuntimeError> {
+            Self::session_module(py)
+                .and_then(|m| m.getattr(name))
+                .and_then(|f| f.call1(args))
+                .and_then(|r| r.extract::<T>())
+                .map_err(|e| RuntimeError::Python(e.to_string()))
+        })
+        .await?
+    }
+
+    pub async fn open_session(&self) -> Result<u64, RuntimeError> {
+        self.session_call("open_session", ()).await
+    }
+
+    pub async fn close_session(&self, session: u64) -> Result<bool, RuntimeError> {
+        self.session_call("close_session", (session,)).await
+    }
+
+    pub async fn is_complete(&self, code: String) -> Result<bool, RuntimeError> {
+        self.session_call("is_complete", (code,)).await
+    }
+
+    pub async fn complete(
+        &self,
+        session: Option<u64>,
+        code: String,
+        cursor: usize,
+    ) -> Result<(usize, Vec<String>), RuntimeError> {
+        self.session_call("complete", (session, code, cursor)).await
+    }
+
+    pub async fn inspect(
+        &self,
+        session: Option<u64>,
+        expr: String,
+    ) -> Result<Inspection, RuntimeError> {
+        self.run(move |py| -> Result<Inspection, RuntimeError> {
+            let call = || -> PyResult<Inspection> {
+                let d = Self::session_module(py)?
+                    .getattr("inspect_expr")?
+                    .call1((session, expr))?;
+                Ok(Inspection {
+                    type_name: d.get_item("type_name")?.extract()?,
+                    signature: d.get_item("signature")?.extract()?,
+                    doc: d.get_item("doc")?.extract()?,
+                    file: d.get_item("file")?.extract()?,
+                    line: d.get_item("line")?.extract()?,
+                    repr: d.get_item("repr")?.extract()?,
+                })
+            };
+            call().map_err(|e| RuntimeError::Python(e.to_string()))
+        })
+        .await?
+    }
+}

@@ -1,0 +1,284 @@
+"""Live evaluation: sessions, eval with streamed output, completion, inspection, interrupt.
+
+Rust calls these on dedicated eval threads. Output printed by an evaluation is routed, per
+thread, to a sink that streams it to the client; everything else still reaches the node's own
+stdout/stderr.
+"""
+
+import ast
+import builtins
+import codeop
+import ctypes
+import inspect
+import itertools
+import sys
+import threading
+import time
+import traceback
+
+MAX_REPR = 64 * 1024
+
+_sessions = {}          # id -> namespace dict
+_running = {}           # session id -> thread ident of its running eval
+_ids = itertools.count(1)
+_local = threading.local()
+MAX_SESSIONS = 256
+
+
+class _Router:
+    """Stands in for sys.stdout/sys.stderr: writes go to the current eval's sink, if any."""
+
+    def __init__(self, original, stream):
+        self._original = original
+        self._stream = stream
+
+    def write(self, text):
+        sink = getattr(_local, "sink", None)
+        if sink is None:
+            return self._original.write(text)
+        sink.write(self._stream, str(text))
+        return len(text)
+
+    def flush(self):
+        if getattr(_local, "sink", None) is None:
+            self._original.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._original, name)
+
+
+sys.stdout = _Router(sys.stdout, 0)
+sys.stderr = _Router(sys.stderr, 1)
+
+
+def _new_namespace():
+    ns = {"__name__": "__console__", "__builtins__": builtins}
+    try:
+        import push
+        ns["push"] = push
+    except ImportError:
+        pass
+    return ns
+
+
+def open_session():
+    sid = next(_ids)
+    if len(_sessions) >= MAX_SESSIONS:
+        del _sessions[min(_sessions)]
+    _sessions[sid] = _new_namespace()
+    return sid
+
+
+def close_session(sid):
+    return _sessions.pop(sid, None) is not None
+
+
+def _namespace(sid, module):
+    if module:
+        mod = sys.modules.get(module)
+        if mod is None:
+            raise LookupError(f"no module {module!r} is loaded on this node (app modules at HEAD and imported libraries can be used)")
+        return mod.__dict__
+    if sid is None:
+        return _new_namespace()
+    ns = _sessions.get(sid)
+    if ns is None:
+        raise LookupError(f"session {sid} does not exist on this node (closed, or the node restarted); open a new one")
+    return ns
+
+
+def _short_repr(value):
+    try:
+        text = repr(value)
+    except BaseException as exc:  # noqa: BLE001
+        text = f"<repr failed: {type(exc).__name__}: {exc}>"
+    if len(text) > MAX_REPR:
+        cut = len(text) - MAX_REPR
+        return text[:MAX_REPR], f"repr cut: {cut} of {len(text)} characters not shown"
+    return text, None
+
+
+def _exception(exc):
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(("<push>", "<frozen"))
+    ]
+    formatted = ["Traceback (most recent call last):\n"] + traceback.format_list(frames)
+    formatted += traceback.format_exception_only(type(exc), exc)
+    return {
+        "type_name": type(exc).__name__,
+        "message": str(exc),
+        "frames": [(f.filename, f.lineno or 0, f.name, (f.line or "").strip()) for f in frames],
+        "formatted": "".join(formatted).rstrip(),
+    }
+
+
+_counter = itertools.count(1)
+
+
+def evaluate(sid, code, module, sink):
+    """Run ``code``; returns a dict describing the outcome. Output goes to ``sink``."""
+    started = time.perf_counter()
+    result = {"value": None, "type_name": None, "error": None, "truncated": None}
+    _local.sink = sink
+    if sid is not None:
+        _running[sid] = threading.get_ident()
+    try:
+        ns = _namespace(sid, module)
+        filename = f"<eval-{next(_counter)}>"
+        import linecache
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, filename, "exec"), ns)
+        if last is not None:
+            value = eval(compile(last, filename, "eval"), ns)
+            if value is not None:
+                result["value"], result["truncated"] = _short_repr(value)
+                result["type_name"] = type(value).__name__
+                if module is None:
+                    ns["_"] = value
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the client
+        result["error"] = _exception(exc)
+    finally:
+        if sid is not None:
+            _running.pop(sid, None)
+        _local.sink = None
+    result["micros"] = int((time.perf_counter() - started) * 1e6)
+    return result
+
+
+def interrupt(sid):
+    """Raise KeyboardInterrupt in the thread running ``sid``'s eval. Returns whether one ran."""
+    ident = _running.get(sid)
+    if ident is None:
+        return False
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+    return n == 1
+
+
+def is_complete(code):
+    """As the interactive interpreter decides: an open block needs more lines, and a block
+    ends with an empty line; invalid code counts as complete (eval reports the error)."""
+    try:
+        if codeop.compile_command(code, "<input>", "exec") is None:
+            return False
+    except (SyntaxError, ValueError, OverflowError):
+        return True
+    lines = [line for line in code.split("\n") if line.strip()]
+    if lines and lines[-1][:1] in (" ", "\t") and not code.endswith("\n\n"):
+        return False
+    return True
+
+
+def complete(sid, code, cursor):
+    """Completions at ``cursor``: (start offset, [candidates])."""
+    ns = _sessions.get(sid) if sid is not None else None
+    if ns is None:
+        ns = _new_namespace()
+    text = code[:cursor]
+    try:
+        import jedi
+        lines = text.split("\n")
+        script = jedi.Interpreter(code, [ns])
+        found = script.complete(len(lines), len(lines[-1]))
+        if found:
+            prefix_len = len(found[0].name) - len(found[0].complete)
+            return cursor - prefix_len, [c.name for c in found[:200]]
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - fall back to rlcompleter
+        pass
+    attr = _attribute_completions(ns, text)
+    if attr is not None:
+        partial, names = attr
+        return cursor - len(partial), names
+    import re
+    import rlcompleter
+    match = re.search(r"[\w.]*$", text)
+    word = match.group(0) if match else ""
+    completer = rlcompleter.Completer(ns)
+    items = []
+    for state in range(500):
+        item = completer.complete(word, state)
+        if item is None:
+            break
+        items.append(item)
+    start = cursor - len(word)
+    dot = word.rfind(".")
+    if dot >= 0:
+        items = [i[dot + 1:] for i in items]
+        start += dot + 1
+    return start, [i.rstrip("(") for i in items]
+
+
+def _receiver(text):
+    """Split ``...<expr>.<partial>`` into (expr, partial); None if the text does not end so."""
+    import re
+    m = re.search(r"\.(\w*)$", text)
+    if not m:
+        return None
+    end = i = m.start()
+    depth = 0
+    while i > 0:
+        ch = text[i - 1]
+        if ch in ")]}":
+            depth += 1
+        elif ch in "([{":
+            if depth == 0:
+                break
+            depth -= 1
+        elif depth == 0 and ch in "\"'":
+            j = text.rfind(ch, 0, i - 1)
+            if j < 0:
+                break
+            i = j
+            continue
+        elif depth == 0 and not (ch.isalnum() or ch in "_."):
+            break
+        i -= 1
+    expr = text[i:end].strip()
+    return (expr, m.group(1)) if expr else None
+
+
+def _attribute_completions(ns, text):
+    """Members of the live object before the last dot: ``push.kv("x").`` evaluates the
+    receiver (never its repr) and lists its attributes."""
+    found = _receiver(text)
+    if found is None:
+        return None
+    expr, partial = found
+    if ":=" in expr or "import" in expr or expr[0].isdigit():
+        return None
+    try:
+        obj = eval(compile(expr, "<complete>", "eval"), ns)
+    except BaseException:  # noqa: BLE001 - nothing to complete from
+        return None
+    names = sorted(n for n in dir(obj) if n.startswith(partial) and (partial.startswith("_") or not n.startswith("_")))
+    return partial, names
+
+
+def inspect_expr(sid, expr):
+    ns = _namespace(sid, None)
+    value = eval(expr, ns)
+    try:
+        signature = str(inspect.signature(value))
+    except (TypeError, ValueError):
+        signature = None
+    doc = inspect.getdoc(value)
+    try:
+        file = inspect.getsourcefile(value) or inspect.getfile(value)
+        line = inspect.getsourcelines(value)[1]
+    except (TypeError, OSError):
+        file, line = None, None
+    text, _ = _short_repr(value)
+    return {
+        "type_name": type(value).__name__,
+        "signature": signature,
+        "doc": doc,
+        "file": file,
+        "line": line,
+        "repr": text[:1000],
+    }
