@@ -20,6 +20,85 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Durable kv writes (or linearizable reads with --read) from N concurrent clients
     Kv(KvBench),
+    /// Eval round trips of `1+1` and of a completion request, one client in a session
+    Eval(EvalBench),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalBench {
+    /// Round trips of each kind
+    #[arg(long, default_value_t = 2000)]
+    pub requests: u64,
+    /// Stop each kind after this many seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn eval(target: &Target, args: &EvalBench) -> anyhow::Result<()> {
+    let client = target.connect(None).await?;
+    let session = match client.call(Op::SessionOpen).await? {
+        Reply::Session { id } => id,
+        other => bail!("unexpected reply {other:?}"),
+    };
+    let code = "push.kv(\"bench\").";
+    let kinds: [(&str, Op); 2] = [
+        (
+            "eval 1+1",
+            Op::Eval {
+                session: Some(session),
+                code: "1+1".into(),
+                module: None,
+            },
+        ),
+        (
+            "complete push.kv(\"bench\").",
+            Op::Complete {
+                session: Some(session),
+                code: code.into(),
+                cursor: code.len(),
+            },
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, op) in kinds {
+        // Warm up (first completion imports jedi).
+        for _ in 0..20 {
+            client.call(op.clone()).await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+        let started = Instant::now();
+        let mut lat = Vec::new();
+        let mut errors = 0;
+        for _ in 0..args.requests {
+            if Instant::now() > deadline {
+                break;
+            }
+            let t = Instant::now();
+            match client.call(op.clone()).await {
+                Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                Err(_) => errors += 1,
+            }
+        }
+        let s = summarise(lat, errors, started.elapsed().as_secs_f64());
+        if !args.json {
+            println!(
+                "{name:<28} {} round trips  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  ({:.0}/s)",
+                s.ok, s.p50_ms, s.p99_ms, s.max_ms, s.per_second
+            );
+        }
+        out.push((name, s));
+    }
+    if args.json {
+        let map: serde_json::Map<String, serde_json::Value> = out
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), serde_json::to_value(s).unwrap_or_default()))
+            .collect();
+        println!("{}", serde_json::Value::Object(map));
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -208,6 +287,7 @@ async fn kv(target: &Target, args: &KvBench) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match &args.command {
         BenchCommand::Kv(kv_args) => kv(&args.target, kv_args).await,
+        BenchCommand::Eval(eval_args) => eval(&args.target, eval_args).await,
     }
 }
 

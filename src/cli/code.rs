@@ -132,6 +132,12 @@ fn author() -> String {
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    println!("{}", deploy_dir(&args).await?);
+    Ok(())
+}
+
+/// Uploads what the code store lacks, commits, and returns the one-line summary.
+pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
     let files = collect_files(&args.dir)?;
     let client = args.target.connect(None).await?;
     let tree: BTreeMap<String, String> = files
@@ -185,31 +191,28 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             activate: !args.no_activate,
         })
         .await?;
-    match reply {
+    Ok(match reply {
         Reply::Committed(CommitOutcome::Created { version, activated }) => {
-            println!(
-                "deployed {}@v{version} ({} files, {} uploaded){}",
+            let head = if activated {
+                format!("; HEAD is now v{version}")
+            } else {
+                format!("; HEAD unchanged (activate with `push rollback {version}`)")
+            };
+            format!(
+                "deployed {}@v{version} ({} files, {} uploaded){head}",
                 args.app,
                 files.len(),
-                missing.len(),
-                if activated {
-                    "; HEAD is now v".to_string() + &version.to_string()
-                } else {
-                    "; HEAD unchanged (activate with `push rollback ".to_string()
-                        + &version.to_string()
-                        + "`)"
-                }
-            );
+                missing.len()
+            )
         }
         Reply::Committed(CommitOutcome::Unchanged { head }) => {
-            println!(
+            format!(
                 "nothing to deploy: the tree is identical to HEAD ({}@v{head})",
                 args.app
-            );
+            )
         }
         other => bail!("unexpected reply {other:?}"),
-    }
-    Ok(())
+    })
 }
 
 fn format_time(ms: u64) -> String {

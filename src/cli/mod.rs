@@ -6,6 +6,7 @@ pub mod eval;
 pub mod kv;
 pub mod node;
 pub mod progress;
+pub mod repl;
 pub mod status;
 pub mod target;
 pub mod up;
@@ -36,6 +37,8 @@ pub enum Command {
     Rollback(code::RollbackArgs),
     /// Unified diff between two versions.
     Diff(code::DiffArgs),
+    /// Attach the REPL to a node: Python inside the running cluster.
+    Repl(repl::ReplArgs),
     /// Evaluate Python on a live node (stdin when no --code); --all runs it on every node.
     Eval(eval::EvalArgs),
     /// Read and write replicated key-value maps.
@@ -54,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Versions(args) => code::versions(args).await,
         Command::Rollback(args) => code::rollback(args).await,
         Command::Diff(args) => code::diff(args).await,
+        Command::Repl(args) => repl::run(args).await,
         Command::Eval(args) => eval::run(args).await,
         Command::Kv(args) => kv::run(args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -94,6 +94,8 @@ fn spawn_node(
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
+        // Their own process group: Ctrl-C in the REPL interrupts an evaluation, not the nodes.
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(seed) = seed {
         cmd.arg("--join").arg(seed);
@@ -210,11 +212,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "From elsewhere: push status {first} --token-file {}",
         token_path.display()
     );
-    println!("Press Ctrl-C to stop the cluster.");
-    tokio::select! {
-        _ = crate::shutdown::signal() => {}
-        (id, status) = first_exit(&mut children) => {
-            eprintln!("node {id} exited ({status}); stopping the others — see {}/node{id}/node.log", dir.display());
+    let watch = watch_exits(&mut children, dir);
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        println!("Opening a REPL on node 1 — Ctrl-D leaves it and stops the cluster.");
+        let repl = tokio::task::spawn_blocking({
+            let (addr, token) = (first.clone(), token.clone());
+            move || super::repl::run_repl(addr, token)
+        });
+        tokio::select! {
+            _ = repl => {}
+            _ = watch => {}
+        }
+    } else {
+        println!("Press Ctrl-C to stop the cluster.");
+        tokio::select! {
+            _ = crate::shutdown::signal() => {}
+            _ = watch => {}
         }
     }
     stop_all(children).await;
@@ -260,16 +273,27 @@ async fn deploy_example(addr: &str, token: &str) {
         },
     };
     eprintln!("deploying examples/hello-web");
-    if let Err(e) = super::code::deploy(args).await {
-        eprintln!("could not deploy the example: {e:#}");
+    match super::code::deploy_dir(&args).await {
+        Ok(line) => eprintln!("{line}"),
+        Err(e) => eprintln!("could not deploy the example: {e:#}"),
     }
 }
 
-async fn first_exit(children: &mut [(u64, Child)]) -> (u64, String) {
-    loop {
+/// Reports each node that exits (a crash, or a kill while you try failover) and returns once
+/// every node is gone; the others keep running meanwhile.
+async fn watch_exits(children: &mut [(u64, Child)], dir: &Path) {
+    let mut gone = std::collections::BTreeSet::new();
+    while gone.len() < children.len() {
         for (id, child) in children.iter_mut() {
+            if gone.contains(id) {
+                continue;
+            }
             if let Ok(Some(status)) = child.try_wait() {
-                return (*id, status.to_string());
+                gone.insert(*id);
+                eprintln!(
+                    "\nnode {id} exited ({status}); the others keep running (see {}/node{id}/node.log; restarting `push up` brings it back)",
+                    dir.display()
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -103,6 +103,8 @@ def _exception(exc):
         f for f in traceback.extract_tb(exc.__traceback__)
         if not f.filename.startswith(("<push>", "<frozen"))
     ]
+    if isinstance(exc, SyntaxError) and not frames[1:]:
+        frames = []  # the parser's own frame says nothing; the message has file and line
     formatted = ["Traceback (most recent call last):\n"] + traceback.format_list(frames)
     formatted += traceback.format_exception_only(type(exc), exc)
     return {
@@ -160,15 +162,16 @@ def interrupt(sid):
 
 
 def is_complete(code):
-    """As the interactive interpreter decides: an open block needs more lines, and a block
-    ends with an empty line; invalid code counts as complete (eval reports the error)."""
+    """As the interactive interpreter decides: an open block needs more lines, and an
+    indented block ends with an empty last line (the code ends with a newline); invalid code
+    counts as complete (eval reports the error)."""
     try:
         if codeop.compile_command(code, "<input>", "exec") is None:
             return False
     except (SyntaxError, ValueError, OverflowError):
         return True
     lines = [line for line in code.split("\n") if line.strip()]
-    if lines and lines[-1][:1] in (" ", "\t") and not code.endswith("\n\n"):
+    if lines and lines[-1][:1] in (" ", "\t") and not code.endswith("\n"):
         return False
     return True
 

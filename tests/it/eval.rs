@@ -235,8 +235,8 @@ async fn completion_inspection_and_completeness() {
     for (code, want) in [
         ("x = 1", true),
         ("def f():", false),
-        ("def f():\n    return 1\n", false),
-        ("def f():\n    return 1\n\n", true),
+        ("def f():\n    return 1", false),
+        ("def f():\n    return 1\n", true),
         ("if x:\n", false),
         ("1 +", true),
     ] {

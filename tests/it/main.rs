@@ -10,4 +10,5 @@ mod cluster;
 mod code_store;
 mod eval;
 mod python;
+mod repl;
 mod tidy;

@@ -2,5 +2,6 @@
 
 pub mod cluster;
 pub mod http;
+pub mod tmux;
 
 pub use cluster::Cluster;

@@ -1,0 +1,337 @@
+//! The `:meta` commands: cluster navigation, code store, data and inspection.
+
+use std::time::Duration;
+
+use push_protocol::{Client, Op, ReadMode, Reply};
+
+use crate::conn::Conn;
+use crate::output::{error_text, print_result};
+use crate::Hooks;
+
+/// What the loop does next.
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+const APP: &str = "main";
+
+/// One line per command, for `:help` and for unknown commands.
+pub const HELP: &[(&str, &str)] = &[
+    (":help", "this list"),
+    (
+        ":nodes",
+        "every node: id, address, role, term, applied index, HEAD",
+    ),
+    (
+        ":use ID",
+        "switch to node ID (the REPL keeps the member list)",
+    ),
+    (
+        ":on all EXPR",
+        "evaluate EXPR on every node; results by node",
+    ),
+    (":versions", "the app's versions; * marks HEAD"),
+    (":deploy DIR", "deploy DIR as a new version"),
+    (":rollback [V]", "HEAD back to its parent, or to version V"),
+    (":diff A B", "unified diff between versions A and B"),
+    (":kv NAME", "the keys and values of replicated map NAME"),
+    (
+        ":inspect EXPR",
+        "signature, docstring, source location and repr",
+    ),
+    (
+        ":in MODULE",
+        "evaluate inside a loaded module (hot-patch); `:in` alone leaves it",
+    ),
+    (
+        ":reconnect",
+        "reconnect to the current node (a new session)",
+    ),
+    (":quit", "leave (Ctrl-D works too)"),
+];
+
+fn help_text() -> String {
+    HELP.iter()
+        .map(|(c, h)| format!("  {c:<15} {h}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The greeting line.
+pub fn banner(conn: &Conn) -> String {
+    match conn.status() {
+        Some(s) => format!(
+            "Push REPL — node {} ({}) at {}, {} nodes in the cluster. :help for commands, Ctrl-D to leave.",
+            s.id,
+            s.role,
+            s.addr,
+            s.members.len()
+        ),
+        None => format!("Push REPL — not connected to {}. :help for commands.", conn.addr()),
+    }
+}
+
+fn call(conn: &Conn, op: Op) -> Option<Reply> {
+    match conn.call_timeout(op, Duration::from_secs(30)) {
+        Ok(reply) => Some(reply),
+        Err(e) => {
+            eprintln!("{}", error_text(&e));
+            None
+        }
+    }
+}
+
+/// Runs one meta command (without its leading `:`).
+pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
+    let line = line.trim();
+    let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    match cmd {
+        "help" | "h" | "?" => println!("{}", help_text()),
+        "quit" | "q" | "exit" => return Flow::Quit,
+        "nodes" => nodes(conn),
+        "use" => match rest.parse::<u64>() {
+            Ok(id) => match conn.members().into_iter().find(|m| m.id == id) {
+                Some(m) => match conn.use_addr(m.addr.clone()) {
+                    Ok(()) => println!("now on node {id} at {}", m.addr),
+                    Err(e) => eprintln!("{}", error_text(&format!("node {id} at {}: {e}", m.addr))),
+                },
+                None => eprintln!(
+                    "{}",
+                    error_text(&format!("no node {id}; `:nodes` lists them"))
+                ),
+            },
+            Err(_) => eprintln!("{}", error_text("usage: :use ID (a node id from `:nodes`)")),
+        },
+        "reconnect" => match conn.connect() {
+            Ok(()) => println!("reconnected to {} (new session)", conn.addr()),
+            Err(e) => eprintln!("{}", error_text(&e)),
+        },
+        "on" => {
+            let Some(expr) = rest
+                .strip_prefix("all")
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+            else {
+                eprintln!("{}", error_text("usage: :on all EXPR"));
+                return Flow::Continue;
+            };
+            if let Some(Reply::EvaluatedAll(results)) = call(
+                conn,
+                Op::EvalAll {
+                    code: expr.to_string(),
+                },
+            ) {
+                for (id, result) in results {
+                    print!("node {id:<3} ");
+                    match result {
+                        Ok(r) if r.value.is_none() && r.error.is_none() => println!("(no value)"),
+                        Ok(r) => {
+                            if r.error.is_some() {
+                                println!();
+                            }
+                            print_result(&r);
+                        }
+                        Err(e) => println!("{}", error_text(&format!("unreachable: {e}"))),
+                    }
+                }
+            }
+        }
+        "versions" => {
+            if let Some(Reply::Versions { head, versions }) =
+                call(conn, Op::Versions { app: APP.into() })
+            {
+                if versions.is_empty() {
+                    println!("no versions yet; `:deploy DIR`");
+                }
+                for v in versions.iter().rev() {
+                    let mark = if Some(v.number) == head { "*" } else { " " };
+                    println!(
+                        "{mark} v{:<4} {:<12} {:>3} files  {}",
+                        v.number, v.author, v.files, v.message
+                    );
+                }
+            }
+        }
+        "deploy" if !rest.is_empty() => match (hooks.deploy)(&conn.addr(), conn.token(), rest) {
+            Ok(line) => {
+                println!("{line}");
+                conn.refresh();
+            }
+            Err(e) => eprintln!("{}", error_text(&e)),
+        },
+        "rollback" => {
+            let version = match rest.trim_start_matches('v') {
+                "" => None,
+                v => match v.parse() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        eprintln!("{}", error_text("usage: :rollback [VERSION]"));
+                        return Flow::Continue;
+                    }
+                },
+            };
+            if let Some(Reply::Activated { from, to }) = call(
+                conn,
+                Op::Activate {
+                    app: APP.into(),
+                    version,
+                },
+            ) {
+                println!(
+                    "HEAD moved from {} to v{to}",
+                    from.map_or("none".into(), |f| format!("v{f}"))
+                );
+                conn.refresh();
+            }
+        }
+        "diff" => {
+            let parts: Vec<Option<u64>> = rest
+                .split_whitespace()
+                .map(|p| p.trim_start_matches('v').parse().ok())
+                .collect();
+            match parts.as_slice() {
+                [Some(from), Some(to)] => {
+                    if let Some(Reply::Diff(text)) = call(
+                        conn,
+                        Op::Diff {
+                            app: APP.into(),
+                            from: *from,
+                            to: *to,
+                        },
+                    ) {
+                        print!(
+                            "{}",
+                            if text.is_empty() {
+                                "identical\n".to_string()
+                            } else {
+                                text
+                            }
+                        );
+                    }
+                }
+                _ => eprintln!("{}", error_text("usage: :diff A B (version numbers)")),
+            }
+        }
+        "kv" if !rest.is_empty() => {
+            if let Some(Reply::Keys(keys)) = call(
+                conn,
+                Op::KvList {
+                    map: rest.into(),
+                    prefix: String::new(),
+                    read: ReadMode::Linearizable,
+                },
+            ) {
+                if keys.is_empty() {
+                    println!("{rest} is empty");
+                }
+                for key in keys.iter().take(100) {
+                    if let Some(Reply::Value(Some(v))) = call(
+                        conn,
+                        Op::KvGet {
+                            map: rest.into(),
+                            key: key.clone(),
+                            read: ReadMode::Stale,
+                        },
+                    ) {
+                        println!("  {key:<24} {v}");
+                    }
+                }
+                if keys.len() > 100 {
+                    println!("  … {} more keys", keys.len() - 100);
+                }
+            }
+        }
+        "inspect" if !rest.is_empty() => {
+            if let Some(Reply::Inspected(i)) = call(
+                conn,
+                Op::Inspect {
+                    session: conn.session(),
+                    expr: rest.into(),
+                },
+            ) {
+                println!(
+                    "{rest}{}  ({})",
+                    i.signature.unwrap_or_default(),
+                    i.type_name
+                );
+                if let (Some(file), Some(line)) = (&i.file, i.line) {
+                    println!("  defined at {file}:{line}");
+                }
+                if let Some(doc) = i.doc {
+                    println!(
+                        "{}",
+                        doc.lines()
+                            .map(|l| format!("  {l}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    );
+                }
+                println!("  = {}", i.repr);
+            }
+        }
+        "in" => {
+            let module = (!rest.is_empty()).then(|| rest.to_string());
+            match &module {
+                Some(m) => println!("evaluating inside module {m} — definitions replace the running ones; `:in` to leave"),
+                None => println!("back to the session namespace"),
+            }
+            conn.set_module(module);
+        }
+        _ => eprintln!(
+            "{}",
+            error_text(&format!(
+                "unknown command :{cmd} (or missing argument); the commands are:\n{}",
+                help_text()
+            ))
+        ),
+    }
+    Flow::Continue
+}
+
+fn nodes(conn: &Conn) {
+    let members = conn.members();
+    if members.is_empty() {
+        eprintln!("{}", error_text("no members known; `:reconnect` first"));
+        return;
+    }
+    println!(
+        "{:<4} {:<22} {:<10} {:>5} {:>8}  HEAD",
+        "ID", "ADDRESS", "ROLE", "TERM", "APPLIED"
+    );
+    let current = conn.status().map(|s| s.id);
+    for m in members {
+        let token = conn.token().to_string();
+        let status = conn.handle().block_on(async {
+            let ask = async {
+                let client = Client::connect(&m.addr, &token).await.ok()?;
+                match client.call(Op::Status).await.ok()? {
+                    Reply::Status(s) => Some(*s),
+                    _ => None,
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(2), ask)
+                .await
+                .ok()
+                .flatten()
+        });
+        let mark = if Some(m.id) == current { "*" } else { " " };
+        match status {
+            Some(s) => println!(
+                "{mark}{:<3} {:<22} {:<10} {:>5} {:>8}  {}",
+                s.id,
+                s.addr,
+                s.role,
+                s.term,
+                s.applied_index.map_or("-".into(), |a| a.to_string()),
+                s.heads
+                    .iter()
+                    .map(|(a, v)| format!("{a}@v{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None => println!("{mark}{:<3} {:<22} {:<10}", m.id, m.addr, "down"),
+        }
+    }
+}

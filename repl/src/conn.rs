@@ -1,0 +1,161 @@
+//! The REPL's link to the cluster: the current node, its session, and blocking calls made
+//! from reedline's synchronous callbacks through a tokio handle.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use push_protocol::{Client, Member, NodeStatus, Op, Reply};
+use tokio::runtime::Handle;
+
+/// Mutable link state.
+#[derive(Default)]
+struct Link {
+    addr: String,
+    client: Option<Arc<Client>>,
+    session: Option<u64>,
+    status: Option<NodeStatus>,
+    /// The cluster's members as last seen, kept when the current node dies.
+    members: Vec<Member>,
+    /// `:in MODULE`: evaluate inside this module's namespace.
+    module: Option<String>,
+}
+
+/// Shared by the loop, the completer and the validator.
+pub struct Conn {
+    token: String,
+    handle: Handle,
+    link: Mutex<Link>,
+}
+
+impl Conn {
+    pub fn new(addr: String, token: String, handle: Handle) -> Conn {
+        Conn {
+            token,
+            handle,
+            link: Mutex::new(Link {
+                addr,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// (Re)connects to the current address and opens a session there.
+    pub fn connect(&self) -> Result<(), String> {
+        let addr = self.link().addr.clone();
+        let token = self.token.clone();
+        let client = self
+            .handle
+            .block_on(Client::connect(&addr, &token))
+            .map_err(|e| e.to_string())?;
+        let client = Arc::new(client);
+        let session = match self.handle.block_on(client.call(Op::SessionOpen)) {
+            Ok(Reply::Session { id }) => id,
+            Ok(other) => return Err(format!("unexpected reply {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        {
+            let mut link = self.link();
+            link.client = Some(client);
+            link.session = Some(session);
+        }
+        self.refresh();
+        Ok(())
+    }
+
+    /// Switches to another address (keeping the member list), connecting there.
+    pub fn use_addr(&self, addr: String) -> Result<(), String> {
+        {
+            let mut link = self.link();
+            link.addr = addr;
+            link.client = None;
+            link.session = None;
+            link.status = None;
+        }
+        self.connect()
+    }
+
+    /// Re-reads the current node's status (role, HEAD, members) for the prompt.
+    pub fn refresh(&self) {
+        if let Ok(Reply::Status(s)) = self.call_timeout(Op::Status, Duration::from_secs(2)) {
+            let mut link = self.link();
+            link.members = s.members.clone();
+            link.status = Some(*s);
+        } else {
+            self.link().status = None;
+        }
+    }
+
+    pub fn client(&self) -> Option<Arc<Client>> {
+        self.link().client.clone()
+    }
+
+    pub fn session(&self) -> Option<u64> {
+        self.link().session
+    }
+
+    pub fn addr(&self) -> String {
+        self.link().addr.clone()
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub fn status(&self) -> Option<NodeStatus> {
+        self.link().status.clone()
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        self.link().members.clone()
+    }
+
+    pub fn module(&self) -> Option<String> {
+        self.link().module.clone()
+    }
+
+    pub fn set_module(&self, module: Option<String>) {
+        self.link().module = module;
+    }
+
+    /// Marks the link dead (after a failed call) so the prompt says so.
+    pub fn lost(&self) {
+        let mut link = self.link();
+        link.client = None;
+        link.status = None;
+    }
+
+    /// One call with a deadline; a dead link is an error naming the fix.
+    pub fn call_timeout(&self, op: Op, timeout: Duration) -> Result<Reply, String> {
+        let Some(client) = self.client() else {
+            return Err(format!(
+                "not connected to {}; `:reconnect`, or `:use ID` to pick another node",
+                self.addr()
+            ));
+        };
+        let result = self
+            .handle
+            .block_on(async { tokio::time::timeout(timeout, client.call(op)).await });
+        match result {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                if e.code().is_none() {
+                    self.lost();
+                    return Err(format!(
+                        "{e}\nthe node is unreachable: `:reconnect`, or `:use ID` to pick another node ({})",
+                        self.members().iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                Err(e.to_string())
+            }
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+}

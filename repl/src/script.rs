@@ -1,0 +1,88 @@
+//! Piped stdin: a script runner. Statements run one at a time as the interactive interpreter
+//! would split them; the first error stops the run with exit code 1.
+
+use std::io::BufRead;
+
+use crate::conn::Conn;
+use crate::output;
+
+/// Splits a script into statements: a new unindented line ends the statement before it.
+pub fn statements(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let starts_new = !line.is_empty()
+            && !line.starts_with([' ', '\t', ')', ']', '}', '#'])
+            && !is_continuation(line);
+        if starts_new
+            && !current.trim().is_empty()
+            && !current
+                .trim_end()
+                .ends_with([':', '\\', ',', '(', '[', '{'])
+        {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn is_continuation(line: &str) -> bool {
+    ["else", "elif ", "except", "finally", "case "]
+        .iter()
+        .any(|k| line.starts_with(k))
+}
+
+/// Runs stdin as a script; returns the exit code.
+pub fn run(conn: &Conn) -> i32 {
+    if let Err(e) = conn.connect() {
+        eprintln!("{e}");
+        return 1;
+    }
+    let mut text = String::new();
+    for line in std::io::stdin().lock().lines() {
+        match line {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            Err(e) => {
+                eprintln!("reading stdin: {e}");
+                return 1;
+            }
+        }
+    }
+    for statement in statements(&text) {
+        if statement.trim_start().starts_with(':') {
+            eprintln!(
+                "meta commands are for the interactive REPL: {}",
+                statement.trim()
+            );
+            return 1;
+        }
+        if !output::eval_and_print(conn, &statement) {
+            return 1;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statements;
+
+    #[test]
+    fn splits_like_the_interactive_interpreter() {
+        let script = "x = 1\ndef f(a):\n    if a:\n        return 1\n    else:\n        return 2\n\nprint(f(x))\ntry:\n    pass\nexcept Exception:\n    pass\ny = (1,\n2)\n";
+        let got = statements(script);
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(got[1].starts_with("def f(a):") && got[1].contains("else:"));
+        assert_eq!(got[2], "print(f(x))\n");
+        assert!(got[3].contains("except Exception:"));
+        assert_eq!(got[4], "y = (1,\n2)\n");
+    }
+}
