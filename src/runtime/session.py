@@ -90,6 +90,9 @@ def _namespace(sid, module):
 def _short_repr(value):
     try:
         text = repr(value)
+        if len(text) > 100 and isinstance(value, (dict, list, tuple, set)) and len(text) < MAX_REPR:
+            import pprint
+            text = pprint.pformat(value, width=100, sort_dicts=False)
     except BaseException as exc:  # noqa: BLE001
         text = f"<repr failed: {type(exc).__name__}: {exc}>"
     if len(text) > MAX_REPR:
