@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use anyhow::bail;
-use push_protocol::{EvalResult, Op, Reply, Stream};
+use push_protocol::{Op, Reply, Stream};
 
 use super::target::Target;
 
@@ -24,21 +24,9 @@ pub struct EvalArgs {
     pub target: Target,
 }
 
-/// Prints a result the way a REPL would; returns whether it raised.
-pub fn print_result(result: &EvalResult) -> bool {
-    if let Some(value) = &result.value {
-        println!("{value}");
-    }
-    if let Some(cut) = &result.truncated {
-        eprintln!("[{cut}]");
-    }
-    match &result.error {
-        Some(error) => {
-            eprintln!("{}", error.formatted);
-            true
-        }
-        None => false,
-    }
+/// Prints a result as the REPL does; returns whether it raised.
+fn print_result(result: &push_protocol::EvalResult) -> bool {
+    !push_repl::output::print_result(result)
 }
 
 /// `host:port` with a numeric port and no spaces: an address, not code.
