@@ -239,6 +239,7 @@ impl Node {
             heads,
             push_version: push_protocol::PUSH_VERSION.to_string(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            pid: std::process::id(),
             http: self.http.clone(),
             serving: apps
                 .iter()

@@ -287,6 +287,8 @@ pub struct NodeStatus {
     pub heads: Vec<(String, u64)>,
     pub push_version: String,
     pub uptime_ms: u64,
+    /// The node's process id (for local tooling such as `push bench failover`).
+    pub pid: u32,
     /// The node's HTTP address for app handlers, if it serves HTTP.
     pub http: Option<String>,
     /// The version of each app this node's Python runtime is serving.

@@ -22,6 +22,201 @@ pub enum BenchCommand {
     Kv(KvBench),
     /// Eval round trips of `1+1` and of a completion request, one client in a session
     Eval(EvalBench),
+    /// Time from `deploy` of a 50-module app until every node serves the new version
+    Deploy(DeployBench),
+    /// Kill the leader (local clusters only: SIGKILL by pid) and time the next acknowledged write
+    Failover(FailoverBench),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeployBench {
+    /// Deploys to time
+    #[arg(long, default_value_t = 10)]
+    pub rounds: u32,
+    /// Modules in the generated app
+    #[arg(long, default_value_t = 50)]
+    pub modules: u32,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FailoverBench {
+    /// Really kill the leader process (required: this is destructive)
+    #[arg(long)]
+    pub yes: bool,
+}
+
+async fn statuses(target: &Target) -> anyhow::Result<Vec<push_protocol::NodeStatus>> {
+    let token = target.token()?;
+    let first = match target.connect(None).await?.call(Op::Status).await? {
+        Reply::Status(s) => *s,
+        other => bail!("unexpected reply {other:?}"),
+    };
+    let mut out = Vec::new();
+    for m in &first.members {
+        let status = async {
+            let c = Client::connect(&m.addr, &token).await.ok()?;
+            match c.call(Op::Status).await.ok()? {
+                Reply::Status(s) => Some(*s),
+                _ => None,
+            }
+        };
+        if let Ok(Some(s)) = tokio::time::timeout(Duration::from_secs(2), status).await {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+async fn deploy(target: &Target, args: &DeployBench) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("push-bench-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let addr = leader_addr(target).await?;
+    let token = target.token()?;
+    let nodes = statuses(target).await?;
+    let mut lat = Vec::new();
+    eprintln!(
+        "bench deploy: {} rounds of a {}-module app, timed until all {} nodes serve it…",
+        args.rounds,
+        args.modules,
+        nodes.len()
+    );
+    let stamp = super::super::node::now_ms();
+    for round in 0..args.rounds {
+        let imports: String = (0..args.modules)
+            .map(|i| format!("import mod{i:02}\n"))
+            .collect();
+        std::fs::write(
+            dir.join("app.py"),
+            format!("{imports}ROUND = {round}  # {stamp}\n"),
+        )?;
+        for i in 0..args.modules {
+            std::fs::write(
+                dir.join(format!("mod{i:02}.py")),
+                format!("def f{i}(x):\n    return x + {i} + {round}\n"),
+            )?;
+        }
+        let started = Instant::now();
+        let deploy_args = super::code::DeployArgs {
+            dir: dir.clone(),
+            message: format!("bench round {round}"),
+            no_activate: false,
+            app: "bench".into(),
+            target: Target {
+                addr: Some(addr.clone()),
+                token: Some(token.clone()),
+                token_file: None,
+            },
+        };
+        let line = super::code::deploy_dir(&deploy_args).await?;
+        let version: u64 = line
+            .split("bench@v")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("unexpected deploy answer: {line}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        'wait: loop {
+            let mut all = true;
+            for n in &nodes {
+                let serving = async {
+                    let c = Client::connect(&n.addr, &token).await.ok()?;
+                    match c.call(Op::Status).await.ok()? {
+                        Reply::Status(s) => s
+                            .serving
+                            .iter()
+                            .find(|(a, _)| a == "bench")
+                            .map(|(_, v)| *v),
+                        _ => None,
+                    }
+                }
+                .await;
+                if serving != Some(version) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                break 'wait;
+            }
+            if Instant::now() > deadline {
+                bail!("v{version} was not served by every node within 30 s; see `push status`");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        lat.push(started.elapsed().as_micros() as u64);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = summarise(lat, 0, 1.0);
+    println!(
+        "deploy of {} modules until served by all {} nodes: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} rounds)",
+        args.modules,
+        nodes.len(),
+        s.p50_ms,
+        s.p99_ms,
+        s.max_ms,
+        s.ok
+    );
+    Ok(())
+}
+
+async fn failover(target: &Target, args: &FailoverBench) -> anyhow::Result<()> {
+    if !args.yes {
+        bail!("`push bench failover` kills the leader's process; run it on a local test cluster with --yes");
+    }
+    let token = target.token()?;
+    let nodes = statuses(target).await?;
+    let leader = nodes
+        .iter()
+        .find(|s| s.role == "leader")
+        .ok_or_else(|| anyhow::anyhow!("no leader right now; retry"))?;
+    let survivor = nodes
+        .iter()
+        .find(|s| s.id != leader.id)
+        .ok_or_else(|| anyhow::anyhow!("failover needs at least two nodes"))?;
+    let client = Client::connect(&survivor.addr, &token).await?;
+    client
+        .call(Op::KvSet {
+            map: "bench".into(),
+            key: "failover".into(),
+            value: Value::Int(0),
+        })
+        .await?;
+    eprintln!(
+        "killing leader node {} (pid {}), writing through node {}…",
+        leader.id, leader.pid, survivor.id
+    );
+    let killed = Instant::now();
+    // SAFETY: kill(2) on a pid the cluster reported for its leader; the user asked with --yes.
+    if unsafe { libc::kill(leader.pid as i32, libc::SIGKILL) } != 0 {
+        bail!(
+            "could not kill pid {}: {}",
+            leader.pid,
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let op = Op::KvSet {
+            map: "bench".into(),
+            key: "failover".into(),
+            value: Value::Int(attempts as i64),
+        };
+        match tokio::time::timeout(Duration::from_secs(2), client.call(op)).await {
+            Ok(Ok(Reply::Written { .. })) => break,
+            _ if killed.elapsed() > Duration::from_secs(30) => {
+                bail!("no write was acknowledged within 30 s of the kill")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    println!(
+        "failover: first acknowledged write {:.0} ms after killing leader {} ({attempts} attempts); restart node {} to heal the cluster",
+        killed.elapsed().as_secs_f64() * 1000.0,
+        leader.id,
+        leader.id
+    );
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -288,6 +483,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match &args.command {
         BenchCommand::Kv(kv_args) => kv(&args.target, kv_args).await,
         BenchCommand::Eval(eval_args) => eval(&args.target, eval_args).await,
+        BenchCommand::Deploy(deploy_args) => deploy(&args.target, deploy_args).await,
+        BenchCommand::Failover(failover_args) => failover(&args.target, failover_args).await,
     }
 }
 

@@ -38,11 +38,15 @@ fn opt(v: Option<u64>) -> String {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let addr = args.target.addr(args.node.as_deref())?;
     let token = args.target.token()?;
-    let first = status_of(&addr, &token)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut first = Err("no node address".to_string());
+    for addr in args.target.candidates(args.node.as_deref())? {
+        first = status_of(&addr, &token).await;
+        if first.is_ok() {
+            break;
+        }
+    }
+    let first = first.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rows = Vec::new();
     for member in &first.members {
         let status = if member.id == first.id {

@@ -26,19 +26,25 @@ pub struct Target {
 impl Target {
     /// The address: `positional`, `--to`, `$PUSH_ADDR`, or node 1 from `.push/cluster.ron`.
     pub fn addr(&self, positional: Option<&str>) -> anyhow::Result<String> {
+        self.candidates(positional).map(|mut c| c.remove(0))
+    }
+
+    /// Addresses to try in order: the one given, or every node `push up` recorded (so a
+    /// command still works while node 1 is down).
+    pub fn candidates(&self, positional: Option<&str>) -> anyhow::Result<Vec<String>> {
         if let Some(a) = positional.map(str::to_string).or_else(|| self.addr.clone()) {
-            return Ok(a);
+            return Ok(vec![a]);
         }
         if let Ok(a) = std::env::var("PUSH_ADDR") {
             if !a.is_empty() {
-                return Ok(a);
+                return Ok(vec![a]);
             }
         }
         let cluster = Path::new(PUSH_DIR).join("cluster.ron");
         if cluster.exists() {
             let file = ClusterFile::load(&cluster)?;
-            if let Some((_, addr)) = file.nodes.first() {
-                return Ok(addr.clone());
+            if !file.nodes.is_empty() {
+                return Ok(file.nodes.into_iter().map(|(_, addr)| addr).collect());
             }
         }
         bail!("no node address: pass HOST:PORT (or --to HOST:PORT), set PUSH_ADDR, or run `push up` in this directory first")
@@ -66,10 +72,20 @@ impl Target {
         bail!("no cluster token: pass --token or --token-file, set PUSH_TOKEN, or run from the directory where `push up` wrote .push/token (a node started with `push node` keeps its token in DATA/token)")
     }
 
-    /// Connects to the resolved node.
+    /// Connects to the first reachable candidate node.
     pub async fn connect(&self, positional: Option<&str>) -> anyhow::Result<Client> {
-        let addr = self.addr(positional)?;
         let token = self.token()?;
-        Ok(Client::connect(&addr, &token).await?)
+        let mut last = None;
+        for addr in self.candidates(positional)? {
+            match Client::connect(&addr, &token).await {
+                Ok(client) => return Ok(client),
+                // A refused token or version is the same everywhere: say it at once.
+                Err(e) if e.code().is_some() => return Err(e.into()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .map(anyhow::Error::from)
+            .unwrap_or_else(|| anyhow::anyhow!("no node to connect to")))
     }
 }

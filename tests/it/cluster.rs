@@ -406,3 +406,49 @@ async fn compare_and_set_delete_and_list() {
     ]));
     assert_eq!(out.trim(), "[1, 2.5, None]");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_log_record_is_cut_at_restart_and_the_node_catches_up() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    let client = cluster.client(leader).await;
+    let mut last = 0;
+    for i in 0..100 {
+        last = set(&client, "torn", &format!("k{i}"), Value::Int(i)).await;
+    }
+    cluster
+        .wait_applied(victim, last, Duration::from_secs(10))
+        .await;
+    cluster.kill(victim);
+    // Tear the last record: as if the machine died in the middle of a write.
+    let log = cluster.data_dir(victim).join("log/raft.log");
+    let len = std::fs::metadata(&log).expect("log file").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("open log");
+    file.set_len(len - 5).expect("truncate");
+    drop(file);
+    for i in 100..120 {
+        last = set(&client, "torn", &format!("k{i}"), Value::Int(i)).await;
+    }
+    cluster.restart(victim);
+    cluster
+        .wait_applied(victim, last, Duration::from_secs(20))
+        .await;
+    let text =
+        std::fs::read_to_string(cluster.data_dir(victim).join("node.log")).unwrap_or_default();
+    assert!(
+        text.contains("trailing bytes"),
+        "the torn tail was not reported:\n{text}"
+    );
+    let c = cluster.client(victim).await;
+    for i in 0..120 {
+        assert_eq!(
+            get(&c, "torn", &format!("k{i}"), ReadMode::Stale).await,
+            Some(Value::Int(i)),
+            "k{i}"
+        );
+    }
+}
