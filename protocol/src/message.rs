@@ -207,6 +207,48 @@ pub enum Op {
     EvalAll {
         code: String,
     },
+    /// Append values to a queue.
+    QueuePut {
+        queue: String,
+        values: Vec<Value>,
+    },
+    /// Lease the next item for `lease_ms`; wait up to `wait_ms` for one to arrive.
+    QueueTake {
+        queue: String,
+        lease_ms: u64,
+        wait_ms: u64,
+    },
+    /// Acknowledge a taken item so it is not offered again.
+    QueueAck {
+        queue: String,
+        id: u64,
+    },
+    /// The first `n` ready items of a queue, without taking them.
+    QueuePeek {
+        queue: String,
+        n: usize,
+    },
+    /// Depth, leased count and totals of every queue.
+    QueueStats,
+}
+
+/// An item handed out by a queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueItem {
+    pub id: u64,
+    pub value: Value,
+    /// 1 on first delivery; more when a lease ran out before an ack.
+    pub deliveries: u32,
+}
+
+/// One queue's numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStat {
+    pub name: String,
+    pub ready: usize,
+    pub leased: usize,
+    pub puts: u64,
+    pub acks: u64,
 }
 
 /// Which output stream a chunk came from.
@@ -386,6 +428,15 @@ pub enum Reply {
     },
     /// Per node: its result, or why it could not be asked.
     EvaluatedAll(Vec<(u64, Result<EvalResult, ErrorBody>)>),
+    Put {
+        ids: Vec<u64>,
+    },
+    Taken(Option<QueueItem>),
+    Acked {
+        ok: bool,
+    },
+    Peeked(Vec<QueueItem>),
+    QueueStats(Vec<QueueStat>),
 }
 
 /// The body of a response frame.

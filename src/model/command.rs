@@ -44,6 +44,19 @@ pub enum CommandOp {
         app: String,
         version: Option<u64>,
     },
+    QueuePut {
+        queue: String,
+        values: Vec<Value>,
+    },
+    /// Lease the first ready item for `lease_ms` (from the command's time).
+    QueueTake {
+        queue: String,
+        lease_ms: u64,
+    },
+    QueueAck {
+        queue: String,
+        id: u64,
+    },
 }
 
 /// The result of applying a command; travels back to the proposer.
@@ -67,6 +80,16 @@ pub enum Applied {
     Activated {
         from: Option<u64>,
         to: u64,
+    },
+    Put {
+        ids: Vec<u64>,
+    },
+    /// (id, value, deliveries) of the leased item, or None when nothing was ready.
+    Taken {
+        item: Option<(u64, Value, u32)>,
+    },
+    Acked {
+        ok: bool,
     },
     /// The command was refused; the state is unchanged.
     Failed(ErrorBody),

@@ -8,18 +8,21 @@
 pub mod code_store;
 pub mod command;
 pub mod kv;
+pub mod queue;
 
 use serde::{Deserialize, Serialize};
 
 pub use code_store::CodeStore;
 pub use command::{Applied, Command, CommandOp};
 pub use kv::Kv;
+pub use queue::Queues;
 
 /// Everything the state machine holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub kv: Kv,
     pub code: CodeStore,
+    pub queues: Queues,
 }
 
 /// Applies one command. Failures are outcomes (returned to the proposer), never panics, and
@@ -58,6 +61,22 @@ pub fn apply(state: &mut State, command: &Command) -> Applied {
             Ok(outcome) => Applied::Committed(outcome),
             Err(e) => Applied::Failed(e),
         },
+        CommandOp::QueuePut { queue, values } => Applied::Put {
+            ids: state.queues.get_mut(queue).put(values),
+        },
+        CommandOp::QueueTake { queue, lease_ms } => {
+            let now = state.queues.tick(command.time_ms);
+            let item = state.queues.get_mut(queue).take(now, *lease_ms);
+            Applied::Taken {
+                item: item.map(|i| (i.id, i.value, i.deliveries)),
+            }
+        }
+        CommandOp::QueueAck { queue, id } => {
+            let now = state.queues.tick(command.time_ms);
+            Applied::Acked {
+                ok: state.queues.get_mut(queue).ack(*id, now),
+            }
+        }
         CommandOp::Activate { app, version } => match state.code.activate(app, *version) {
             Ok((from, to)) => Applied::Activated { from, to },
             Err(e) => Applied::Failed(e),

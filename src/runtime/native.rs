@@ -158,6 +158,66 @@ fn members(py: Python<'_>) -> PyResult<Vec<PyObject>> {
         .collect()
 }
 
+#[pyfunction]
+fn queue_put(py: Python<'_>, queue: String, values: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    let values = values
+        .try_iter()?
+        .map(|v| from_py(&v?))
+        .collect::<PyResult<Vec<_>>>()?;
+    match call(py, Op::QueuePut { queue, values })? {
+        Reply::Put { ids } => Ok(ids),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[pyfunction]
+fn queue_take(
+    py: Python<'_>,
+    queue: String,
+    lease_ms: u64,
+    wait_ms: u64,
+) -> PyResult<Option<(u64, PyObject, u32)>> {
+    match call(
+        py,
+        Op::QueueTake {
+            queue,
+            lease_ms,
+            wait_ms,
+        },
+    )? {
+        Reply::Taken(Some(item)) => Ok(Some((item.id, to_py(py, &item.value)?, item.deliveries))),
+        Reply::Taken(None) => Ok(None),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[pyfunction]
+fn queue_ack(py: Python<'_>, queue: String, id: u64) -> PyResult<bool> {
+    match call(py, Op::QueueAck { queue, id })? {
+        Reply::Acked { ok } => Ok(ok),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[pyfunction]
+fn queue_peek(py: Python<'_>, queue: String, n: usize) -> PyResult<Vec<PyObject>> {
+    match call(py, Op::QueuePeek { queue, n })? {
+        Reply::Peeked(items) => items.iter().map(|i| to_py(py, &i.value)).collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[pyfunction]
+fn queue_stats(py: Python<'_>, queue: String) -> PyResult<(usize, usize)> {
+    match call(py, Op::QueueStats)? {
+        Reply::QueueStats(stats) => Ok(stats
+            .into_iter()
+            .find(|s| s.name == queue)
+            .map_or((0, 0), |s| (s.ready, s.leased))),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// The files and entry module of a version, read from this node's state (None if absent).
 #[pyfunction]
 fn version_source(
@@ -184,6 +244,11 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(node_info, &m)?)?;
     m.add_function(wrap_pyfunction!(members, &m)?)?;
     m.add_function(wrap_pyfunction!(version_source, &m)?)?;
+    m.add_function(wrap_pyfunction!(queue_put, &m)?)?;
+    m.add_function(wrap_pyfunction!(queue_take, &m)?)?;
+    m.add_function(wrap_pyfunction!(queue_ack, &m)?)?;
+    m.add_function(wrap_pyfunction!(queue_peek, &m)?)?;
+    m.add_function(wrap_pyfunction!(queue_stats, &m)?)?;
     m.add("PushError", py.get_type::<PushError>())?;
     Ok(m)
 }

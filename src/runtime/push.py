@@ -22,7 +22,7 @@ Attributes computed on access:
 
 import _push_native as _native
 
-__all__ = ["kv", "route", "Response", "version", "node", "cluster"]
+__all__ = ["kv", "queue", "route", "Response", "version", "node", "cluster"]
 
 
 class KV:
@@ -93,6 +93,72 @@ class KV:
 def kv(name):
     """The replicated dict called ``name`` (created on first write)."""
     return KV(name)
+
+
+class Item:
+    """An item taken from a queue: ``value``, ``id``, ``deliveries``; call ``ack()`` when done."""
+
+    def __init__(self, queue, id, value, deliveries):
+        self.queue = queue
+        self.id = id
+        self.value = value
+        self.deliveries = deliveries
+
+    def ack(self):
+        """Mark the item done so it is never offered again; False if its lease had run out."""
+        return _native.queue_ack(self.queue, self.id)
+
+    def __repr__(self):
+        return f"<push item {self.id} of {self.queue!r}: {self.value!r}>"
+
+
+class Queue:
+    """A replicated work queue. Get one with ``push.queue(name)``.
+
+    ``take`` leases an item to the caller; unless ``ack()``ed before the lease ends it is
+    offered again (at-least-once delivery). While leased it is never given to anyone else.
+    """
+
+    def __init__(self, name):
+        self.name = str(name)
+
+    def put(self, value):
+        """Append one value; returns its id once a majority has stored it."""
+        return _native.queue_put(self.name, [value])[0]
+
+    def put_many(self, values):
+        """Append several values in one replicated write; returns their ids."""
+        return _native.queue_put(self.name, list(values))
+
+    def take(self, timeout=None, lease=30.0):
+        """The next item, leased for ``lease`` seconds; waits up to ``timeout`` seconds
+        (None: up to 60 s) for one to arrive. Returns None when none came."""
+        wait = 60.0 if timeout is None else float(timeout)
+        found = _native.queue_take(self.name, int(lease * 1000), int(wait * 1000))
+        return None if found is None else Item(self.name, found[0], found[1], found[2])
+
+    def size(self):
+        """Items ready to be taken now."""
+        return _native.queue_stats(self.name)[0]
+
+    def leased(self):
+        """Items taken and not yet acknowledged (lease still running)."""
+        return _native.queue_stats(self.name)[1]
+
+    def peek(self, n=10):
+        """The first ``n`` ready values, without taking them."""
+        return _native.queue_peek(self.name, int(n))
+
+    def __len__(self):
+        return self.size()
+
+    def __repr__(self):
+        return f"push.queue({self.name!r})"
+
+
+def queue(name):
+    """The replicated queue called ``name`` (created on first put)."""
+    return Queue(name)
 
 
 def route(method, path):

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{ByteBuf, Client, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply, Stream};
+use push_protocol::{
+    ByteBuf, Client, ErrorBody, ErrorCode, Op, Outcome, QueueItem, QueueStat, ReadMode, Reply,
+    Stream,
+};
 use tokio::sync::mpsc;
 
 use crate::runtime::RuntimeError;
@@ -90,6 +93,57 @@ async fn eval(
     }
 }
 
+/// Longest a take may wait for an item.
+const MAX_TAKE_WAIT_MS: u64 = 60_000;
+
+/// A blocking take on the leader: proposes a lease when the applied state shows a ready
+/// item, otherwise sleeps until something is applied (a put wakes it at once) or, at the
+/// latest, 100 ms later (a lease may have run out meanwhile).
+async fn take(
+    node: &Node,
+    queue: &str,
+    lease_ms: u64,
+    wait_ms: u64,
+) -> Result<Route<Reply>, ErrorBody> {
+    if let Route::Forward(leader) = node.leader_route() {
+        return Ok(Route::Forward(leader));
+    }
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(wait_ms.min(MAX_TAKE_WAIT_MS));
+    let mut applied = node.state.subscribe();
+    loop {
+        let ready = node.read(|s| {
+            let now = s.queues.clock().max(crate::node::now_ms());
+            s.queues.get(queue).map_or(0, |q| q.ready_count(now))
+        });
+        if ready > 0 {
+            let command = CommandOp::QueueTake {
+                queue: queue.to_string(),
+                lease_ms,
+            };
+            match node.propose(command).await? {
+                Route::Done((Applied::Taken { item: Some(item) }, index)) => {
+                    return Ok(Route::Done(reply_of(
+                        Applied::Taken { item: Some(item) },
+                        index,
+                    )?))
+                }
+                Route::Done(_) => {}
+                Route::Forward(leader) => return Ok(Route::Forward(leader)),
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(Route::Done(Reply::Taken(None)));
+        }
+        let _ = tokio::time::timeout(
+            left.min(std::time::Duration::from_millis(100)),
+            applied.changed(),
+        )
+        .await;
+    }
+}
+
 /// Evaluates `code` on every member, each in a throwaway namespace.
 async fn eval_all(node: &Node, code: String) -> Outcome {
     let mut tasks = tokio::task::JoinSet::new();
@@ -163,6 +217,13 @@ fn reply_of(applied: Applied, index: u64) -> Outcome {
         Applied::Stored { count } => Reply::Stored { count },
         Applied::Committed(outcome) => Reply::Committed(outcome),
         Applied::Activated { from, to } => Reply::Activated { from, to },
+        Applied::Put { ids } => Reply::Put { ids },
+        Applied::Taken { item } => Reply::Taken(item.map(|(id, value, deliveries)| QueueItem {
+            id,
+            value,
+            deliveries,
+        })),
+        Applied::Acked { ok } => Reply::Acked { ok },
         Applied::Failed(body) => return Err(body),
     })
 }
@@ -288,6 +349,62 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
                 format!("cannot inspect {expr:?}: {e}"),
             )),
         },
+        Op::QueuePut { queue, values } => {
+            let command = CommandOp::QueuePut {
+                queue: queue.clone(),
+                values: values.clone(),
+            };
+            write(node, &op, hops, command).await
+        }
+        Op::QueueAck { queue, id } => {
+            let command = CommandOp::QueueAck {
+                queue: queue.clone(),
+                id: *id,
+            };
+            write(node, &op, hops, command).await
+        }
+        Op::QueueTake {
+            queue,
+            lease_ms,
+            wait_ms,
+        } => {
+            node.on_leader(&op, hops, || take(node, queue, *lease_ms, *wait_ms))
+                .await
+        }
+        Op::QueuePeek { queue, n } => {
+            read(node, &op, hops, ReadMode::Linearizable, |s| {
+                let items = s.queues.get(queue).map(|q| q.peek(*n)).unwrap_or_default();
+                Ok(Reply::Peeked(
+                    items
+                        .into_iter()
+                        .map(|i| QueueItem {
+                            id: i.id,
+                            value: i.value,
+                            deliveries: i.deliveries,
+                        })
+                        .collect(),
+                ))
+            })
+            .await
+        }
+        Op::QueueStats => {
+            read(node, &op, hops, ReadMode::Linearizable, |s| {
+                let now = s.queues.clock().max(crate::node::now_ms());
+                Ok(Reply::QueueStats(
+                    s.queues
+                        .names()
+                        .map(|(name, q)| QueueStat {
+                            name: name.clone(),
+                            ready: q.ready_count(now),
+                            leased: q.leased_count(now),
+                            puts: q.puts,
+                            acks: q.acks,
+                        })
+                        .collect(),
+                ))
+            })
+            .await
+        }
         Op::Interrupt { session } => node
             .runtime
             .interrupt(*session)

@@ -10,5 +10,6 @@ mod cluster;
 mod code_store;
 mod eval;
 mod python;
+mod queue;
 mod repl;
 mod tidy;
