@@ -36,6 +36,8 @@ pub const HELP: &[(&str, &str)] = &[
     (":rollback [V]", "HEAD back to its parent, or to version V"),
     (":diff A B", "unified diff between versions A and B"),
     (":kv NAME", "the keys and values of replicated map NAME"),
+    (":queues", "every queue: ready, leased, puts, acks"),
+    (":peek Q [N]", "the first N (10) ready items of queue Q"),
     (
         ":inspect EXPR",
         "signature, docstring, source location and repr",
@@ -240,6 +242,43 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                 }
                 if keys.len() > 100 {
                     println!("  … {} more keys", keys.len() - 100);
+                }
+            }
+        }
+        "queues" => {
+            if let Some(Reply::QueueStats(stats)) = call(conn, Op::QueueStats) {
+                if stats.is_empty() {
+                    println!("no queues yet");
+                } else {
+                    println!(
+                        "{:<24} {:>8} {:>8} {:>10} {:>10}",
+                        "QUEUE", "READY", "LEASED", "PUTS", "ACKS"
+                    );
+                }
+                for s in stats {
+                    println!(
+                        "{:<24} {:>8} {:>8} {:>10} {:>10}",
+                        s.name, s.ready, s.leased, s.puts, s.acks
+                    );
+                }
+            }
+        }
+        "peek" if !rest.is_empty() => {
+            let mut parts = rest.split_whitespace();
+            let queue = parts.next().unwrap_or_default().to_string();
+            let n = parts.next().and_then(|n| n.parse().ok()).unwrap_or(10);
+            if let Some(Reply::Peeked(items)) = call(
+                conn,
+                Op::QueuePeek {
+                    queue: queue.clone(),
+                    n,
+                },
+            ) {
+                if items.is_empty() {
+                    println!("{queue} has no ready items");
+                }
+                for item in items {
+                    println!("  #{:<8} {}", item.id, item.value);
                 }
             }
         }

@@ -26,6 +26,102 @@ pub enum BenchCommand {
     Deploy(DeployBench),
     /// Kill the leader (local clusters only: SIGKILL by pid) and time the next acknowledged write
     Failover(FailoverBench),
+    /// Queue puts from N producers, then take+ack from N consumers until the queue is empty
+    Queue(QueueBench),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct QueueBench {
+    /// Concurrent producers (and consumers)
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Seconds of puts
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Value size in bytes
+    #[arg(long, default_value_t = 64)]
+    pub value_size: usize,
+}
+
+async fn queue(target: &Target, args: &QueueBench) -> anyhow::Result<()> {
+    let addr = leader_addr(target).await?;
+    let token = target.token()?;
+    let name = format!("bench-{}", super::super::node::now_ms());
+    let value = Value::Bytes(vec![b'q'; args.value_size]);
+    let run = |phase: &'static str| {
+        let mut tasks = Vec::new();
+        for _ in 0..args.clients.max(1) {
+            let (addr, token, name, value) =
+                (addr.clone(), token.clone(), name.clone(), value.clone());
+            let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+            tasks.push(tokio::spawn(async move {
+                let client = Client::connect(&addr, &token).await?;
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                loop {
+                    let t = Instant::now();
+                    if phase == "put" {
+                        if t > deadline || lat.len() >= 200_000 {
+                            break;
+                        }
+                        match client
+                            .call(Op::QueuePut {
+                                queue: name.clone(),
+                                values: vec![value.clone()],
+                            })
+                            .await
+                        {
+                            Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                            Err(_) => errors += 1,
+                        }
+                    } else {
+                        let take = Op::QueueTake {
+                            queue: name.clone(),
+                            lease_ms: 60_000,
+                            wait_ms: 0,
+                        };
+                        match client.call(take).await {
+                            Ok(Reply::Taken(Some(item))) => {
+                                match client
+                                    .call(Op::QueueAck {
+                                        queue: name.clone(),
+                                        id: item.id,
+                                    })
+                                    .await
+                                {
+                                    Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                                    Err(_) => errors += 1,
+                                }
+                            }
+                            Ok(_) => break,
+                            Err(_) => errors += 1,
+                        }
+                        if t.elapsed() > Duration::from_secs(60) {
+                            break;
+                        }
+                    }
+                }
+                Ok::<_, push_protocol::ClientError>((lat, errors))
+            }));
+        }
+        tasks
+    };
+    for phase in ["put", "take+ack"] {
+        let started = Instant::now();
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for task in run(phase) {
+            let (lat, e) = task.await??;
+            all.extend(lat);
+            errors += e;
+        }
+        let s = summarise(all, errors, started.elapsed().as_secs_f64());
+        println!(
+            "queue {phase:<9} {} clients: {:.0}/s ({} ok, {} errors)  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            args.clients, s.per_second, s.ok, s.errors, s.p50_ms, s.p99_ms, s.max_ms
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -485,6 +581,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Eval(eval_args) => eval(&args.target, eval_args).await,
         BenchCommand::Deploy(deploy_args) => deploy(&args.target, deploy_args).await,
         BenchCommand::Failover(failover_args) => failover(&args.target, failover_args).await,
+        BenchCommand::Queue(queue_args) => queue(&args.target, queue_args).await,
     }
 }
 

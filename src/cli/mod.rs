@@ -6,6 +6,7 @@ pub mod eval;
 pub mod kv;
 pub mod node;
 pub mod progress;
+pub mod queue;
 pub mod repl;
 pub mod status;
 pub mod target;
@@ -43,6 +44,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Read and write replicated key-value maps.
     Kv(kv::KvArgs),
+    /// Every queue: ready, leased, puts, acks.
+    Queues(queue::QueuesArgs),
+    /// The first N ready items of a queue, without taking them.
+    Peek(queue::PeekArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
 }
@@ -60,6 +65,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repl(args) => repl::run(args).await,
         Command::Eval(args) => eval::run(args).await,
         Command::Kv(args) => kv::run(args).await,
+        Command::Queues(args) => queue::queues(args).await,
+        Command::Peek(args) => queue::peek(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

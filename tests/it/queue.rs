@@ -107,10 +107,27 @@ async fn leases_acks_redelivery_and_wake_up() {
         woke.duration_since(put_at)
     );
 
+    let out = ok(&cluster.cli(&["queues", "--to", &cluster.addr(1)]));
+    assert!(out.contains("jobs") && out.contains("QUEUE"), "{out}");
+    c.call(Op::QueuePut {
+        queue: "jobs".into(),
+        values: vec![Value::Str("peeked".into())],
+    })
+    .await
+    .expect("put");
+    let out = ok(&cluster.cli(&["peek", "jobs", "5", "--to", &cluster.addr(3)]));
+    assert!(out.contains("'peeked'"), "{out}");
+    c.call(Op::QueueTake {
+        queue: "jobs".into(),
+        lease_ms: 60_000,
+        wait_ms: 0,
+    })
+    .await
+    .expect("take");
     match c.call(Op::QueueStats).await {
         Ok(Reply::QueueStats(stats)) => {
             let s = stats.iter().find(|s| s.name == "jobs").expect("jobs");
-            assert_eq!((s.ready, s.leased, s.puts, s.acks), (0, 1, 4, 3));
+            assert_eq!((s.ready, s.leased, s.puts, s.acks), (0, 2, 5, 3));
         }
         other => panic!("{other:?}"),
     }
