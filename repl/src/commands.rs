@@ -247,20 +247,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         }
         "queues" => {
             if let Some(Reply::QueueStats(stats)) = call(conn, Op::QueueStats) {
-                if stats.is_empty() {
-                    println!("no queues yet");
-                } else {
-                    println!(
-                        "{:<24} {:>8} {:>8} {:>10} {:>10}",
-                        "QUEUE", "READY", "LEASED", "PUTS", "ACKS"
-                    );
-                }
-                for s in stats {
-                    println!(
-                        "{:<24} {:>8} {:>8} {:>10} {:>10}",
-                        s.name, s.ready, s.leased, s.puts, s.acks
-                    );
-                }
+                print!("{}", queue_table(&stats));
             }
         }
         "peek" if !rest.is_empty() => {
@@ -327,6 +314,24 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         ),
     }
     Flow::Continue
+}
+
+/// The queue table shared by `:queues` and `push queues`.
+pub fn queue_table(stats: &[push_protocol::QueueStat]) -> String {
+    if stats.is_empty() {
+        return "no queues yet\n".into();
+    }
+    let mut out = format!(
+        "{:<24} {:>8} {:>8} {:>10} {:>10}\n",
+        "QUEUE", "READY", "LEASED", "PUTS", "ACKS"
+    );
+    for s in stats {
+        out.push_str(&format!(
+            "{:<24} {:>8} {:>8} {:>10} {:>10}\n",
+            s.name, s.ready, s.leased, s.puts, s.acks
+        ));
+    }
+    out
 }
 
 fn nodes(conn: &Conn) {

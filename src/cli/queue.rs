@@ -27,20 +27,7 @@ pub async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
     let Reply::QueueStats(stats) = client.call(Op::QueueStats).await? else {
         bail!("unexpected reply");
     };
-    if stats.is_empty() {
-        println!("no queues yet");
-        return Ok(());
-    }
-    println!(
-        "{:<24} {:>8} {:>8} {:>10} {:>10}",
-        "QUEUE", "READY", "LEASED", "PUTS", "ACKS"
-    );
-    for s in stats {
-        println!(
-            "{:<24} {:>8} {:>8} {:>10} {:>10}",
-            s.name, s.ready, s.leased, s.puts, s.acks
-        );
-    }
+    print!("{}", push_repl::commands::queue_table(&stats));
     Ok(())
 }
 
