@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use push_protocol::{Client, Op, ReadMode, Reply, Value};
 
+use super::status::status_of;
 use super::target::Target;
 
 #[derive(clap::Args, Debug)]
@@ -149,14 +150,7 @@ async fn statuses(target: &Target) -> anyhow::Result<Vec<push_protocol::NodeStat
     };
     let mut out = Vec::new();
     for m in &first.members {
-        let status = async {
-            let c = Client::connect(&m.addr, &token).await.ok()?;
-            match c.call(Op::Status).await.ok()? {
-                Reply::Status(s) => Some(*s),
-                _ => None,
-            }
-        };
-        if let Ok(Some(s)) = tokio::time::timeout(Duration::from_secs(2), status).await {
+        if let Ok(s) = status_of(&m.addr, &token).await {
             out.push(s);
         }
     }
@@ -214,18 +208,12 @@ async fn deploy(target: &Target, args: &DeployBench) -> anyhow::Result<()> {
         'wait: loop {
             let mut all = true;
             for n in &nodes {
-                let serving = async {
-                    let c = Client::connect(&n.addr, &token).await.ok()?;
-                    match c.call(Op::Status).await.ok()? {
-                        Reply::Status(s) => s
-                            .serving
-                            .iter()
-                            .find(|(a, _)| a == "bench")
-                            .map(|(_, v)| *v),
-                        _ => None,
-                    }
-                }
-                .await;
+                let serving = status_of(&n.addr, &token).await.ok().and_then(|s| {
+                    s.serving
+                        .iter()
+                        .find(|(a, _)| a == "bench")
+                        .map(|(_, v)| *v)
+                });
                 if serving != Some(version) {
                     all = false;
                     break;

@@ -18,7 +18,8 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-async fn status_of(addr: &str, token: &str) -> Result<NodeStatus, String> {
+/// One node's status, within 3 s; the error says why it could not be had.
+pub async fn status_of(addr: &str, token: &str) -> Result<NodeStatus, String> {
     let fetch = async {
         let client = Client::connect(addr, token)
             .await

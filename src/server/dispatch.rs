@@ -228,17 +228,17 @@ fn reply_of(applied: Applied, index: u64) -> Outcome {
     })
 }
 
-async fn write(node: &Node, op: &Op, hops: u8, command: CommandOp) -> Outcome {
-    node.on_leader(op, hops, || {
-        let command = command.clone();
-        async move {
-            Ok(match node.propose(command).await? {
-                Route::Done((applied, index)) => Route::Done(reply_of(applied, index)?),
-                Route::Forward(leader) => Route::Forward(leader),
-            })
-        }
+/// Proposes `command` here and turns what it applied into a reply (or where to forward).
+async fn propose_reply(node: &Node, command: CommandOp) -> Result<Route<Reply>, ErrorBody> {
+    Ok(match node.propose(command).await? {
+        Route::Done((applied, index)) => Route::Done(reply_of(applied, index)?),
+        Route::Forward(leader) => Route::Forward(leader),
     })
-    .await
+}
+
+async fn write(node: &Node, op: &Op, hops: u8, command: CommandOp) -> Outcome {
+    node.on_leader(op, hops, || propose_reply(node, command.clone()))
+        .await
 }
 
 async fn read(
@@ -525,10 +525,7 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
                         return Ok(Route::Forward(leader));
                     }
                     gate(node, app, tree).await?;
-                    Ok(match node.propose(command).await? {
-                        Route::Done((applied, index)) => Route::Done(reply_of(applied, index)?),
-                        Route::Forward(leader) => Route::Forward(leader),
-                    })
+                    propose_reply(node, command).await
                 }
             })
             .await
