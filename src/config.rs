@@ -28,6 +28,10 @@ pub struct NodeFile {
     pub election_max_ms: Option<u64>,
     pub snapshot_every: Option<u64>,
     pub keep_logs: Option<u64>,
+    /// Capability tags daemons can ask for with `where=` (e.g. `["gpu", "ssd"]`).
+    pub tags: Option<Vec<String>>,
+    /// Whether a GPU is present (default: detected from /dev/nvidia0).
+    pub gpu: Option<bool>,
 }
 
 impl NodeFile {
@@ -61,6 +65,8 @@ impl NodeFile {
             election_max_ms: over.election_max_ms.or(self.election_max_ms),
             snapshot_every: over.snapshot_every.or(self.snapshot_every),
             keep_logs: over.keep_logs.or(self.keep_logs),
+            tags: over.tags.or(self.tags),
+            gpu: over.gpu.or(self.gpu),
         }
     }
 
@@ -122,6 +128,8 @@ impl NodeFile {
             join: self.join,
             token_file: self.token_file,
             raft,
+            tags: self.tags.unwrap_or_default(),
+            gpu: self.gpu,
         })
     }
 }
@@ -139,6 +147,8 @@ pub struct NodeConfig {
     pub join: Option<String>,
     pub token_file: Option<PathBuf>,
     pub raft: RaftSettings,
+    pub tags: Vec<String>,
+    pub gpu: Option<bool>,
 }
 
 /// Why a configuration was refused.

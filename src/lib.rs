@@ -7,7 +7,9 @@
 //! - [`node`]: a running node: routes writes and linearizable reads to the leader.
 //! - [`consensus`]: openraft glue — durable log, peer network, state machine.
 //! - [`runtime`]: embedded CPython — app code at HEAD, the `push` module, HTTP handlers.
-//! - [`model`]: the deterministic replicated state (kv maps, code store) and `apply`.
+//! - [`model`]: the deterministic replicated state (kv maps, code store, queues, timeseries,
+//!   node and task registries) and `apply`.
+//! - [`tasks`]: heartbeats, the leader's placement of daemons and firing of schedules.
 //! - [`shutdown`]: the signal every task hears when the node stops.
 //!
 //! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
@@ -20,3 +22,4 @@ pub mod node;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
+pub mod tasks;

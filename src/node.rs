@@ -98,6 +98,11 @@ impl Node {
         }
     }
 
+    /// Whether this node is the leader right now (by its own view).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
     /// Reads the applied state under a short lock.
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.state.read().state)

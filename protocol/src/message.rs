@@ -230,6 +230,178 @@ pub enum Op {
     },
     /// Depth, leased count and totals of every queue.
     QueueStats,
+    /// A node's periodic report: its capabilities and the tasks it runs (sent by nodes).
+    Heartbeat(Box<NodeReport>),
+    /// The node registry: every node that has reported, with its capabilities and liveness.
+    Nodes,
+    /// Every daemon, partition handler and schedule with where and how it runs.
+    Daemons,
+    /// Restart daemon `name` (all its replicas or partitions) wherever it runs.
+    Restart {
+        app: Option<String>,
+        name: String,
+    },
+    /// Log lines of daemon `name` after the given per-node sequence numbers. `here` answers
+    /// from this node only (what nodes ask each other); otherwise every node running it is asked.
+    Tail {
+        app: Option<String>,
+        name: String,
+        after: Vec<(u64, u64)>,
+        here: bool,
+    },
+    /// Run a function (a lambda) on the nodes `on` names; results per node.
+    Run {
+        func: RunFunc,
+        args: Vec<Value>,
+        on: RunOn,
+    },
+    /// Append points to a timeseries (`t_ms` None: the proposer's clock). `config`, when set,
+    /// replaces the series' retention and partitioning.
+    TsAppend {
+        series: String,
+        points: Vec<(Option<i64>, Option<String>, Value)>,
+        config: Option<TsConfig>,
+    },
+    /// Points with `t0 <= t < t1` (either bound open), or the last `last` points.
+    TsRange {
+        series: String,
+        t0: Option<i64>,
+        t1: Option<i64>,
+        last: Option<usize>,
+        read: ReadMode,
+    },
+    /// Every timeseries with its size and settings.
+    TsStats,
+    /// A partition handler has processed its points up to `upto` (sent by nodes).
+    TsCursor {
+        series: String,
+        unit: String,
+        upto: u64,
+    },
+}
+
+/// What a node can offer, registered with every heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub addr: String,
+    pub http: Option<String>,
+    pub cores: u32,
+    pub memory_mb: u64,
+    pub gpu: bool,
+    pub tags: Vec<String>,
+    pub pid: u32,
+}
+
+/// How one task runs on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitReport {
+    pub app: String,
+    pub unit: String,
+    /// "daemon", "partition" or "schedule".
+    pub kind: String,
+    /// "running", "stopping", "crashed", "backoff", "exited", "idle".
+    pub state: String,
+    pub restarts: u32,
+    pub runs: u64,
+    pub version: u64,
+    /// The last crash's traceback, if any.
+    pub error: Option<String>,
+    pub since_ms: u64,
+}
+
+/// A node's heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub info: NodeInfo,
+    pub units: Vec<UnitReport>,
+}
+
+/// A node as the registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub info: NodeInfo,
+    pub alive: bool,
+    pub last_seen_ms: u64,
+}
+
+/// One row of `push daemons`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonRow {
+    pub app: String,
+    pub unit: String,
+    pub kind: String,
+    /// None: no node matches its placement right now.
+    pub node: Option<u64>,
+    pub state: String,
+    pub restarts: u32,
+    pub runs: u64,
+    pub version: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// A log line of a daemon, numbered per node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub node: u64,
+    pub seq: u64,
+    pub text: String,
+}
+
+/// Where a lambda runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOn {
+    /// The node that received the request.
+    Here,
+    /// One live node, chosen by the cluster.
+    Any,
+    /// Every live node.
+    All,
+    Node(u64),
+    /// Every live node with this tag.
+    Tag(String),
+}
+
+/// What a lambda runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunFunc {
+    /// `module:function` (or `module.function`) of the app at HEAD.
+    Path(String),
+    /// A marshalled code object (same Python on every node), its name, and the app module
+    /// whose globals it sees (None: a fresh namespace with `push` imported).
+    Code {
+        code: serde_bytes::ByteBuf,
+        name: String,
+        module: Option<String>,
+    },
+}
+
+/// A timeseries' retention and partitioning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsConfig {
+    pub max_age_ms: Option<u64>,
+    pub max_points: Option<u64>,
+    pub partitions: u32,
+}
+
+/// One point of a timeseries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TsPoint {
+    pub seq: u64,
+    pub t_ms: i64,
+    pub key: Option<String>,
+    pub value: Value,
+}
+
+/// One timeseries' numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsStat {
+    pub name: String,
+    pub points: u64,
+    pub appended: u64,
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+    pub config: TsConfig,
 }
 
 /// An item handed out by a queue.
@@ -437,6 +609,19 @@ pub enum Reply {
     },
     Peeked(Vec<QueueItem>),
     QueueStats(Vec<QueueStat>),
+    Nodes(Vec<NodeEntry>),
+    Daemons(Vec<DaemonRow>),
+    Restarted {
+        units: Vec<String>,
+    },
+    Lines(Vec<LogLine>),
+    /// Per node: the lambda's return value, or its error.
+    Ran(Vec<(u64, Result<Value, ErrorBody>)>),
+    Appended {
+        seqs: Vec<u64>,
+    },
+    Points(Vec<TsPoint>),
+    TsStats(Vec<TsStat>),
 }
 
 /// The body of a response frame.

@@ -39,6 +39,17 @@ pub const HELP: &[(&str, &str)] = &[
     (":queues", "every queue: ready, leased, puts, acks"),
     (":peek Q [N]", "the first N (10) ready items of queue Q"),
     (
+        ":daemons",
+        "daemons, partition handlers, schedules: node, state, restarts",
+    ),
+    (":restart D", "restart daemon D wherever it runs"),
+    (":tail D", "daemon D's log lines, following until Ctrl-C"),
+    (
+        ":ts [NAME]",
+        "every timeseries, or the last 20 points of NAME",
+    ),
+    (":registry", "registered nodes: capabilities, tags, alive"),
+    (
         ":inspect EXPR",
         "signature, docstring, source location and repr",
     ),
@@ -267,6 +278,65 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                 for item in items {
                     println!("  #{:<8} {}", item.id, item.value);
                 }
+            }
+        }
+        "daemons" => {
+            if let Some(Reply::Daemons(rows)) = call(conn, Op::Daemons) {
+                print!("{}", crate::views::daemon_table(&rows));
+            }
+        }
+        "registry" => {
+            if let Some(Reply::Nodes(entries)) = call(conn, Op::Nodes) {
+                print!("{}", crate::views::registry_table(&entries));
+            }
+        }
+        "restart" if !rest.is_empty() => {
+            if let Some(Reply::Restarted { units }) = call(
+                conn,
+                Op::Restart {
+                    app: None,
+                    name: rest.into(),
+                },
+            ) {
+                println!("restarting {}", units.join(", "));
+            }
+        }
+        "tail" if !rest.is_empty() => {
+            let Some(client) = conn.client() else {
+                eprintln!("{}", error_text("not connected; `:reconnect`"));
+                return Flow::Continue;
+            };
+            println!("following {rest} — Ctrl-C stops");
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let result = conn
+                .handle()
+                .block_on(crate::views::tail(&client, None, rest, true, stop));
+            if let Err(e) = result {
+                eprintln!("{}", error_text(&e));
+            }
+        }
+        "ts" if rest.is_empty() => {
+            if let Some(Reply::TsStats(stats)) = call(conn, Op::TsStats) {
+                print!("{}", crate::views::ts_table(&stats));
+            }
+        }
+        "ts" => {
+            if let Some(Reply::Points(points)) = call(
+                conn,
+                Op::TsRange {
+                    series: rest.into(),
+                    t0: None,
+                    t1: None,
+                    last: Some(20),
+                    read: ReadMode::Linearizable,
+                },
+            ) {
+                if points.is_empty() {
+                    println!("{rest} has no points");
+                }
+                print!("{}", crate::views::points_text(&points));
             }
         }
         "inspect" if !rest.is_empty() => {

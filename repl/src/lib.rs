@@ -16,6 +16,7 @@ pub mod output;
 pub mod prompt;
 pub mod script;
 pub mod validator;
+pub mod views;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

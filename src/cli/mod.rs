@@ -10,6 +10,7 @@ pub mod queue;
 pub mod repl;
 pub mod status;
 pub mod target;
+pub mod tasks;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,16 @@ pub enum Command {
     Queues(queue::QueuesArgs),
     /// The first N ready items of a queue, without taking them.
     Peek(queue::PeekArgs),
+    /// Daemons, partition handlers and schedules: node, state, restarts, version.
+    Daemons(tasks::DaemonsArgs),
+    /// Restart a daemon wherever it runs.
+    Restart(tasks::RestartArgs),
+    /// A daemon's log lines (-f follows).
+    Tail(tasks::TailArgs),
+    /// Timeseries: every series, or the newest points of one.
+    Ts(tasks::TsArgs),
+    /// Registered nodes: capabilities (cores, memory, GPU, tags) and liveness.
+    Registry(tasks::DaemonsArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
 }
@@ -67,6 +78,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kv(args) => kv::run(args).await,
         Command::Queues(args) => queue::queues(args).await,
         Command::Peek(args) => queue::peek(args).await,
+        Command::Daemons(args) => tasks::daemons(args).await,
+        Command::Restart(args) => tasks::restart(args).await,
+        Command::Tail(args) => tasks::tail(args).await,
+        Command::Ts(args) => tasks::ts(args).await,
+        Command::Registry(args) => tasks::registry(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -55,6 +55,12 @@ pub struct NodeArgs {
     /// Log entries kept behind a snapshot
     #[arg(long)]
     pub keep_logs: Option<u64>,
+    /// A capability tag for daemon placement (`where="gpu"`); repeat for several.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Declare whether this node has a GPU (default: detected).
+    #[arg(long, value_name = "BOOL")]
+    pub gpu: Option<bool>,
     /// Log format: "text" or "json"
     #[arg(long, default_value = "text")]
     pub log_format: String,
@@ -79,6 +85,8 @@ impl NodeArgs {
             election_max_ms: self.election_max_ms,
             snapshot_every: self.snapshot_every,
             keep_logs: self.keep_logs,
+            tags: (!self.tags.is_empty()).then(|| self.tags.clone()),
+            gpu: self.gpu,
         };
         Ok(file.merge(flags).check()?)
     }
@@ -171,6 +179,18 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         runtime,
         shutdown.clone(),
     ));
+    let (cores, memory_mb, gpu, tags) = crate::tasks::capabilities(&config.tags, config.gpu);
+    let info = push_protocol::NodeInfo {
+        id: config.id,
+        addr: addr.clone(),
+        http: config.http.map(|h| h.to_string()),
+        cores,
+        memory_mb,
+        gpu,
+        tags,
+        pid: std::process::id(),
+    };
+    let tasks = tokio::spawn(crate::tasks::run(node.clone(), info, shutdown.clone()));
     if let (Some(listener), Some(http)) = (http_listener, config.http) {
         tracing::info!(%http, "serving app HTTP");
         tokio::spawn(server::http::serve(
@@ -214,6 +234,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     shutdown::signal().await;
     tracing::info!("shutting down");
     trigger.trigger();
+    // Daemons get their stop deadline while Raft still runs, so their last writes land.
+    let _ = tokio::time::timeout(Duration::from_secs(8), tasks).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), node.raft.shutdown()).await;
     let _ = server.await;
     Ok(())

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{ByteBuf, CommitOutcome, ErrorBody, Value};
+use push_protocol::{ByteBuf, CommitOutcome, ErrorBody, NodeReport, TsConfig, Value};
 use serde::{Deserialize, Serialize};
 
 /// One log entry's payload. `time_ms` is stamped by the proposing node, so apply reads no clock.
@@ -57,6 +57,38 @@ pub enum CommandOp {
         queue: String,
         id: u64,
     },
+    /// A node's heartbeat: capabilities and the units it runs.
+    Heartbeat(Box<NodeReport>),
+    /// The leader's placement of an app's daemon units (unit -> nodes).
+    Assign {
+        app: String,
+        version: u64,
+        units: BTreeMap<String, Vec<u64>>,
+        /// The schedules HEAD declares (they fire; they are not placed).
+        schedules: Vec<String>,
+    },
+    /// Restart daemon `name` (all replicas and partitions).
+    Restart {
+        app: Option<String>,
+        name: String,
+    },
+    /// A schedule's firing for the period due at `due_ms`, run by `nodes`.
+    Fire {
+        app: String,
+        name: String,
+        due_ms: u64,
+        nodes: Vec<u64>,
+    },
+    TsAppend {
+        series: String,
+        points: Vec<(Option<i64>, Option<String>, Value)>,
+        config: Option<TsConfig>,
+    },
+    TsCursor {
+        series: String,
+        unit: String,
+        upto: u64,
+    },
 }
 
 /// The result of applying a command; travels back to the proposer.
@@ -90,6 +122,16 @@ pub enum Applied {
     },
     Acked {
         ok: bool,
+    },
+    Restarted {
+        units: Vec<String>,
+    },
+    /// Whether the firing was new (false: that period had already fired).
+    Fired {
+        ok: bool,
+    },
+    Appended {
+        seqs: Vec<u64>,
     },
     /// The command was refused; the state is unchanged.
     Failed(ErrorBody),

@@ -9,6 +9,9 @@ pub mod code_store;
 pub mod command;
 pub mod kv;
 pub mod queue;
+pub mod registry;
+pub mod tasks;
+pub mod timeseries;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +19,9 @@ pub use code_store::CodeStore;
 pub use command::{Applied, Command, CommandOp};
 pub use kv::Kv;
 pub use queue::Queues;
+pub use registry::Registry;
+pub use tasks::Tasks;
+pub use timeseries::Timeseries;
 
 /// Everything the state machine holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -23,6 +29,9 @@ pub struct State {
     pub kv: Kv,
     pub code: CodeStore,
     pub queues: Queues,
+    pub nodes: Registry,
+    pub tasks: Tasks,
+    pub timeseries: Timeseries,
 }
 
 /// Applies one command. Failures are outcomes (returned to the proposer), never panics, and
@@ -76,6 +85,55 @@ pub fn apply(state: &mut State, command: &Command) -> Applied {
             Applied::Acked {
                 ok: state.queues.get_mut(queue).ack(*id, now),
             }
+        }
+        CommandOp::Heartbeat(report) => {
+            state.nodes.beat(report, command.time_ms);
+            Applied::Written
+        }
+        CommandOp::Assign {
+            app,
+            version,
+            units,
+            schedules,
+        } => {
+            state.tasks.assign(app, *version, units, schedules);
+            Applied::Written
+        }
+        CommandOp::Restart { app, name } => {
+            let units = state.tasks.restart(app.as_deref(), name);
+            if units.is_empty() {
+                Applied::Failed(push_protocol::ErrorBody::new(
+                    push_protocol::ErrorCode::NotFound,
+                    format!("no daemon called {name:?} is placed; see `push daemons` for names"),
+                ))
+            } else {
+                Applied::Restarted { units }
+            }
+        }
+        CommandOp::Fire {
+            app,
+            name,
+            due_ms,
+            nodes,
+        } => Applied::Fired {
+            ok: state.tasks.fire(app, name, *due_ms, nodes),
+        },
+        CommandOp::TsAppend {
+            series,
+            points,
+            config,
+        } => {
+            let s = state.timeseries.get_mut(series);
+            if let Some(config) = config {
+                s.config = config.clone();
+            }
+            Applied::Appended {
+                seqs: s.append(points, command.time_ms),
+            }
+        }
+        CommandOp::TsCursor { series, unit, upto } => {
+            state.timeseries.get_mut(series).advance(unit, *upto);
+            Applied::Written
         }
         CommandOp::Activate { app, version } => match state.code.activate(app, *version) {
             Ok((from, to)) => Applied::Activated { from, to },

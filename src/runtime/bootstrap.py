@@ -4,6 +4,7 @@ Rust calls the functions at the bottom (gate, load, activate, handle_http). App 
 imports this module; it uses ``push``.
 """
 
+import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -57,11 +58,12 @@ sys.meta_path.insert(0, _finder)
 class Version:
     """One loaded version of an app: its modules and its routes."""
 
-    def __init__(self, app, number, modules, routes):
+    def __init__(self, app, number, modules, routes, tasks=()):
         self.app = app
         self.number = number
         self.modules = modules
         self.routes = routes
+        self.tasks = {t["name"]: t for t in tasks}  # daemons, schedules, partition handlers
 
 
 # app -> {"head": Version or None, "versions": {number: Version}}
@@ -138,14 +140,17 @@ def _load(app, number, files, entry):
         saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in tops}
         _finder.modules, _finder.packages = modules, packages
         _registry.routes = []
+        _registry.tasks = []
         _registry.version = number
         loaded = {}
         try:
             importlib.import_module(entry)
             loaded = {n: m for n, m in sys.modules.items() if n in names}
             routes = list(_registry.routes)
+            tasks = list(_registry.tasks)
         finally:
             _registry.routes = None
+            _registry.tasks = None
             _registry.version = None
             for n in list(sys.modules):
                 if n.split(".")[0] in tops:
@@ -153,7 +158,7 @@ def _load(app, number, files, entry):
             sys.modules.update(saved)
             _finder.modules, _finder.packages = {}, set()
             importlib.invalidate_caches()
-    return Version(app, number, loaded, routes)
+    return Version(app, number, loaded, routes, tasks)
 
 
 def gate(app, number, files, entry):
@@ -316,6 +321,37 @@ def register_route(method, path, fn):
     except (TypeError, ValueError):
         wants_request = True
     routes.append((method.upper(), path, fn, wants_request))
+
+
+def register_task(spec, fn):
+    """Record a daemon, schedule or partition handler declared by the version being loaded."""
+    tasks = getattr(_registry, "tasks", None)
+    if tasks is None:
+        raise RuntimeError(f"push.{spec['kind']} can only be used while a version is being loaded (at module level)")
+    if any(t["name"] == spec["name"] for t in tasks):
+        raise ValueError(f"two tasks are called {spec['name']!r}; give one a name= of its own")
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = repr(getattr(fn, "__code__", fn))
+    fingerprint = json.dumps({k: v for k, v in spec.items()}, sort_keys=True) + source
+    spec = dict(spec, fn=fn, hash=hashlib.sha256(fingerprint.encode()).hexdigest()[:16])
+    tasks.append(spec)
+
+
+def head_tasks(app):
+    """(version, [task spec without the function]) of the app's HEAD, as JSON for Rust."""
+    state = _apps.get(app)
+    if not state or not state["head"]:
+        return None
+    head = state["head"]
+    specs = [{k: v for k, v in t.items() if k != "fn"} for t in head.tasks.values()]
+    return json.dumps({"version": head.number, "tasks": specs})
+
+
+def head_version(app):
+    state = _apps.get(app)
+    return state["head"] if state else None
 
 
 def current_version():

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod eval;
 pub mod native;
 pub mod reload;
+pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc, Arc, Mutex};
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 const PUSH: &str = include_str!("push.py");
 const SESSION: &str = include_str!("session.py");
+const TASKS: &str = include_str!("tasks.py");
 
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -117,6 +119,13 @@ impl Runtime {
                 c"_push_session",
             )?;
             modules.set_item("_push_session", session)?;
+            let tasks = PyModule::from_code(
+                py,
+                &std::ffi::CString::new(TASKS)?,
+                c"<push>/tasks.py",
+                c"_push_tasks",
+            )?;
+            modules.set_item("_push_tasks", tasks)?;
             Ok(boot.unbind())
         })
         .map_err(|e| RuntimeError::Start(e.to_string()))?;

@@ -6,7 +6,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use push_protocol::{ErrorBody, Op, Outcome, ReadMode, Reply};
+use std::time::Duration;
+
+use push_protocol::{ErrorBody, Op, Outcome, ReadMode, Reply, RunFunc, RunOn, TsConfig, TsPoint};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -233,6 +235,224 @@ fn version_source(
     Ok(Some((files, entry)))
 }
 
+type PointRow = (Option<i64>, Option<String>, push_protocol::Value);
+
+#[pyfunction]
+#[pyo3(signature = (series, rows, config=None))]
+fn ts_append(
+    py: Python<'_>,
+    series: String,
+    rows: Vec<(Option<i64>, Option<String>, Bound<'_, PyAny>)>,
+    config: Option<(Option<u64>, Option<u64>, u32)>,
+) -> PyResult<Vec<u64>> {
+    let points = rows
+        .iter()
+        .map(|(t, k, v)| Ok((*t, k.clone(), from_py(v)?)))
+        .collect::<PyResult<Vec<PointRow>>>()?;
+    let config = config.map(|(max_age_ms, max_points, partitions)| TsConfig {
+        max_age_ms,
+        max_points,
+        partitions: partitions.max(1),
+    });
+    match call(
+        py,
+        Op::TsAppend {
+            series,
+            points,
+            config,
+        },
+    )? {
+        Reply::Appended { seqs } => Ok(seqs),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn point_tuple(py: Python<'_>, p: &TsPoint) -> PyResult<PyObject> {
+    let t = p.t_ms as f64 / 1000.0;
+    Ok((t, p.key.clone(), to_py(py, &p.value)?)
+        .into_pyobject(py)?
+        .into_any()
+        .unbind())
+}
+
+#[pyfunction]
+#[pyo3(signature = (series, t0=None, t1=None, last=None))]
+fn ts_range(
+    py: Python<'_>,
+    series: String,
+    t0: Option<i64>,
+    t1: Option<i64>,
+    last: Option<usize>,
+) -> PyResult<Vec<PyObject>> {
+    let op = Op::TsRange {
+        series,
+        t0,
+        t1,
+        last,
+        read: ReadMode::Linearizable,
+    };
+    match call(py, op)? {
+        Reply::Points(points) => points.iter().map(|p| point_tuple(py, p)).collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[pyfunction]
+fn ts_stats(py: Python<'_>) -> PyResult<Vec<PyObject>> {
+    match call(py, Op::TsStats)? {
+        Reply::TsStats(stats) => stats
+            .into_iter()
+            .map(|s| {
+                let d = PyDict::new(py);
+                d.set_item("name", s.name)?;
+                d.set_item("points", s.points)?;
+                d.set_item("appended", s.appended)?;
+                Ok(d.into_any().unbind())
+            })
+            .collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Where partition handler `unit` of `series` left off (this node's copy of the state).
+#[pyfunction]
+fn ts_cursor(series: String, unit: String) -> PyResult<u64> {
+    let ctx = context()?;
+    Ok(ctx
+        .node
+        .read(|s| s.timeseries.get(&series).map_or(0, |x| x.cursor(&unit))))
+}
+
+/// Up to `limit` points of one partition after `after`, waiting up to `wait_ms` for some.
+#[pyfunction]
+fn ts_after(
+    py: Python<'_>,
+    series: String,
+    partition: u32,
+    after: u64,
+    limit: usize,
+    wait_ms: u64,
+) -> PyResult<Vec<(u64, i64, Option<String>, PyObject)>> {
+    let ctx = context()?;
+    let points = py.allow_threads(|| {
+        ctx.handle.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+            let mut applied = ctx.node.state.subscribe();
+            loop {
+                let points = ctx.node.read(|s| {
+                    s.timeseries
+                        .get(&series)
+                        .map(|x| x.after(partition, after, limit))
+                        .unwrap_or_default()
+                });
+                if !points.is_empty() || tokio::time::Instant::now() >= deadline {
+                    return points;
+                }
+                let _ = tokio::time::timeout_at(deadline, applied.changed()).await;
+            }
+        })
+    });
+    points
+        .iter()
+        .map(|p| Ok((p.seq, p.t_ms, p.key.clone(), to_py(py, &p.value)?)))
+        .collect()
+}
+
+/// Records that handler `unit` finished the points of `series` up to `upto`.
+#[pyfunction]
+fn ts_commit(py: Python<'_>, series: String, unit: String, upto: u64) -> PyResult<()> {
+    match call(py, Op::TsCursor { series, unit, upto })? {
+        Reply::Written { .. } => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Runs a lambda: returns {node: (ok, value or error text)}.
+#[pyfunction]
+fn run(
+    py: Python<'_>,
+    func: (String, Bound<'_, PyAny>, Option<String>, Option<String>),
+    args: Vec<Bound<'_, PyAny>>,
+    target: (String, Bound<'_, PyAny>),
+    timeout: f64,
+) -> PyResult<PyObject> {
+    let (kind, body, name, module) = func;
+    let func = if kind == "path" {
+        RunFunc::Path(body.extract()?)
+    } else {
+        RunFunc::Code {
+            code: push_protocol::ByteBuf::from(body.extract::<Vec<u8>>()?),
+            name: name.unwrap_or_else(|| "<lambda>".into()),
+            module,
+        }
+    };
+    let args = args.iter().map(from_py).collect::<PyResult<Vec<_>>>()?;
+    let on = match target.0.as_str() {
+        "any" => RunOn::Any,
+        "all" => RunOn::All,
+        "node" => RunOn::Node(target.1.extract()?),
+        "tag" => RunOn::Tag(target.1.extract()?),
+        other => return Err(PushError::new_err(format!("unknown target {other:?}"))),
+    };
+    let ctx = context()?;
+    let limit = Duration::from_secs_f64(timeout.clamp(0.001, 3_600.0));
+    let outcome: Outcome = py.allow_threads(|| {
+        ctx.handle.block_on(async {
+            tokio::time::timeout(limit, dispatch::handle(&ctx.node, Op::Run { func, args, on }))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ErrorBody::new(
+                        push_protocol::ErrorCode::Unavailable,
+                        format!("push.run got no answer within {timeout}s; raise timeout= or check the function"),
+                    ))
+                })
+        })
+    });
+    let results = match outcome.map_err(|e| PushError::new_err(e.message))? {
+        Reply::Ran(results) => results,
+        other => return Err(unexpected(other)),
+    };
+    let dict = PyDict::new(py);
+    for (node, result) in results {
+        match result {
+            Ok(v) => dict.set_item(node, (true, to_py(py, &v)?))?,
+            Err(e) => dict.set_item(node, (false, e.message))?,
+        }
+    }
+    Ok(dict.into_any().unbind())
+}
+
+/// The node registry as dicts.
+#[pyfunction]
+fn nodes(py: Python<'_>) -> PyResult<Vec<PyObject>> {
+    let ctx = context()?;
+    let voters: std::collections::BTreeMap<u64, bool> = ctx
+        .node
+        .members()
+        .into_iter()
+        .map(|m| (m.id, m.voter))
+        .collect();
+    match call(py, Op::Nodes)? {
+        Reply::Nodes(entries) => entries
+            .into_iter()
+            .map(|e| {
+                let d = PyDict::new(py);
+                d.set_item("id", e.info.id)?;
+                d.set_item("addr", e.info.addr)?;
+                d.set_item("http", e.info.http)?;
+                d.set_item("alive", e.alive)?;
+                d.set_item("cores", e.info.cores)?;
+                d.set_item("memory_mb", e.info.memory_mb)?;
+                d.set_item("gpu", e.info.gpu)?;
+                d.set_item("tags", e.info.tags)?;
+                d.set_item("voter", voters.get(&e.info.id).copied())?;
+                Ok(d.into_any().unbind())
+            })
+            .collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Builds the `_push_native` module.
 pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "_push_native")?;
@@ -249,6 +469,14 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(queue_ack, &m)?)?;
     m.add_function(wrap_pyfunction!(queue_peek, &m)?)?;
     m.add_function(wrap_pyfunction!(queue_stats, &m)?)?;
+    m.add_function(wrap_pyfunction!(ts_append, &m)?)?;
+    m.add_function(wrap_pyfunction!(ts_range, &m)?)?;
+    m.add_function(wrap_pyfunction!(ts_stats, &m)?)?;
+    m.add_function(wrap_pyfunction!(ts_cursor, &m)?)?;
+    m.add_function(wrap_pyfunction!(ts_after, &m)?)?;
+    m.add_function(wrap_pyfunction!(ts_commit, &m)?)?;
+    m.add_function(wrap_pyfunction!(run, &m)?)?;
+    m.add_function(wrap_pyfunction!(nodes, &m)?)?;
     m.add("PushError", py.get_type::<PushError>())?;
     Ok(m)
 }

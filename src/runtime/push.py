@@ -22,7 +22,22 @@ Attributes computed on access:
 
 import _push_native as _native
 
-__all__ = ["kv", "queue", "route", "Response", "version", "node", "cluster"]
+__all__ = [
+    "kv", "queue", "timeseries", "route", "Response", "daemon", "every", "cron", "run",
+    "version", "node", "cluster", "PushError", "RemoteError",
+]
+
+PushError = _native.PushError
+
+
+class RemoteError(PushError):
+    """``push.run`` failed on one or more nodes. ``results`` maps node id to the value or to
+    the error text; ``errors`` holds only the failures."""
+
+    def __init__(self, message, results, errors):
+        super().__init__(message)
+        self.results = results
+        self.errors = errors
 
 
 class KV:
@@ -191,6 +206,232 @@ class Response:
         return f"<Response {self.status}, {len(self.body)} bytes>"
 
 
+def _duration_ms(value, what):
+    """Seconds (int/float) or a string such as "500ms", "5s", "2m", "1h", "1d" -> ms."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        ms = int(value * 1000)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        units = (("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000))
+        for suffix, scale in units:
+            if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+                ms = int(float(text[: -len(suffix)]) * scale)
+                break
+        else:
+            raise ValueError(f"{what} {value!r} is not a duration like '500ms', '5s', '2m', '1h' or '1d'")
+    else:
+        raise TypeError(f"{what} must be seconds or a string like '5s', not {type(value).__name__}")
+    if ms <= 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    return ms
+
+
+class Timeseries:
+    """A replicated timeseries. Get one with ``push.timeseries(name, keep=..., max_points=...)``.
+
+    Points are (t, key, value): ``t`` in seconds since the epoch (float), ``key`` an optional
+    partition key (e.g. a sensor id). Retention drops points older than ``keep`` and beyond
+    ``max_points``. ``@series.handler`` registers a partitioned handler: points are routed by
+    key to one of ``partitions`` handler instances, spread across the cluster's nodes, each
+    seeing its partition's points in order (at least once).
+    """
+
+    def __init__(self, name, keep=None, max_points=None, partitions=None):
+        self.name = str(name)
+        self._config = None
+        if keep is not None or max_points is not None or partitions is not None:
+            self._config = (
+                None if keep is None else _duration_ms(keep, "keep"),
+                None if max_points is None else int(max_points),
+                4 if partitions is None else int(partitions),
+            )
+        self.partitions = 4 if partitions is None else int(partitions)
+
+    def append(self, value, t=None, key=None):
+        """Add one point (``t`` None: now, by the cluster's clock); returns its sequence number."""
+        return self.append_many([(t, key, value)])[0]
+
+    def append_many(self, points):
+        """Add several ``(t, key, value)`` points in one replicated write; returns their seqs."""
+        rows = [(None if t is None else int(t * 1000), None if k is None else str(k), v) for t, k, v in points]
+        return _native.ts_append(self.name, rows, self._config)
+
+    def range(self, t0=None, t1=None):
+        """Points with ``t0 <= t < t1`` (seconds; None leaves a side open), oldest first, as
+        ``(t, key, value)`` tuples."""
+        return _native.ts_range(self.name, _ms(t0), _ms(t1), None)
+
+    def last(self, n=1):
+        """The last ``n`` points as ``(t, key, value)`` tuples."""
+        return _native.ts_range(self.name, None, None, int(n))
+
+    def handler(self, fn=None, *, name=None, where=None):
+        """Decorator: run ``fn(point)`` for every point, one instance per partition.
+
+        ``point`` has ``t``, ``key``, ``value`` and ``seq``. Instances are placed across the
+        nodes (``where`` narrows them, as for ``push.daemon``) and moved when a node dies;
+        each resumes after the last point its predecessor finished.
+        """
+        def register(fn):
+            spec = {
+                "kind": "partition", "name": name or fn.__name__, "series": self.name,
+                "partitions": self.partitions, "where": _where(where), "on": "any", "replicas": 1,
+            }
+            import _push_runtime
+            _push_runtime.register_task(spec, fn)
+            return fn
+        return register(fn) if fn is not None else register
+
+    def __len__(self):
+        for stat in _native.ts_stats():
+            if stat["name"] == self.name:
+                return stat["points"]
+        return 0
+
+    def __repr__(self):
+        return f"push.timeseries({self.name!r})"
+
+
+def _ms(t):
+    return None if t is None else int(t * 1000)
+
+
+def timeseries(name, keep=None, max_points=None, partitions=None):
+    """The replicated timeseries called ``name``; ``keep`` ("1h", seconds) and ``max_points``
+    set its retention, ``partitions`` how many handler instances split its points (default 4)."""
+    return Timeseries(name, keep, max_points, partitions)
+
+
+def _where(where):
+    """Normalise a placement constraint: None, "tag", ["tag", ...] or a dict with
+    tags/gpu/cores/memory_mb."""
+    if where is None:
+        return {}
+    if isinstance(where, str):
+        return {"tags": [where]}
+    if isinstance(where, (list, tuple)):
+        return {"tags": [str(t) for t in where]}
+    if isinstance(where, dict):
+        known = {"tags", "gpu", "cores", "memory_mb"}
+        unknown = set(where) - known
+        if unknown:
+            raise ValueError(f"where= knows {sorted(known)}, not {sorted(unknown)}")
+        out = dict(where)
+        if "tags" in out:
+            out["tags"] = [out["tags"]] if isinstance(out["tags"], str) else [str(t) for t in out["tags"]]
+        return out
+    raise TypeError("where= is a tag, a list of tags or a dict like {'gpu': True, 'cores': 4}")
+
+
+def _on(on):
+    if on in ("any", "all"):
+        return on
+    if isinstance(on, int) and not isinstance(on, bool):
+        return on
+    raise ValueError(f"on= is 'any', 'all' or a node id, not {on!r}")
+
+
+def daemon(fn=None, *, name=None, on="any", replicas=1, where=None):
+    """Decorator: keep ``fn(ctx)`` running somewhere in the cluster.
+
+    ``on="any"`` runs ``replicas`` copies on different nodes, ``on="all"`` one on every node,
+    ``on=3`` on node 3 only; ``where`` keeps it to nodes with a tag (``where="gpu"``) or
+    capabilities (``where={"gpu": True, "cores": 8, "memory_mb": 4096, "tags": [...]}``).
+    When a node dies its daemons move within seconds. A deploy restarts only daemons whose
+    code changed: ``ctx.stopping`` is set, then after 5 s the daemon is interrupted. A crash
+    is logged (``push tail NAME``) and the daemon restarts with backoff (1 s doubling to 30 s).
+
+        @push.daemon(replicas=2)
+        def worker(ctx):
+            jobs = push.queue("jobs")
+            while not ctx.stopping.is_set():
+                item = jobs.take(timeout=1)
+                if item:
+                    ctx.log.info("got %r", item.value)
+                    item.ack()
+    """
+    def register(fn):
+        spec = {
+            "kind": "daemon", "name": name or fn.__name__, "on": _on(on),
+            "replicas": max(1, int(replicas)), "where": _where(where),
+        }
+        import _push_runtime
+        _push_runtime.register_task(spec, fn)
+        return fn
+    return register(fn) if fn is not None else register
+
+
+def every(period, *, name=None, on="any", where=None):
+    """Decorator: call ``fn()`` (or ``fn(ctx)``) every ``period`` ("5s", "1m", seconds).
+
+    Each firing runs once in the whole cluster, on one live node (``on="all"``: on every
+    node). Periods are aligned to the clock (every 5 s fires at :00, :05, ...); a period
+    missed while no leader was elected is skipped, not replayed.
+    """
+    ms = _duration_ms(period, "period")
+
+    def register(fn):
+        spec = {"kind": "schedule", "name": name or fn.__name__, "every_ms": ms,
+                "on": _on(on), "where": _where(where), "replicas": 1}
+        import _push_runtime
+        _push_runtime.register_task(spec, fn)
+        return fn
+    return register
+
+
+def cron(spec, *, name=None, on="any", where=None):
+    """Decorator: call ``fn()`` at times matching a 5-field cron spec (UTC), e.g.
+    ``"*/5 * * * *"`` (every 5 minutes) or ``"0 3 * * 1-5"`` (03:00 on weekdays).
+    Fields: minute hour day-of-month month day-of-week; ``*``, ``a-b``, ``*/n``, lists."""
+    def register(fn):
+        s = {"kind": "schedule", "name": name or fn.__name__, "cron": str(spec),
+             "on": _on(on), "where": _where(where), "replicas": 1}
+        import _push_runtime
+        _push_runtime.register_task(s, fn)
+        return fn
+    return register
+
+
+def run(fn, *args, on="any", timeout=60.0):
+    """Run ``fn(*args)`` elsewhere in the cluster and return its result.
+
+    ``fn`` is a function (module-level in the app, or defined in the REPL without closures)
+    or a ``"module:function"`` path into the app at HEAD. ``on`` is ``"any"`` (one live node),
+    ``"all"`` (every live node: returns ``{node_id: result}``), a node id, or ``"tag:NAME"``
+    (every live node with that tag: a dict too). Arguments and results are plain data.
+    Raises ``push.RemoteError`` when the function raised on any node.
+    """
+    import marshal
+    if isinstance(fn, str):
+        func = ("path", fn, None, None)
+    elif callable(fn) and hasattr(fn, "__code__"):
+        if fn.__code__.co_freevars:
+            raise TypeError(
+                f"push.run cannot ship {fn.__name__!r}: it closes over "
+                f"{', '.join(fn.__code__.co_freevars)}; pass those values as arguments")
+        module = getattr(fn, "__module__", None)
+        func = ("code", marshal.dumps(fn.__code__), fn.__name__, module)
+    else:
+        raise TypeError("push.run needs a function or a 'module:function' path")
+    if isinstance(on, str) and on.startswith("tag:"):
+        target, many = ("tag", on[4:]), True
+    elif on in ("any", "all"):
+        target, many = (on, None), on == "all"
+    elif isinstance(on, int) and not isinstance(on, bool):
+        target, many = ("node", on), False
+    else:
+        raise ValueError(f"on= is 'any', 'all', a node id or 'tag:NAME', not {on!r}")
+    results = _native.run(func, list(args), target, float(timeout))
+    errors = {n: e for n, (ok, e) in results.items() if not ok}
+    values = {n: v for n, (ok, v) in results.items()}
+    if errors:
+        detail = "\n".join(f"node {n}: {e}" for n, e in sorted(errors.items()))
+        raise RemoteError(f"push.run failed on {len(errors)} node(s):\n{detail}", values, errors)
+    if many:
+        return values
+    return next(iter(values.values())) if values else None
+
+
 class Node:
     """This node: ``id``, ``addr`` and ``role`` ("leader", "follower", ...)."""
 
@@ -219,7 +460,11 @@ class Cluster:
         return _native.node_info()["leader"]
 
     def nodes(self):
-        """Every member: id, addr, voter."""
+        """Every registered node: id, addr, http, alive, cores, memory_mb, gpu, tags, voter."""
+        return _native.nodes()
+
+    def members(self):
+        """Raft membership: id, addr, voter."""
         return _native.members()
 
     def __repr__(self):

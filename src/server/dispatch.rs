@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use push_protocol::{
-    ByteBuf, Client, ErrorBody, ErrorCode, Op, Outcome, QueueItem, QueueStat, ReadMode, Reply,
-    Stream,
+    ByteBuf, Client, DaemonRow, ErrorBody, ErrorCode, LogLine, NodeEntry, NodeInfo, Op, Outcome,
+    QueueItem, QueueStat, ReadMode, Reply, RunFunc, RunOn, Stream, Value,
 };
 use tokio::sync::mpsc;
 
@@ -144,59 +144,298 @@ async fn take(
     }
 }
 
-/// Evaluates `code` on every member, each in a throwaway namespace.
-async fn eval_all(node: &Node, code: String) -> Outcome {
+/// Sends `op` to the node at `addr` over a fresh client connection, within `limit`.
+async fn ask_member(addr: &str, token: &str, op: Op, limit: std::time::Duration) -> Outcome {
+    let ask = async {
+        let client = Client::connect(addr, token)
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, format!("{addr}: {e}")))?;
+        client.call(op).await.map_err(|e| match e {
+            push_protocol::ClientError::Server(body) => body,
+            e => ErrorBody::new(ErrorCode::Unavailable, format!("{addr}: {e}")),
+        })
+    };
+    tokio::time::timeout(limit, ask).await.unwrap_or_else(|_| {
+        Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            format!("{addr}: no answer within {}s", limit.as_secs()),
+        ))
+    })
+}
+
+/// Asks each of `targets` (node ids) `op` — this node directly through `local` — and
+/// collects the answers by node id.
+async fn fan_out<F, Fut>(
+    node: &Node,
+    targets: &[u64],
+    op: Op,
+    limit: std::time::Duration,
+    local: F,
+) -> Vec<(u64, Outcome)>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let members = node.members();
     let mut tasks = tokio::task::JoinSet::new();
-    for member in node.members() {
-        if member.id == node.id {
-            continue;
-        }
-        let (code, token) = (code.clone(), node.token.clone());
+    for id in targets.iter().copied().filter(|id| *id != node.id) {
+        let addr = members.iter().find(|m| m.id == id).map(|m| m.addr.clone());
+        let (op, token) = (op.clone(), node.token.clone());
         tasks.spawn(async move {
-            let ask = async {
-                let client = Client::connect(&member.addr, &token)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match client
-                    .call(Op::Eval {
-                        session: None,
-                        code,
-                        module: None,
-                    })
-                    .await
-                {
-                    Ok(Reply::Evaluated(r)) => Ok(*r),
-                    Ok(other) => Err(format!("unexpected reply {other:?}")),
-                    Err(e) => Err(e.to_string()),
-                }
+            let outcome = match addr {
+                Some(addr) => ask_member(&addr, &token, op, limit).await,
+                None => Err(ErrorBody::new(
+                    ErrorCode::NotFound,
+                    format!("node {id} is not a member"),
+                )),
             };
-            let result = tokio::time::timeout(EVAL_ALL_TIMEOUT, ask)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(format!("no answer within {}s", EVAL_ALL_TIMEOUT.as_secs()))
-                })
-                .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, e));
-            (member.id, result)
+            (id, outcome)
         });
     }
-    let (sink, _) = mpsc::unbounded_channel();
-    let local = match eval(node, None, code, None, &sink).await {
-        Ok(Reply::Evaluated(r)) => Ok(*r),
-        Ok(other) => Err(ErrorBody::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
-        Err(e) => Err(e),
-    };
-    let mut results = vec![(node.id, local)];
+    let mut results = Vec::new();
+    if targets.contains(&node.id) {
+        results.push((node.id, local().await));
+    }
     while let Some(joined) = tasks.join_next().await {
         if let Ok(pair) = joined {
             results.push(pair);
         }
     }
     results.sort_by_key(|(id, _)| *id);
-    Ok(Reply::EvaluatedAll(results))
+    results
 }
+
+/// Evaluates `code` on every member, each in a throwaway namespace.
+async fn eval_all(node: &Node, code: String) -> Outcome {
+    let targets: Vec<u64> = node.members().iter().map(|m| m.id).collect();
+    let op = Op::Eval {
+        session: None,
+        code: code.clone(),
+        module: None,
+    };
+    let (sink, _) = mpsc::unbounded_channel();
+    let results = fan_out(node, &targets, op, EVAL_ALL_TIMEOUT, || {
+        eval(node, None, code, None, &sink)
+    })
+    .await;
+    Ok(Reply::EvaluatedAll(
+        results
+            .into_iter()
+            .map(|(id, outcome)| {
+                let result = match outcome {
+                    Ok(Reply::Evaluated(r)) => Ok(*r),
+                    Ok(other) => Err(ErrorBody::new(
+                        ErrorCode::Internal,
+                        format!("unexpected reply {other:?}"),
+                    )),
+                    Err(e) => Err(e),
+                };
+                (id, result)
+            })
+            .collect(),
+    ))
+}
+
+/// Runs a lambda where `on` says; results per node.
+async fn run_lambda(node: &Node, func: &RunFunc, args: &[Value], on: &RunOn) -> Outcome {
+    let live: Vec<NodeInfo> = crate::tasks::live_nodes(node);
+    let targets: Vec<u64> = match on {
+        RunOn::Here => vec![node.id],
+        RunOn::Node(id) => vec![*id],
+        RunOn::All => live.iter().map(|n| n.id).collect(),
+        RunOn::Tag(tag) => live
+            .iter()
+            .filter(|n| n.tags.contains(tag))
+            .map(|n| n.id)
+            .collect(),
+        RunOn::Any => {
+            if live.is_empty() {
+                vec![node.id]
+            } else {
+                vec![live[rand::random::<usize>() % live.len()].id]
+            }
+        }
+    };
+    if targets.is_empty() {
+        return Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("no live node matches {on:?}; see `push nodes` for ids and tags"),
+        ));
+    }
+    let op = Op::Run {
+        func: func.clone(),
+        args: args.to_vec(),
+        on: RunOn::Here,
+    };
+    let local = || async {
+        let result = node
+            .runtime
+            .run_lambda(func.clone(), args.to_vec())
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::Invalid, e));
+        Ok(Reply::Ran(vec![(node.id, result)]))
+    };
+    let results = fan_out(node, &targets, op, RUN_TIMEOUT, local).await;
+    let mut out = Vec::new();
+    for (id, outcome) in results {
+        match outcome {
+            Ok(Reply::Ran(mut r)) if r.len() == 1 => out.push(r.remove(0)),
+            Ok(other) => out.push((
+                id,
+                Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("unexpected reply {other:?}"),
+                )),
+            )),
+            Err(e) => out.push((id, Err(e))),
+        }
+    }
+    Ok(Reply::Ran(out))
+}
+
+/// The rows of `push daemons`, from the placement and the nodes' reports.
+fn daemon_rows(s: &State) -> Vec<DaemonRow> {
+    let mut rows = Vec::new();
+    for (app, tasks) in s.tasks.apps() {
+        for (unit, placement) in &tasks.units {
+            if placement.nodes.is_empty() {
+                rows.push(DaemonRow {
+                    app: app.clone(),
+                    unit: unit.clone(),
+                    kind: kind_of(unit),
+                    node: None,
+                    state: "unplaced: no live node matches".into(),
+                    restarts: 0,
+                    runs: 0,
+                    version: None,
+                    error: None,
+                });
+            }
+            for id in &placement.nodes {
+                let report = s.nodes.unit(*id, app, unit);
+                rows.push(DaemonRow {
+                    app: app.clone(),
+                    unit: unit.clone(),
+                    kind: report.map_or_else(|| kind_of(unit), |r| r.kind.clone()),
+                    node: Some(*id),
+                    state: report.map_or_else(|| "starting".into(), |r| r.state.clone()),
+                    restarts: report.map_or(0, |r| r.restarts),
+                    runs: report.map_or(0, |r| r.runs),
+                    version: report.map(|r| r.version),
+                    error: report.and_then(|r| r.error.clone()),
+                });
+            }
+        }
+        for name in &tasks.schedules {
+            let firing = s.tasks.firing(app, name);
+            let nodes = firing.map(|f| f.nodes.clone()).unwrap_or_default();
+            if nodes.is_empty() {
+                rows.push(DaemonRow {
+                    app: app.clone(),
+                    unit: name.clone(),
+                    kind: "schedule".into(),
+                    node: None,
+                    state: "waiting for its first firing".into(),
+                    restarts: 0,
+                    runs: 0,
+                    version: None,
+                    error: None,
+                });
+            }
+            for id in nodes {
+                let report = s.nodes.unit(id, app, name);
+                rows.push(DaemonRow {
+                    app: app.clone(),
+                    unit: name.clone(),
+                    kind: "schedule".into(),
+                    node: Some(id),
+                    state: report.map_or_else(|| "fired".into(), |r| r.state.clone()),
+                    restarts: 0,
+                    runs: report.map_or(0, |r| r.runs),
+                    version: report.map(|r| r.version),
+                    error: report.and_then(|r| r.error.clone()),
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn kind_of(unit: &str) -> String {
+    if unit.ends_with(']') {
+        "partition"
+    } else {
+        "daemon"
+    }
+    .into()
+}
+
+/// Log lines of daemon `name`: from this node, or gathered from every node that runs it.
+async fn tail(
+    node: &Node,
+    app: Option<&str>,
+    name: &str,
+    after: &[(u64, u64)],
+    here: bool,
+) -> Outcome {
+    let app = app.unwrap_or(crate::cli::code::DEFAULT_APP).to_string();
+    let since = |id: u64| after.iter().find(|(n, _)| *n == id).map_or(0, |(_, s)| *s);
+    let local = || async {
+        node.runtime
+            .lines(app.clone(), name.to_string(), since(node.id))
+            .await
+            .map(|lines| {
+                Reply::Lines(
+                    lines
+                        .into_iter()
+                        .map(|(seq, text)| LogLine {
+                            node: node.id,
+                            seq,
+                            text,
+                        })
+                        .collect(),
+                )
+            })
+            .map_err(runtime_error)
+    };
+    if here {
+        return local().await;
+    }
+    let known = node.read(|s| {
+        s.tasks.app(&app).is_some_and(|t| {
+            t.schedules.iter().any(|n| n == name)
+                || t.units
+                    .keys()
+                    .any(|u| u == name || crate::model::tasks::is_partition_of(u, name))
+        })
+    });
+    if !known {
+        return Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("no daemon or schedule called {name:?} runs in {app}; see `push daemons`"),
+        ));
+    }
+    // Every member: a daemon that moved, or a schedule, left lines on several nodes.
+    let targets: Vec<u64> = node.members().iter().map(|m| m.id).collect();
+    let op = Op::Tail {
+        app: Some(app.clone()),
+        name: name.to_string(),
+        after: after.to_vec(),
+        here: true,
+    };
+    let mut lines = Vec::new();
+    for (_, outcome) in fan_out(node, &targets, op, TAIL_TIMEOUT, local).await {
+        if let Ok(Reply::Lines(mut l)) = outcome {
+            lines.append(&mut l);
+        }
+    }
+    Ok(Reply::Lines(lines))
+}
+
+/// How long `Tail` waits for each node's lines.
+const TAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest a lambda may run on another node (the caller's own timeout is usually shorter).
+const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 /// How long `EvalAll` waits for each node.
 const EVAL_ALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -224,6 +463,9 @@ fn reply_of(applied: Applied, index: u64) -> Outcome {
             deliveries,
         })),
         Applied::Acked { ok } => Reply::Acked { ok },
+        Applied::Restarted { units } => Reply::Restarted { units },
+        Applied::Fired { .. } => Reply::Written { index },
+        Applied::Appended { seqs } => Reply::Appended { seqs },
         Applied::Failed(body) => return Err(body),
     })
 }
@@ -412,6 +654,90 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
             .map(|running| Reply::Interrupted { running })
             .map_err(runtime_error),
         Op::Status => Ok(Reply::Status(Box::new(node.status()))),
+        Op::Heartbeat(report) => {
+            let command = CommandOp::Heartbeat(report.clone());
+            write(node, &op, hops, command).await
+        }
+        Op::Nodes => {
+            let now = crate::node::now_ms();
+            node.read(|s| {
+                Ok(Reply::Nodes(
+                    s.nodes
+                        .all()
+                        .map(|r| NodeEntry {
+                            info: r.info.clone(),
+                            alive: s.nodes.alive(r.info.id, now),
+                            last_seen_ms: r.last_seen_ms,
+                        })
+                        .collect(),
+                ))
+            })
+        }
+        Op::Daemons => node.read(|s| Ok(Reply::Daemons(daemon_rows(s)))),
+        Op::Restart { app, name } => {
+            let command = CommandOp::Restart {
+                app: app.clone(),
+                name: name.clone(),
+            };
+            write(node, &op, hops, command).await
+        }
+        Op::Tail {
+            app,
+            name,
+            after,
+            here,
+        } => tail(node, app.as_deref(), name, after, *here).await,
+        Op::Run { func, args, on } => run_lambda(node, func, args, on).await,
+        Op::TsAppend {
+            series,
+            points,
+            config,
+        } => {
+            if let Some(c) = config {
+                if c.partitions == 0 || c.partitions > 1024 {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Invalid,
+                        "partitions must be between 1 and 1024",
+                    ));
+                }
+            }
+            let command = CommandOp::TsAppend {
+                series: series.clone(),
+                points: points.clone(),
+                config: config.clone(),
+            };
+            write(node, &op, hops, command).await
+        }
+        Op::TsRange {
+            series,
+            t0,
+            t1,
+            last,
+            read: mode,
+        } => {
+            read(node, &op, hops, *mode, |s| {
+                let points = s.timeseries.get(series).map(|x| match last {
+                    Some(n) => x.last(*n),
+                    None => x.range(*t0, *t1),
+                });
+                Ok(Reply::Points(points.unwrap_or_default()))
+            })
+            .await
+        }
+        Op::TsStats => {
+            read(node, &op, hops, ReadMode::Linearizable, |s| {
+                Ok(Reply::TsStats(s.timeseries.stats()))
+            })
+            .await
+        }
+        Op::TsCursor { series, unit, upto } => {
+            let command = CommandOp::TsCursor {
+                series: series.clone(),
+                unit: unit.clone(),
+                upto: *upto,
+            };
+            write(node, &op, hops, command).await
+        }
         Op::Forwarded { .. } => Err(ErrorBody::new(
             ErrorCode::Invalid,
             "a forwarded request cannot be forwarded again inside itself",

@@ -1,0 +1,182 @@
+//! Text views of tasks and timeseries shared by the REPL's meta commands and the `push` CLI:
+//! the daemons table, the node registry, timeseries stats and points, and log tailing.
+
+use std::time::Duration;
+
+use push_protocol::{Client, DaemonRow, LogLine, NodeEntry, Op, Reply, TsPoint, TsStat};
+
+/// `push daemons` / `:daemons`.
+pub fn daemon_table(rows: &[DaemonRow]) -> String {
+    if rows.is_empty() {
+        return "no daemons, partition handlers or schedules yet (declare them with @push.daemon, @push.every, series.handler)\n".into();
+    }
+    let mut out = format!(
+        "{:<24} {:<10} {:>5} {:<10} {:>8} {:>6} {:>8}\n",
+        "NAME", "KIND", "NODE", "STATE", "RESTARTS", "RUNS", "VERSION"
+    );
+    for r in rows {
+        let name = if r.app == "main" {
+            r.unit.clone()
+        } else {
+            format!("{}/{}", r.app, r.unit)
+        };
+        out.push_str(&format!(
+            "{:<24} {:<10} {:>5} {:<10} {:>8} {:>6} {:>8}\n",
+            name,
+            r.kind,
+            r.node.map_or("-".into(), |n| n.to_string()),
+            r.state,
+            r.restarts,
+            r.runs,
+            r.version.map_or("-".into(), |v| format!("v{v}")),
+        ));
+        if let Some(error) = &r.error {
+            let last = error.lines().last().unwrap_or_default();
+            out.push_str(&format!(
+                "    last crash: {last}  (`:tail {}` shows it)\n",
+                r.unit
+            ));
+        }
+    }
+    out
+}
+
+/// The node registry: capabilities and liveness.
+pub fn registry_table(entries: &[NodeEntry]) -> String {
+    if entries.is_empty() {
+        return "no node has registered yet (nodes register within a second of starting)\n".into();
+    }
+    let mut out = format!(
+        "{:<4} {:<22} {:<6} {:>5} {:>9} {:<4} TAGS\n",
+        "ID", "ADDRESS", "ALIVE", "CORES", "MEMORY", "GPU"
+    );
+    for e in entries {
+        out.push_str(&format!(
+            "{:<4} {:<22} {:<6} {:>5} {:>6} MB {:<4} {}\n",
+            e.info.id,
+            e.info.addr,
+            if e.alive { "yes" } else { "DOWN" },
+            e.info.cores,
+            e.info.memory_mb,
+            if e.info.gpu { "yes" } else { "no" },
+            e.info.tags.join(",")
+        ));
+    }
+    out
+}
+
+/// Every timeseries with its size and retention.
+pub fn ts_table(stats: &[TsStat]) -> String {
+    if stats.is_empty() {
+        return "no timeseries yet\n".into();
+    }
+    let mut out = format!(
+        "{:<24} {:>8} {:>10} {:>6} RETENTION\n",
+        "SERIES", "POINTS", "APPENDED", "PARTS"
+    );
+    for s in stats {
+        let mut keep = Vec::new();
+        if let Some(ms) = s.config.max_age_ms {
+            keep.push(format!("{}s", ms / 1000));
+        }
+        if let Some(n) = s.config.max_points {
+            keep.push(format!("{n} points"));
+        }
+        out.push_str(&format!(
+            "{:<24} {:>8} {:>10} {:>6} {}\n",
+            s.name,
+            s.points,
+            s.appended,
+            s.config.partitions,
+            if keep.is_empty() {
+                "all".into()
+            } else {
+                keep.join(", ")
+            }
+        ));
+    }
+    out
+}
+
+/// Points, one per line: seq, time (seconds), key, value.
+pub fn points_text(points: &[TsPoint]) -> String {
+    points
+        .iter()
+        .map(|p| {
+            format!(
+                "  #{:<7} {:>14.3}  {:<12} {}\n",
+                p.seq,
+                p.t_ms as f64 / 1000.0,
+                p.key.as_deref().unwrap_or("-"),
+                p.value
+            )
+        })
+        .collect()
+}
+
+/// Prints daemon `name`'s log lines; with `follow`, keeps polling until `stop` resolves.
+pub async fn tail(
+    client: &Client,
+    app: Option<String>,
+    name: &str,
+    follow: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let mut after: Vec<(u64, u64)> = Vec::new();
+    let mut printed_any = false;
+    tokio::pin!(stop);
+    loop {
+        let op = Op::Tail {
+            app: app.clone(),
+            name: name.to_string(),
+            after: after.clone(),
+            here: false,
+        };
+        let lines: Vec<LogLine> = match client.call(op).await {
+            Ok(Reply::Lines(lines)) => lines,
+            Ok(other) => return Err(format!("unexpected reply {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        for l in &lines {
+            println!("[node {}] {}", l.node, l.text);
+            printed_any = true;
+            match after.iter_mut().find(|(n, _)| *n == l.node) {
+                Some(entry) => entry.1 = entry.1.max(l.seq),
+                None => after.push((l.node, l.seq)),
+            }
+        }
+        if !follow {
+            if !printed_any {
+                println!("{name} has not logged anything yet");
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_rows_show_crashes() {
+        let rows = vec![DaemonRow {
+            app: "main".into(),
+            unit: "worker".into(),
+            kind: "daemon".into(),
+            node: Some(2),
+            state: "backoff".into(),
+            restarts: 3,
+            runs: 4,
+            version: Some(7),
+            error: Some("Traceback...\nValueError: boom".into()),
+        }];
+        let text = daemon_table(&rows);
+        assert!(text.contains("worker") && text.contains("backoff") && text.contains("v7"));
+        assert!(text.contains("last crash: ValueError: boom"));
+    }
+}

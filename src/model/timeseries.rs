@@ -1,0 +1,237 @@
+//! Replicated timeseries: points (time, optional partition key, value) in append order,
+//! retention by age and by count, and per-handler cursors for partitioned handlers.
+//!
+//! Retention uses the command's time (stamped by the proposer), so every replica drops the
+//! same points. Partition of a key is FNV-1a of its bytes modulo the series' partition count:
+//! stable across nodes and Rust versions.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use push_protocol::{TsConfig, TsPoint, TsStat, Value};
+use serde::{Deserialize, Serialize};
+
+/// Partitions of a series nobody configured.
+pub const DEFAULT_PARTITIONS: u32 = 4;
+
+fn default_config() -> TsConfig {
+    TsConfig {
+        max_age_ms: None,
+        max_points: None,
+        partitions: DEFAULT_PARTITIONS,
+    }
+}
+
+/// One series.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Series {
+    pub config: TsConfig,
+    points: VecDeque<TsPoint>,
+    next_seq: u64,
+    pub appended: u64,
+    /// How far each partition handler unit has processed.
+    cursors: BTreeMap<String, u64>,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            config: default_config(),
+            points: VecDeque::new(),
+            next_seq: 0,
+            appended: 0,
+            cursors: BTreeMap::new(),
+        }
+    }
+}
+
+/// The partition a key belongs to among `partitions`.
+pub fn partition_of(key: Option<&str>, partitions: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.unwrap_or("").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
+impl Series {
+    /// Appends points (a missing time is `now_ms`), then applies retention. Returns their seqs.
+    pub fn append(
+        &mut self,
+        points: &[(Option<i64>, Option<String>, Value)],
+        now_ms: u64,
+    ) -> Vec<u64> {
+        let seqs = points
+            .iter()
+            .map(|(t, key, value)| {
+                self.next_seq += 1;
+                self.appended += 1;
+                self.points.push_back(TsPoint {
+                    seq: self.next_seq,
+                    t_ms: t.unwrap_or(now_ms as i64),
+                    key: key.clone(),
+                    value: value.clone(),
+                });
+                self.next_seq
+            })
+            .collect();
+        self.retain(now_ms);
+        seqs
+    }
+
+    /// Drops points older than the age limit (from the front, in append order) and beyond
+    /// the count limit.
+    pub fn retain(&mut self, now_ms: u64) {
+        if let Some(max_age) = self.config.max_age_ms {
+            let oldest = now_ms as i64 - max_age as i64;
+            while self.points.front().is_some_and(|p| p.t_ms < oldest) {
+                self.points.pop_front();
+            }
+        }
+        if let Some(max) = self.config.max_points {
+            while self.points.len() as u64 > max {
+                self.points.pop_front();
+            }
+        }
+    }
+
+    /// Points with `t0 <= t < t1`, in append order.
+    pub fn range(&self, t0: Option<i64>, t1: Option<i64>) -> Vec<TsPoint> {
+        self.points
+            .iter()
+            .filter(|p| t0.is_none_or(|t0| p.t_ms >= t0) && t1.is_none_or(|t1| p.t_ms < t1))
+            .cloned()
+            .collect()
+    }
+
+    /// The last `n` points.
+    pub fn last(&self, n: usize) -> Vec<TsPoint> {
+        let skip = self.points.len().saturating_sub(n);
+        self.points.iter().skip(skip).cloned().collect()
+    }
+
+    /// Up to `limit` points of partition `partition` with a seq above `after`.
+    pub fn after(&self, partition: u32, after: u64, limit: usize) -> Vec<TsPoint> {
+        let start = self.points.partition_point(|p| p.seq <= after);
+        self.points
+            .iter()
+            .skip(start)
+            .filter(|p| partition_of(p.key.as_deref(), self.config.partitions) == partition)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    pub fn cursor(&self, unit: &str) -> u64 {
+        self.cursors.get(unit).copied().unwrap_or(0)
+    }
+
+    /// Moves a handler's cursor forward (never back).
+    pub fn advance(&mut self, unit: &str, upto: u64) {
+        let c = self.cursors.entry(unit.to_string()).or_default();
+        *c = (*c).max(upto);
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq
+    }
+}
+
+/// Every series by name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timeseries {
+    series: BTreeMap<String, Series>,
+}
+
+impl Timeseries {
+    pub fn get(&self, name: &str) -> Option<&Series> {
+        self.series.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> &mut Series {
+        self.series.entry(name.to_string()).or_default()
+    }
+
+    pub fn stats(&self) -> Vec<TsStat> {
+        self.series
+            .iter()
+            .map(|(name, s)| TsStat {
+                name: name.clone(),
+                points: s.points.len() as u64,
+                appended: s.appended,
+                first_ms: s.points.front().map(|p| p.t_ms),
+                last_ms: s.points.back().map(|p| p.t_ms),
+                config: s.config.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(t: i64, key: &str) -> (Option<i64>, Option<String>, Value) {
+        (Some(t), Some(key.to_string()), Value::Int(t))
+    }
+
+    #[test]
+    fn range_last_and_retention() {
+        let mut s = Series::default();
+        s.config.max_age_ms = Some(1_000);
+        s.config.max_points = Some(5);
+        let seqs = s.append(&[point(100, "a"), point(200, "b"), point(300, "a")], 500);
+        assert_eq!(seqs, vec![1, 2, 3]);
+        assert_eq!(s.range(Some(150), Some(300)).len(), 1);
+        assert_eq!(s.range(None, None).len(), 3);
+        assert_eq!(s.last(2)[0].t_ms, 200);
+        // Age: at now=1250 the point at 100 and 200 are older than 1 s.
+        s.append(&[point(1_200, "c")], 1_250);
+        assert_eq!(
+            s.range(None, None)
+                .iter()
+                .map(|p| p.t_ms)
+                .collect::<Vec<_>>(),
+            vec![300, 1_200]
+        );
+        // Count: only the newest 5 stay.
+        s.append(
+            &(0..6).map(|i| point(1_300 + i, "d")).collect::<Vec<_>>(),
+            1_310,
+        );
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.last(1)[0].t_ms, 1_305);
+        assert_eq!(s.appended, 10);
+    }
+
+    #[test]
+    fn partitions_split_by_key() {
+        let mut s = Series::default();
+        let pts: Vec<_> = (0..40)
+            .map(|i| point(i, &format!("sensor-{}", i % 8)))
+            .collect();
+        s.append(&pts, 0);
+        let total: usize = (0..DEFAULT_PARTITIONS)
+            .map(|p| s.after(p, 0, 1_000).len())
+            .sum();
+        assert_eq!(total, 40);
+        // The same key always lands in the same partition.
+        let p = partition_of(Some("sensor-3"), 4);
+        assert!(s
+            .after(p, 0, 1_000)
+            .iter()
+            .any(|x| x.key.as_deref() == Some("sensor-3")));
+        assert_eq!(s.after(p, 40, 10).len(), 0);
+        s.advance("h[0]", 7);
+        s.advance("h[0]", 3);
+        assert_eq!(s.cursor("h[0]"), 7);
+    }
+}

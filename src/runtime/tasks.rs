@@ -1,0 +1,198 @@
+//! The Rust half of tasks on this node: asks `tasks.py` to reconcile units, fire schedules,
+//! report, return log lines and run lambdas. Decisions about *what* runs where are made in
+//! `crate::tasks`; this module only carries them into Python.
+
+use push_protocol::{RunFunc, UnitReport, Value};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use serde::Deserialize;
+
+use super::convert::{from_py, to_py};
+use super::{Runtime, RuntimeError};
+
+/// A task as an app version declares it (`push.daemon`, `push.every`, `push.cron`,
+/// `series.handler`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct TaskSpec {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub on: serde_json::Value,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    #[serde(default, rename = "where")]
+    pub place: Where,
+    #[serde(default)]
+    pub every_ms: Option<u64>,
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub series: Option<String>,
+    #[serde(default)]
+    pub partitions: Option<u32>,
+    pub hash: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A placement constraint: every field set must hold for a node to qualify.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Where {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub gpu: Option<bool>,
+    #[serde(default)]
+    pub cores: Option<u32>,
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+}
+
+/// The tasks of an app's HEAD as loaded on this node.
+#[derive(Clone, Debug, Deserialize)]
+pub struct HeadTasks {
+    pub version: u64,
+    pub tasks: Vec<TaskSpec>,
+}
+
+fn tasks_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("_push_tasks")
+}
+
+fn py_err(e: PyErr) -> RuntimeError {
+    RuntimeError::Python(e.to_string())
+}
+
+impl Runtime {
+    /// The task specs of `app`'s HEAD loaded here (None before a version loaded).
+    pub async fn head_tasks(&self, app: String) -> Result<Option<HeadTasks>, RuntimeError> {
+        let boot = self.bootstrap.clone();
+        let json = self
+            .run(move |py| -> PyResult<Option<String>> {
+                boot.bind(py)
+                    .getattr("head_tasks")?
+                    .call1((app,))?
+                    .extract()
+            })
+            .await?
+            .map_err(py_err)?;
+        match json {
+            Some(j) => serde_json::from_str(&j)
+                .map(Some)
+                .map_err(|e| RuntimeError::Python(format!("task specs: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs exactly `wanted` (unit, generation) of `app` on this node.
+    pub async fn reconcile(
+        &self,
+        app: String,
+        wanted: Vec<(String, u64)>,
+    ) -> Result<(), RuntimeError> {
+        self.run(move |py| -> PyResult<()> {
+            tasks_module(py)?
+                .getattr("reconcile")?
+                .call1((app, wanted))?;
+            Ok(())
+        })
+        .await?
+        .map_err(py_err)
+    }
+
+    /// Starts one firing of schedule `name`.
+    pub async fn fire(&self, app: String, name: String) -> Result<bool, RuntimeError> {
+        self.run(move |py| -> PyResult<bool> {
+            tasks_module(py)?
+                .getattr("fire")?
+                .call1((app, name))?
+                .extract()
+        })
+        .await?
+        .map_err(py_err)
+    }
+
+    /// What every unit and schedule on this node is doing.
+    pub async fn reports(&self) -> Result<Vec<UnitReport>, RuntimeError> {
+        let json = self
+            .run(|py| -> PyResult<String> {
+                tasks_module(py)?.getattr("reports")?.call0()?.extract()
+            })
+            .await?
+            .map_err(py_err)?;
+        serde_json::from_str::<Vec<UnitReport>>(&json)
+            .map_err(|e| RuntimeError::Python(format!("task reports: {e}")))
+    }
+
+    /// Log lines of `unit` numbered above `after`.
+    pub async fn lines(
+        &self,
+        app: String,
+        unit: String,
+        after: u64,
+    ) -> Result<Vec<(u64, String)>, RuntimeError> {
+        self.run(move |py| -> PyResult<Vec<(u64, String)>> {
+            tasks_module(py)?
+                .getattr("lines")?
+                .call1((app, unit, after))?
+                .extract()
+        })
+        .await?
+        .map_err(py_err)
+    }
+
+    /// Stops every unit (node shutdown), waiting up to their stop deadline.
+    pub async fn stop_tasks(&self) {
+        let _ = self
+            .run(|py| -> PyResult<()> {
+                tasks_module(py)?.getattr("stop_all")?.call0()?;
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Runs a lambda on a thread of its own; its value, or the error text with traceback.
+    pub async fn run_lambda(&self, func: RunFunc, args: Vec<Value>) -> Result<Value, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("python-lambda".into())
+            .spawn(move || {
+                let result = Python::with_gil(|py| -> Result<Value, String> {
+                    let call = || -> PyResult<Value> {
+                        let args = args
+                            .iter()
+                            .map(|a| to_py(py, a))
+                            .collect::<PyResult<Vec<_>>>()?;
+                        let (path, code, name, module) = match &func {
+                            RunFunc::Path(p) => (Some(p.clone()), None, String::new(), None),
+                            RunFunc::Code { code, name, module } => (
+                                None,
+                                Some(PyBytes::new(py, code).unbind()),
+                                name.clone(),
+                                module.clone(),
+                            ),
+                        };
+                        let out = tasks_module(py)?
+                            .getattr("run_lambda")?
+                            .call1((path, code, name, module, args))?;
+                        from_py(&out)
+                    };
+                    call().map_err(|e| {
+                        let tb = py
+                            .import("_push_runtime")
+                            .and_then(|m| m.getattr("format_exception")?.call1((e.value(py),)))
+                            .and_then(|s| s.extract::<String>());
+                        tb.unwrap_or_else(|_| e.to_string())
+                    })
+                });
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            return Err(format!("cannot start a thread for the lambda: {e}"));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the lambda's thread ended without an answer".into()))
+    }
+}
