@@ -323,6 +323,9 @@ fn ts_cursor(series: String, unit: String) -> PyResult<u64> {
         .read(|s| s.timeseries.get(&series).map_or(0, |x| x.cursor(&unit))))
 }
 
+/// (seq, t_ms, key, value) as a partition handler receives it.
+type PartitionPoint = (u64, i64, Option<String>, PyObject);
+
 /// Up to `limit` points of one partition after `after`, waiting up to `wait_ms` for some.
 #[pyfunction]
 fn ts_after(
@@ -332,7 +335,7 @@ fn ts_after(
     after: u64,
     limit: usize,
     wait_ms: u64,
-) -> PyResult<Vec<(u64, i64, Option<String>, PyObject)>> {
+) -> PyResult<Vec<PartitionPoint>> {
     let ctx = context()?;
     let points = py.allow_threads(|| {
         ctx.handle.block_on(async {

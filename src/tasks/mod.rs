@@ -48,6 +48,9 @@ pub fn capabilities(tags: &[String], gpu: Option<bool>) -> (u32, u64, bool, Vec<
     (cores, memory_mb, gpu, tags.to_vec())
 }
 
+/// Per app: the version and (unit, generation) list last reconciled, and when.
+type Reconciled = (u64, Vec<(String, u64)>, Instant);
+
 /// Runs this node's share of the task system until shutdown, then stops its units.
 pub async fn run(node: Arc<Node>, info: NodeInfo, mut shutdown: Shutdown) {
     let mut applied = node.state.subscribe();
@@ -56,7 +59,7 @@ pub async fn run(node: Arc<Node>, info: NodeInfo, mut shutdown: Shutdown) {
     // Firings already seen: only those applied after this node started are run here.
     let mut seen: HashMap<(String, String), u64> =
         node.read(|s| s.tasks.firings().map(|(k, f)| (k.clone(), f.seq)).collect());
-    let mut reconciled: BTreeMap<String, (u64, Vec<(String, u64)>, Instant)> = BTreeMap::new();
+    let mut reconciled: BTreeMap<String, Reconciled> = BTreeMap::new();
     let mut specs: BTreeMap<String, HeadTasks> = BTreeMap::new();
     loop {
         if last_beat.elapsed() >= HEARTBEAT {
@@ -114,7 +117,7 @@ async fn refresh_specs(node: &Node, specs: &mut BTreeMap<String, HeadTasks>) {
 async fn reconcile(
     node: &Node,
     specs: &BTreeMap<String, HeadTasks>,
-    done: &mut BTreeMap<String, (u64, Vec<(String, u64)>, Instant)>,
+    done: &mut BTreeMap<String, Reconciled>,
 ) {
     for (app, head) in specs {
         let wanted: Vec<(String, u64)> = node.read(|s| {

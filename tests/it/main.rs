@@ -12,4 +12,5 @@ mod eval;
 mod python;
 mod queue;
 mod repl;
+mod tasks;
 mod tidy;
