@@ -294,8 +294,8 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             if let Some(Reply::Restarted { units }) = call(
                 conn,
                 Op::Restart {
-                    app: None,
-                    name: rest.into(),
+                    app: rest.split_once('/').map(|(a, _)| a.to_string()),
+                    name: rest.split_once('/').map_or(rest, |(_, n)| n).into(),
                 },
             ) {
                 println!("restarting {}", units.join(", "));
@@ -306,13 +306,21 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                 eprintln!("{}", error_text("not connected; `:reconnect`"));
                 return Flow::Continue;
             };
-            println!("following {rest} — Ctrl-C stops");
+            // Follow live at a terminal; a script just gets the lines so far.
+            let follow = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            if follow {
+                println!("following {rest} — Ctrl-C stops");
+            }
+            let (app, name) = match rest.split_once('/') {
+                Some((app, name)) => (Some(app.to_string()), name),
+                None => (None, rest),
+            };
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
             let result = conn
                 .handle()
-                .block_on(crate::views::tail(&client, None, rest, true, stop));
+                .block_on(crate::views::tail(&client, app, name, follow, stop));
             if let Err(e) = result {
                 eprintln!("{}", error_text(&e));
             }

@@ -52,7 +52,7 @@ pub struct Config {
 pub fn run(config: Config, hooks: Hooks, handle: tokio::runtime::Handle) -> i32 {
     let conn = Arc::new(Conn::new(config.addr, config.token, handle));
     if !std::io::stdin().is_terminal() {
-        return script::run(&conn);
+        return script::run(&conn, &hooks);
     }
     if let Err(e) = conn.connect() {
         eprintln!("{}", output::error_text(&e));

@@ -5,6 +5,7 @@ use std::io::BufRead;
 
 use crate::conn::Conn;
 use crate::output;
+use crate::Hooks;
 
 /// Splits a script into statements: a new unindented line ends the statement before it.
 pub fn statements(text: &str) -> Vec<String> {
@@ -38,7 +39,7 @@ fn is_continuation(line: &str) -> bool {
 }
 
 /// Runs stdin as a script; returns the exit code.
-pub fn run(conn: &Conn) -> i32 {
+pub fn run(conn: &Conn, hooks: &Hooks) -> i32 {
     if let Err(e) = conn.connect() {
         eprintln!("{e}");
         return 1;
@@ -58,11 +59,13 @@ pub fn run(conn: &Conn) -> i32 {
     }
     for statement in statements(&text) {
         if statement.trim_start().starts_with(':') {
-            eprintln!(
-                "meta commands are for the interactive REPL: {}",
-                statement.trim()
-            );
-            return 1;
+            // Meta commands work in scripts too (`:tail` prints what is there, no following).
+            if let crate::commands::Flow::Quit =
+                crate::commands::run(conn, hooks, &statement.trim()[1..])
+            {
+                return 0;
+            }
+            continue;
         }
         if !output::eval_and_print(conn, &statement) {
             return 1;

@@ -378,7 +378,30 @@ async fn tail(
     after: &[(u64, u64)],
     here: bool,
 ) -> Outcome {
-    let app = app.unwrap_or(crate::cli::code::DEFAULT_APP).to_string();
+    let has = |s: &State, app: &str| {
+        s.tasks.app(app).is_some_and(|t| {
+            t.schedules.iter().any(|n| n == name)
+                || t.units
+                    .keys()
+                    .any(|u| u == name || crate::model::tasks::is_partition_of(u, name))
+        })
+    };
+    // Without an app: the default app if it has `name`, else the first app that does.
+    let app = match app {
+        Some(a) => a.to_string(),
+        None => node.read(|s| {
+            let default = crate::cli::code::DEFAULT_APP;
+            if has(s, default) {
+                default.to_string()
+            } else {
+                s.tasks
+                    .apps()
+                    .map(|(a, _)| a.clone())
+                    .find(|a| has(s, a))
+                    .unwrap_or_else(|| default.to_string())
+            }
+        }),
+    };
     let since = |id: u64| after.iter().find(|(n, _)| *n == id).map_or(0, |(_, s)| *s);
     let local = || async {
         node.runtime
@@ -401,14 +424,7 @@ async fn tail(
     if here {
         return local().await;
     }
-    let known = node.read(|s| {
-        s.tasks.app(&app).is_some_and(|t| {
-            t.schedules.iter().any(|n| n == name)
-                || t.units
-                    .keys()
-                    .any(|u| u == name || crate::model::tasks::is_partition_of(u, name))
-        })
-    });
+    let known = node.read(|s| has(s, &app));
     if !known {
         return Err(ErrorBody::new(
             ErrorCode::NotFound,

@@ -95,7 +95,7 @@ async fn typing_completing_interrupting_and_moving_between_nodes() {
     }
 }
 
-fn run_script(cluster: &Cluster, script: &str) -> (bool, String, String) {
+pub fn run_script(cluster: &Cluster, script: &str) -> (bool, String, String) {
     let mut child = Command::new(push_bin())
         .args(["repl", &cluster.addr(1), "--token-file"])
         .arg(&cluster.token_file)

@@ -486,3 +486,53 @@ async fn ten_thousand_items_through_consumer_daemons_with_a_node_killed() {
         );
     }
 }
+
+/// Every example under `examples/` deploys (the gate imports it) and its tasks start; the
+/// REPL's `:daemons`, `:ts`, `:registry` and `:tail` show them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_deploys_and_the_repl_shows_its_tasks() {
+    let cluster = Cluster::start(3).await;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in [
+        "queue-workers",
+        "schedule",
+        "gpu-daemon",
+        "timeseries",
+        "lambda",
+    ] {
+        let dir = examples.join(name).display().to_string();
+        let out = ok(&cluster.cli(&["deploy", &dir, "--app", name, "--to", &cluster.addr(1)]));
+        assert!(out.contains("deployed"), "{name}: {out}");
+    }
+    let c = cluster.client(1).await;
+    wait_for(
+        &cluster,
+        "the examples' daemons to run",
+        Duration::from_secs(30),
+        || async {
+            let rows = daemons(&c).await;
+            let running = |unit: &str| rows.iter().any(|r| r.unit == unit && r.state == "running");
+            (running("producer") && running("generator") && running("summarise[0]")).then_some(())
+        },
+    )
+    .await;
+    let (_, out, err) = crate::repl::run_script(
+        &cluster,
+        ":daemons\n:ts\n:ts readings\n:registry\n:tail producer\n",
+    );
+    for want in [
+        "queue-workers/consumer",
+        "timeseries/summarise[3]",
+        "gpu-daemon/trainer",
+        "unplaced",
+        "readings",
+        "sensor-",
+        "CORES",
+        "queued 50 jobs",
+    ] {
+        assert!(
+            out.contains(want),
+            "{want:?} missing from the REPL's output:\n{out}\n{err}"
+        );
+    }
+}
