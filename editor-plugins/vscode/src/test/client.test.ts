@@ -129,6 +129,30 @@ describe('the language client against a stand-in push lsp', () => {
     assert.ok(!vscode.registeredCommands.has('push.evalInModule'));
   });
 
+  test('activate registers every contributed command, and keys bind contributed commands', async () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
+    const contributed: string[] = manifest.contributes.commands.map((c: { command: string }) => c.command);
+    vscode.configuration['push.path'] = path.join(dir, 'no-such-push');
+    const ext = require('../extension') as typeof import('../extension');
+    const context = { subscriptions: [] as { dispose(): unknown }[] };
+    ext.activate(context as never);
+    try {
+      for (const id of contributed) assert.ok(vscode.registeredCommands.has(id), `${id} is contributed but not registered`);
+      const ours = [...vscode.registeredCommands.keys()].filter((id) => id.startsWith('push.editor.'));
+      assert.deepEqual(ours.sort(), [...contributed].sort(), 'registered but not contributed');
+      for (const k of manifest.contributes.keybindings) assert.ok(contributed.includes(k.command), k.command);
+      // None of ours may collide with a server command the languageclient registers.
+      for (const id of contributed) assert.ok(!/^push\.(eval|evalInModule|deploy|rollback|interrupt|status)$/.test(id));
+      // Every setting the extension reads is declared.
+      assert.deepEqual(Object.keys(manifest.contributes.configuration.properties).sort(), ['push.address', 'push.path', 'push.token']);
+    } finally {
+      await ext.deactivate();
+      context.subscriptions.forEach((d) => d.dispose());
+      delete vscode.configuration['push.path'];
+    }
+    assert.ok(![...vscode.registeredCommands.keys()].some((id) => id.startsWith('push.')));
+  });
+
   test('a missing binary reports the server down instead of throwing', async () => {
     const h = harness();
     await h.server.start({ ...DEFAULT_SETTINGS, path: path.join(dir, 'no-such-push') });

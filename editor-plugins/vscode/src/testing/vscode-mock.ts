@@ -99,10 +99,17 @@ export const commands = namespace({
   },
 });
 
+/** Settings as `getConfiguration(section).get(key)` returns them, keyed `section.key`. */
+export const configuration: Record<string, unknown> = {};
+
 export const workspace = namespace({
   textDocuments: [],
   workspaceFolders: undefined,
-  getConfiguration: () => ({ get: () => undefined, has: () => false, inspect: () => undefined }),
+  getConfiguration: (section?: string) => ({
+    get: (key: string) => configuration[section ? `${section}.${key}` : key],
+    has: (key: string) => (section ? `${section}.${key}` : key) in configuration,
+    inspect: () => undefined,
+  }),
 });
 
 export const window = namespace({
