@@ -11,6 +11,7 @@ export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=f
 step() { printf '\n== %s\n' "$*"; }
 
 step "npm ci"
+rm -rf out ./*.vsix   # nothing stale from an earlier build is tested or packaged
 npm ci
 step "npm run check"
 npm run check
@@ -24,7 +25,6 @@ if [[ -n "${PUSH_BIN:-}" || "${PUSH_REQUIRE_LSP:-}" == 1 ]]; then
 fi
 
 step "npm run package"
-rm -f ./*.vsix
 npm run package
 version=$(node -p 'require("./package.json").version')
 name=$(node -p 'require("./package.json").name')

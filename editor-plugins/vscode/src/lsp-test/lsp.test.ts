@@ -97,7 +97,8 @@ class Lsp {
     const died = this.exited.then((code) => {
       throw new Error(`push lsp exited (code ${code}) during ${method}; its stderr:\n${this.stderr}`);
     });
-    const answer = this.conn.sendRequest<T>(method, params);
+    // No params at all (not `null`) for requests such as `shutdown`.
+    const answer = params === undefined ? this.conn.sendRequest<T>(method) : this.conn.sendRequest<T>(method, params);
     // Whichever loses the race must not become an unhandled rejection.
     answer.catch(() => undefined);
     died.catch(() => undefined);
@@ -137,8 +138,11 @@ class Lsp {
       return;
     }
     try {
-      await this.request('shutdown', null, 5000);
+      await this.request('shutdown', undefined, 5000);
       await this.conn.sendNotification('exit');
+      // As vscode-languageclient does on stop: end the stream after `exit` (and it kills a
+      // server still alive 2 s later, which this test counts as a failure).
+      this.proc.stdin!.end();
       const code = await within(5000, 'exit after shutdown', this.exited);
       assert.equal(code, 0, `push lsp exit code after shutdown/exit; stderr:\n${this.stderr}`);
     } finally {
