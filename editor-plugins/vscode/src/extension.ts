@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 
 import { Settings, fileArgs, parseRollbackInput, readSettings, selectionArgs } from './args';
-import { StatusText, hasOutput, serverDownText, statusText, transcript } from './format';
+import { StatusText, hasOutput, interruptMessage, serverDownText, statusText, transcript } from './format';
 import { InlineResults } from './inline';
 import {
   Command,
@@ -141,8 +141,9 @@ export function activate(context: vscode.ExtensionContext): void {
 
   async function interrupt(): Promise<void> {
     try {
-      const r = await server.request<InterruptResult>(Command.interrupt, {});
-      vscode.window.setStatusBarMessage(r.ok ? 'Push: interrupted' : 'Push: nothing to interrupt', 3000);
+      const m = interruptMessage(await server.request<InterruptResult>(Command.interrupt, {}));
+      if (m.isError) void vscode.window.showWarningMessage(m.text);
+      else vscode.window.setStatusBarMessage(m.text, 3000);
     } catch (err) {
       void vscode.window.showErrorMessage(`Push: interrupt failed: ${describe(err)}`);
     }

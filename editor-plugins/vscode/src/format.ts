@@ -1,7 +1,7 @@
 // Text the extension shows: inline results, the output transcript, the status bar item and
 // messages. Pure, so every string is unit-tested.
 
-import type { EvalOutcome, PushStatus, Range } from './protocol';
+import type { EvalOutcome, InterruptResult, PushStatus, Range } from './protocol';
 
 /** Longest inline result, in characters; the hover and the output channel hold the rest. */
 export const INLINE_MAX = 120;
@@ -143,4 +143,16 @@ export function serverDownText(path: string, reason: string): StatusText {
       'Set push.path to the push binary (`cargo install --path .` in the Push checkout puts it ' +
       'on PATH), then run "Push: Restart Language Server".',
   };
+}
+
+/** What "Push: Interrupt" reports; `isError` when an eval is running and did not stop. */
+export function interruptMessage(r: InterruptResult): { text: string; isError: boolean } {
+  if (r.ok) return { text: 'Push: interrupted', isError: false };
+  if (r.running) {
+    return {
+      text: 'Push: the running eval did not stop. Run "Push: Restart Language Server" for a fresh session.',
+      isError: true,
+    };
+  }
+  return { text: 'Push: nothing to interrupt', isError: false };
 }

@@ -76,8 +76,10 @@ export interface RollbackResult {
   version: number;
 }
 
+/** `ok`: an eval was running and was interrupted; `running`: one was running (CHANGES). */
 export interface InterruptResult {
   ok: boolean;
+  running?: boolean;
 }
 
 export type Role = 'leader' | 'follower' | 'learner' | 'candidate';

@@ -7,6 +7,7 @@ import {
   hasOutput,
   hoverMarkdown,
   inlineResult,
+  interruptMessage,
   oneLine,
   serverDownText,
   statusText,
@@ -107,4 +108,13 @@ test('disconnected says so and what to do', () => {
   assert.equal(down.text, '$(error) Push: disconnected');
   assert.match(down.tooltip, /`push lsp`.*spawn push ENOENT/);
   assert.match(down.tooltip, /push\.path/);
+});
+
+test('interrupt says whether it stopped something, and what to do when it did not', () => {
+  assert.deepEqual(interruptMessage({ ok: true, running: true }), { text: 'Push: interrupted', isError: false });
+  assert.deepEqual(interruptMessage({ ok: false, running: false }), { text: 'Push: nothing to interrupt', isError: false });
+  assert.deepEqual(interruptMessage({ ok: false }), { text: 'Push: nothing to interrupt', isError: false });
+  const stuck = interruptMessage({ ok: false, running: true });
+  assert.ok(stuck.isError);
+  assert.match(stuck.text, /did not stop.*Restart Language Server/);
 });
