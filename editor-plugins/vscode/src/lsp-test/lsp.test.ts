@@ -327,6 +327,21 @@ function run(bin: string): void {
       assert.equal(p.module, 'app');
     });
 
+    test('interrupt stops a running eval, and says when nothing runs', async () => {
+      const idle = await lsp.command<{ ok: boolean; running?: boolean }>(Command.interrupt, {});
+      assert.equal(idle.ok, false, JSON.stringify(idle));
+      assert.equal(idle.running ?? false, false, JSON.stringify(idle));
+
+      const looping = lsp.command<EvalOutcome>(Command.eval, { uri, code: 'while True:\n    pass\n' }, 15_000);
+      looping.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 500));
+      const stopped = await lsp.command<{ ok: boolean; running?: boolean }>(Command.interrupt, {});
+      assert.equal(stopped.ok, true, JSON.stringify(stopped));
+      const o = await looping;
+      assert.equal(o.ok, false, JSON.stringify(o));
+      assert.match(`${o.error}`, /KeyboardInterrupt|interrupt/i);
+    });
+
     test('a failing eval is an error outcome with the exception and a traceback', async () => {
       const o = await lsp.command<EvalOutcome>(Command.eval, { uri, code: 'print("hi")\n1 / 0' }, 10_000);
       assert.deepEqual(evalOutcomeProblems(o), [], JSON.stringify(o));
