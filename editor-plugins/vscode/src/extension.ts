@@ -168,9 +168,11 @@ export function activate(context: vscode.ExtensionContext): void {
       .show();
   }
 
+  const openSettings = 'Open Settings';
+  const openPushSettings = () => vscode.commands.executeCommand('workbench.action.openSettings', 'push.');
+
   async function showStatus(): Promise<void> {
     const restart = 'Restart Language Server';
-    const openSettings = 'Open Settings';
     if (!server.running) {
       const pick = await vscode.window.showWarningMessage(
         `Push: the language server (\`${settings().path} lsp\`) is not running.`,
@@ -178,7 +180,7 @@ export function activate(context: vscode.ExtensionContext): void {
         openSettings,
       );
       if (pick === restart) await server.start(settings());
-      if (pick === openSettings) await vscode.commands.executeCommand('workbench.action.openSettings', 'push.');
+      if (pick === openSettings) await openPushSettings();
       return;
     }
     let s: unknown;
@@ -192,11 +194,12 @@ export function activate(context: vscode.ExtensionContext): void {
       void vscode.window.showErrorMessage(`Push: unexpected answer to push.status: ${JSON.stringify(s)}`);
       return;
     }
-    setItem(statusText(s));
+    const shown = statusText(s);
+    setItem(shown);
     const repl = 'Open REPL';
-    const pick = await vscode.window.showInformationMessage(statusText(s).tooltip, repl, openSettings);
+    const pick = await vscode.window.showInformationMessage(shown.tooltip, repl, openSettings);
     if (pick === repl) openRepl();
-    if (pick === openSettings) await vscode.commands.executeCommand('workbench.action.openSettings', 'push.');
+    if (pick === openSettings) await openPushSettings();
   }
 
   const command = (id: string, run: () => unknown) => vscode.commands.registerCommand(`push.editor.${id}`, run);
