@@ -24,6 +24,7 @@ import {
   evalOutcomeProblems,
   pushStatusProblems,
 } from '../protocol';
+import { eventually, within } from '../testing/wait';
 
 const BIN = process.env.PUSH_BIN;
 const REQUIRED = process.env.PUSH_REQUIRE_LSP === '1';
@@ -39,14 +40,6 @@ if (!BIN) {
   });
 } else {
   run(path.resolve(BIN));
-}
-
-function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 async function freePort(): Promise<number> {
@@ -149,17 +142,6 @@ class Lsp {
       this.conn.dispose();
       if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
     }
-  }
-}
-
-/** Polls `check` until it returns a value, or fails after `ms`. */
-async function eventually<T>(ms: number, what: string, check: () => T | undefined): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

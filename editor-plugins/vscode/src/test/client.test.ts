@@ -15,6 +15,7 @@ import { DEFAULT_SETTINGS } from '../args';
 import type { PushStatus } from '../protocol';
 import type * as ServerModule from '../server';
 import type * as MockModule from '../testing/vscode-mock';
+import { eventually } from '../testing/wait';
 
 // Every `require('vscode')` from here on gets the mock.
 const mockPath = require.resolve('../testing/vscode-mock');
@@ -58,16 +59,6 @@ function harness() {
   return { server, statuses, evaluated, down };
 }
 
-async function until<T>(what: string, f: () => T | undefined, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const lensArg = { uri: 'file:///app/app.py', position: { line: 0, character: 0 } };
 
 describe('the language client against a stand-in push lsp', () => {
@@ -83,7 +74,7 @@ describe('the language client against a stand-in push lsp', () => {
     try {
       assert.deepEqual(h.down, []);
       assert.ok(h.server.running);
-      const s = await until('push/status', () => h.statuses[0]);
+      const s = await eventually(5000, 'push/status', () => h.statuses[0]);
       assert.equal(s.message, 'initializationOptions {"address":"10.0.0.5:7001","token":"s3cret"}');
 
       // The languageclient registered the server's commands; a lens click runs one of them.
@@ -118,7 +109,7 @@ describe('the language client against a stand-in push lsp', () => {
     const h = harness();
     await h.server.start({ ...DEFAULT_SETTINGS, path: fakePush(dir, { STANDIN_NO_COMMANDS: '1' }) });
     try {
-      const s = await until('push/status', () => h.statuses[0]);
+      const s = await eventually(5000, 'push/status', () => h.statuses[0]);
       assert.equal(s.message, 'initializationOptions {}');
       assert.ok(!vscode.registeredCommands.has('push.deploy'));
       await vscode.commands.executeCommand('push.evalInModule', lensArg);
@@ -156,7 +147,7 @@ describe('the language client against a stand-in push lsp', () => {
   test('a missing binary reports the server down instead of throwing', async () => {
     const h = harness();
     await h.server.start({ ...DEFAULT_SETTINGS, path: path.join(dir, 'no-such-push') });
-    await until('down', () => h.down[0]);
+    await eventually(5000, 'down', () => h.down[0]);
     assert.ok(!h.server.running);
     await assert.rejects(h.server.request('push.status', {}), /not running/);
     await h.server.stop();
