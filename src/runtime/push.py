@@ -14,6 +14,11 @@ Everything here is replicated through Raft or describes the cluster:
 Values stored in the cluster are plain data: None, bool, int, float, str, bytes, list, dict.
 Anything else raises TypeError naming the type.
 
+Data:     kv(name), queue(name), timeseries(name, keep=, max_points=, partitions=)
+Web:      @route(method, path), Response
+Tasks:    @daemon(on=, replicas=, where=), @every("5s"), @cron("*/5 * * * *"),
+          @series.handler (partitioned), run(fn, *args, on="any"|"all"|node|"tag:T")
+
 Attributes computed on access:
     push.version  the version of the app whose code is running (HEAD unless pinned)
     push.node     this node: id, addr, role
