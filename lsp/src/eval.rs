@@ -203,6 +203,9 @@ mod tests {
             "unexpected indent (main@v2/app.py, line 14)",
             &[("<eval-9>", 20)],
         );
-        assert_eq!(locate(&e, false), Some((Place::AppFile("app.py".into()), 14)));
+        assert_eq!(
+            locate(&e, false),
+            Some((Place::AppFile("app.py".into()), 14))
+        );
     }
 }

@@ -312,11 +312,7 @@ impl Link {
 }
 
 fn connected_status(addr: &str, s: &NodeStatus) -> PushStatus {
-    let version = s
-        .heads
-        .iter()
-        .find(|(app, _)| app == APP)
-        .map(|(_, v)| *v);
+    let version = s.heads.iter().find(|(app, _)| app == APP).map(|(_, v)| *v);
     let head = version.map_or("nothing deployed".to_string(), |v| format!("{APP}@v{v}"));
     PushStatus {
         connected: true,

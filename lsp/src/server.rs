@@ -225,13 +225,21 @@ impl Server {
                             .ok()
                             .map(|p| paths::app_root(&p, self.root().as_deref()))?,
                     };
-                    (Url::from_file_path(base.join(rel)).ok()?, line.saturating_sub(1))
+                    (
+                        Url::from_file_path(base.join(rel)).ok()?,
+                        line.saturating_sub(1),
+                    )
                 }
             };
             let text = self.text(&file_uri).ok();
             let width = text
                 .as_deref()
-                .map(|t| LineIndex::new(t).lines_range(line0 as usize, line0 as usize).end.character)
+                .map(|t| {
+                    LineIndex::new(t)
+                        .lines_range(line0 as usize, line0 as usize)
+                        .end
+                        .character
+                })
                 .unwrap_or(1000);
             Some((
                 file_uri,
@@ -452,7 +460,10 @@ impl Server {
             .map(|(i, label)| CompletionItem {
                 sort_text: Some(format!("{i:04}")),
                 filter_text: Some(label.clone()),
-                text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(range, label.clone()))),
+                text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(
+                    range,
+                    label.clone(),
+                ))),
                 label,
                 ..Default::default()
             })
@@ -496,7 +507,11 @@ impl Server {
                         None => md.push_str(&format!(": {}", i.type_name)),
                     }
                     md.push_str("\n```\n");
-                    md.push_str(&format!("`{}` — `{}`\n", i.type_name, i.repr.replace('`', "'")));
+                    md.push_str(&format!(
+                        "`{}` — `{}`\n",
+                        i.type_name,
+                        i.repr.replace('`', "'")
+                    ));
                     if let Some(doc) = &i.doc {
                         md.push_str(&format!("\n{doc}\n"));
                     }
@@ -537,7 +552,10 @@ async fn check_syntax(link: &Link, uri: &Url, text: &str) -> Option<Vec<Diagnost
     }
     let fields: Vec<Value> = serde_json::from_str(out).ok()?;
     let num = |i: usize| fields.get(i).and_then(Value::as_u64).map(|n| n as usize);
-    let message = fields.get(4).and_then(Value::as_str).unwrap_or("syntax error");
+    let message = fields
+        .get(4)
+        .and_then(Value::as_str)
+        .unwrap_or("syntax error");
     let idx = LineIndex::new(text);
     let line = num(0).unwrap_or(1).max(1) - 1;
     let col = num(1).unwrap_or(1).max(1) - 1;

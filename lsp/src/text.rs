@@ -179,7 +179,10 @@ mod tests {
         let x = text.find('x').expect("x");
         assert_eq!(idx.position(x), Position::new(0, 8));
         assert_eq!(idx.offset(Position::new(0, 8)), x);
-        assert_eq!(idx.offset(Position::new(0, 99)), text.find('\n').expect("nl"));
+        assert_eq!(
+            idx.offset(Position::new(0, 99)),
+            text.find('\n').expect("nl")
+        );
         assert_eq!(idx.offset(Position::new(9, 0)), text.len());
         assert_eq!(idx.position(text.len()), Position::new(2, 1));
         let r = Range::new(Position::new(1, 0), Position::new(2, 1));

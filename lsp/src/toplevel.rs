@@ -61,7 +61,9 @@ fn continuation_flags(lines: &[&str]) -> Vec<bool> {
                     continue;
                 }
                 Str::Single(q) if c == q => string = Str::None,
-                Str::Triple(q) if c == q && chars.get(i + 1) == Some(&q) && chars.get(i + 2) == Some(&q) => {
+                Str::Triple(q)
+                    if c == q && chars.get(i + 1) == Some(&q) && chars.get(i + 2) == Some(&q) =>
+                {
                     string = Str::None;
                     i += 3;
                     continue;
@@ -111,7 +113,10 @@ fn joins_previous(line: &str) -> bool {
 }
 
 fn def_of(line: &str) -> Option<(DefKind, String)> {
-    let rest = line.strip_prefix("async").map(str::trim_start).unwrap_or(line);
+    let rest = line
+        .strip_prefix("async")
+        .map(str::trim_start)
+        .unwrap_or(line);
     let (kind, rest) = if let Some(r) = rest.strip_prefix("def ") {
         (DefKind::Function, r)
     } else if let Some(r) = rest.strip_prefix("class ") {
@@ -127,16 +132,11 @@ fn def_of(line: &str) -> Option<(DefKind, String)> {
 pub fn statements(text: &str) -> Vec<Statement> {
     let lines: Vec<&str> = text.lines().collect();
     let cont = continuation_flags(&lines);
-    let starts_here = |i: usize| {
-        let l = lines[i];
-        !cont[i] && is_code(l) && !l.starts_with([' ', '\t'])
-    };
     let mut out: Vec<Statement> = Vec::new();
     // Whether the statement being built so far is only decorators.
     let mut decorators_only = false;
-    for i in 0..lines.len() {
-        if starts_here(i) {
-            let line = lines[i];
+    for (i, (&line, &continued)) in lines.iter().zip(&cont).enumerate() {
+        if !continued && is_code(line) && !line.starts_with([' ', '\t']) {
             let extend = match out.last() {
                 Some(_) if decorators_only => true,
                 Some(_) => joins_previous(line),
@@ -165,7 +165,7 @@ pub fn statements(text: &str) -> Vec<Statement> {
                 });
             }
             decorators_only = line.starts_with('@') && (decorators_only || !extend);
-        } else if is_code(lines[i]) {
+        } else if is_code(line) {
             if let Some(last) = out.last_mut() {
                 last.end = i;
             }
@@ -228,7 +228,10 @@ mod tests {
         );
         let def = all[0].defines.clone().expect("def");
         assert_eq!((def.name.as_str(), def.line), ("index", 2));
-        assert_eq!(all[1].defines.as_ref().map(|d| d.kind), Some(DefKind::Class));
+        assert_eq!(
+            all[1].defines.as_ref().map(|d| d.kind),
+            Some(DefKind::Class)
+        );
     }
 
     #[test]
@@ -238,7 +241,10 @@ mod tests {
         assert_eq!(statement_at(text, 2).map(|s| s.start), Some(0));
         assert_eq!(statement_at(text, 3).map(|s| s.end), Some(4));
         // The blank lines after the def belong to nothing: the def before is chosen.
-        assert_eq!(statement_at(text, 6).map(|s| (s.start, s.end)), Some((0, 4)));
+        assert_eq!(
+            statement_at(text, 6).map(|s| (s.start, s.end)),
+            Some((0, 4))
+        );
         assert_eq!(statement_at(text, 8).map(|s| s.start), Some(8));
     }
 
@@ -280,7 +286,8 @@ mod tests {
 
     #[test]
     fn escaped_quotes_and_docstrings() {
-        let text = "s = 'it\\'s ('\nclass A:\n    \"\"\"Doc with\nno indent\n\"\"\"\n    x = 1\nb = 2\n";
+        let text =
+            "s = 'it\\'s ('\nclass A:\n    \"\"\"Doc with\nno indent\n\"\"\"\n    x = 1\nb = 2\n";
         assert_eq!(spans(text), vec![(0, 0), (1, 5), (6, 6)]);
     }
 }
