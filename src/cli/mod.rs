@@ -4,6 +4,7 @@ pub mod bench;
 pub mod code;
 pub mod eval;
 pub mod kv;
+pub mod lsp;
 pub mod node;
 pub mod progress;
 pub mod queue;
@@ -50,6 +51,8 @@ pub enum Command {
     Peek(queue::PeekArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Language server on stdio for editors: live completion, hover, eval, deploy.
+    Lsp(lsp::LspArgs),
 }
 
 /// Runs the parsed command.
@@ -68,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queues(args) => queue::queues(args).await,
         Command::Peek(args) => queue::peek(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Lsp(args) => lsp::run(args).await,
     }
 }
 
