@@ -579,7 +579,7 @@ async fn emacs_push_el_ert_suite_against_a_live_node() {
     let (passed, output) = run_with_timeout(emacs, Duration::from_secs(120));
     assert!(passed, "ERT run failed:\n{output}");
     assert!(
-        output.contains("Ran 8 tests, 8 results as expected"),
+        output.contains("Ran 9 tests, 9 results as expected"),
         "{output}"
     );
     println!("{output}");

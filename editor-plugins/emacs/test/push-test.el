@@ -72,6 +72,16 @@
                        ("C-c C-z" . push-repl)))
       (should (eq (lookup-key push-mode-map (kbd (car binding))) (cdr binding))))))
 
+(ert-deftest push-deploy-creates-a-version ()
+  (push-test--open "app.py")
+  (let* ((before (plist-get (push-show-status) :version))
+         (result (push-test--eval-and-wait #'push-deploy)))
+    (should (eq (plist-get result :ok) t))
+    (should (equal (plist-get result :version) (1+ before)))
+    (should (string-match-p "deployed" (plist-get result :summary)))
+    (should (push-test--wait
+             (lambda () (equal (plist-get push-status :version) (1+ before)))))))
+
 (ert-deftest push-eval-region-shows-the-value ()
   (push-test--open "scratch.py" "x = 20\nx * 2 + 2\n")
   (let ((result (push-test--eval-and-wait
@@ -143,7 +153,8 @@
   (push-test--open "scratch.py")
   (let ((status (push-show-status)))
     (should (eq (plist-get status :connected) t))
-    (should (equal (plist-get status :version) 1))))
+    (should (integerp (plist-get status :version)))
+    (should (string-match-p "node 1" (plist-get status :message)))))
 
 (ert-deftest push-repl-buffer-runs-push-repl ()
   (push-test--open "scratch.py")
