@@ -51,6 +51,10 @@ pub struct Hooks {
     pub deploy: Box<DeployFn>,
 }
 
+/// Requests handled at once. Evals hold a slot while their code runs; a high limit keeps
+/// `push.interrupt`, completion and hover answering while several evals are running.
+const CONCURRENCY: usize = 32;
+
 /// Serves LSP on `input`/`output` until the editor exits.
 pub async fn serve<I, O>(input: I, output: O, hooks: Hooks)
 where
@@ -66,6 +70,7 @@ where
         server::Server::new(client, link, hooks)
     });
     tower_lsp::Server::new(input, output, socket)
+        .concurrency_level(CONCURRENCY)
         .serve(service)
         .await;
     connector.abort();
