@@ -7,12 +7,14 @@
 //! - [`commands`]: the `:meta` commands.
 //! - [`output`]: printing values, streams and tracebacks.
 //! - [`script`]: piped stdin — run statements, stop at the first error.
+//! - [`plain`]: line mode for dumb terminals (an Emacs comint buffer).
 
 pub mod commands;
 pub mod completer;
 pub mod conn;
 pub mod highlighter;
 pub mod output;
+pub mod plain;
 pub mod prompt;
 pub mod script;
 pub mod validator;
@@ -59,6 +61,9 @@ pub fn run(config: Config, hooks: Hooks, handle: tokio::runtime::Handle) -> i32 
         eprintln!("(the REPL stays open: `:reconnect` or `:use ID` when the node is back)");
     }
     println!("{}", commands::banner(&conn));
+    if plain::wanted() {
+        return plain::run(&conn, &hooks);
+    }
     let mut keybindings = default_emacs_keybindings();
     keybindings.add_binding(
         KeyModifiers::NONE,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod code;
 pub mod eval;
 pub mod kv;
+pub mod lsp;
 pub mod node;
 pub mod progress;
 pub mod queue;
@@ -61,6 +62,8 @@ pub enum Command {
     Registry(tasks::DaemonsArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Language server on stdio for editors: live completion, hover, eval, deploy.
+    Lsp(lsp::LspArgs),
 }
 
 /// Runs the parsed command.
@@ -84,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ts(args) => tasks::ts(args).await,
         Command::Registry(args) => tasks::registry(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Lsp(args) => lsp::run(args).await,
     }
 }
 

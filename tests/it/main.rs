@@ -9,6 +9,7 @@ mod bad_input;
 mod cluster;
 mod code_store;
 mod eval;
+mod lsp;
 mod python;
 mod queue;
 mod repl;

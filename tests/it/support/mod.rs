@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod lsp;
 pub mod tmux;
 
 pub use cluster::Cluster;
