@@ -263,6 +263,16 @@ async fn schedules_fire_once_per_period_tags_place_lambdas_and_timeseries() {
         || async { (int(&c, "counts", "trainer-node").await == 3).then_some(()) },
     )
     .await;
+    let out = ok(&cluster.cli(&[
+        "eval",
+        "--to",
+        &cluster.addr(1),
+        "print([(n['id'], n['alive'], n['tags']) for n in push.cluster.nodes()])",
+    ]));
+    assert!(
+        out.contains("(1, True, []), (2, True, []), (3, True, ['gpu'])"),
+        "{out}"
+    );
     let rows = daemons(&c).await;
     let trainer: Vec<_> = rows.iter().filter(|r| r.unit == "trainer").collect();
     assert_eq!(trainer.len(), 1, "{rows:?}");
