@@ -278,6 +278,13 @@ pub enum Op {
         unit: String,
         upto: u64,
     },
+    /// Entries of the replicated audit log with `seq > after`, oldest first, at most `limit`;
+    /// `action` keeps only one kind ("deploy", "rollback", "eval", "hot-patch", "restart").
+    Audit {
+        after: u64,
+        limit: usize,
+        action: Option<String>,
+    },
 }
 
 /// What a node can offer, registered with every heartbeat.
@@ -622,6 +629,25 @@ pub enum Reply {
     },
     Points(Vec<TsPoint>),
     TsStats(Vec<TsStat>),
+    Audit(Vec<AuditEntry>),
+}
+
+/// One entry of the replicated audit log: who did what, when, through which node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch, stamped by the node that took the request.
+    pub time_ms: u64,
+    /// The node that took the request.
+    pub node: u64,
+    /// The client as it named itself in its hello (program, user and host).
+    pub who: String,
+    /// "deploy", "rollback", "eval", "hot-patch" or "restart".
+    pub action: String,
+    pub app: Option<String>,
+    /// The version made or activated, the evaluated source (cut to 4 KiB), or the units restarted.
+    pub detail: String,
 }
 
 /// The body of a response frame.

@@ -563,6 +563,10 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
 async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
     match &op {
         Op::Ping => Ok(Reply::Pong),
+        Op::Audit { .. } => Err(ErrorBody::new(
+            ErrorCode::UnknownOp,
+            "the audit log is being built on this branch",
+        )),
         Op::Eval {
             session,
             code,
