@@ -23,3 +23,7 @@ pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod tasks;
+
+/// The name nodes give themselves when one asks another something: their requests are the
+/// cluster's own work, not a person's, so the audit log does not record them.
+pub const NODE_CLIENT: &str = "push-node";

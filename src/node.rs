@@ -54,6 +54,8 @@ pub struct Node {
     started: Instant,
     leaders: tokio::sync::Mutex<HashMap<String, Arc<Client>>>,
     membership: tokio::sync::Mutex<()>,
+    /// Audit notes of evals and lambdas waiting to be proposed.
+    pub audit: crate::server::audit::Recorder,
 }
 
 /// Milliseconds since the Unix epoch, read by the proposer (never inside apply).
@@ -95,6 +97,7 @@ impl Node {
             started: Instant::now(),
             leaders: tokio::sync::Mutex::new(HashMap::new()),
             membership: tokio::sync::Mutex::new(()),
+            audit: Default::default(),
         }
     }
 
@@ -322,7 +325,7 @@ impl Node {
                 Some(c) if !c.is_closed() => c.clone(),
                 _ => {
                     let c = Arc::new(
-                        Client::connect(addr, &self.token)
+                        Client::connect_as(addr, &self.token, crate::NODE_CLIENT)
                             .await
                             .map_err(|e| ForwardError::NotSent(e.to_string()))?,
                     );

@@ -74,6 +74,12 @@ impl Drop for Client {
 impl Client {
     /// Connects as a client and authenticates with `token`.
     pub async fn connect(addr: &str, token: &str) -> Result<Client, ClientError> {
+        Client::connect_as(addr, token, "push-client").await
+    }
+
+    /// Connects naming itself `name` in the hello (nodes use "push-node" for their own
+    /// requests to each other, which are not audited as a person's).
+    pub async fn connect_as(addr: &str, token: &str, name: &str) -> Result<Client, ClientError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))?
@@ -83,7 +89,7 @@ impl Client {
             })?;
         let (stream, welcome) = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            handshake(stream, token, Role::Client, "push-client"),
+            handshake(stream, token, Role::Client, name),
         )
         .await
         .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))??;
@@ -203,7 +209,7 @@ pub async fn handshake(
         protocol: PROTOCOL_VERSION,
         token: token.to_string(),
         role,
-        client: format!("{client} {}", crate::PUSH_VERSION),
+        client: format!("{client} {} {}", crate::PUSH_VERSION, whoami()),
     };
     frame::write_frame(&mut stream, Kind::Hello, &codec::encode(&hello)?)
         .await
@@ -268,4 +274,32 @@ async fn read_loop(read: &mut tokio::net::tcp::OwnedReadHalf, shared: &Mutex<Sha
             other => return format!("unexpected {other:?} frame from the node"),
         }
     }
+}
+
+/// The user, host and program behind this process, as "(push repl; alice@box)": what the
+/// audit log shows as who did something.
+pub fn whoami() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let program = match args.next() {
+        Some(sub) if !sub.starts_with('-') && sub.len() < 32 => format!("{program} {sub}"),
+        _ => program,
+    };
+    format!("({program}; {user}@{host})")
 }

@@ -285,6 +285,16 @@ pub enum Op {
         limit: usize,
         action: Option<String>,
     },
+    /// A change made on behalf of a person (a deploy, rollback or restart), recorded in the
+    /// audit log in the same log entry as the change. The node that took the request from
+    /// the client wraps it; clients need not.
+    Audited {
+        note: AuditNote,
+        op: Box<Op>,
+    },
+    /// Audit records of actions that change no replicated state (evals, hot-patches,
+    /// lambdas), sent by the node that ran them.
+    AuditRecord(Vec<AuditNote>),
 }
 
 /// What a node can offer, registered with every heartbeat.
@@ -630,6 +640,17 @@ pub enum Reply {
     Points(Vec<TsPoint>),
     TsStats(Vec<TsStat>),
     Audit(Vec<AuditEntry>),
+}
+
+/// What the node that took a request knows of it, for the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditNote {
+    pub node: u64,
+    pub time_ms: u64,
+    pub who: String,
+    pub action: String,
+    pub app: Option<String>,
+    pub detail: String,
 }
 
 /// One entry of the replicated audit log: who did what, when, through which node.

@@ -50,6 +50,10 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (":registry", "registered nodes: capabilities, tags, alive"),
     (
+        ":audit [N|KIND]",
+        "the newest N (20) audit entries, or only deploys, evals, …",
+    ),
+    (
         ":inspect EXPR",
         "signature, docstring, source location and repr",
     ),
@@ -283,6 +287,24 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         "daemons" => {
             if let Some(Reply::Daemons(rows)) = call(conn, Op::Daemons) {
                 print!("{}", crate::views::daemon_table(&rows));
+            }
+        }
+        "audit" => {
+            let (limit, action) = match rest.parse::<usize>() {
+                Ok(n) => (n, None),
+                Err(_) if rest.is_empty() => (20, None),
+                Err(_) => (20, Some(rest.to_string())),
+            };
+            let op = Op::Audit {
+                after: 0,
+                limit,
+                action,
+            };
+            if let Some(Reply::Audit(entries)) = call(conn, op) {
+                if entries.is_empty() {
+                    println!("no audit entries yet");
+                }
+                print!("{}", crate::views::audit_text(&entries));
             }
         }
         "registry" => {

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use push_protocol::{Client, DaemonRow, LogLine, NodeEntry, Op, Reply, TsPoint, TsStat};
+use push_protocol::{
+    AuditEntry, Client, DaemonRow, LogLine, NodeEntry, Op, Reply, TsPoint, TsStat,
+};
 
 /// `push daemons` / `:daemons`.
 pub fn daemon_table(rows: &[DaemonRow]) -> String {
@@ -154,6 +156,85 @@ pub async fn tail(
         tokio::select! {
             _ = &mut stop => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+    }
+}
+
+/// A UTC time as "2026-11-23 04:05:06Z".
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}:{s:02}Z")
+}
+
+/// Audit entries, one per line (multi-line details indented below).
+pub fn audit_text(entries: &[AuditEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let app = e.app.as_deref().map_or(String::new(), |a| format!(" {a}"));
+        let mut lines = e.detail.lines();
+        let first = lines.next().unwrap_or_default();
+        out.push_str(&format!(
+            "#{:<5} {} node {} {:<9}{app}  {first}\n        by {}\n",
+            e.seq,
+            format_time(e.time_ms),
+            e.node,
+            e.action,
+            e.who
+        ));
+        for line in lines.take(20) {
+            out.push_str(&format!("        | {line}\n"));
+        }
+    }
+    out
+}
+
+/// Prints the newest `limit` audit entries (of one `action` if given), then with `follow`
+/// new ones as they are recorded, until `stop`.
+pub async fn audit(
+    client: &Client,
+    action: Option<String>,
+    limit: usize,
+    follow: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let mut after = 0;
+    let mut first = true;
+    tokio::pin!(stop);
+    loop {
+        let op = Op::Audit {
+            after,
+            limit: if after == 0 { limit } else { 1000 },
+            action: action.clone(),
+        };
+        let entries = match client.call(op).await {
+            Ok(Reply::Audit(entries)) => entries,
+            Ok(other) => return Err(format!("unexpected reply {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        if first && entries.is_empty() {
+            println!("the audit log is empty (deploys, rollbacks, restarts, evals and hot-patches land here)");
+        }
+        first = false;
+        print!("{}", audit_text(&entries));
+        after = entries.last().map_or(after, |e| e.seq).max(after);
+        if !follow {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

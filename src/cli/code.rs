@@ -215,23 +215,6 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
     })
 }
 
-fn format_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}:{s:02}Z")
-}
-
 pub async fn versions(args: VersionsArgs) -> anyhow::Result<()> {
     let client = args.target.connect(None).await?;
     let (head, versions) = match client
@@ -255,7 +238,7 @@ pub async fn versions(args: VersionsArgs) -> anyhow::Result<()> {
         println!(
             "{mark} v{:<4} {}  {:<12} {:>3} files  {}",
             v.number,
-            format_time(v.time_ms),
+            push_repl::views::format_time(v.time_ms),
             v.author,
             v.files,
             if v.message.is_empty() {
@@ -316,8 +299,11 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
-        assert_eq!(format_time(1_795_305_600_000), "2026-11-22 00:00:00Z");
+        assert_eq!(push_repl::views::format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(
+            push_repl::views::format_time(1_795_305_600_000),
+            "2026-11-22 00:00:00Z"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: one `push` binary, one file per subcommand.
 
+pub mod audit;
 pub mod bench;
 pub mod code;
 pub mod eval;
@@ -60,6 +61,8 @@ pub enum Command {
     Ts(tasks::TsArgs),
     /// Registered nodes: capabilities (cores, memory, GPU, tags) and liveness.
     Registry(tasks::DaemonsArgs),
+    /// Who deployed, rolled back, restarted, evaluated or hot-patched what, and when.
+    Audit(audit::AuditArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
@@ -86,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(args) => tasks::tail(args).await,
         Command::Ts(args) => tasks::ts(args).await,
         Command::Registry(args) => tasks::registry(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Lsp(args) => lsp::run(args).await,
     }

@@ -174,6 +174,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     crate::runtime::native::install(node.clone(), tokio::runtime::Handle::current());
     let (trigger, shutdown) = shutdown::channel();
     let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
+    tokio::spawn(server::audit::flush(node.clone(), shutdown.clone()));
     tokio::spawn(crate::runtime::reload::follow_heads(
         node.clone(),
         runtime,

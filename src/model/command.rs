@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{ByteBuf, CommitOutcome, ErrorBody, NodeReport, TsConfig, Value};
+use push_protocol::{AuditNote, ByteBuf, CommitOutcome, ErrorBody, NodeReport, TsConfig, Value};
 use serde::{Deserialize, Serialize};
 
 /// One log entry's payload. `time_ms` is stamped by the proposing node, so apply reads no clock.
@@ -89,6 +89,13 @@ pub enum CommandOp {
         unit: String,
         upto: u64,
     },
+    /// A person's change, recorded in the audit log if it succeeds.
+    Audited {
+        note: AuditNote,
+        op: Box<CommandOp>,
+    },
+    /// Audit records of things that change no replicated state (evals, hot-patches, lambdas).
+    Audit(Vec<AuditNote>),
 }
 
 /// The result of applying a command; travels back to the proposer.

@@ -5,6 +5,7 @@
 //! that applies the same log reaches the same state. Times arrive inside the [`Command`],
 //! stamped by the node that proposed it. A tidy test greps this folder to keep it so.
 
+pub mod audit;
 pub mod code_store;
 pub mod command;
 pub mod kv;
@@ -15,6 +16,7 @@ pub mod timeseries;
 
 use serde::{Deserialize, Serialize};
 
+pub use audit::AuditLog;
 pub use code_store::CodeStore;
 pub use command::{Applied, Command, CommandOp};
 pub use kv::Kv;
@@ -32,12 +34,56 @@ pub struct State {
     pub nodes: Registry,
     pub tasks: Tasks,
     pub timeseries: Timeseries,
+    pub audit: AuditLog,
 }
 
 /// Applies one command. Failures are outcomes (returned to the proposer), never panics, and
 /// a failed command leaves the state as it was.
 pub fn apply(state: &mut State, command: &Command) -> Applied {
-    match &command.op {
+    apply_op(state, command.time_ms, &command.op)
+}
+
+fn apply_op(state: &mut State, time_ms: u64, op: &CommandOp) -> Applied {
+    match op {
+        CommandOp::Audited { note, op } => {
+            let applied = apply_op(state, time_ms, op);
+            let (action, detail) = match &applied {
+                Applied::Failed(_) => return applied,
+                Applied::Committed(push_protocol::CommitOutcome::Created {
+                    version,
+                    activated,
+                }) => (
+                    None,
+                    Some(format!(
+                        "version {version}{} — {}",
+                        if *activated { ", now HEAD" } else { "" },
+                        note.detail
+                    )),
+                ),
+                Applied::Committed(push_protocol::CommitOutcome::Unchanged { head }) => (
+                    None,
+                    Some(format!("unchanged, HEAD stays {head} — {}", note.detail)),
+                ),
+                Applied::Activated { from, to } => {
+                    let back = from.is_some_and(|f| *to < f);
+                    let from = from.map_or("none".to_string(), |f| f.to_string());
+                    (
+                        Some(if back { "rollback" } else { "activate" }),
+                        Some(format!("HEAD {from} → {to}")),
+                    )
+                }
+                Applied::Restarted { units } => (None, Some(units.join(", "))),
+                _ => (None, None),
+            };
+            state.audit.record(note, action, detail);
+            applied
+        }
+        CommandOp::Audit(notes) => {
+            for note in notes {
+                state.audit.record(note, None, None);
+            }
+            Applied::Written
+        }
         CommandOp::KvSet { map, key, value } => {
             state.kv.set(map, key, value.clone());
             Applied::Written
@@ -65,7 +111,7 @@ pub fn apply(state: &mut State, command: &Command) -> Applied {
             activate,
         } => match state
             .code
-            .commit(app, tree, message, author, command.time_ms, *activate)
+            .commit(app, tree, message, author, time_ms, *activate)
         {
             Ok(outcome) => Applied::Committed(outcome),
             Err(e) => Applied::Failed(e),
@@ -74,20 +120,20 @@ pub fn apply(state: &mut State, command: &Command) -> Applied {
             ids: state.queues.get_mut(queue).put(values),
         },
         CommandOp::QueueTake { queue, lease_ms } => {
-            let now = state.queues.tick(command.time_ms);
+            let now = state.queues.tick(time_ms);
             let item = state.queues.get_mut(queue).take(now, *lease_ms);
             Applied::Taken {
                 item: item.map(|i| (i.id, i.value, i.deliveries)),
             }
         }
         CommandOp::QueueAck { queue, id } => {
-            let now = state.queues.tick(command.time_ms);
+            let now = state.queues.tick(time_ms);
             Applied::Acked {
                 ok: state.queues.get_mut(queue).ack(*id, now),
             }
         }
         CommandOp::Heartbeat(report) => {
-            state.nodes.beat(report, command.time_ms);
+            state.nodes.beat(report, time_ms);
             Applied::Written
         }
         CommandOp::Assign {
@@ -128,7 +174,7 @@ pub fn apply(state: &mut State, command: &Command) -> Applied {
                 s.config = config.clone();
             }
             Applied::Appended {
-                seqs: s.append(points, command.time_ms),
+                seqs: s.append(points, time_ms),
             }
         }
         CommandOp::TsCursor { series, unit, upto } => {

@@ -119,7 +119,12 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, node: Arc<Node>, sh
         return;
     }
     match hello.role {
-        Role::Client => client_loop(stream, peer, node, shutdown).await,
+        Role::Client => {
+            // The cluster's own requests between nodes are not a person's: not audited.
+            let who = (!hello.client.starts_with(crate::NODE_CLIENT))
+                .then(|| Arc::<str>::from(format!("{} from {}", hello.client, peer.ip())));
+            client_loop(stream, peer, node, shutdown, who).await
+        }
         Role::Peer => peer_loop(stream, peer, node, shutdown).await,
     }
 }
@@ -198,7 +203,13 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>)
     }
 }
 
-async fn client_loop(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, mut shutdown: Shutdown) {
+async fn client_loop(
+    stream: TcpStream,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    mut shutdown: Shutdown,
+    who: Option<Arc<str>>,
+) {
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer_task = tokio::spawn(write_loop(writer, rx));
@@ -252,6 +263,7 @@ async fn client_loop(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, mut s
         };
         let node = node.clone();
         let tx = tx.clone();
+        let who = who.clone();
         tokio::spawn(async move {
             // Intermediate replies (eval output) go out in order, before the final one.
             let (progress, mut updates) = mpsc::unbounded_channel();
@@ -267,7 +279,7 @@ async fn client_loop(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, mut s
                     }
                 }
             });
-            let outcome = dispatch::handle_streaming(&node, op, &progress).await;
+            let outcome = dispatch::handle_streaming(&node, op, &progress, who.as_deref()).await;
             drop(progress);
             let _ = forwarder.await;
             let _ = tx.send(response(id, true, &outcome)).await;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use push_protocol::{
-    ByteBuf, Client, DaemonRow, ErrorBody, ErrorCode, LogLine, NodeEntry, NodeInfo, Op, Outcome,
-    QueueItem, QueueStat, ReadMode, Reply, RunFunc, RunOn, Stream, Value,
+    AuditNote, ByteBuf, Client, DaemonRow, ErrorBody, ErrorCode, LogLine, NodeEntry, NodeInfo, Op,
+    Outcome, QueueItem, QueueStat, ReadMode, Reply, RunFunc, RunOn, Stream, Value,
 };
 use tokio::sync::mpsc;
 
@@ -20,11 +20,19 @@ use crate::node::{Node, Route};
 pub const MAX_BLOB_BATCH: usize = 4 << 20;
 
 /// Answers one request, sending intermediate replies (an eval's output) to `progress`.
+///
+/// `who` is the client as it named itself, for the audit log; None for the cluster's own
+/// requests between nodes.
 pub async fn handle_streaming(
     node: &Node,
     op: Op,
     progress: &mpsc::UnboundedSender<Reply>,
+    who: Option<&str>,
 ) -> Outcome {
+    let op = match who {
+        Some(who) => crate::server::audit::wrap(node, op, who),
+        None => op,
+    };
     match op {
         Op::Eval {
             session,
@@ -147,7 +155,7 @@ async fn take(
 /// Sends `op` to the node at `addr` over a fresh client connection, within `limit`.
 async fn ask_member(addr: &str, token: &str, op: Op, limit: std::time::Duration) -> Outcome {
     let ask = async {
-        let client = Client::connect(addr, token)
+        let client = Client::connect_as(addr, token, crate::NODE_CLIENT)
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, format!("{addr}: {e}")))?;
         client.call(op).await.map_err(|e| match e {
@@ -499,6 +507,62 @@ async fn write(node: &Node, op: &Op, hops: u8, command: CommandOp) -> Outcome {
         .await
 }
 
+/// A deploy, rollback or restart, recorded in the audit log with the change when `note` says
+/// who asked. `op` is what gets forwarded to the leader (the wrapped op when audited).
+async fn change(node: &Node, op: &Op, hops: u8, inner: &Op, note: Option<&AuditNote>) -> Outcome {
+    let command =
+        match inner {
+            Op::Commit {
+                app,
+                tree,
+                message,
+                author,
+                activate,
+            } => CommandOp::Commit {
+                app: app.clone(),
+                tree: tree.clone(),
+                message: message.clone(),
+                author: author.clone(),
+                activate: *activate,
+            },
+            Op::Activate { app, version } => CommandOp::Activate {
+                app: app.clone(),
+                version: *version,
+            },
+            Op::Restart { app, name } => CommandOp::Restart {
+                app: app.clone(),
+                name: name.clone(),
+            },
+            other => return Err(ErrorBody::new(
+                ErrorCode::Invalid,
+                format!(
+                    "only deploys, rollbacks and restarts travel as audited changes, not {other:?}"
+                ),
+            )),
+        };
+    let command = match note {
+        Some(note) => CommandOp::Audited {
+            note: note.clone(),
+            op: Box::new(command),
+        },
+        None => command,
+    };
+    node.on_leader(op, hops, || {
+        let command = command.clone();
+        async move {
+            if let Op::Commit { app, tree, .. } = inner {
+                // The deploy gate runs on the leader only, right before proposing.
+                if let Route::Forward(leader) = node.leader_route() {
+                    return Ok(Route::Forward(leader));
+                }
+                gate(node, app, tree).await?;
+            }
+            propose_reply(node, command).await
+        }
+    })
+    .await
+}
+
 async fn read(
     node: &Node,
     op: &Op,
@@ -563,10 +627,26 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
 async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
     match &op {
         Op::Ping => Ok(Reply::Pong),
-        Op::Audit { .. } => Err(ErrorBody::new(
-            ErrorCode::UnknownOp,
-            "the audit log is being built on this branch",
-        )),
+        Op::Audit {
+            after,
+            limit,
+            action,
+        } => {
+            read(node, &op, hops, ReadMode::Linearizable, |s| {
+                let limit = (*limit).min(crate::model::audit::MAX_ENTRIES);
+                Ok(Reply::Audit(s.audit.query(
+                    *after,
+                    limit,
+                    action.as_deref(),
+                )))
+            })
+            .await
+        }
+        Op::Audited { note, op: inner } => change(node, &op, hops, inner, Some(note)).await,
+        Op::AuditRecord(notes) => write(node, &op, hops, CommandOp::Audit(notes.clone())).await,
+        Op::Commit { .. } | Op::Activate { .. } | Op::Restart { .. } => {
+            change(node, &op, hops, &op, None).await
+        }
         Op::Eval {
             session,
             code,
@@ -694,13 +774,6 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
             })
         }
         Op::Daemons => node.read(|s| Ok(Reply::Daemons(daemon_rows(s)))),
-        Op::Restart { app, name } => {
-            let command = CommandOp::Restart {
-                app: app.clone(),
-                name: name.clone(),
-            };
-            write(node, &op, hops, command).await
-        }
         Op::Tail {
             app,
             name,
@@ -846,44 +919,6 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
                 hops,
                 CommandOp::PutBlobs {
                     blobs: blobs.clone(),
-                },
-            )
-            .await
-        }
-        Op::Commit {
-            app,
-            tree,
-            message,
-            author,
-            activate,
-        } => {
-            let command = CommandOp::Commit {
-                app: app.clone(),
-                tree: tree.clone(),
-                message: message.clone(),
-                author: author.clone(),
-                activate: *activate,
-            };
-            node.on_leader(&op, hops, || {
-                let command = command.clone();
-                async move {
-                    if let Route::Forward(leader) = node.leader_route() {
-                        return Ok(Route::Forward(leader));
-                    }
-                    gate(node, app, tree).await?;
-                    propose_reply(node, command).await
-                }
-            })
-            .await
-        }
-        Op::Activate { app, version } => {
-            write(
-                node,
-                &op,
-                hops,
-                CommandOp::Activate {
-                    app: app.clone(),
-                    version: *version,
                 },
             )
             .await

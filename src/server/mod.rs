@@ -4,6 +4,7 @@
 //! proves it knows the cluster token; malformed or oversized input gets an error frame and
 //! closes only that connection.
 
+pub mod audit;
 pub mod auth;
 pub mod connection;
 pub mod dispatch;
