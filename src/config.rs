@@ -32,6 +32,12 @@ pub struct NodeFile {
     pub tags: Option<Vec<String>>,
     /// Whether a GPU is present (default: detected from /dev/nvidia0).
     pub gpu: Option<bool>,
+    /// TLS for client and peer traffic: this node's certificate chain (PEM)...
+    pub tls_cert: Option<PathBuf>,
+    /// ...its private key (PEM)...
+    pub tls_key: Option<PathBuf>,
+    /// ...and the CA (PEM) that signed every node's certificate, to verify peers.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl NodeFile {
@@ -67,6 +73,9 @@ impl NodeFile {
             keep_logs: over.keep_logs.or(self.keep_logs),
             tags: over.tags.or(self.tags),
             gpu: over.gpu.or(self.gpu),
+            tls_cert: over.tls_cert.or(self.tls_cert),
+            tls_key: over.tls_key.or(self.tls_key),
+            tls_ca: over.tls_ca.or(self.tls_ca),
         }
     }
 
@@ -119,8 +128,18 @@ impl NodeFile {
                 "need heartbeat_ms < election_min_ms < election_max_ms".into(),
             ));
         }
+        let tls = match (self.tls_cert, self.tls_key, self.tls_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "TLS needs all of --tls-cert, --tls-key and --tls-ca (`push tls-init DIR` makes a CA and node certificates)".into(),
+                ))
+            }
+        };
         Ok(NodeConfig {
             id,
+            tls,
             listen: addr,
             http,
             py_threads: self.py_threads.unwrap_or(4).clamp(1, 64),
@@ -149,6 +168,16 @@ pub struct NodeConfig {
     pub raft: RaftSettings,
     pub tags: Vec<String>,
     pub gpu: Option<bool>,
+    /// TLS for client and peer traffic (none: plain TCP).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files a TLS node needs.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// Why a configuration was refused.

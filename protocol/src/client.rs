@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::codec::{self, CodecError};
 use crate::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME};
 use crate::message::{ErrorBody, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
+use crate::tls::Stream;
 use crate::PROTOCOL_VERSION;
 
 /// How long connecting and the handshake may take.
@@ -59,7 +59,7 @@ struct Shared {
 pub struct Client {
     addr: String,
     welcome: Welcome,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<WriteHalf<Stream>>,
     shared: Arc<Mutex<Shared>>,
     next_id: AtomicU64,
     reader: JoinHandle<()>,
@@ -80,7 +80,7 @@ impl Client {
     /// Connects naming itself `name` in the hello (nodes use "push-node" for their own
     /// requests to each other, which are not audited as a person's).
     pub async fn connect_as(addr: &str, token: &str, name: &str) -> Result<Client, ClientError> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::dial(addr))
             .await
             .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))?
             .map_err(|error| ClientError::Connect {
@@ -89,11 +89,11 @@ impl Client {
             })?;
         let (stream, welcome) = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            handshake(stream, token, Role::Client, name),
+            handshake(stream, addr, token, Role::Client, name),
         )
         .await
         .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))??;
-        let (mut read, write) = stream.into_split();
+        let (mut read, write) = tokio::io::split(stream);
         let shared = Arc::new(Mutex::new(Shared {
             waiters: HashMap::new(),
             closed: None,
@@ -198,12 +198,12 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 /// Performs the hello/welcome exchange on a fresh stream. Used by clients and by peers.
 pub async fn handshake(
-    mut stream: TcpStream,
+    mut stream: Stream,
+    addr: &str,
     token: &str,
     role: Role,
     client: &str,
-) -> Result<(TcpStream, Welcome), ClientError> {
-    stream.set_nodelay(true).ok();
+) -> Result<(Stream, Welcome), ClientError> {
     let hello = Hello {
         magic: MAGIC,
         protocol: PROTOCOL_VERSION,
@@ -214,30 +214,32 @@ pub async fn handshake(
     frame::write_frame(&mut stream, Kind::Hello, &codec::encode(&hello)?)
         .await
         .map_err(FrameError::Io)?;
-    let reply = frame::read_frame(&mut stream, MAX_CLIENT_FRAME)
-        .await?
-        .ok_or_else(|| ClientError::Closed {
-            addr: peer_name(&stream),
-            reason: "closed during the handshake".into(),
-        })?;
+    let closed = |what: String| ClientError::Closed {
+        addr: addr.to_string(),
+        reason: if crate::tls::enabled() {
+            what
+        } else {
+            format!("{what}; if the node serves TLS, pass --tls-ca (or set PUSH_TLS_CA)")
+        },
+    };
+    let reply = match frame::read_frame(&mut stream, MAX_CLIENT_FRAME).await {
+        Ok(Some(reply)) => reply,
+        Ok(None) => return Err(closed("closed during the handshake".into())),
+        Err(FrameError::Io(e)) => return Err(closed(format!("lost during the handshake ({e})"))),
+        // A TLS alert read as a frame looks like a huge or malformed one.
+        Err(e) => return Err(closed(format!("not a Push reply to the hello ({e})"))),
+    };
     match reply.kind {
         Kind::Welcome => Ok((stream, codec::decode(&reply.payload)?)),
         Kind::Error => Err(ClientError::Refused(codec::decode(&reply.payload)?)),
         other => Err(ClientError::Closed {
-            addr: peer_name(&stream),
+            addr: addr.to_string(),
             reason: format!("unexpected {other:?} frame during the handshake"),
         }),
     }
 }
 
-fn peer_name(stream: &TcpStream) -> String {
-    stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-async fn read_loop(read: &mut tokio::net::tcp::OwnedReadHalf, shared: &Mutex<Shared>) -> String {
+async fn read_loop(read: &mut ReadHalf<Stream>, shared: &Mutex<Shared>) -> String {
     loop {
         let frame = match frame::read_frame(read, MAX_CLIENT_FRAME).await {
             Ok(Some(frame)) => frame,

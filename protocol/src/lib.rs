@@ -11,11 +11,13 @@
 //! - [`value`]: [`Value`], the plain data that replicated structures hold.
 //! - [`message`]: handshake, request and reply enums.
 //! - [`client`]: the async client that multiplexes requests over one connection.
+//! - [`tls`]: optional TLS (rustls) for every connection, and the stream type they share.
 
 pub mod client;
 pub mod codec;
 pub mod frame;
 pub mod message;
+pub mod tls;
 pub mod value;
 
 pub use client::{Client, ClientError};

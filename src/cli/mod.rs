@@ -13,8 +13,10 @@ pub mod repl;
 pub mod status;
 pub mod target;
 pub mod tasks;
+pub mod tls;
 pub mod up;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Push: a fault-tolerant application server for Python code.
@@ -23,6 +25,9 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Speak TLS to nodes, trusting this CA certificate (PEM); nodes use it to verify peers
+    #[arg(long, global = true, env = "PUSH_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +68,8 @@ pub enum Command {
     Registry(tasks::DaemonsArgs),
     /// Who deployed, rolled back, restarted, evaluated or hot-patched what, and when.
     Audit(audit::AuditArgs),
+    /// Make a private CA and a node certificate for running the cluster with TLS.
+    TlsInit(tls::TlsInitArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
@@ -71,9 +78,17 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(ca) = &cli.tls_ca {
+        let config = push_protocol::tls::client_config(ca)
+            .with_context(|| format!("using --tls-ca {}", ca.display()))?;
+        push_protocol::tls::use_for_clients(config);
+    }
     match cli.command {
         Command::Up(args) => up::run(args).await,
-        Command::Node(args) => node::run(args).await,
+        Command::Node(mut args) => {
+            args.tls_ca = cli.tls_ca;
+            node::run(args).await
+        }
         Command::Status(args) => status::run(args).await,
         Command::Deploy(args) => code::deploy(args).await,
         Command::Versions(args) => code::versions(args).await,
@@ -90,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ts(args) => tasks::ts(args).await,
         Command::Registry(args) => tasks::registry(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::TlsInit(args) => tls::run(args),
         Command::Bench(args) => bench::run(args).await,
         Command::Lsp(args) => lsp::run(args).await,
     }

@@ -64,6 +64,15 @@ pub struct NodeArgs {
     /// Log format: "text" or "json"
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key and --tls-ca
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA of --tls-ca (a global flag): it verifies peers
+    #[arg(skip)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -87,6 +96,9 @@ impl NodeArgs {
             keep_logs: self.keep_logs,
             tags: (!self.tags.is_empty()).then(|| self.tags.clone()),
             gpu: self.gpu,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
         };
         Ok(file.merge(flags).check()?)
     }
@@ -147,8 +159,19 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             )
         })?;
     let addr = config.listen.to_string();
-    if !config.listen.ip().is_loopback() {
-        tracing::warn!("listening on {addr}, beyond loopback: traffic is authenticated by token but not encrypted");
+    let tls = match &config.tls {
+        Some(files) => {
+            let server = push_protocol::tls::server_config(&files.cert, &files.key)
+                .context("setting up TLS from --tls-cert/--tls-key")?;
+            // The CA was installed for this process's connections by `cli::run`.
+            push_protocol::tls::client_config(&files.ca).context("setting up TLS from --tls-ca")?;
+            tracing::info!("serving TLS for clients and peers");
+            Some(server)
+        }
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!("listening on {addr}, beyond loopback, without TLS: traffic is authenticated by token but not encrypted; pass --tls-cert/--tls-key/--tls-ca (`push tls-init` makes them)");
     }
     let http_listener = match config.http {
         Some(http) => Some(tokio::net::TcpListener::bind(http).await.with_context(|| {
@@ -173,7 +196,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     }));
     crate::runtime::native::install(node.clone(), tokio::runtime::Handle::current());
     let (trigger, shutdown) = shutdown::channel();
-    let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
+    let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone(), tls));
     tokio::spawn(server::audit::flush(node.clone(), shutdown.clone()));
     tokio::spawn(crate::runtime::reload::follow_heads(
         node.clone(),
@@ -252,7 +275,7 @@ async fn join(node: &Node, seed: &str) {
         }
         attempt += 1;
         let result = async {
-            let client = Client::connect(seed, &node.token).await?;
+            let client = Client::connect_as(seed, &node.token, crate::NODE_CLIENT).await?;
             client
                 .call(Op::Join {
                     id: node.id,

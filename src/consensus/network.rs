@@ -18,9 +18,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use push_protocol::client::handshake;
 use push_protocol::frame::{self, Kind, MAX_PEER_FRAME};
+use push_protocol::tls::Stream;
 use push_protocol::{codec, Role};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 
 use super::{Raft, TypeConfig};
 
@@ -75,7 +75,7 @@ pub struct PeerConnection {
     target: u64,
     addr: String,
     token: String,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
 
 impl PeerConnection {
-    async fn connect(&mut self) -> Result<&mut TcpStream, LinkError> {
+    async fn connect(&mut self) -> Result<&mut Stream, LinkError> {
         if self.stream.is_none() {
             let fail = |reason: String| LinkError::Connect {
                 target: self.target,
@@ -106,13 +106,13 @@ impl PeerConnection {
                 reason,
             };
             let stream =
-                tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&self.addr))
+                tokio::time::timeout(Duration::from_secs(1), push_protocol::tls::dial(&self.addr))
                     .await
                     .map_err(|_| fail("connect timed out".into()))?
                     .map_err(|e| fail(e.to_string()))?;
             let (stream, _) = tokio::time::timeout(
                 Duration::from_secs(2),
-                handshake(stream, &self.token, Role::Peer, "push-peer"),
+                handshake(stream, &self.addr, &self.token, Role::Peer, "push-peer"),
             )
             .await
             .map_err(|_| fail("handshake timed out".into()))?

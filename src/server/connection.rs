@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use push_protocol::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME, MAX_PEER_FRAME};
+use push_protocol::tls::Stream;
 use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Op, Outcome, Role, Welcome, MAGIC};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 
 use super::{auth, dispatch};
@@ -39,8 +39,7 @@ fn frame_error_code(e: &FrameError) -> ErrorCode {
 }
 
 /// Serves one accepted connection to its end.
-pub async fn handle(mut stream: TcpStream, peer: SocketAddr, node: Arc<Node>, shutdown: Shutdown) {
-    stream.set_nodelay(true).ok();
+pub async fn handle(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, shutdown: Shutdown) {
     let hello = match tokio::time::timeout(
         HELLO_TIMEOUT,
         frame::read_frame(&mut stream, MAX_CLIENT_FRAME),
@@ -129,12 +128,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, node: Arc<Node>, sh
     }
 }
 
-async fn peer_loop(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    node: Arc<Node>,
-    mut shutdown: Shutdown,
-) {
+async fn peer_loop(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, mut shutdown: Shutdown) {
     loop {
         let frame = tokio::select! {
             _ = shutdown.wait() => return,
@@ -143,6 +137,7 @@ async fn peer_loop(
         let frame = match frame {
             Ok(Some(f)) if f.kind == Kind::Raft => f,
             Ok(None) => return,
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
             Ok(Some(f)) => {
                 send_error(
                     &mut stream,
@@ -195,7 +190,7 @@ fn response(id: u64, last: bool, outcome: &Outcome) -> Vec<u8> {
     frame::encode_frame(Kind::Response, &[&id.to_be_bytes(), &[last as u8], &body])
 }
 
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop(mut writer: WriteHalf<Stream>, mut rx: mpsc::Receiver<Vec<u8>>) {
     while let Some(bytes) = rx.recv().await {
         if writer.write_all(&bytes).await.is_err() {
             return;
@@ -204,13 +199,13 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>)
 }
 
 async fn client_loop(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     node: Arc<Node>,
     mut shutdown: Shutdown,
     who: Option<Arc<str>>,
 ) {
-    let (mut reader, writer) = stream.into_split();
+    let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer_task = tokio::spawn(write_loop(writer, rx));
     loop {
@@ -221,6 +216,8 @@ async fn client_loop(
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            // A TLS client that hung up without close_notify: an ordinary close.
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
                 tracing::info!(%peer, "closing client connection: {e}");
                 let body = codec::encode(&ErrorBody::new(

@@ -510,36 +510,37 @@ async fn write(node: &Node, op: &Op, hops: u8, command: CommandOp) -> Outcome {
 /// A deploy, rollback or restart, recorded in the audit log with the change when `note` says
 /// who asked. `op` is what gets forwarded to the leader (the wrapped op when audited).
 async fn change(node: &Node, op: &Op, hops: u8, inner: &Op, note: Option<&AuditNote>) -> Outcome {
-    let command =
-        match inner {
-            Op::Commit {
-                app,
-                tree,
-                message,
-                author,
-                activate,
-            } => CommandOp::Commit {
-                app: app.clone(),
-                tree: tree.clone(),
-                message: message.clone(),
-                author: author.clone(),
-                activate: *activate,
-            },
-            Op::Activate { app, version } => CommandOp::Activate {
-                app: app.clone(),
-                version: *version,
-            },
-            Op::Restart { app, name } => CommandOp::Restart {
-                app: app.clone(),
-                name: name.clone(),
-            },
-            other => return Err(ErrorBody::new(
+    let command = match inner {
+        Op::Commit {
+            app,
+            tree,
+            message,
+            author,
+            activate,
+        } => CommandOp::Commit {
+            app: app.clone(),
+            tree: tree.clone(),
+            message: message.clone(),
+            author: author.clone(),
+            activate: *activate,
+        },
+        Op::Activate { app, version } => CommandOp::Activate {
+            app: app.clone(),
+            version: *version,
+        },
+        Op::Restart { app, name } => CommandOp::Restart {
+            app: app.clone(),
+            name: name.clone(),
+        },
+        other => {
+            return Err(ErrorBody::new(
                 ErrorCode::Invalid,
                 format!(
                     "only deploys, rollbacks and restarts travel as audited changes, not {other:?}"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let command = match note {
         Some(note) => CommandOp::Audited {
             note: note.clone(),

@@ -16,3 +16,4 @@ mod queue;
 mod repl;
 mod tasks;
 mod tidy;
+mod tls;

@@ -70,6 +70,28 @@ impl Cluster {
         cluster
     }
 
+    /// Starts `n` nodes with `extra` flags without waiting through this process's client
+    /// (for clusters it cannot speak to, such as TLS ones); the test waits through the CLI.
+    pub fn launch(n: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("push-it-")
+            .tempdir()
+            .expect("temp dir");
+        let token = format!("test-token-{}", free_port());
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, &token).expect("token file");
+        let mut cluster = Cluster {
+            dir,
+            token,
+            token_file,
+            nodes: Vec::new(),
+        };
+        for id in 1..=n {
+            cluster.add_node(id, extra);
+        }
+        cluster
+    }
+
     /// Starts node `id` (joining node 1 unless it is node 1).
     pub fn add_node(&mut self, id: u64, extra: &[&str]) {
         let addr = format!("127.0.0.1:{}", free_port());

@@ -1,0 +1,146 @@
+//! TLS for client and peer traffic: a cluster made with `push tls-init` certificates forms,
+//! replicates and forwards over TLS; clients without the CA, or with another one, get clear
+//! errors; half a TLS setup is refused at start.
+
+use std::time::{Duration, Instant};
+
+use crate::support::cluster::{fails, ok};
+use crate::support::Cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_serves_clients_with_the_ca_and_refuses_others_clearly() {
+    let certs = tempfile::tempdir().expect("dir");
+    let dir = certs.path().join("tls");
+    let out = std::process::Command::new(crate::support::cluster::push_bin())
+        .args(["tls-init", dir.to_str().expect("utf8")])
+        .output()
+        .expect("push tls-init");
+    let text = ok(&out);
+    assert!(text.contains("--tls-ca"), "{text}");
+    let pem = |name: &str| dir.join(name).to_str().expect("utf8").to_string();
+    let (cert, key, ca) = (pem("node.pem"), pem("node-key.pem"), pem("ca.pem"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the private key is readable only by its owner"
+        );
+    }
+
+    let cluster = Cluster::launch(
+        3,
+        &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca],
+    );
+    let (a1, a2, a3) = (cluster.addr(1), cluster.addr(2), cluster.addr(3));
+    // Peers handshake over TLS: three voters and a leader, seen through a TLS client.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = cluster.cli(&["status", "--to", &a3, "--tls-ca", &ca]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let roles = text
+            .lines()
+            .filter(|l| l.starts_with(char::is_numeric))
+            .filter(|l| l.contains(" leader ") || l.contains(" follower "))
+            .count();
+        if out.status.success() && roles == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 3-node TLS cluster: {text}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Writes through any node (followers forward over TLS) and reads from another.
+    for (i, addr) in [&a1, &a2, &a3].into_iter().enumerate() {
+        let v = format!("v{i}");
+        ok(&cluster.cli(&[
+            "kv",
+            "set",
+            "m",
+            &format!("k{i}"),
+            &v,
+            "--to",
+            addr,
+            "--tls-ca",
+            &ca,
+        ]));
+    }
+    for i in 0..3 {
+        let out = ok(&cluster.cli(&[
+            "kv",
+            "get",
+            "m",
+            &format!("k{i}"),
+            "--to",
+            &a2,
+            "--tls-ca",
+            &ca,
+        ]));
+        assert!(out.contains(&format!("v{i}")), "{out}");
+    }
+    // PUSH_TLS_CA works like --tls-ca.
+    let out = std::process::Command::new(crate::support::cluster::push_bin())
+        .args(["kv", "get", "m", "k0", "--to", &a1, "--token-file"])
+        .arg(&cluster.token_file)
+        .env("PUSH_TLS_CA", &ca)
+        .output()
+        .expect("run push");
+    assert!(ok(&out).contains("v0"));
+
+    // A plain client is told the node may want TLS.
+    let err = fails(&cluster.cli(&["kv", "get", "m", "k0", "--to", &a1]));
+    assert!(err.contains("--tls-ca"), "{err}");
+    // A client trusting another CA fails the handshake and is told what to check.
+    let other = certs.path().join("other");
+    ok(
+        &std::process::Command::new(crate::support::cluster::push_bin())
+            .args(["tls-init", other.to_str().expect("utf8")])
+            .output()
+            .expect("push tls-init"),
+    );
+    let other_ca = other.join("ca.pem");
+    let err = fails(&cluster.cli(&[
+        "kv",
+        "get",
+        "m",
+        "k0",
+        "--to",
+        &a1,
+        "--tls-ca",
+        other_ca.to_str().expect("utf8"),
+    ]));
+    assert!(err.contains("TLS handshake failed"), "{err}");
+    // tls-init refuses to overwrite keys.
+    let err = fails(
+        &std::process::Command::new(crate::support::cluster::push_bin())
+            .args(["tls-init", other.to_str().expect("utf8")])
+            .output()
+            .expect("push tls-init"),
+    );
+    assert!(err.contains("exists"), "{err}");
+    // The nodes kept serving TLS clients throughout.
+    let out = ok(&cluster.cli(&["kv", "get", "m", "k2", "--to", &a3, "--tls-ca", &ca]));
+    assert!(out.contains("v2"), "{out}");
+
+    // Half a TLS setup is refused at start with what to pass.
+    let data = certs.path().join("half");
+    let err = fails(
+        &std::process::Command::new(crate::support::cluster::push_bin())
+            .args(["node", "--id", "9", "--listen", "127.0.0.1:1", "--data"])
+            .arg(&data)
+            .args(["--tls-cert", &cert])
+            .output()
+            .expect("push node"),
+    );
+    assert!(
+        err.contains("--tls-key") && err.contains("tls-init"),
+        "{err}"
+    );
+}
