@@ -35,7 +35,7 @@ pub enum Command {
     /// Start a local 3-node cluster on 127.0.0.1 with data under .push/ (Ctrl-C stops it).
     Up(up::UpArgs),
     /// Run one node.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Show every node of the cluster: role, term, log and applied index, lag, HEAD.
     Status(status::StatusArgs),
     /// Store a directory of Python modules as a new version (and make it HEAD).
@@ -87,7 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Node(mut args) => {
             args.tls_ca = cli.tls_ca;
-            node::run(args).await
+            node::run(*args).await
         }
         Command::Status(args) => status::run(args).await,
         Command::Deploy(args) => code::deploy(args).await,
