@@ -267,7 +267,16 @@ async fn client_loop(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, mut s
                     }
                 }
             });
+            let kind = crate::metrics::op_kind(&op);
+            let forwarded = matches!(op, Op::Forwarded { .. });
+            let started = std::time::Instant::now();
             let outcome = dispatch::handle_streaming(&node, op, &progress).await;
+            crate::metrics::metrics().op(
+                kind,
+                forwarded,
+                started.elapsed(),
+                outcome.as_ref().err().map(|e| e.code),
+            );
             drop(progress);
             let _ = forwarder.await;
             let _ = tx.send(response(id, true, &outcome)).await;
