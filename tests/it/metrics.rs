@@ -157,7 +157,7 @@ async fn metrics_count_a_known_workload_on_every_node() {
         set(&client, "m", &format!("k{i}"), Value::Int(i)).await;
     }
     let mut raised = 0;
-    for code in ["1 + 1", "x = 2", "x * 3", "1 / 0", "len('abc')"] {
+    for code in ["1 + 1", "y = 2", "3 * 3", "1 / 0", "len('abc')"] {
         if !eval(&client, code).await {
             raised += 1;
         }
