@@ -163,6 +163,10 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c)?;
         }
+        // Present from the first scrape, so a rate over them starts at zero.
+        for kind in ["built", "installed"] {
+            m.snapshots.with_label_values(&[kind]);
+        }
         Ok(m)
     }
 

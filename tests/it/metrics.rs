@@ -130,7 +130,8 @@ async fn eval(client: &Client, code: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_known_workload_on_every_node() {
-    let cluster = Cluster::start(3).await;
+    // Snapshots every 20 entries: the workload makes every node build at least one.
+    let cluster = Cluster::start_with(3, &["--snapshot-every", "20"]).await;
     let dir = cluster.dir.path().join("app");
     std::fs::create_dir_all(&dir).expect("app dir");
     std::fs::write(dir.join("app.py"), APP).expect("write app");
@@ -297,6 +298,17 @@ async fn metrics_count_a_known_workload_on_every_node() {
             "node {id}: {fsyncs} fsyncs"
         );
         assert!(m.get("push_raft_log_records_total", &[]) >= fsyncs);
+        assert!(m.is_counter("push_raft_snapshots_total"));
+        assert!(
+            m.get("push_raft_snapshots_total", &[("kind", "built")]) >= 1.0,
+            "node {id} built no snapshot"
+        );
+        let snapshot = m.get("push_raft_snapshot_index", &[]);
+        assert!(
+            // The first snapshot covers 20 entries: indexes 0 to 19.
+            snapshot >= 19.0 && snapshot <= applied,
+            "node {id}: snapshot at {snapshot}, applied {applied}"
+        );
         // Process levels from /proc/self.
         assert!(m.get("push_process_resident_memory_bytes", &[]) > 10e6);
         assert!(m.get("push_process_cpu_seconds_total", &[]) > 0.0);
