@@ -11,12 +11,16 @@
 //!   node and task registries) and `apply`.
 //! - [`tasks`]: heartbeats, the leader's placement of daemons and firing of schedules.
 //! - [`shutdown`]: the signal every task hears when the node stops.
+//! - [`metrics`]: Prometheus counters and the `/metrics` page.
+//! - [`logs`]: the ring of structured log records behind `push logs`.
 //!
 //! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
 
 pub mod cli;
 pub mod config;
 pub mod consensus;
+pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod runtime;

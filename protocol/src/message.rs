@@ -295,6 +295,16 @@ pub enum Op {
     /// Audit records of actions that change no replicated state (evals, hot-patches,
     /// lambdas), sent by the node that ran them.
     AuditRecord(Vec<AuditNote>),
+    /// Structured log records (node events at info and above, app `logging` records) with
+    /// per-node `seq > after`, oldest first. `daemon` keeps records of that unit (and its
+    /// partitions), `level` those at or above it ("debug", "info", "warn", "error"). `here`
+    /// answers from this node only (what nodes ask each other); otherwise every member.
+    Logs {
+        after: Vec<(u64, u64)>,
+        daemon: Option<String>,
+        level: Option<String>,
+        here: bool,
+    },
 }
 
 /// What a node can offer, registered with every heartbeat.
@@ -640,6 +650,31 @@ pub enum Reply {
     Points(Vec<TsPoint>),
     TsStats(Vec<TsStat>),
     Audit(Vec<AuditEntry>),
+    Logs(Vec<LogRecord>),
+}
+
+/// One structured log record from a node's ring (`push logs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The node that wrote it.
+    pub node: u64,
+    /// Position in that node's ring, from 1; the cursor for the next `Logs` request.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// "error", "warn", "info", "debug" or "trace".
+    pub level: String,
+    /// The Rust module, or `app` for records from app code.
+    pub target: String,
+    pub message: String,
+    pub app: Option<String>,
+    pub version: Option<u64>,
+    /// Where app code logged from: a daemon unit, `route METHOD /path`, `eval` or `lambda`.
+    pub source: Option<String>,
+    /// The Python logger's name, for app records.
+    pub logger: Option<String>,
+    /// Other fields of the event, as text.
+    pub fields: Vec<(String, String)>,
 }
 
 /// What the node that took a request knows of it, for the audit log.

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod code;
 pub mod eval;
 pub mod kv;
+pub mod logs;
 pub mod lsp;
 pub mod node;
 pub mod progress;
@@ -62,6 +63,8 @@ pub enum Command {
     Restart(tasks::RestartArgs),
     /// A daemon's log lines (-f follows).
     Tail(tasks::TailArgs),
+    /// Recent structured log records from every node (node events, app `logging`); -f follows.
+    Logs(logs::LogsArgs),
     /// Timeseries: every series, or the newest points of one.
     Ts(tasks::TsArgs),
     /// Registered nodes: capabilities (cores, memory, GPU, tags) and liveness.
@@ -102,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemons(args) => tasks::daemons(args).await,
         Command::Restart(args) => tasks::restart(args).await,
         Command::Tail(args) => tasks::tail(args).await,
+        Command::Logs(args) => logs::run(args).await,
         Command::Ts(args) => tasks::ts(args).await,
         Command::Registry(args) => tasks::registry(args).await,
         Command::Audit(args) => audit::run(args).await,

@@ -105,17 +105,28 @@ impl NodeArgs {
 }
 
 fn init_logging(format: &str) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PUSH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let fmt = if format == "json" {
+        fmt.json().boxed()
     } else {
-        builder.init();
-    }
+        fmt.boxed()
+    };
+    // The ring keeps info and above whatever PUSH_LOG says (openraft only from warn).
+    let ring = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("openraft", LevelFilter::WARN);
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(crate::logs::RingLayer.with_filter(ring))
+        .init();
 }
 
 /// The token this node uses: --token-file, DATA/token, or (new cluster) a fresh one.
@@ -195,6 +206,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         http: config.http.map(|h| h.to_string()),
     }));
     crate::runtime::native::install(node.clone(), tokio::runtime::Handle::current());
+    tokio::spawn(crate::metrics::watch_leader(node.clone()));
     let (trigger, shutdown) = shutdown::channel();
     let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone(), tls));
     tokio::spawn(server::audit::flush(node.clone(), shutdown.clone()));

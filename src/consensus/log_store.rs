@@ -274,6 +274,17 @@ struct Writer {
     purged_since_rewrite: bool,
 }
 
+/// The last committed index openraft saved in this process (for `/metrics`).
+static COMMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The committed index last saved by this process's log store (None before any).
+pub fn committed_index() -> Option<u64> {
+    match COMMITTED.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        i => Some(i),
+    }
+}
+
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
@@ -286,10 +297,14 @@ impl Writer {
                 buf.extend_from_slice(&job.bytes);
                 self.purged_since_rewrite |= job.purge;
             }
+            let started = std::time::Instant::now();
             let result = self
                 .file
                 .write_all(&buf)
                 .and_then(|()| self.file.sync_data());
+            let m = crate::metrics::metrics();
+            m.log_fsync_seconds.observe(started.elapsed().as_secs_f64());
+            m.log_fsync_records.inc_by(jobs.len() as u64);
             if result.is_ok() {
                 self.len += buf.len() as u64;
             }
@@ -401,6 +416,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), StorageError<u64>> {
+        let index = committed.map_or(0, |c| c.index);
+        COMMITTED.store(index, std::sync::atomic::Ordering::Relaxed);
         self.submit(Record::Committed(committed), None, |m| {
             m.committed = committed
         })

@@ -145,6 +145,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             (data, applier.last_applied, applier.membership.clone())
         };
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::metrics()
+            .snapshots
+            .with_label_values(&["built"])
+            .inc();
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
             None => format!("none-{seq}"),
@@ -239,6 +243,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         *self.shared.write() = applier;
         self.set_current(stored);
         self.shared.applied.send_replace(index);
+        crate::metrics::metrics()
+            .snapshots
+            .with_label_values(&["installed"])
+            .inc();
         tracing::info!(last = ?meta.last_log_id, "installed snapshot from the leader");
         Ok(())
     }

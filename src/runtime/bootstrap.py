@@ -11,6 +11,7 @@ import importlib.machinery
 import inspect
 import json
 import linecache
+import logging
 import sys
 import threading
 import traceback
@@ -301,6 +302,7 @@ def handle_http(app, pinned, method, path, query, headers, body):
         text = "method not allowed\n" if allowed else f"no route for {method} {path} in {app}@v{version.number}\n"
         return status, {"content-type": "text/plain"}, text.encode(), version.number, None
     _registry.version = version.number
+    set_origin(app, version.number, f"route {method} {path}")
     try:
         result = fn(Request(method, path, query, headers, body)) if wants_request else fn()
         status, out_headers, out = _to_response(result)
@@ -310,6 +312,7 @@ def handle_http(app, pinned, method, path, query, headers, body):
         return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log
     finally:
         _registry.version = None
+        clear_origin()
 
 
 def register_route(method, path, fn):
@@ -359,3 +362,52 @@ def current_version():
     if v is not None:
         return v
     return serving("main")
+
+
+# -- app logging ---------------------------------------------------------------------------
+# Every `logging` record reaches the node's log (stderr, text or JSON) and its `push logs`
+# ring as a tracing event, tagged with where the code runs: set per thread by the runtime.
+
+_origin = threading.local()
+
+
+def set_origin(app, version, source, tee=None):
+    """Tag this thread's log records; ``tee(text)`` also receives each record as a line."""
+    _origin.app, _origin.version, _origin.source, _origin.tee = app, version, source, tee
+
+
+def clear_origin():
+    _origin.__dict__.clear()
+
+
+class _NodeLogHandler(logging.Handler):
+    """The root logger's handler: hands records to the node (``_push_native.log``)."""
+
+    _formatter = logging.Formatter()
+
+    def emit(self, record):
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + self._formatter.formatException(record.exc_info)
+            import _push_native
+            _push_native.log(record.levelno, record.name, message,
+                             getattr(_origin, "app", None), getattr(_origin, "version", None),
+                             getattr(_origin, "source", None))
+            tee = getattr(_origin, "tee", None)
+            if tee is not None:
+                tee(f"{record.levelname} {message}\n")
+        except Exception:  # noqa: BLE001 - logging must never raise into app code
+            self.handleError(record)
+
+
+def _install_logging():
+    root = logging.getLogger()
+    if not any(isinstance(h, _NodeLogHandler) for h in root.handlers):
+        root.addHandler(_NodeLogHandler())
+    # Python's default (WARNING) would drop the info records apps expect to see.
+    if root.level == logging.WARNING:
+        root.setLevel(logging.INFO)
+
+
+_install_logging()

@@ -456,6 +456,31 @@ fn nodes(py: Python<'_>) -> PyResult<Vec<PyObject>> {
     }
 }
 
+/// One app `logging` record: becomes a tracing event (node log sink and `push logs` ring).
+/// Works without a node too (the record still reaches the process's subscriber).
+#[pyfunction]
+#[pyo3(signature = (levelno, logger, message, app=None, version=None, source=None))]
+fn log(
+    py: Python<'_>,
+    levelno: i64,
+    logger: String,
+    message: String,
+    app: Option<String>,
+    version: Option<u64>,
+    source: Option<String>,
+) {
+    py.allow_threads(|| {
+        crate::logs::app_event(
+            levelno,
+            &logger,
+            &message,
+            app.as_deref(),
+            version,
+            source.as_deref(),
+        )
+    });
+}
+
 /// Builds the `_push_native` module.
 pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "_push_native")?;
@@ -480,6 +505,7 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(ts_commit, &m)?)?;
     m.add_function(wrap_pyfunction!(run, &m)?)?;
     m.add_function(wrap_pyfunction!(nodes, &m)?)?;
+    m.add_function(wrap_pyfunction!(log, &m)?)?;
     m.add("PushError", py.get_type::<PushError>())?;
     Ok(m)
 }

@@ -16,6 +16,8 @@ import threading
 import time
 import traceback
 
+import _push_runtime
+
 MAX_REPR = 64 * 1024
 
 _sessions = {}          # id -> namespace dict
@@ -126,6 +128,7 @@ def evaluate(sid, code, module, sink):
     started = time.perf_counter()
     result = {"value": None, "type_name": None, "error": None, "truncated": None}
     _local.sink = sink
+    _push_runtime.set_origin(None, None, "eval")
     if sid is not None:
         _running[sid] = threading.get_ident()
     try:
@@ -151,6 +154,7 @@ def evaluate(sid, code, module, sink):
         if sid is not None:
             _running.pop(sid, None)
         _local.sink = None
+        _push_runtime.clear_origin()
     result["micros"] = int((time.perf_counter() - started) * 1e6)
     return result
 

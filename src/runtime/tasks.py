@@ -46,17 +46,23 @@ class _Ring:
         self.partial = ""
         self.lock = threading.Lock()
 
-    def write(self, stream, text):
+    def write(self, stream, text, echo=True):
         with self.lock:
             text = self.partial + str(text)
             *complete, self.partial = text.split("\n")
             for line in complete:
                 self.seq += 1
                 self.lines.append((self.seq, line))
+                if not echo:
+                    continue
                 try:
                     sys.__stderr__.write(f"[{self.label}] {line}\n")
                 except (OSError, ValueError, AttributeError):
                     pass
+
+    def tee(self, text):
+        """A logging record's line: kept for ``push tail``; the node log already has it."""
+        self.write(1, text, echo=False)
 
     def after(self, seq, limit=1000):
         with self.lock:
@@ -71,19 +77,6 @@ def _ring(app, unit):
         return ring
 
 
-class _RingHandler(logging.Handler):
-    def __init__(self, ring):
-        super().__init__()
-        self.ring = ring
-        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-
-    def emit(self, record):
-        try:
-            self.ring.write(1, self.format(record) + "\n")
-        except Exception:  # noqa: BLE001 - logging must never raise into app code
-            self.handleError(record)
-
-
 class Context:
     """What a daemon is given.
 
@@ -93,7 +86,7 @@ class Context:
     ``name``      the daemon's name (``name[i]`` for partition ``i`` of a handler)
     ``partition`` the partition number for partition handlers, else None
     ``version``   the app version the daemon's code came from
-    ``log``       a ``logging.Logger`` whose lines show in ``push tail NAME``
+    ``log``       a ``logging.Logger`` whose lines show in ``push tail NAME`` and ``push logs``
     """
 
     def __init__(self, name, version, partition, ring):
@@ -102,12 +95,13 @@ class Context:
         self.version = version
         self.partition = partition
         self.node = _push_native.node_info()["id"]
+        # Records propagate to the root handler, which tags them and tees them into the
+        # unit's ring (see _Unit._main).
         self.log = logging.getLogger(f"push.task.{name}")
-        self.log.propagate = False
+        self.log.propagate = True
         self.log.setLevel(logging.INFO)
         for h in list(self.log.handlers):
             self.log.removeHandler(h)
-        self.log.addHandler(_RingHandler(ring))
 
     def sleep(self, seconds):
         """Sleep up to ``seconds``; returns False (early) when the daemon should stop."""
@@ -172,6 +166,7 @@ class _Unit:
         if after is not None:
             after.wait_stopped()
         _push_session._local.sink = self.ring
+        _push_runtime.set_origin(self.app, self.version, self.unit, self.ring.tee)
         backoff = BACKOFF_FIRST
         while not self.ctx.stopping.is_set():
             self.state, self.since = "running", time.time()
@@ -259,6 +254,7 @@ class _Unit:
 
     def _fire_main(self):
         _push_session._local.sink = self.ring
+        _push_runtime.set_origin(self.app, self.version, self.unit, self.ring.tee)
         self.state, self.since = "running", time.time()
         self.runs += 1
         fn = self.spec["fn"]
@@ -386,7 +382,11 @@ def run_lambda(path, code, name, module, args):
             import push
             globals_ = {"__builtins__": builtins, "__name__": "__push_lambda__", "push": push}
         fn = types.FunctionType(marshal.loads(code), globals_, name)
-    return fn(*args)
+    _push_runtime.set_origin(None, None, "lambda")
+    try:
+        return fn(*args)
+    finally:
+        _push_runtime.clear_origin()
 
 
 def _resolve(path):

@@ -276,7 +276,16 @@ async fn client_loop(
                     }
                 }
             });
+            let kind = crate::metrics::op_kind(&op);
+            let forwarded = matches!(op, Op::Forwarded { .. });
+            let started = std::time::Instant::now();
             let outcome = dispatch::handle_streaming(&node, op, &progress, who.as_deref()).await;
+            crate::metrics::metrics().op(
+                kind,
+                forwarded,
+                started.elapsed(),
+                outcome.as_ref().err().map(|e| e.code),
+            );
             drop(progress);
             let _ = forwarder.await;
             let _ = tx.send(response(id, true, &outcome)).await;

@@ -58,6 +58,7 @@ async fn eval(
     module: Option<String>,
     progress: &mpsc::UnboundedSender<Reply>,
 ) -> Outcome {
+    let started = std::time::Instant::now();
     let (mut output, mut done) = node.runtime.eval(session, code, module, node.id);
     let forward = |first: (Stream, String),
                    output: &mut mpsc::UnboundedReceiver<(Stream, String)>| {
@@ -91,6 +92,8 @@ async fn eval(
     while let Ok(chunk) = output.try_recv() {
         forward(chunk, &mut output);
     }
+    let failed = !matches!(&result, Ok(Ok(r)) if r.error.is_none());
+    crate::metrics::metrics().eval(started.elapsed(), failed);
     match result {
         Ok(Ok(r)) => Ok(Reply::Evaluated(Box::new(r))),
         Ok(Err(e)) => Err(runtime_error(e)),
@@ -456,6 +459,56 @@ async fn tail(
     Ok(Reply::Lines(lines))
 }
 
+/// Structured log records from this node's ring, or gathered from every member.
+async fn logs(
+    node: &Node,
+    after: &[(u64, u64)],
+    daemon: Option<&str>,
+    level: Option<&str>,
+    here: bool,
+) -> Outcome {
+    let level = match level {
+        None => None,
+        Some(text) => Some(crate::logs::parse_level(text).ok_or_else(|| {
+            ErrorBody::new(
+                ErrorCode::Invalid,
+                format!("unknown level {text:?}; use error, warn, info, debug or trace"),
+            )
+        })?),
+    };
+    let filter = crate::logs::Filter {
+        daemon: daemon.map(String::from),
+        level,
+    };
+    let since = |id: u64| after.iter().find(|(n, _)| *n == id).map_or(0, |(_, s)| *s);
+    let local = || async {
+        let mut records =
+            crate::logs::ring().after(since(node.id), &filter, crate::logs::MAX_PER_ANSWER);
+        for r in &mut records {
+            r.node = node.id;
+        }
+        Ok(Reply::Logs(records))
+    };
+    if here {
+        return local().await;
+    }
+    let targets: Vec<u64> = node.members().iter().map(|m| m.id).collect();
+    let op = Op::Logs {
+        after: after.to_vec(),
+        daemon: daemon.map(String::from),
+        level: level.map(|l| l.to_string()),
+        here: true,
+    };
+    let mut records = Vec::new();
+    for (_, outcome) in fan_out(node, &targets, op, TAIL_TIMEOUT, local).await {
+        if let Ok(Reply::Logs(mut r)) = outcome {
+            records.append(&mut r);
+        }
+    }
+    records.sort_by_key(|r| (r.time_ms, r.node, r.seq));
+    Ok(Reply::Logs(records))
+}
+
 /// How long `Tail` waits for each node's lines.
 const TAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest a lambda may run on another node (the caller's own timeout is usually shorter).
@@ -782,6 +835,12 @@ async fn route(node: &Node, op: Op, hops: u8) -> Outcome {
             here,
         } => tail(node, app.as_deref(), name, after, *here).await,
         Op::Run { func, args, on } => run_lambda(node, func, args, on).await,
+        Op::Logs {
+            after,
+            daemon,
+            level,
+            here,
+        } => logs(node, after, daemon.as_deref(), level.as_deref(), *here).await,
         Op::TsAppend {
             series,
             points,

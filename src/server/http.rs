@@ -70,7 +70,38 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `GET /metrics`: this node's Prometheus metrics (text format 0.0.4).
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    match crate::metrics::render(&node) {
+        Ok(text) => (
+            StatusCode::OK,
+            [("content-type", crate::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render metrics: {e}; see the node log\n"),
+        ),
+    }
+}
+
+/// Answers one app request and counts it by app, method and status class.
 async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let app = req
+        .headers()
+        .get(APP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(crate::cli::code::DEFAULT_APP)
+        .to_string();
+    let method = req.method().as_str().to_string();
+    let response = handle_app(node, app.clone(), req).await;
+    crate::metrics::metrics().http(&app, &method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn handle_app(node: Arc<Node>, app: String, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let pinned = match parts.headers.get(VERSION_HEADER).map(|v| v.to_str()) {
         None => None,
@@ -90,12 +121,6 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
             )
         }
     };
-    let app = parts
-        .headers
-        .get(APP_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(crate::cli::code::DEFAULT_APP)
-        .to_string();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b.to_vec(),
         Err(_) => {
@@ -155,7 +180,10 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
 
 /// Serves app HTTP on `listener` until shutdown.
 pub async fn serve(listener: tokio::net::TcpListener, node: Arc<Node>, mut shutdown: Shutdown) {
-    let app = Router::new().fallback(handle).with_state(node);
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(handle)
+        .with_state(node);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await;

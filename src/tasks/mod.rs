@@ -69,6 +69,7 @@ pub async fn run(node: Arc<Node>, info: NodeInfo, mut shutdown: Shutdown) {
             let info = info.clone();
             tokio::spawn(async move {
                 let units = runtime.reports().await.unwrap_or_default();
+                crate::metrics::metrics().units(&units);
                 let op = Op::Heartbeat(Box::new(NodeReport { info, units }));
                 if let Err(e) = dispatch::handle(&node2, op).await {
                     tracing::debug!("heartbeat not recorded: {}", e.message);

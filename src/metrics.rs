@@ -1,0 +1,501 @@
+//! The node's Prometheus metrics: the counters and histograms the hot paths bump, and the
+//! `/metrics` page (Prometheus text format 0.0.4) that adds values read at scrape time.
+//!
+//! Two kinds of metric live here. Events (requests, evals, fsyncs, leader changes) are counted
+//! where they happen, in a process-wide [`Metrics`] whose counters are atomics; recording one
+//! takes no lock of Push's own. Levels (Raft indexes, queue depths, memory) are read once per
+//! scrape from their owners — the Raft metrics channel, one short read of the applied state,
+//! `/proc/self` — so no request pays for them.
+//!
+//! One node runs per process, so the registry is a process global ([`metrics`]); the log
+//! store and state machine reach it without plumbing.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use push_protocol::{ErrorCode, Op, UnitReport};
+
+use crate::node::Node;
+
+/// The content type of the `/metrics` page.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Latency buckets in seconds, 100 µs to 10 s: fsyncs and kv writes sit at the low end,
+/// evals and handlers anywhere.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Metrics counted where events happen.
+pub struct Metrics {
+    registry: Registry,
+    /// Client requests by op kind and whether they came from a client or another node.
+    pub ops: IntCounterVec,
+    pub op_seconds: HistogramVec,
+    /// Failed client requests by op kind and error code.
+    pub op_errors: IntCounterVec,
+    pub evals: IntCounter,
+    pub eval_errors: IntCounter,
+    pub eval_seconds: Histogram,
+    /// HTTP requests by app, method and status class (`2xx`).
+    pub http_requests: IntCounterVec,
+    pub http_seconds: HistogramVec,
+    /// One observation per batch the log writer makes durable (write + fdatasync).
+    pub log_fsync_seconds: Histogram,
+    pub log_fsync_records: IntCounter,
+    pub leader_changes: IntCounter,
+    /// Snapshots built here or installed from the leader.
+    pub snapshots: IntCounterVec,
+    /// From the latest task report: restarts per unit and units running per app.
+    pub daemon_restarts: IntGaugeVec,
+    pub units_running: IntGaugeVec,
+}
+
+fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+}
+
+impl Metrics {
+    fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Metrics {
+            ops: IntCounterVec::new(
+                Opts::new(
+                    "push_client_ops_total",
+                    "Client requests handled by this node.",
+                ),
+                &["op", "via"],
+            )?,
+            op_seconds: HistogramVec::new(
+                histogram_opts(
+                    "push_client_op_seconds",
+                    "Time to answer a client request, by op.",
+                ),
+                &["op"],
+            )?,
+            op_errors: IntCounterVec::new(
+                Opts::new(
+                    "push_client_op_errors_total",
+                    "Client requests answered with an error, by op and error code.",
+                ),
+                &["op", "code"],
+            )?,
+            evals: IntCounter::new("push_evals_total", "Python evaluations run on this node.")?,
+            eval_errors: IntCounter::new(
+                "push_eval_errors_total",
+                "Evaluations whose code raised (or that could not run).",
+            )?,
+            eval_seconds: Histogram::with_opts(histogram_opts(
+                "push_eval_seconds",
+                "Wall time of an evaluation.",
+            ))?,
+            http_requests: IntCounterVec::new(
+                Opts::new(
+                    "push_http_requests_total",
+                    "App HTTP requests by app, method and status class.",
+                ),
+                &["app", "method", "status"],
+            )?,
+            http_seconds: HistogramVec::new(
+                histogram_opts(
+                    "push_http_request_seconds",
+                    "Time to answer an app HTTP request.",
+                ),
+                &["app", "method"],
+            )?,
+            log_fsync_seconds: Histogram::with_opts(histogram_opts(
+                "push_raft_log_fsync_seconds",
+                "Time to write and fdatasync one batch of Raft log records.",
+            ))?,
+            log_fsync_records: IntCounter::new(
+                "push_raft_log_records_total",
+                "Raft log records made durable (appends, votes, commits, purges).",
+            )?,
+            leader_changes: IntCounter::new(
+                "push_raft_leader_changes_total",
+                "Times this node saw the cluster's leader change (including to none).",
+            )?,
+            snapshots: IntCounterVec::new(
+                Opts::new(
+                    "push_raft_snapshots_total",
+                    "Snapshots built here or installed from the leader.",
+                ),
+                &["kind"],
+            )?,
+            daemon_restarts: IntGaugeVec::new(
+                Opts::new(
+                    "push_daemon_restarts",
+                    "Restarts of a daemon unit since it started on this node (from its report).",
+                ),
+                &["app", "unit"],
+            )?,
+            units_running: IntGaugeVec::new(
+                Opts::new(
+                    "push_units_running",
+                    "Daemon units and schedule firings running on this node.",
+                ),
+                &["app"],
+            )?,
+            registry,
+        };
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.ops.clone()),
+            Box::new(m.op_seconds.clone()),
+            Box::new(m.op_errors.clone()),
+            Box::new(m.evals.clone()),
+            Box::new(m.eval_errors.clone()),
+            Box::new(m.eval_seconds.clone()),
+            Box::new(m.http_requests.clone()),
+            Box::new(m.http_seconds.clone()),
+            Box::new(m.log_fsync_seconds.clone()),
+            Box::new(m.log_fsync_records.clone()),
+            Box::new(m.leader_changes.clone()),
+            Box::new(m.snapshots.clone()),
+            Box::new(m.daemon_restarts.clone()),
+            Box::new(m.units_running.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c)?;
+        }
+        // Present from the first scrape, so a rate over them starts at zero.
+        for kind in ["built", "installed"] {
+            m.snapshots.with_label_values(&[kind]);
+        }
+        Ok(m)
+    }
+
+    /// Counts one answered client request.
+    pub fn op(&self, kind: &str, forwarded: bool, took: Duration, error: Option<ErrorCode>) {
+        let via = if forwarded { "node" } else { "client" };
+        self.ops.with_label_values(&[kind, via]).inc();
+        self.op_seconds
+            .with_label_values(&[kind])
+            .observe(took.as_secs_f64());
+        if let Some(code) = error {
+            self.op_errors
+                .with_label_values(&[kind, &format!("{code:?}")])
+                .inc();
+        }
+    }
+
+    /// Counts one evaluation.
+    pub fn eval(&self, took: Duration, failed: bool) {
+        self.evals.inc();
+        self.eval_seconds.observe(took.as_secs_f64());
+        if failed {
+            self.eval_errors.inc();
+        }
+    }
+
+    /// Counts one app HTTP request.
+    pub fn http(&self, app: &str, method: &str, status: u16, took: Duration) {
+        let class = match status {
+            100..=599 => format!("{}xx", status / 100),
+            _ => "other".to_string(),
+        };
+        self.http_requests
+            .with_label_values(&[app, method, &class])
+            .inc();
+        self.http_seconds
+            .with_label_values(&[app, method])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Replaces the unit gauges with what this node's latest task report says.
+    pub fn units(&self, reports: &[UnitReport]) {
+        self.daemon_restarts.reset();
+        self.units_running.reset();
+        for r in reports {
+            if r.kind != "schedule" {
+                self.daemon_restarts
+                    .with_label_values(&[&r.app, &r.unit])
+                    .set(r.restarts as i64);
+            }
+            let running = self.units_running.with_label_values(&[&r.app]);
+            if r.state == "running" {
+                running.inc();
+            }
+        }
+    }
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// This process's metrics.
+pub fn metrics() -> &'static Metrics {
+    METRICS.get_or_init(|| match Metrics::new() {
+        Ok(m) => m,
+        // Only a duplicate or malformed name can fail, which the unit tests would catch.
+        Err(e) => panic!("metric definitions are inconsistent: {e}"),
+    })
+}
+
+/// The snake-case name of an op, the `op` label of client metrics.
+pub fn op_kind(op: &Op) -> &'static str {
+    match op {
+        Op::Ping => "ping",
+        Op::Status => "status",
+        Op::Join { .. } => "join",
+        Op::KvGet { .. } => "kv_get",
+        Op::KvList { .. } => "kv_list",
+        Op::KvSet { .. } => "kv_set",
+        Op::KvDelete { .. } => "kv_delete",
+        Op::KvCas { .. } => "kv_cas",
+        Op::MissingBlobs { .. } => "missing_blobs",
+        Op::PutBlobs { .. } => "put_blobs",
+        Op::Commit { .. } => "commit",
+        Op::Versions { .. } => "versions",
+        Op::Activate { .. } => "activate",
+        Op::Diff { .. } => "diff",
+        Op::Files { .. } => "files",
+        Op::Forwarded { op, .. } => op_kind(op),
+        Op::SessionOpen => "session_open",
+        Op::SessionClose { .. } => "session_close",
+        Op::Eval { .. } => "eval",
+        Op::Complete { .. } => "complete",
+        Op::Inspect { .. } => "inspect",
+        Op::IsComplete { .. } => "is_complete",
+        Op::Interrupt { .. } => "interrupt",
+        Op::EvalAll { .. } => "eval_all",
+        Op::QueuePut { .. } => "queue_put",
+        Op::QueueTake { .. } => "queue_take",
+        Op::QueueAck { .. } => "queue_ack",
+        Op::QueuePeek { .. } => "queue_peek",
+        Op::QueueStats => "queue_stats",
+        Op::Heartbeat(_) => "heartbeat",
+        Op::Nodes => "nodes",
+        Op::Daemons => "daemons",
+        Op::Restart { .. } => "restart",
+        Op::Tail { .. } => "tail",
+        Op::Run { .. } => "run",
+        Op::TsAppend { .. } => "ts_append",
+        Op::TsRange { .. } => "ts_range",
+        Op::TsStats => "ts_stats",
+        Op::TsCursor { .. } => "ts_cursor",
+        Op::Audit { .. } => "audit",
+        Op::Audited { op, .. } => op_kind(op),
+        Op::AuditRecord(_) => "audit_record",
+        Op::Logs { .. } => "logs",
+    }
+}
+
+/// Resident memory and CPU time of this process, from `/proc/self`.
+#[derive(Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    pub resident_bytes: u64,
+    pub cpu_seconds: f64,
+    pub threads: u64,
+}
+
+/// Parses `/proc/self/stat` (fields after the command name in parentheses) given the clock
+/// tick rate and page size.
+pub fn parse_proc_stat(stat: &str, ticks_per_second: u64, page_size: u64) -> Option<ProcessStats> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')' field 0 is the state (stat field 3): utime is 14, stime 15, threads 20, rss 24.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    let ticks = field(14)? + field(15)?;
+    Some(ProcessStats {
+        resident_bytes: field(24)? * page_size,
+        cpu_seconds: ticks as f64 / ticks_per_second.max(1) as f64,
+        threads: field(20)?,
+    })
+}
+
+fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // SAFETY: sysconf only reads system configuration.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    parse_proc_stat(
+        &stat,
+        u64::try_from(ticks).unwrap_or(100),
+        u64::try_from(page).unwrap_or(4096),
+    )
+}
+
+/// Levels read at scrape time, in a registry made for one scrape.
+fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
+    let registry = Registry::new();
+    let gauge = |name: &str, help: &str, value: i64| -> Result<(), prometheus::Error> {
+        let g = IntGauge::new(name, help)?;
+        g.set(value);
+        registry.register(Box::new(g))
+    };
+    let m = node.raft.metrics().borrow().clone();
+    let index = |i: Option<u64>| i.map_or(0, |i| i as i64);
+    gauge(
+        "push_raft_term",
+        "Current Raft term.",
+        m.current_term as i64,
+    )?;
+    gauge(
+        "push_raft_last_log_index",
+        "Index of the last entry in this node's log.",
+        index(m.last_log_index),
+    )?;
+    gauge(
+        "push_raft_applied_index",
+        "Index of the last entry applied to the state machine.",
+        index(m.last_applied.map(|l| l.index)),
+    )?;
+    gauge(
+        "push_raft_committed_index",
+        "Index of the last entry known committed (persisted by the log store).",
+        index(crate::consensus::log_store::committed_index()),
+    )?;
+    gauge(
+        "push_raft_is_leader",
+        "1 when this node is the leader.",
+        i64::from(m.state == openraft::ServerState::Leader),
+    )?;
+    gauge(
+        "push_raft_snapshot_index",
+        "Index covered by the latest snapshot.",
+        index(m.snapshot.map(|l| l.index)),
+    )?;
+
+    let ready = IntGaugeVec::new(
+        Opts::new("push_queue_ready", "Items ready to be taken."),
+        &["queue"],
+    )?;
+    let leased = IntGaugeVec::new(
+        Opts::new("push_queue_leased", "Items taken and not yet acked."),
+        &["queue"],
+    )?;
+    let puts = IntCounterVec::new(
+        Opts::new("push_queue_puts_total", "Items ever put (replicated)."),
+        &["queue"],
+    )?;
+    let acks = IntCounterVec::new(
+        Opts::new("push_queue_acks_total", "Items ever acked (replicated)."),
+        &["queue"],
+    )?;
+    // One short read of the applied state per scrape.
+    node.read(|s| {
+        let now = s.queues.clock().max(crate::node::now_ms());
+        for (name, q) in s.queues.names() {
+            ready
+                .with_label_values(&[name])
+                .set(q.ready_count(now) as i64);
+            leased
+                .with_label_values(&[name])
+                .set(q.leased_count(now) as i64);
+            puts.with_label_values(&[name]).inc_by(q.puts);
+            acks.with_label_values(&[name]).inc_by(q.acks);
+        }
+    });
+    registry.register(Box::new(ready))?;
+    registry.register(Box::new(leased))?;
+    registry.register(Box::new(puts))?;
+    registry.register(Box::new(acks))?;
+
+    if let Some(p) = process_stats() {
+        gauge(
+            "push_process_resident_memory_bytes",
+            "Resident memory of the node process.",
+            p.resident_bytes as i64,
+        )?;
+        gauge(
+            "push_process_threads",
+            "Threads of the node process.",
+            p.threads as i64,
+        )?;
+        let cpu = prometheus::Counter::new(
+            "push_process_cpu_seconds_total",
+            "User and system CPU time of the node process.",
+        )?;
+        cpu.inc_by(p.cpu_seconds);
+        registry.register(Box::new(cpu))?;
+    }
+    Ok(registry)
+}
+
+/// The `/metrics` page: event counters plus levels read now.
+pub fn render(node: &Node) -> Result<String, prometheus::Error> {
+    let mut families = metrics().registry.gather();
+    families.extend(scrape_levels(node)?.gather());
+    families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&families, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Counts leader changes as this node sees them, until the Raft metrics channel closes.
+pub async fn watch_leader(node: std::sync::Arc<Node>) {
+    let mut rx = node.raft.metrics();
+    let mut leader = rx.borrow().current_leader;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now != leader {
+            leader = now;
+            metrics().leader_changes.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_register() {
+        let m = metrics();
+        m.op("kv_set", false, Duration::from_millis(2), None);
+        m.op(
+            "kv_set",
+            true,
+            Duration::from_millis(3),
+            Some(ErrorCode::NoLeader),
+        );
+        m.http("default", "GET", 404, Duration::from_millis(1));
+        let families = m.registry.gather();
+        let names: Vec<&str> = families.iter().map(|f| f.get_name()).collect();
+        for name in [
+            "push_client_ops_total",
+            "push_client_op_errors_total",
+            "push_http_requests_total",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("encodes");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains(r#"push_client_op_errors_total{code="NoLeader",op="kv_set"} "#),
+            "{text}"
+        );
+        assert!(text.contains(r#"status="4xx""#), "{text}");
+    }
+
+    #[test]
+    fn proc_stat() {
+        // A real line from /proc/self/stat, with a command name holding ") (".
+        let line = "4242 (push) (node) S 1 4242 4242 0 -1 4194560 2680 0 0 0 150 50 0 0 20 0 9 0 \
+                    123 1000000 2500 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(
+            parse_proc_stat(line, 100, 4096),
+            Some(ProcessStats {
+                resident_bytes: 2500 * 4096,
+                cpu_seconds: 2.0,
+                threads: 9,
+            })
+        );
+        assert_eq!(parse_proc_stat("garbage", 100, 4096), None);
+        let own = process_stats().expect("this process has /proc/self/stat");
+        assert!(own.resident_bytes > 0 && own.threads > 0, "{own:?}");
+    }
+}
