@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_input;
+mod chaos;
 mod cluster;
 mod code_store;
 mod eval;
