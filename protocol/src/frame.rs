@@ -100,7 +100,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     // Grow with the bytes that actually arrive: a prefix claiming the limit costs nothing
     // until the peer sends that much.
     let mut body = Vec::with_capacity(size.min(INITIAL_BODY));
-    (&mut *reader).take(size as u64).read_to_end(&mut body).await?;
+    (&mut *reader)
+        .take(size as u64)
+        .read_to_end(&mut body)
+        .await?;
     if body.len() < size {
         return Err(FrameError::Truncated {
             got: body.len(),

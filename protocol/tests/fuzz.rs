@@ -110,7 +110,9 @@ fn samples() -> Vec<Vec<u8>> {
     ];
     let mut out = vec![codec::encode(&hello).expect("encode")];
     out.extend(ops.iter().map(|op| codec::encode(op).expect("encode")));
-    out.push(codec::encode(&Outcome::Ok(Reply::Keys(vec!["a".into(), "b".into()]))).expect("encode"));
+    out.push(
+        codec::encode(&Outcome::Ok(Reply::Keys(vec!["a".into(), "b".into()]))).expect("encode"),
+    );
     out
 }
 
@@ -129,7 +131,10 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1u8..).prop_map(|(i, b)| Mutation::Flip(i, b)),
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 1..16)
+        )
             .prop_map(|(i, b)| Mutation::Insert(i, b)),
         any::<usize>().prop_map(Mutation::Cut),
         any::<usize>().prop_map(Mutation::HugeLength),
@@ -228,7 +233,10 @@ fn decoders_survive_hostile_input_with_bounded_allocations() {
             |(which, mutations)| {
                 let payload = mutate(samples[which].clone(), &mutations);
                 let big = largest_allocation(|| decode_everything(&payload));
-                prop_assert!(big <= decode_budget(payload.len()), "decode allocated {big}");
+                prop_assert!(
+                    big <= decode_budget(payload.len()),
+                    "decode allocated {big}"
+                );
                 let framed = frame::encode_frame(Kind::Request, &[&7u64.to_be_bytes(), &payload]);
                 let stream = mutate(framed, &mutations[..1]);
                 let big = largest_allocation(|| read_all_frames(&rt, &stream));

@@ -176,8 +176,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let runtime = tokio::task::spawn_blocking(move || Runtime::start(threads)).await??;
     let (version, prefix) = tokio::task::spawn_blocking(Runtime::python_info).await?;
     tracing::info!(python = %version.lines().next().unwrap_or(""), %prefix, "embedded python ready");
-    let (raft, state) =
-        consensus::start(
+    let (raft, state) = consensus::start(
         config.id,
         &config.data,
         token.clone(),

@@ -97,9 +97,15 @@ pub async fn start(
     }
     .validate()
     .map_err(|e| StartError::Config(e.to_string()))?;
-    let raft = Raft::new(id, Arc::new(config), network::Network { token, peer_via }, log, sm)
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        id,
+        Arc::new(config),
+        network::Network { token, peer_via },
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
     Ok((raft, shared))
 }
 

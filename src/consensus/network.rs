@@ -289,8 +289,13 @@ mod tests {
     #[test]
     fn valid_rpcs_round_trip() {
         let s = samples();
-        assert!(matches!(codec::decode::<RaftRpc>(&s[0]), Ok(RaftRpc::Append(r)) if r.entries.len() == 3));
-        assert!(matches!(codec::decode::<RaftRpc>(&s[1]), Ok(RaftRpc::Vote(_))));
+        assert!(
+            matches!(codec::decode::<RaftRpc>(&s[0]), Ok(RaftRpc::Append(r)) if r.entries.len() == 3)
+        );
+        assert!(matches!(
+            codec::decode::<RaftRpc>(&s[1]),
+            Ok(RaftRpc::Vote(_))
+        ));
         assert!(matches!(
             codec::decode::<RaftRpcReply>(&s[2]),
             Ok(RaftRpcReply::Append(Ok(_)))

@@ -140,8 +140,24 @@ mod tests {
             // Overlaps the second write: may see 1 or 2.
             op(25, Some(30), Call::Read(Some(2))),
             op(26, Some(35), Call::Read(Some(2))),
-            op(50, Some(60), Call::Cas { expected: Some(2), new: 3, ok: Some(true) }),
-            op(61, Some(62), Call::Cas { expected: Some(2), new: 4, ok: Some(false) }),
+            op(
+                50,
+                Some(60),
+                Call::Cas {
+                    expected: Some(2),
+                    new: 3,
+                    ok: Some(true),
+                },
+            ),
+            op(
+                61,
+                Some(62),
+                Call::Cas {
+                    expected: Some(2),
+                    new: 4,
+                    ok: Some(false),
+                },
+            ),
             op(70, Some(80), Call::Read(Some(3))),
         ];
         assert_eq!(check(&h, None, BUDGET), Verdict::Linearizable);
@@ -173,8 +189,24 @@ mod tests {
     fn two_successful_cas_from_the_same_value_are_caught() {
         let h = vec![
             op(0, Some(5), Call::Write(1)),
-            op(10, Some(20), Call::Cas { expected: Some(1), new: 2, ok: Some(true) }),
-            op(11, Some(21), Call::Cas { expected: Some(1), new: 3, ok: Some(true) }),
+            op(
+                10,
+                Some(20),
+                Call::Cas {
+                    expected: Some(1),
+                    new: 2,
+                    ok: Some(true),
+                },
+            ),
+            op(
+                11,
+                Some(21),
+                Call::Cas {
+                    expected: Some(1),
+                    new: 3,
+                    ok: Some(true),
+                },
+            ),
         ];
         assert_eq!(check(&h, None, BUDGET), Verdict::NotLinearizable);
     }
@@ -187,7 +219,15 @@ mod tests {
             op(5, None, Call::Write(8)),
             op(100, Some(110), Call::Read(None)),
             op(200, Some(210), Call::Read(Some(7))),
-            op(220, None, Call::Cas { expected: Some(7), new: 9, ok: None }),
+            op(
+                220,
+                None,
+                Call::Cas {
+                    expected: Some(7),
+                    new: 9,
+                    ok: None,
+                },
+            ),
             op(300, Some(310), Call::Read(Some(9))),
         ];
         assert_eq!(check(&h, None, BUDGET), Verdict::Linearizable);
@@ -219,7 +259,9 @@ mod tests {
     fn the_budget_bounds_a_hopeless_search() {
         // Many concurrent unknown writes and an impossible read: the search is exponential
         // without a bound.
-        let mut h: Vec<Operation> = (0..40).map(|i| op(i, None, Call::Write(i as i64))).collect();
+        let mut h: Vec<Operation> = (0..40)
+            .map(|i| op(i, None, Call::Write(i as i64)))
+            .collect();
         h.push(op(1000, Some(1001), Call::Read(Some(-1))));
         let verdict = check(&h, None, Duration::from_millis(200));
         assert_ne!(verdict, Verdict::Linearizable);

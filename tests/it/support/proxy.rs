@@ -251,17 +251,31 @@ mod tests {
         let (net, via) = net();
         let mut s = TcpStream::connect(&via).await.expect("connect");
         let short = Duration::from_millis(500);
-        assert_eq!(echo(&mut s, b"hello", short).await.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            echo(&mut s, b"hello", short).await.as_deref(),
+            Some(&b"hello"[..])
+        );
 
         net.set(1, 2, Mode::Drop);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(echo(&mut s, b"x", short).await, Some(Vec::new()), "open conn closed");
+        assert_eq!(
+            echo(&mut s, b"x", short).await,
+            Some(Vec::new()),
+            "open conn closed"
+        );
         let mut fresh = TcpStream::connect(&via).await.expect("accept still works");
-        assert_eq!(echo(&mut fresh, b"y", short).await, Some(Vec::new()), "new conn closed");
+        assert_eq!(
+            echo(&mut fresh, b"y", short).await,
+            Some(Vec::new()),
+            "new conn closed"
+        );
 
         net.heal();
         let mut again = TcpStream::connect(&via).await.expect("connect");
-        assert_eq!(echo(&mut again, b"back", short).await.as_deref(), Some(&b"back"[..]));
+        assert_eq!(
+            echo(&mut again, b"back", short).await.as_deref(),
+            Some(&b"back"[..])
+        );
     }
 
     #[tokio::test]
@@ -274,7 +288,11 @@ mod tests {
         net.isolate(2, Mode::Blackhole);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(net.links[&(1, 2)].mode(), Mode::Blackhole);
-        assert_eq!(echo(&mut open, b"lost", short).await, None, "no answer, no close");
+        assert_eq!(
+            echo(&mut open, b"lost", short).await,
+            None,
+            "no answer, no close"
+        );
         let mut fresh = TcpStream::connect(&via).await.expect("accepted");
         assert_eq!(echo(&mut fresh, b"lost", short).await, None);
 
@@ -283,7 +301,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(echo(&mut open, b"z", short).await, Some(Vec::new()));
         let mut again = TcpStream::connect(&via).await.expect("connect");
-        assert_eq!(echo(&mut again, b"ok", short).await.as_deref(), Some(&b"ok"[..]));
+        assert_eq!(
+            echo(&mut again, b"ok", short).await.as_deref(),
+            Some(&b"ok"[..])
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl QueueHistory {
         }
         for (value, takers) in &acked_by {
             if takers.len() > 1 {
-                errors.push(format!("item {value} was acked by {} takers: {takers:?}", takers.len()));
+                errors.push(format!(
+                    "item {value} was acked by {} takers: {takers:?}",
+                    takers.len()
+                ));
             }
         }
         let mut takes: BTreeMap<i64, usize> = BTreeMap::new();
@@ -88,7 +91,11 @@ impl QueueHistory {
         }
         Ok(QueueSummary {
             puts_ok: self.puts.values().filter(|o| **o == Outcome::Ok).count(),
-            puts_unknown: self.puts.values().filter(|o| **o == Outcome::Unknown).count(),
+            puts_unknown: self
+                .puts
+                .values()
+                .filter(|o| **o == Outcome::Unknown)
+                .count(),
             acked: acked_by.len(),
             redelivered: takes.values().filter(|n| **n > 1).count(),
         })
@@ -136,7 +143,10 @@ mod tests {
         let mut h = good();
         h.acks.retain(|(v, _, _)| *v != 4);
         let errors = h.check().unwrap_err();
-        assert!(errors[0].contains("never taken and acked: [4]"), "{errors:?}");
+        assert!(
+            errors[0].contains("never taken and acked: [4]"),
+            "{errors:?}"
+        );
         // An ack whose answer was lost may have gone through: not a loss.
         h.acks.push((4, "a".into(), Outcome::Unknown));
         assert!(h.check().is_ok());
@@ -147,7 +157,10 @@ mod tests {
         let mut h = good();
         h.acks.push((5, "b".into(), Outcome::Ok));
         let errors = h.check().unwrap_err();
-        assert!(errors[0].contains("item 5 was acked by 2 takers"), "{errors:?}");
+        assert!(
+            errors[0].contains("item 5 was acked by 2 takers"),
+            "{errors:?}"
+        );
     }
 
     #[test]
