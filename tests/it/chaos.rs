@@ -521,6 +521,22 @@ async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the
     let check_started = Instant::now();
     let verdicts = linearizable::check_keys(&kv_history, Duration::from_secs(20));
     let kv_check_time = check_started.elapsed();
+    // The checker is wired to this history: one read planted with a value nobody wrote must
+    // make its key fail.
+    if let Some((key, ops)) = kv_history.iter().max_by_key(|(_, ops)| ops.len()) {
+        let mut planted = ops.clone();
+        if let Some(read) = planted
+            .iter_mut()
+            .find(|o| matches!(o.call, Call::Read(_)) && o.end.is_some())
+        {
+            read.call = Call::Read(Some(-1));
+            assert_eq!(
+                linearizable::check(&planted, None, Duration::from_secs(20)),
+                Verdict::NotLinearizable,
+                "a planted bad read on key {key} went unnoticed"
+            );
+        }
+    }
     let unknown_per_key: BTreeMap<&String, usize> = kv_history
         .iter()
         .map(|(k, ops)| (k, ops.iter().filter(|o| o.end.is_none()).count()))
