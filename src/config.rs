@@ -1,5 +1,6 @@
 //! A node's settings: read from an optional RON file, then overridden by flags, then checked.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,10 @@ pub struct NodeFile {
     pub tls_key: Option<PathBuf>,
     /// ...and the CA (PEM) that signed every node's certificate, to verify peers.
     pub tls_ca: Option<PathBuf>,
+    /// Dial peer `id` at this address instead of the address it advertises (a tunnel, a
+    /// sidecar, or a test's fault proxy), e.g. `{2: "127.0.0.1:9102"}`. Raft RPCs, forwards
+    /// to the leader and fan-outs to that peer all go there.
+    pub peer_via: Option<BTreeMap<u64, String>>,
 }
 
 impl NodeFile {
@@ -76,6 +81,13 @@ impl NodeFile {
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
             tls_ca: over.tls_ca.or(self.tls_ca),
+            peer_via: match (self.peer_via, over.peer_via) {
+                (Some(mut base), Some(over)) => {
+                    base.extend(over);
+                    Some(base)
+                }
+                (base, over) => over.or(base),
+            },
         }
     }
 
@@ -114,6 +126,14 @@ impl NodeFile {
             })?),
             None => None,
         };
+        let peer_via = self.peer_via.unwrap_or_default();
+        for (peer, via) in &peer_via {
+            if via.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "peer_via for node {peer}: {via:?} is not HOST:PORT (e.g. --peer-via {peer}=127.0.0.1:9102)"
+                )));
+            }
+        }
         let defaults = RaftSettings::default();
         let raft = RaftSettings {
             heartbeat_ms: self.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
@@ -149,6 +169,7 @@ impl NodeFile {
             raft,
             tags: self.tags.unwrap_or_default(),
             gpu: self.gpu,
+            peer_via,
         })
     }
 }
@@ -168,6 +189,8 @@ pub struct NodeConfig {
     pub raft: RaftSettings,
     pub tags: Vec<String>,
     pub gpu: Option<bool>,
+    /// Peer id -> the address to dial it at (instead of its advertised one).
+    pub peer_via: BTreeMap<u64, String>,
     /// TLS for client and peer traffic (none: plain TCP).
     pub tls: Option<TlsFiles>,
 }
@@ -223,6 +246,24 @@ mod tests {
         assert_eq!(config.id, 2);
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.raft.heartbeat_ms, 50);
+
+        let config = NodeFile::load(&path)
+            .unwrap()
+            .merge(NodeFile {
+                peer_via: Some(BTreeMap::from([(3, "127.0.0.1:9103".to_string())])),
+                ..Default::default()
+            })
+            .check()
+            .unwrap();
+        assert_eq!(config.peer_via[&3], "127.0.0.1:9103");
+        let err = NodeFile {
+            peer_via: Some(BTreeMap::from([(3, "nowhere".to_string())])),
+            ..NodeFile::load(&path).unwrap()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--peer-via 3="), "{err}");
 
         std::fs::write(&path, "(idd: 2)").unwrap();
         let err = NodeFile::load(&path).unwrap_err().to_string();

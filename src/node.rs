@@ -6,7 +6,7 @@
 //! leader (the connection could not be opened); once sent, a lost answer is reported as an
 //! unknown outcome rather than risking a write applied twice.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +39,7 @@ pub struct NodeParts {
     pub token: String,
     pub runtime: Arc<Runtime>,
     pub http: Option<String>,
+    pub peer_via: BTreeMap<u64, String>,
 }
 
 /// A node's running parts.
@@ -51,6 +52,8 @@ pub struct Node {
     pub runtime: Arc<Runtime>,
     /// Where app HTTP handlers are served, if anywhere.
     pub http: Option<String>,
+    /// Peer id -> address to dial it at instead of its advertised one (`--peer-via`).
+    pub peer_via: BTreeMap<u64, String>,
     started: Instant,
     leaders: tokio::sync::Mutex<HashMap<String, Arc<Client>>>,
     membership: tokio::sync::Mutex<()>,
@@ -85,6 +88,7 @@ impl Node {
             token,
             runtime,
             http,
+            peer_via,
         } = parts;
         Node {
             id,
@@ -94,6 +98,7 @@ impl Node {
             token,
             runtime,
             http,
+            peer_via,
             started: Instant::now(),
             leaders: tokio::sync::Mutex::new(HashMap::new()),
             membership: tokio::sync::Mutex::new(()),
@@ -189,6 +194,22 @@ impl Node {
             Ok(_) => Ok(Route::Done(self.members())),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => forward_of(&f),
             Err(e) => Err(internal(format!("promoting node {id} to voter: {e}"))),
+        }
+    }
+
+    /// Where to dial member `id`, advertised at `addr`: its `--peer-via` address if set.
+    pub fn dial_addr(&self, id: u64, addr: &str) -> String {
+        self.peer_via
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| addr.to_string())
+    }
+
+    /// Where to dial the member advertised at `addr` (see [`Node::dial_addr`]).
+    fn dial_advertised(&self, addr: &str) -> String {
+        match self.members().into_iter().find(|m| m.addr == addr) {
+            Some(m) => self.dial_addr(m.id, addr),
+            None => addr.to_string(),
         }
     }
 
@@ -318,7 +339,9 @@ impl Node {
         }
     }
 
-    async fn forward(&self, addr: &str, op: &Op, hops: u8) -> Result<Reply, ForwardError> {
+    async fn forward(&self, advertised: &str, op: &Op, hops: u8) -> Result<Reply, ForwardError> {
+        let dial = self.dial_advertised(advertised);
+        let addr = dial.as_str();
         let client = {
             let mut leaders = self.leaders.lock().await;
             match leaders.get(addr) {

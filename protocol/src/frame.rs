@@ -1,8 +1,9 @@
 //! Framing: `[u32 big-endian length][u8 kind][payload]`, where length counts kind + payload.
 //!
 //! Framing is apart from meaning: this module only finds frame boundaries and enforces the size
-//! cap. A frame whose declared length exceeds the cap is refused before any of it is read, so
-//! an oversized or garbage prefix never makes the reader allocate.
+//! cap. A frame whose declared length exceeds the cap is refused before any of it is read, and
+//! a body's buffer grows only as its bytes arrive, so an oversized or garbage prefix never
+//! makes the reader allocate more than the sender actually sent.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -10,6 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const MAX_CLIENT_FRAME: usize = 16 << 20;
 /// Largest frame between nodes (Raft batches and snapshot chunks; 64 MiB).
 pub const MAX_PEER_FRAME: usize = 64 << 20;
+
+/// Bytes reserved for a frame body before its bytes arrive.
+const INITIAL_BODY: usize = 64 << 10;
 
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,14 +97,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size == 0 {
         return Err(FrameError::Empty);
     }
-    let mut body = vec![0u8; size];
-    let mut got = 0;
-    while got < size {
-        let n = reader.read(&mut body[got..]).await?;
-        if n == 0 {
-            return Err(FrameError::Truncated { got, want: size });
-        }
-        got += n;
+    // Grow with the bytes that actually arrive: a prefix claiming the limit costs nothing
+    // until the peer sends that much.
+    let mut body = Vec::with_capacity(size.min(INITIAL_BODY));
+    (&mut *reader)
+        .take(size as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() < size {
+        return Err(FrameError::Truncated {
+            got: body.len(),
+            want: size,
+        });
     }
     let kind = Kind::from_u8(body[0]).ok_or(FrameError::UnknownKind(body[0]))?;
     body.remove(0);

@@ -168,6 +168,7 @@ pub enum Op {
     /// A request a follower passes to the leader; `hops` bounds forwarding loops.
     Forwarded {
         hops: u8,
+        #[serde(deserialize_with = "crate::value::nested")]
         op: Box<Op>,
     },
     /// Open an evaluation session: its own Python namespace on this node.

@@ -64,6 +64,21 @@ impl Drop for DepthGuard {
     }
 }
 
+/// Deserializes a recursive field (such as a forwarded request inside a request) under the
+/// same depth guard as values, so nesting costs a bounded stack whatever the input claims.
+pub(crate) fn nested<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let Some(_guard) = DepthGuard::enter() else {
+        return Err(serde::de::Error::custom(format!(
+            "message nested deeper than {MAX_DEPTH} levels"
+        )));
+    };
+    T::deserialize(deserializer)
+}
+
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let Some(_guard) = DepthGuard::enter() else {

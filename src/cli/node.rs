@@ -61,6 +61,10 @@ pub struct NodeArgs {
     /// Declare whether this node has a GPU (default: detected).
     #[arg(long, value_name = "BOOL")]
     pub gpu: Option<bool>,
+    /// Dial peer ID at ADDR instead of its advertised address (a tunnel, a sidecar, a fault
+    /// proxy); repeat for several peers
+    #[arg(long = "peer-via", value_name = "ID=HOST:PORT", value_parser = parse_peer_via)]
+    pub peer_via: Vec<(u64, String)>,
     /// Log format: "text" or "json"
     #[arg(long, default_value = "text")]
     pub log_format: String,
@@ -99,9 +103,21 @@ impl NodeArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             tls_ca: self.tls_ca.clone(),
+            peer_via: (!self.peer_via.is_empty()).then(|| self.peer_via.iter().cloned().collect()),
         };
         Ok(file.merge(flags).check()?)
     }
+}
+
+fn parse_peer_via(arg: &str) -> Result<(u64, String), String> {
+    let (id, addr) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?} is not ID=HOST:PORT (e.g. 2=127.0.0.1:9102)"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{id:?} is not a node id (e.g. 2=127.0.0.1:9102)"))?;
+    Ok((id, addr.trim().to_string()))
 }
 
 fn init_logging(format: &str) {
@@ -194,8 +210,14 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let runtime = tokio::task::spawn_blocking(move || Runtime::start(threads)).await??;
     let (version, prefix) = tokio::task::spawn_blocking(Runtime::python_info).await?;
     tracing::info!(python = %version.lines().next().unwrap_or(""), %prefix, "embedded python ready");
-    let (raft, state) =
-        consensus::start(config.id, &config.data, token.clone(), &config.raft).await?;
+    let (raft, state) = consensus::start(
+        config.id,
+        &config.data,
+        token.clone(),
+        &config.raft,
+        config.peer_via.clone(),
+    )
+    .await?;
     let node = Arc::new(Node::new(NodeParts {
         id: config.id,
         addr: addr.clone(),
@@ -204,6 +226,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         token,
         runtime: runtime.clone(),
         http: config.http.map(|h| h.to_string()),
+        peer_via: config.peer_via.clone(),
     }));
     crate::runtime::native::install(node.clone(), tokio::runtime::Handle::current());
     tokio::spawn(crate::metrics::watch_leader(node.clone()));

@@ -74,6 +74,7 @@ pub async fn start(
     dir: &Path,
     token: String,
     settings: &RaftSettings,
+    peer_via: std::collections::BTreeMap<u64, String>,
 ) -> Result<(Raft, Arc<SharedState>), StartError> {
     let storage = |source| StartError::Storage {
         dir: dir.display().to_string(),
@@ -96,9 +97,15 @@ pub async fn start(
     }
     .validate()
     .map_err(|e| StartError::Config(e.to_string()))?;
-    let raft = Raft::new(id, Arc::new(config), network::Network { token }, log, sm)
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        id,
+        Arc::new(config),
+        network::Network { token, peer_via },
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
     Ok((raft, shared))
 }
 

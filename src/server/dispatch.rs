@@ -190,7 +190,10 @@ where
     let members = node.members();
     let mut tasks = tokio::task::JoinSet::new();
     for id in targets.iter().copied().filter(|id| *id != node.id) {
-        let addr = members.iter().find(|m| m.id == id).map(|m| m.addr.clone());
+        let addr = members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| node.dial_addr(m.id, &m.addr));
         let (op, token) = (op.clone(), node.token.clone());
         tasks.spawn(async move {
             let outcome = match addr {

@@ -272,6 +272,79 @@ async fn all_nodes_killed_and_restarted_keep_state_and_code_history() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_nodes_killed_during_concurrent_writes_keep_every_acknowledged_write() {
+    let mut cluster = Cluster::start(3).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, i64)>();
+    // Six writers spread over the three nodes, still writing when every node is killed.
+    let mut writers = Vec::new();
+    for w in 0..6u64 {
+        let addr = cluster.addr(w % 3 + 1);
+        let token = cluster.token.clone();
+        let tx = tx.clone();
+        writers.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let mut client = Client::connect(&addr, &token).await.ok();
+            let mut i = 0i64;
+            while Instant::now() < deadline {
+                let Some(c) = &client else {
+                    client = Client::connect(&addr, &token).await.ok();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let key = format!("w{w}-{i}");
+                let op = Op::KvSet {
+                    map: "crash".into(),
+                    key: key.clone(),
+                    value: Value::Int(i),
+                };
+                match tokio::time::timeout(Duration::from_secs(2), c.call(op)).await {
+                    Ok(Ok(Reply::Written { .. })) => {
+                        let _ = tx.send((key, i));
+                    }
+                    Ok(Ok(other)) => panic!("unexpected {other:?}"),
+                    Ok(Err(e)) if e.code().is_some() => {}
+                    _ => client = None,
+                }
+                i += 1;
+            }
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let acked_before_kill = rx.len();
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let mut acked = Vec::new();
+    while let Some(pair) = rx.recv().await {
+        acked.push(pair);
+    }
+    assert!(
+        acked_before_kill > 30,
+        "writes were not flowing when the nodes were killed: {acked_before_kill}"
+    );
+    for id in 1..=3 {
+        cluster.restart(id);
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let client = cluster.client(leader).await;
+    for (key, value) in &acked {
+        assert_eq!(
+            get(&client, "crash", key, ReadMode::Linearizable).await,
+            Some(Value::Int(*value)),
+            "acknowledged write {key} was lost when every node was killed"
+        );
+    }
+    eprintln!(
+        "{} writes acknowledged ({acked_before_kill} when the kills began), all present after restart",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_node_joins_and_receives_the_full_state_through_a_snapshot() {
     // Snapshot every 20 entries and keep no log behind it: a newcomer can only catch up by
     // installing a snapshot.

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use push_protocol::{Client, NodeStatus, Op, ReadMode, Reply, Value};
 
+use super::proxy::{FaultNet, Mode};
+
 /// The `push` binary under test.
 pub fn push_bin() -> &'static str {
     env!("CARGO_BIN_EXE_push")
@@ -27,6 +29,8 @@ pub struct NodeProc {
     pub data: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Stopped with SIGSTOP (see [`Cluster::pause`]).
+    paused: bool,
 }
 
 /// A cluster of node processes sharing a temp dir and a token.
@@ -35,6 +39,8 @@ pub struct Cluster {
     pub token: String,
     pub token_file: PathBuf,
     pub nodes: Vec<NodeProc>,
+    /// Fault proxies on every peer link, when started with [`Cluster::start_partitionable`].
+    pub net: Option<FaultNet>,
 }
 
 impl Cluster {
@@ -57,6 +63,7 @@ impl Cluster {
             token,
             token_file,
             nodes: Vec::new(),
+            net: None,
         };
         for id in 1..=n {
             cluster.add_node(id, extra);
@@ -68,6 +75,60 @@ impl Cluster {
             .wait_voters(n as usize, Duration::from_secs(30))
             .await;
         cluster
+    }
+
+    /// Like [`Cluster::start_with`], but every node dials its peers through a fault proxy of
+    /// its own per directed link (`--peer-via`), so [`Cluster::partition`] can cut any node
+    /// off. Clients still reach every node directly.
+    pub async fn start_partitionable(n: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("push-it-")
+            .tempdir()
+            .expect("temp dir");
+        let token = format!("test-token-{}", free_port());
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, &token).expect("token file");
+        let addrs: Vec<(u64, String)> = (1..=n)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let net = FaultNet::new(&addrs);
+        let mut cluster = Cluster {
+            dir,
+            token,
+            token_file,
+            nodes: Vec::new(),
+            net: None,
+        };
+        for (id, addr) in &addrs {
+            let mut flags: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            flags.extend(net.flags_for(*id));
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            cluster.add_node_at(*id, addr.clone(), &flags);
+            if *id == 1 {
+                cluster.wait_leader(Duration::from_secs(20)).await;
+            }
+        }
+        cluster.net = Some(net);
+        cluster
+            .wait_voters(n as usize, Duration::from_secs(30))
+            .await;
+        cluster
+    }
+
+    /// Cuts node `id` off from every peer, both directions: `Mode::Drop` closes its peer
+    /// connections, `Mode::Blackhole` leaves them open and silent.
+    pub fn partition(&self, id: u64, mode: Mode) {
+        self.net
+            .as_ref()
+            .expect("partition needs Cluster::start_partitionable")
+            .isolate(id, mode);
+    }
+
+    /// Every peer link passes again.
+    pub fn heal(&self) {
+        if let Some(net) = &self.net {
+            net.heal();
+        }
     }
 
     /// Starts `n` nodes with `extra` flags without waiting through this process's client
@@ -85,6 +146,7 @@ impl Cluster {
             token,
             token_file,
             nodes: Vec::new(),
+            net: None,
         };
         for id in 1..=n {
             cluster.add_node(id, extra);
@@ -95,6 +157,10 @@ impl Cluster {
     /// Starts node `id` (joining node 1 unless it is node 1).
     pub fn add_node(&mut self, id: u64, extra: &[&str]) {
         let addr = format!("127.0.0.1:{}", free_port());
+        self.add_node_at(id, addr, extra);
+    }
+
+    fn add_node_at(&mut self, id: u64, addr: String, extra: &[&str]) {
         let http = format!("127.0.0.1:{}", free_port());
         let data = self.dir.path().join(format!("node{id}"));
         std::fs::create_dir_all(&data).expect("data dir");
@@ -110,6 +176,7 @@ impl Cluster {
             data,
             child: None,
             extra,
+            paused: false,
         };
         self.spawn(&mut node);
         self.nodes.push(node);
@@ -161,8 +228,34 @@ impl Cluster {
         self.node(id).http.clone()
     }
 
-    /// kill -9.
+    /// SIGSTOP: the node freezes (its sockets stay open, nothing answers) until
+    /// [`Cluster::resume`].
+    pub fn pause(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        if let Some(child) = &node.child {
+            // SAFETY: signalling a child process this test spawned.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGSTOP);
+            }
+            node.paused = true;
+        }
+    }
+
+    /// SIGCONT after [`Cluster::pause`].
+    pub fn resume(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        if let Some(child) = &node.child {
+            // SAFETY: signalling a child process this test spawned.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGCONT);
+            }
+        }
+        node.paused = false;
+    }
+
+    /// kill -9 (also of a paused node).
     pub fn kill(&mut self, id: u64) {
+        self.node_mut(id).paused = false;
         if let Some(mut child) = self.node_mut(id).child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -171,6 +264,9 @@ impl Cluster {
 
     /// SIGTERM and wait (graceful stop).
     pub fn stop(&mut self, id: u64) {
+        if self.node(id).paused {
+            self.resume(id);
+        }
         if let Some(mut child) = self.node_mut(id).child.take() {
             // SAFETY: signalling a child process this test spawned.
             unsafe {
@@ -199,6 +295,7 @@ impl Cluster {
                 data: PathBuf::new(),
                 child: None,
                 extra: Vec::new(),
+                paused: false,
             },
         );
         assert!(node.child.is_none(), "node {id} is still running");
@@ -218,9 +315,16 @@ impl Cluster {
         }
     }
 
+    /// Node `id`'s status; None when it does not answer within 2 s (down, paused, wedged).
     pub async fn status(&self, id: u64) -> Option<NodeStatus> {
-        let client = Client::connect(&self.addr(id), &self.token).await.ok()?;
-        match client.call(Op::Status).await.ok()? {
+        let ask = async {
+            let client = Client::connect(&self.addr(id), &self.token).await.ok()?;
+            client.call(Op::Status).await.ok()
+        };
+        match tokio::time::timeout(Duration::from_secs(2), ask)
+            .await
+            .ok()??
+        {
             Reply::Status(s) => Some(*s),
             _ => None,
         }
@@ -230,7 +334,7 @@ impl Cluster {
     pub async fn wait_leader(&self, within: Duration) -> u64 {
         let deadline = Instant::now() + within;
         loop {
-            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            for n in self.nodes.iter().filter(|n| n.child.is_some() && !n.paused) {
                 if let Some(s) = self.status(n.id).await {
                     if s.role == "leader" {
                         return s.id;

@@ -2,7 +2,10 @@
 
 pub mod cluster;
 pub mod http;
+pub mod linearizable;
 pub mod lsp;
+pub mod proxy;
 pub mod tmux;
+pub mod total_queue;
 
 pub use cluster::Cluster;
