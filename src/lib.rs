@@ -11,6 +11,7 @@
 //!   node and task registries) and `apply`.
 //! - [`tasks`]: heartbeats, the leader's placement of daemons and firing of schedules.
 //! - [`shutdown`]: the signal every task hears when the node stops.
+//! - [`procstat`]: the process's memory and CPU time, for status reports.
 //!
 //! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod consensus;
 pub mod model;
 pub mod node;
+pub mod procstat;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;

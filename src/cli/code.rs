@@ -215,7 +215,7 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
     })
 }
 
-fn format_time(ms: u64) -> String {
+pub(crate) fn format_time(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);

@@ -12,6 +12,7 @@ pub mod repl;
 pub mod status;
 pub mod target;
 pub mod tasks;
+pub mod top;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,8 @@ pub enum Command {
     Registry(tasks::DaemonsArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Live terminal dashboard: nodes, queues, daemons, deploys and audit (q quits).
+    Top(top::TopArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
     Lsp(lsp::LspArgs),
 }
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Registry(args) => tasks::registry(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Lsp(args) => lsp::run(args).await,
+        Command::Top(args) => top::run(args).await,
     }
 }
 

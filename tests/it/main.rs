@@ -15,3 +15,4 @@ mod queue;
 mod repl;
 mod tasks;
 mod tidy;
+mod top;
