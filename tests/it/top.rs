@@ -1,6 +1,6 @@
 //! `push top`, the live dashboard, in a real pseudo-terminal (tmux): every node with its role,
 //! the queues pane, a node killed with -9 turning DOWN while the rest keep updating and coming
-//! back, and `q` restoring the terminal. Also `--once` (plain text) and the refusal without a
+//! back, Enter opening a REPL and returning, and `q` restoring the terminal. Also `--once` (plain text) and the refusal without a
 //! terminal.
 
 use std::path::Path;
@@ -36,6 +36,29 @@ fn hello_web() -> String {
         .to_string()
 }
 
+/// Waits until the queues pane shows `jobs` with `ready` items ready.
+fn wait_ready(term: &Tmux, ready: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let screen = term.screen();
+        let shown = screen.lines().any(|l| {
+            let cells: Vec<&str> = l
+                .split(|c: char| c == '│' || c.is_whitespace())
+                .filter(|c| !c.is_empty())
+                .collect();
+            cells.first() == Some(&"jobs") && cells.get(1) == Some(&ready.to_string().as_str())
+        });
+        if shown {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs never showed {ready} ready:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_nodes_queues_a_dead_node_and_restores_the_terminal() {
     let started = Instant::now();
@@ -53,7 +76,8 @@ async fn dashboard_shows_nodes_queues_a_dead_node_and_restores_the_terminal() {
     put(&cluster, leader, 5).await;
 
     let term = Tmux::start(&format!(
-        "echo BEFORE-TOP; {} top {} --token-file {}; echo AFTER-TOP status=$?; sleep 60",
+        "echo BEFORE-TOP; PUSH_HISTORY={} {} top {} --token-file {}; echo AFTER-TOP status=$?; sleep 60",
+        cluster.dir.path().join("history").display(),
         push_bin(),
         cluster.addr(leader),
         cluster.token_file.display()
@@ -84,6 +108,15 @@ async fn dashboard_shows_nodes_queues_a_dead_node_and_restores_the_terminal() {
         "{screen}"
     );
 
+    // The deploys pane: the version just deployed is HEAD; the audit section is there (or
+    // says why not, on nodes without the audit log).
+    term.key("4");
+    let screen = term.wait_for("* v1", WAIT);
+    assert!(
+        screen.contains("Audit") || screen.contains("audit: unavailable"),
+        "{screen}"
+    );
+
     // (3) kill -9 a follower: it turns DOWN within a few seconds, the rest keep updating.
     term.key("1");
     term.wait_for("nodes up 3/3", WAIT);
@@ -104,11 +137,26 @@ async fn dashboard_shows_nodes_queues_a_dead_node_and_restores_the_terminal() {
     // Still refreshing: a put made now shows up in the queues pane (5 + 3 ready).
     put(&cluster, leader, 3).await;
     term.key("2");
-    term.wait_for(" 8 ", WAIT);
+    wait_ready(&term, 8);
     // The node comes back and is shown up again.
     cluster.restart(victim);
     term.key("1");
     term.wait_for("nodes up 3/3", Duration::from_secs(15));
+
+    // Enter on a node opens a REPL on it; leaving the REPL brings the dashboard back.
+    term.key("Enter");
+    term.wait_for("node1(", WAIT);
+    assert_eq!(
+        term.format("#{alternate_on}"),
+        "0",
+        "the REPL runs on the normal screen"
+    );
+    term.line("'top' + 'repl'");
+    term.wait_for("'toprepl'", WAIT);
+    term.key("C-d");
+    term.wait_for("repl on node 1 ended", WAIT);
+    term.wait_for("nodes up 3/3", WAIT);
+    assert_eq!(term.format("#{alternate_on}"), "1");
 
     // (4) q quits and the terminal is back on the normal screen with the shell's output.
     term.key("q");

@@ -123,13 +123,7 @@ impl Collector {
     }
 
     /// Asks every known address for its status at once, each within [`NODE_TIMEOUT`].
-    async fn statuses(&mut self) -> StatusResults {
-        let mut addrs: Vec<String> = self.seeds.clone();
-        for addr in self.known.values() {
-            if !addrs.contains(addr) {
-                addrs.push(addr.clone());
-            }
-        }
+    async fn statuses(&mut self, addrs: &[String]) -> StatusResults {
         let mut set = JoinSet::new();
         for (i, addr) in addrs.iter().enumerate() {
             let cached = self.clients.get(addr).filter(|c| !c.is_closed()).cloned();
@@ -174,6 +168,25 @@ impl Collector {
         results.into_iter().map(|(_, a, r)| (a, r)).collect()
     }
 
+    /// Seeds and known members not among `asked`, in a stable order.
+    fn unasked(&self, asked: &[(String, Result<NodeStatus, String>)]) -> Vec<String> {
+        let mut addrs: Vec<String> = Vec::new();
+        for addr in self.seeds.iter().chain(self.known.values()) {
+            if !addrs.contains(addr) && !asked.iter().any(|(a, _)| a == addr) {
+                addrs.push(addr.clone());
+            }
+        }
+        addrs
+    }
+
+    fn learn_members(&mut self, statuses: &StatusResults) {
+        for s in statuses.iter().filter_map(|(_, s)| s.as_ref().ok()) {
+            for m in &s.members {
+                self.known.insert(m.id, m.addr.clone());
+            }
+        }
+    }
+
     /// Sends a cluster-wide request to the leader if it answered, else to any node that did.
     async fn ask(&mut self, order: &[String], op: Op) -> Result<Reply, String> {
         let mut last = "no node answered".to_string();
@@ -203,7 +216,14 @@ impl Collector {
     /// One refresh: every node's status, then queues, daemons, versions and audit.
     pub async fn collect(&mut self) -> Snapshot {
         let now = Instant::now();
-        let statuses = self.statuses().await;
+        let mut statuses = self.statuses(&self.unasked(&[])).await;
+        self.learn_members(&statuses);
+        // Members just learned (a first refresh from one seed) are asked in the same refresh.
+        let more = self.unasked(&statuses);
+        if !more.is_empty() {
+            let extra = self.statuses(&more).await;
+            statuses.extend(extra);
+        }
         let up: Vec<&NodeStatus> = statuses
             .iter()
             .filter_map(|(_, s)| s.as_ref().ok())
@@ -251,6 +271,19 @@ impl Collector {
             self.known
                 .entry(e.info.id)
                 .or_insert_with(|| e.info.addr.clone());
+        }
+        // Registered nodes that are not members (removed, or not joined yet) are asked too.
+        let more = self.unasked(&statuses);
+        let (mut by_addr, mut errors) = (by_addr, errors);
+        for (addr, s) in self.statuses(&more).await {
+            match s {
+                Ok(s) => {
+                    by_addr.insert(addr, s);
+                }
+                Err(e) => {
+                    errors.insert(addr, e);
+                }
+            }
         }
 
         let mut nodes = Vec::new();
@@ -457,7 +490,7 @@ async fn connect(addr: &str, token: &str) -> Result<Arc<Client>, String> {
 /// An error reply in words; an op the node does not know means an older node.
 fn describe(code: ErrorCode, message: &str) -> String {
     match code {
-        ErrorCode::UnknownOp => format!("{message} (the node is older than this client)"),
+        ErrorCode::UnknownOp => format!("{message} (this node's version does not have it)"),
         _ => message.to_string(),
     }
 }

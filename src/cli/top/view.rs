@@ -243,7 +243,11 @@ fn node_cells(n: &NodeRow) -> Vec<String> {
             String::new(),
             String::new(),
             String::new(),
-            e.clone(),
+            // The address is in its own column already, and the hint is for other commands.
+            e.strip_prefix(&format!("cannot connect to {}: ", n.addr))
+                .and_then(|rest| rest.split("; ").next())
+                .unwrap_or(e)
+                .to_string(),
             String::new(),
         ],
     }
