@@ -116,9 +116,8 @@ impl Collector {
             }
             self.clients.remove(addr);
         }
-        connect(addr, &self.token).await.map(|c| {
+        connect(addr, &self.token).await.inspect(|c| {
             self.clients.insert(addr.to_string(), c.clone());
-            c
         })
     }
 

@@ -170,7 +170,7 @@ fn ui_loop(
                 Action::Repl(id, addr) => {
                     let ended = screen.suspended(|| repl(&addr, &token))?;
                     ui.note = Some(match ended {
-                        Ok(code) if code == 0 => format!("repl on node {id} ended"),
+                        Ok(0) => format!("repl on node {id} ended"),
                         Ok(code) => format!("repl on node {id} exited with {code}"),
                         Err(e) => format!("repl on node {id}: {e:#}"),
                     });
