@@ -433,7 +433,42 @@ fn draw_pane(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {
     }
 }
 
+/// Node columns: width and priority (0 is kept longest); narrow terminals drop the highest
+/// priorities first so id, role and address stay readable at 80 columns.
+const NODE_COLUMNS: [(u16, u8); 11] = [
+    (4, 0),  // ID
+    (21, 1), // ADDRESS
+    (9, 0),  // ROLE
+    (5, 5),  // TERM
+    (8, 6),  // COMMIT
+    (8, 3),  // APPLIED
+    (5, 2),  // LAG
+    (8, 4),  // RSS
+    (6, 3),  // CPU%
+    (12, 2), // SERVING (takes what is left)
+    (7, 7),  // UPTIME
+];
+
+/// Which of `columns` fit in `width` (1 cell between columns, 2 for borders), in order.
+fn fit_columns(columns: &[(u16, u8)], width: u16) -> Vec<usize> {
+    let mut keep: Vec<usize> = (0..columns.len()).collect();
+    let total = |keep: &[usize]| -> u16 { keep.iter().map(|i| columns[*i].0 + 1).sum::<u16>() + 2 };
+    while total(&keep) > width && keep.len() > 1 {
+        let Some(worst) = keep.iter().copied().max_by_key(|i| (columns[*i].1, *i)) else {
+            break;
+        };
+        keep.retain(|i| *i != worst);
+    }
+    keep
+}
+
 fn draw_nodes(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {
+    let keep = fit_columns(&NODE_COLUMNS, area.width);
+    let pick = |cells: Vec<String>| -> Vec<String> {
+        keep.iter()
+            .map(|i| cells.get(*i).cloned().unwrap_or_default())
+            .collect()
+    };
     let rows: Vec<Row> = snap
         .nodes
         .iter()
@@ -446,25 +481,21 @@ fn draw_nodes(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {
                 Ok(_) if n.registry_alive == Some(false) => Style::default().fg(Color::Yellow),
                 Ok(_) => Style::default(),
             };
-            Row::new(cells).style(style)
+            Row::new(pick(cells)).style(style)
         })
         .collect();
     let count = rows.len();
-    let widths = [
-        Constraint::Length(4),
-        Constraint::Length(21),
-        Constraint::Length(9),
-        Constraint::Length(5),
-        Constraint::Length(8),
-        Constraint::Length(8),
-        Constraint::Length(5),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Min(12),
-        Constraint::Length(7),
-    ];
+    // SERVING (column 9) also holds a DOWN node's reason: it takes the remaining width.
+    let widths: Vec<Constraint> = keep
+        .iter()
+        .map(|i| match i {
+            9 => Constraint::Min(NODE_COLUMNS[*i].0),
+            _ => Constraint::Length(NODE_COLUMNS[*i].0),
+        })
+        .collect();
+    let head: Vec<&str> = keep.iter().map(|i| NODE_HEADER[*i]).collect();
     let table = Table::new(rows, widths)
-        .header(header(&NODE_HEADER))
+        .header(header(&head))
         .block(boxed(format!("Nodes ({})", snap.nodes.len())))
         .row_highlight_style(highlight());
     frame.render_stateful_widget(table, area, &mut table_state(ui, count));
@@ -861,7 +892,16 @@ mod tests {
     }
 
     fn draw(snap: Option<&Snapshot>, ui: &Ui) -> (String, ratatui::buffer::Buffer) {
-        let mut term = Terminal::new(TestBackend::new(140, 30)).expect("test backend");
+        draw_sized(snap, ui, 140, 30)
+    }
+
+    fn draw_sized(
+        snap: Option<&Snapshot>,
+        ui: &Ui,
+        width: u16,
+        height: u16,
+    ) -> (String, ratatui::buffer::Buffer) {
+        let mut term = Terminal::new(TestBackend::new(width, height)).expect("test backend");
         term.draw(|f| render(f, snap, ui, Some(Duration::from_millis(300))))
             .expect("draw");
         let buffer = term.backend().buffer().clone();
@@ -980,6 +1020,21 @@ mod tests {
             ),
             Action::Quit
         );
+    }
+
+    #[test]
+    fn an_80_column_terminal_still_shows_ids_roles_and_down() {
+        let (text, _) = draw_sized(Some(&snapshot()), &Ui::default(), 80, 24);
+        for needle in [
+            "leader",
+            "follower",
+            "DOWN",
+            "127.0.0.1:7003",
+            "LAG",
+            "main@v2",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
     }
 
     #[test]
