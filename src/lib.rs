@@ -13,6 +13,7 @@
 //! - [`shutdown`]: the signal every task hears when the node stops.
 //! - [`metrics`]: Prometheus counters and the `/metrics` page.
 //! - [`logs`]: the ring of structured log records behind `push logs`.
+//! - [`procstat`]: the process's memory and CPU time, for status reports.
 //!
 //! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
 
@@ -23,6 +24,7 @@ pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod node;
+pub mod procstat;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;

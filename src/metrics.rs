@@ -285,46 +285,6 @@ pub fn op_kind(op: &Op) -> &'static str {
     }
 }
 
-/// Resident memory and CPU time of this process, from `/proc/self`.
-#[derive(Debug, Default, PartialEq)]
-pub struct ProcessStats {
-    pub resident_bytes: u64,
-    pub cpu_seconds: f64,
-    pub threads: u64,
-}
-
-/// Parses `/proc/self/stat` (fields after the command name in parentheses) given the clock
-/// tick rate and page size.
-pub fn parse_proc_stat(stat: &str, ticks_per_second: u64, page_size: u64) -> Option<ProcessStats> {
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After ')' field 0 is the state (stat field 3): utime is 14, stime 15, threads 20, rss 24.
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    let ticks = field(14)? + field(15)?;
-    Some(ProcessStats {
-        resident_bytes: field(24)? * page_size,
-        cpu_seconds: ticks as f64 / ticks_per_second.max(1) as f64,
-        threads: field(20)?,
-    })
-}
-
-fn process_stats() -> Option<ProcessStats> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // SAFETY: sysconf only reads system configuration.
-    let (ticks, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    parse_proc_stat(
-        &stat,
-        u64::try_from(ticks).unwrap_or(100),
-        u64::try_from(page).unwrap_or(4096),
-    )
-}
-
 /// Levels read at scrape time, in a registry made for one scrape.
 fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
     let registry = Registry::new();
@@ -401,11 +361,12 @@ fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
     registry.register(Box::new(puts))?;
     registry.register(Box::new(acks))?;
 
-    if let Some(p) = process_stats() {
+    let p = crate::procstat::ProcessUsage::current();
+    if p.rss_bytes > 0 {
         gauge(
             "push_process_resident_memory_bytes",
             "Resident memory of the node process.",
-            p.resident_bytes as i64,
+            p.rss_bytes as i64,
         )?;
         gauge(
             "push_process_threads",
@@ -416,7 +377,7 @@ fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
             "push_process_cpu_seconds_total",
             "User and system CPU time of the node process.",
         )?;
-        cpu.inc_by(p.cpu_seconds);
+        cpu.inc_by(p.cpu_ms as f64 / 1000.0);
         registry.register(Box::new(cpu))?;
     }
     Ok(registry)
@@ -479,23 +440,5 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"status="4xx""#), "{text}");
-    }
-
-    #[test]
-    fn proc_stat() {
-        // A real line from /proc/self/stat, with a command name holding ") (".
-        let line = "4242 (push) (node) S 1 4242 4242 0 -1 4194560 2680 0 0 0 150 50 0 0 20 0 9 0 \
-                    123 1000000 2500 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(
-            parse_proc_stat(line, 100, 4096),
-            Some(ProcessStats {
-                resident_bytes: 2500 * 4096,
-                cpu_seconds: 2.0,
-                threads: 9,
-            })
-        );
-        assert_eq!(parse_proc_stat("garbage", 100, 4096), None);
-        let own = process_stats().expect("this process has /proc/self/stat");
-        assert!(own.resident_bytes > 0 && own.threads > 0, "{own:?}");
     }
 }

@@ -246,6 +246,7 @@ impl Node {
             .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
             .unwrap_or_default();
         let apps = self.runtime.apps();
+        let usage = crate::procstat::ProcessUsage::current();
         let (heads, committed) = {
             let applier = self.state.read();
             (
@@ -278,6 +279,8 @@ impl Node {
                 .iter()
                 .filter_map(|(a, s)| s.error.clone().map(|(v, e)| (a.clone(), v, e)))
                 .collect(),
+            rss_bytes: usage.rss_bytes,
+            cpu_ms: usage.cpu_ms,
         }
     }
 

@@ -537,6 +537,11 @@ pub struct NodeStatus {
     pub serving: Vec<(String, u64)>,
     /// Versions that failed to load on this node: (app, version, error).
     pub load_errors: Vec<(String, u64, String)>,
+    /// Resident set size of the node's process, in bytes (0 where the OS does not say).
+    pub rss_bytes: u64,
+    /// CPU time the node's process has used since it started (user + system), in
+    /// milliseconds; `push top` turns deltas of it into a CPU percentage.
+    pub cpu_ms: u64,
 }
 
 /// One version in an app's history.

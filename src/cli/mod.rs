@@ -15,6 +15,7 @@ pub mod status;
 pub mod target;
 pub mod tasks;
 pub mod tls;
+pub mod top;
 pub mod up;
 
 use anyhow::Context;
@@ -75,6 +76,8 @@ pub enum Command {
     TlsInit(tls::TlsInitArgs),
     /// Load generators that print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Live terminal dashboard: nodes, queues, daemons, deploys and audit (q quits).
+    Top(top::TopArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
     Lsp(lsp::LspArgs),
 }
@@ -112,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TlsInit(args) => tls::run(args),
         Command::Bench(args) => bench::run(args).await,
         Command::Lsp(args) => lsp::run(args).await,
+        Command::Top(args) => top::run(args).await,
     }
 }
 

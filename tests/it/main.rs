@@ -20,3 +20,4 @@ mod repl;
 mod tasks;
 mod tidy;
 mod tls;
+mod top;

@@ -82,6 +82,14 @@ impl Tmux {
         self.wait_for_n(text, 1, within)
     }
 
+    /// A tmux format evaluated for the pane, e.g. `#{alternate_on}` (1 while the program
+    /// shows the alternate screen).
+    pub fn format(&self, format: &str) -> String {
+        self.tmux(&["display-message", "-p", "-t", "0", format])
+            .trim()
+            .to_string()
+    }
+
     /// Whether the program has exited (the pane is gone).
     pub fn exited(&self) -> bool {
         !Command::new("tmux")
