@@ -13,8 +13,36 @@ use super::target::Target;
 pub struct BenchArgs {
     #[command(subcommand)]
     pub command: BenchCommand,
+    /// Print one JSON object (bench, params, results by phase) instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(flatten)]
     pub target: Target,
+}
+
+/// Prints a bench's results: a line per phase, or one JSON object.
+fn report(
+    json: bool,
+    bench: &str,
+    params: serde_json::Value,
+    results: &[(String, Summary)],
+) -> anyhow::Result<()> {
+    if json {
+        let results: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(name, s)| Ok((name.clone(), serde_json::to_value(s)?)))
+            .collect::<Result<_, serde_json::Error>>()?;
+        let out = serde_json::json!({ "bench": bench, "params": params, "results": results });
+        println!("{out}");
+        return Ok(());
+    }
+    for (name, s) in results {
+        println!(
+            "{bench} {name:<28} {:>9.0}/s  ({} ok, {} errors in {:.2} s)  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            s.per_second, s.ok, s.errors, s.seconds, s.p50_ms, s.p99_ms, s.max_ms
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -44,11 +72,15 @@ pub struct QueueBench {
     pub value_size: usize,
 }
 
-async fn queue(target: &Target, args: &QueueBench) -> anyhow::Result<()> {
+async fn queue(target: &Target, args: &QueueBench, json: bool) -> anyhow::Result<()> {
     let addr = leader_addr(target).await?;
     let token = target.token()?;
     let name = format!("bench-{}", super::super::node::now_ms());
     let value = Value::Bytes(vec![b'q'; args.value_size]);
+    eprintln!(
+        "bench queue: {} producers put for {} s into {name}, then {} consumers take+ack until it is empty…",
+        args.clients, args.duration, args.clients
+    );
     let run = |phase: &'static str| {
         let mut tasks = Vec::new();
         for _ in 0..args.clients.max(1) {
@@ -107,6 +139,7 @@ async fn queue(target: &Target, args: &QueueBench) -> anyhow::Result<()> {
         }
         tasks
     };
+    let mut results = Vec::new();
     for phase in ["put", "take+ack"] {
         let started = Instant::now();
         let mut all = Vec::new();
@@ -116,13 +149,15 @@ async fn queue(target: &Target, args: &QueueBench) -> anyhow::Result<()> {
             all.extend(lat);
             errors += e;
         }
-        let s = summarise(all, errors, started.elapsed().as_secs_f64());
-        println!(
-            "queue {phase:<9} {} clients: {:.0}/s ({} ok, {} errors)  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
-            args.clients, s.per_second, s.ok, s.errors, s.p50_ms, s.p99_ms, s.max_ms
-        );
+        results.push((
+            phase.to_string(),
+            summarise(all, errors, started.elapsed().as_secs_f64()),
+        ));
     }
-    Ok(())
+    let params = serde_json::json!({
+        "clients": args.clients, "duration": args.duration, "value_size": args.value_size,
+    });
+    report(json, "queue", params, &results)
 }
 
 #[derive(clap::Args, Debug)]
@@ -157,13 +192,14 @@ async fn statuses(target: &Target) -> anyhow::Result<Vec<push_protocol::NodeStat
     Ok(out)
 }
 
-async fn deploy(target: &Target, args: &DeployBench) -> anyhow::Result<()> {
+async fn deploy(target: &Target, args: &DeployBench, json: bool) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("push-bench-deploy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let addr = leader_addr(target).await?;
     let token = target.token()?;
     let nodes = statuses(target).await?;
     let mut lat = Vec::new();
+    let started = Instant::now();
     eprintln!(
         "bench deploy: {} rounds of a {}-module app, timed until all {} nodes serve it…",
         args.rounds,
@@ -185,7 +221,7 @@ async fn deploy(target: &Target, args: &DeployBench) -> anyhow::Result<()> {
                 format!("def f{i}(x):\n    return x + {i} + {round}\n"),
             )?;
         }
-        let started = Instant::now();
+        let round_started = Instant::now();
         let deploy_args = super::code::DeployArgs {
             dir: dir.clone(),
             message: format!("bench round {round}"),
@@ -227,23 +263,24 @@ async fn deploy(target: &Target, args: &DeployBench) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        lat.push(started.elapsed().as_micros() as u64);
+        lat.push(round_started.elapsed().as_micros() as u64);
+        eprint!("\r  round {}/{}", round + 1, args.rounds);
     }
+    eprintln!();
     let _ = std::fs::remove_dir_all(&dir);
-    let s = summarise(lat, 0, 1.0);
-    println!(
-        "deploy of {} modules until served by all {} nodes: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} rounds)",
+    let s = summarise(lat, 0, started.elapsed().as_secs_f64());
+    let params = serde_json::json!({
+        "rounds": args.rounds, "modules": args.modules, "nodes": nodes.len(),
+    });
+    let name = format!(
+        "{} modules served by all {} nodes",
         args.modules,
-        nodes.len(),
-        s.p50_ms,
-        s.p99_ms,
-        s.max_ms,
-        s.ok
+        nodes.len()
     );
-    Ok(())
+    report(json, "deploy", params, &[(name, s)])
 }
 
-async fn failover(target: &Target, args: &FailoverBench) -> anyhow::Result<()> {
+async fn failover(target: &Target, args: &FailoverBench, json: bool) -> anyhow::Result<()> {
     if !args.yes {
         bail!("`push bench failover` kills the leader's process; run it on a local test cluster with --yes");
     }
@@ -294,10 +331,19 @@ async fn failover(target: &Target, args: &FailoverBench) -> anyhow::Result<()> {
             _ => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
-    println!(
-        "failover: first acknowledged write {:.0} ms after killing leader {} ({attempts} attempts); restart node {} to heal the cluster",
-        killed.elapsed().as_secs_f64() * 1000.0,
-        leader.id,
+    let gap = killed.elapsed();
+    let s = summarise(vec![gap.as_micros() as u64], 0, gap.as_secs_f64());
+    let params = serde_json::json!({
+        "killed": leader.id, "written_through": survivor.id, "attempts": attempts,
+    });
+    report(
+        json,
+        "failover",
+        params,
+        &[("kill -9 leader to next ack".into(), s)],
+    )?;
+    eprintln!(
+        "killed leader {}; restart it to heal the cluster (`push up` restarts its nodes)",
         leader.id
     );
     Ok(())
@@ -311,12 +357,9 @@ pub struct EvalBench {
     /// Stop each kind after this many seconds
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
 }
 
-async fn eval(target: &Target, args: &EvalBench) -> anyhow::Result<()> {
+async fn eval(target: &Target, args: &EvalBench, json: bool) -> anyhow::Result<()> {
     let client = target.connect(None).await?;
     let session = match client.call(Op::SessionOpen).await? {
         Reply::Session { id } => id,
@@ -342,6 +385,10 @@ async fn eval(target: &Target, args: &EvalBench) -> anyhow::Result<()> {
         ),
     ];
     let mut out = Vec::new();
+    eprintln!(
+        "bench eval: up to {} round trips (or {} s) of each kind…",
+        args.requests, args.duration
+    );
     for (name, op) in kinds {
         // Warm up (first completion imports jedi).
         for _ in 0..20 {
@@ -361,23 +408,13 @@ async fn eval(target: &Target, args: &EvalBench) -> anyhow::Result<()> {
                 Err(_) => errors += 1,
             }
         }
-        let s = summarise(lat, errors, started.elapsed().as_secs_f64());
-        if !args.json {
-            println!(
-                "{name:<28} {} round trips  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  ({:.0}/s)",
-                s.ok, s.p50_ms, s.p99_ms, s.max_ms, s.per_second
-            );
-        }
-        out.push((name, s));
+        out.push((
+            name.to_string(),
+            summarise(lat, errors, started.elapsed().as_secs_f64()),
+        ));
     }
-    if args.json {
-        let map: serde_json::Map<String, serde_json::Value> = out
-            .into_iter()
-            .map(|(n, s)| (n.to_string(), serde_json::to_value(s).unwrap_or_default()))
-            .collect();
-        println!("{}", serde_json::Value::Object(map));
-    }
-    Ok(())
+    let params = serde_json::json!({ "requests": args.requests, "duration": args.duration });
+    report(json, "eval", params, &out)
 }
 
 #[derive(clap::Args, Debug)]
@@ -403,9 +440,6 @@ pub struct KvBench {
     /// Talk to the given node even when it is not the leader (measures forwarding)
     #[arg(long)]
     pub no_leader: bool,
-    /// Print one JSON object instead of text
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Latency summary of one run.
@@ -458,7 +492,7 @@ async fn leader_addr(target: &Target) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("leader {leader} is not in the membership"))
 }
 
-async fn kv(target: &Target, args: &KvBench) -> anyhow::Result<()> {
+async fn kv(target: &Target, args: &KvBench, json: bool) -> anyhow::Result<()> {
     let addr = if args.no_leader {
         target.addr(None)?
     } else {
@@ -466,6 +500,13 @@ async fn kv(target: &Target, args: &KvBench) -> anyhow::Result<()> {
     };
     let token = target.token()?;
     let value = Value::Bytes(vec![b'x'; args.value_size]);
+    eprintln!(
+        "bench kv: {} clients {} {}-byte values through {addr} for up to {} s…",
+        args.clients,
+        if args.read { "reading" } else { "writing" },
+        args.value_size,
+        args.duration
+    );
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let budget = Arc::new(std::sync::atomic::AtomicU64::new(args.requests));
     let mut clients = Vec::new();
@@ -545,31 +586,29 @@ async fn kv(target: &Target, args: &KvBench) -> anyhow::Result<()> {
         errors += e;
     }
     let s = summarise(all, errors, started.elapsed().as_secs_f64());
-    if args.json {
-        println!("{}", serde_json::to_string(&s)?);
-    } else {
-        println!(
-            "{} {}/s  ({} ok, {} errors in {:.2} s)  latency p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
-            if args.read { "reads" } else { "writes" },
-            s.per_second.round(),
-            s.ok,
-            s.errors,
-            s.seconds,
-            s.p50_ms,
-            s.p99_ms,
-            s.max_ms
-        );
-    }
-    Ok(())
+    let params = serde_json::json!({
+        "clients": args.clients, "duration": args.duration, "value_size": args.value_size,
+        "keys": args.keys, "read": args.read, "via_leader": !args.no_leader,
+    });
+    let name = format!(
+        "{} {} clients",
+        if args.read {
+            "linearizable reads"
+        } else {
+            "writes"
+        },
+        args.clients
+    );
+    report(json, "kv", params, &[(name, s)])
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match &args.command {
-        BenchCommand::Kv(kv_args) => kv(&args.target, kv_args).await,
-        BenchCommand::Eval(eval_args) => eval(&args.target, eval_args).await,
-        BenchCommand::Deploy(deploy_args) => deploy(&args.target, deploy_args).await,
-        BenchCommand::Failover(failover_args) => failover(&args.target, failover_args).await,
-        BenchCommand::Queue(queue_args) => queue(&args.target, queue_args).await,
+        BenchCommand::Kv(a) => kv(&args.target, a, args.json).await,
+        BenchCommand::Eval(a) => eval(&args.target, a, args.json).await,
+        BenchCommand::Deploy(a) => deploy(&args.target, a, args.json).await,
+        BenchCommand::Failover(a) => failover(&args.target, a, args.json).await,
+        BenchCommand::Queue(a) => queue(&args.target, a, args.json).await,
     }
 }
 

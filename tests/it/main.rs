@@ -7,6 +7,7 @@ mod support;
 
 mod audit;
 mod bad_input;
+mod bench;
 mod chaos;
 mod cluster;
 mod code_store;
