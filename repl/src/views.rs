@@ -160,11 +160,10 @@ pub async fn tail(
     }
 }
 
-/// A UTC time as "2026-11-23 04:05:06Z".
-pub fn format_time(ms: u64) -> String {
+/// Year, month, day, hour, minute, second (UTC) of milliseconds since the Unix epoch.
+pub fn utc_parts(ms: u64) -> (i64, i64, i64, u64, u64, u64) {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -172,9 +171,15 @@ pub fn format_time(ms: u64) -> String {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
+    let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A UTC time as "2026-11-23 04:05:06Z".
+pub fn format_time(ms: u64) -> String {
+    let (year, month, d, h, m, s) = utc_parts(ms);
     format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}:{s:02}Z")
 }
 

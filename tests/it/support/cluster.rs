@@ -44,13 +44,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes (node 1 bootstraps, the rest join) and waits for `n` voters.
-    pub async fn start(n: u64) -> Cluster {
-        Cluster::start_with(n, &[]).await
-    }
-
-    /// Like [`Cluster::start`], passing `extra` flags to every node.
-    pub async fn start_with(n: u64, extra: &[&str]) -> Cluster {
+    /// No nodes yet: a temp dir and a fresh token file.
+    fn empty() -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("push-it-")
             .tempdir()
@@ -58,13 +53,23 @@ impl Cluster {
         let token = format!("test-token-{}", free_port());
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, &token).expect("token file");
-        let mut cluster = Cluster {
+        Cluster {
             dir,
             token,
             token_file,
             nodes: Vec::new(),
             net: None,
-        };
+        }
+    }
+
+    /// Starts `n` nodes (node 1 bootstraps, the rest join) and waits for `n` voters.
+    pub async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// Like [`Cluster::start`], passing `extra` flags to every node.
+    pub async fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::empty();
         for id in 1..=n {
             cluster.add_node(id, extra);
             if id == 1 {
@@ -81,24 +86,11 @@ impl Cluster {
     /// its own per directed link (`--peer-via`), so [`Cluster::partition`] can cut any node
     /// off. Clients still reach every node directly.
     pub async fn start_partitionable(n: u64, extra: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("push-it-")
-            .tempdir()
-            .expect("temp dir");
-        let token = format!("test-token-{}", free_port());
-        let token_file = dir.path().join("token");
-        std::fs::write(&token_file, &token).expect("token file");
+        let mut cluster = Cluster::empty();
         let addrs: Vec<(u64, String)> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
             .collect();
         let net = FaultNet::new(&addrs);
-        let mut cluster = Cluster {
-            dir,
-            token,
-            token_file,
-            nodes: Vec::new(),
-            net: None,
-        };
         for (id, addr) in &addrs {
             let mut flags: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
             flags.extend(net.flags_for(*id));
@@ -134,20 +126,7 @@ impl Cluster {
     /// Starts `n` nodes with `extra` flags without waiting through this process's client
     /// (for clusters it cannot speak to, such as TLS ones); the test waits through the CLI.
     pub fn launch(n: u64, extra: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("push-it-")
-            .tempdir()
-            .expect("temp dir");
-        let token = format!("test-token-{}", free_port());
-        let token_file = dir.path().join("token");
-        std::fs::write(&token_file, &token).expect("token file");
-        let mut cluster = Cluster {
-            dir,
-            token,
-            token_file,
-            nodes: Vec::new(),
-            net: None,
-        };
+        let mut cluster = Cluster::empty();
         for id in 1..=n {
             cluster.add_node(id, extra);
         }
