@@ -156,33 +156,14 @@ async fn leader_killed_mid_stream_with_concurrent_writers() {
         let addr = cluster.addr(survivors[(w % 2) as usize]);
         let token = cluster.token.clone();
         let tx = tx.clone();
-        writers.push(tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(4);
-            let mut client = Client::connect(&addr, &token).await.ok();
-            let mut i = 0i64;
-            while Instant::now() < deadline {
-                let Some(c) = &client else {
-                    client = Client::connect(&addr, &token).await.ok();
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let key = format!("w{w}-{i}");
-                let op = Op::KvSet {
-                    map: "chaos".into(),
-                    key: key.clone(),
-                    value: Value::Int(i),
-                };
-                match c.call(op).await {
-                    Ok(Reply::Written { .. }) => {
-                        let _ = tx.send((key, i));
-                    }
-                    Ok(other) => panic!("unexpected {other:?}"),
-                    Err(e) if e.code().is_some() => {}
-                    Err(_) => client = None,
-                }
-                i += 1;
-            }
-        }));
+        writers.push(spawn_writer(
+            addr,
+            token,
+            "chaos",
+            w,
+            Duration::from_secs(4),
+            tx,
+        ));
     }
     drop(tx);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -281,33 +262,14 @@ async fn all_nodes_killed_during_concurrent_writes_keep_every_acknowledged_write
         let addr = cluster.addr(w % 3 + 1);
         let token = cluster.token.clone();
         let tx = tx.clone();
-        writers.push(tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(3);
-            let mut client = Client::connect(&addr, &token).await.ok();
-            let mut i = 0i64;
-            while Instant::now() < deadline {
-                let Some(c) = &client else {
-                    client = Client::connect(&addr, &token).await.ok();
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let key = format!("w{w}-{i}");
-                let op = Op::KvSet {
-                    map: "crash".into(),
-                    key: key.clone(),
-                    value: Value::Int(i),
-                };
-                match tokio::time::timeout(Duration::from_secs(2), c.call(op)).await {
-                    Ok(Ok(Reply::Written { .. })) => {
-                        let _ = tx.send((key, i));
-                    }
-                    Ok(Ok(other)) => panic!("unexpected {other:?}"),
-                    Ok(Err(e)) if e.code().is_some() => {}
-                    _ => client = None,
-                }
-                i += 1;
-            }
-        }));
+        writers.push(spawn_writer(
+            addr,
+            token,
+            "crash",
+            w,
+            Duration::from_secs(3),
+            tx,
+        ));
     }
     drop(tx);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -524,4 +486,44 @@ async fn a_torn_last_log_record_is_cut_at_restart_and_the_node_catches_up() {
             "k{i}"
         );
     }
+}
+
+/// A writer setting `MAP[w{w}-{i}] = i` through `addr` for `secs`, reconnecting after lost
+/// connections; every acknowledged write is sent to `tx`. A call gets 2 s: a node killed
+/// mid-call is an unknown outcome, never an acknowledgement.
+fn spawn_writer(
+    addr: String,
+    token: String,
+    map: &'static str,
+    w: u64,
+    secs: Duration,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, i64)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + secs;
+        let mut client = Client::connect(&addr, &token).await.ok();
+        let mut i = 0i64;
+        while Instant::now() < deadline {
+            let Some(c) = &client else {
+                client = Client::connect(&addr, &token).await.ok();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let key = format!("w{w}-{i}");
+            let op = Op::KvSet {
+                map: map.into(),
+                key: key.clone(),
+                value: Value::Int(i),
+            };
+            match tokio::time::timeout(Duration::from_secs(2), c.call(op)).await {
+                Ok(Ok(Reply::Written { .. })) => {
+                    let _ = tx.send((key, i));
+                }
+                Ok(Ok(other)) => panic!("unexpected {other:?}"),
+                Ok(Err(e)) if e.code().is_some() => {}
+                _ => client = None,
+            }
+            i += 1;
+        }
+    })
 }
