@@ -112,10 +112,9 @@ async fn dashboard_shows_nodes_queues_a_dead_node_and_restores_the_terminal() {
     // says why not, on nodes without the audit log).
     term.key("4");
     let screen = term.wait_for("* v1", WAIT);
-    assert!(
-        screen.contains("Audit") || screen.contains("audit: unavailable"),
-        "{screen}"
-    );
+    // The audit section shows the deploy that made v1.
+    assert!(screen.contains("Audit"), "{screen}");
+    term.wait_for("version 1, now HEAD", WAIT);
 
     // (3) kill -9 a follower: it turns DOWN within a few seconds, the rest keep updating.
     term.key("1");
@@ -180,6 +179,13 @@ async fn once_prints_a_plain_snapshot_and_no_terminal_is_refused() {
     let leader = cluster.wait_leader(WAIT).await;
     put(&cluster, leader, 2).await;
     let addr = cluster.addr(leader);
+    ok(&cluster.cli(&["eval", &addr, "'audited from top test'"]));
+    // Eval records land in the audit log in the background: wait for this one.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !ok(&cluster.cli(&["audit", "--to", &addr])).contains("audited from top test") {
+        assert!(std::time::Instant::now() < deadline, "eval never audited");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let out = ok(&cluster.cli(&["top", &addr, "--once"]));
     assert!(out.contains(&format!("leader {leader}")), "{out}");
     for id in 1..=3 {
@@ -187,10 +193,15 @@ async fn once_prints_a_plain_snapshot_and_no_terminal_is_refused() {
     }
     assert_eq!(out.matches("follower").count(), 2, "{out}");
     assert!(out.contains("QUEUES") && out.contains("jobs"), "{out}");
-    // Today's nodes may not know the audit op: the section says so instead of failing.
+    // The audit section lists the eval, with who asked for it.
+    assert!(out.contains("AUDIT"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("audited from top test"))
+        .unwrap_or_else(|| panic!("no audit line for the eval: {out}"));
     assert!(
-        out.contains("AUDIT") || out.contains("audit: unavailable"),
-        "{out}"
+        line.contains("eval") && line.contains("(push eval;"),
+        "{line}"
     );
     // Without --once and without a terminal (stdout is a pipe here), a clear refusal.
     let err = fails(&cluster.cli(&["top", &addr]));
