@@ -364,7 +364,16 @@ impl Node {
             hops,
             op: Box::new(op.clone()),
         };
-        match client.call(forwarded).await {
+        let limit = forward_limit(op);
+        let Ok(answer) = tokio::time::timeout(limit, client.call(forwarded)).await else {
+            // A paused or cut-off leader: stop waiting; a new leader gets a new connection.
+            self.leaders.lock().await.remove(addr);
+            return Err(ForwardError::Failed(ErrorBody::new(
+                ErrorCode::Unavailable,
+                format!("the leader at {addr} did not answer within {} s; the outcome is unknown — check with a read before retrying, and `push status` for the cluster", limit.as_secs()),
+            )));
+        };
+        match answer {
             Ok(reply) => Ok(reply),
             Err(ClientError::Server(body)) => Err(ForwardError::Failed(body)),
             Err(e) => {
@@ -375,6 +384,20 @@ impl Node {
                 )))
             }
         }
+    }
+}
+
+/// How long a follower waits for the leader to answer a forwarded request: long enough for
+/// the slowest legitimate work (a deploy's import check, a join's catch-up, a queue take's own
+/// wait), short enough that a paused or partitioned leader cannot hold a client forever.
+fn forward_limit(op: &Op) -> Duration {
+    match op {
+        Op::Commit { .. } | Op::Join { .. } => Duration::from_secs(120),
+        Op::Audited { op, .. } => forward_limit(op),
+        Op::QueueTake { wait_ms, .. } => {
+            Duration::from_millis(*wait_ms).saturating_add(Duration::from_secs(10))
+        }
+        _ => Duration::from_secs(10),
     }
 }
 

@@ -527,3 +527,45 @@ fn spawn_writer(
         }
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_to_a_paused_leader_fails_in_bounded_time_with_outcome_unknown() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let client = cluster.client(follower).await;
+    cluster.pause(leader);
+    let started = Instant::now();
+    let op = Op::KvSet {
+        map: "m".into(),
+        key: "k".into(),
+        value: Value::Int(1),
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(40), client.call(op)).await;
+    let took = started.elapsed();
+    cluster.resume(leader);
+    let err = match answer {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(reply)) => panic!("a paused leader cannot commit: {reply:?}"),
+        Err(_) => panic!("the forward hung past 40 s"),
+    };
+    assert!(
+        err.contains("did not answer") && err.contains("outcome is unknown"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // The cluster carries on: a write through the same follower succeeds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let op = Op::KvSet {
+            map: "m".into(),
+            key: "after".into(),
+            value: Value::Int(2),
+        };
+        if let Ok(Reply::Written { .. }) = client.call(op).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no write after the pause");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
