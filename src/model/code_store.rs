@@ -335,7 +335,10 @@ mod tests {
     fn sources_must_be_utf8_text_without_nul_bytes() {
         assert!(check_source("app.py", b"x = 1\n").is_ok());
         let e = check_source("lib/junk.py", b"x = 1\n\xff\xfe").unwrap_err();
-        assert!(e.contains("lib/junk.py is not UTF-8") && e.contains("offset 6"), "{e}");
+        assert!(
+            e.contains("lib/junk.py is not UTF-8") && e.contains("offset 6"),
+            "{e}"
+        );
         let e = check_source("nul.py", b"x = 1\0").unwrap_err();
         assert!(e.contains("nul.py contains a NUL byte at offset 5"), "{e}");
     }

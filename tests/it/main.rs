@@ -11,6 +11,7 @@ mod chaos;
 mod cluster;
 mod code_store;
 mod eval;
+mod hostile;
 mod logs;
 mod lsp;
 mod metrics;
