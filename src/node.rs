@@ -30,6 +30,9 @@ pub enum Route<T> {
     Forward(Option<BasicNode>),
 }
 
+/// Rounds of leadership confirmation a linearizable read tries before it fails.
+pub const LINEARIZABLE_ATTEMPTS: u32 = 4;
+
 /// What [`Node::new`] assembles.
 pub struct NodeParts {
     pub id: u64,
@@ -145,16 +148,33 @@ impl Node {
     }
 
     /// Confirms leadership with a quorum so that a local read is linearizable.
+    ///
+    /// One round of confirmations can miss its 100 ms deadline on a busy machine (a peer busy
+    /// importing a 10,000-module deploy, say), so a failed round is retried, up to
+    /// [`LINEARIZABLE_ATTEMPTS`] rounds, before the client hears "unavailable".
     pub async fn linearizable(&self) -> Result<Route<()>, ErrorBody> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(Route::Done(())),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                forward_of(&f)
+        let mut attempt = 1;
+        loop {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(Route::Done(())),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                    f,
+                ))) => return forward_of(&f),
+                Err(e) if attempt >= LINEARIZABLE_ATTEMPTS => {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "could not confirm leadership with a majority \
+                             ({attempt} attempts): {e}; retry shortly"
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    tracing::debug!(attempt, "confirming leadership failed, retrying: {e}");
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+                }
             }
-            Err(e) => Err(ErrorBody::new(
-                ErrorCode::Unavailable,
-                format!("could not confirm leadership with a majority: {e}; retry shortly"),
-            )),
         }
     }
 

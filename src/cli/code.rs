@@ -8,7 +8,7 @@ use push_protocol::{CommitOutcome, Op, Reply};
 
 use super::progress::Progress;
 use super::target::Target;
-use crate::model::code_store::{blob_hash, check_path};
+use crate::model::code_store::{blob_hash, check_file_count, check_path, check_source};
 use crate::server::dispatch::MAX_BLOB_BATCH;
 
 /// Name used when `--app` is not given.
@@ -113,8 +113,10 @@ pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
                     bytes.len()
                 );
             }
+            check_source(&rel, &bytes).map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
             files.insert(rel, bytes);
         }
+        check_file_count(files.len()).map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
     }
     if files.is_empty() {
         bail!(

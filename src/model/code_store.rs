@@ -31,6 +31,40 @@ pub fn tree_hash(tree: &BTreeMap<String, String>) -> String {
     hex(&hasher.finalize())
 }
 
+/// Most files one version may hold. A deploy of more is refused before anything is uploaded
+/// (CLI) or proposed (leader): every node compiles and keeps every file of HEAD in memory.
+pub const MAX_FILES: usize = 20_000;
+
+/// Refuses a tree of more than [`MAX_FILES`] files, saying what to do instead.
+pub fn check_file_count(count: usize) -> Result<(), String> {
+    if count > MAX_FILES {
+        return Err(format!(
+            "{count} files is more than the {MAX_FILES} one version may hold; deploy only the \
+             app's own modules (vendored packages belong in the node's Python environment)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a deployed file is source text: UTF-8 without NUL bytes. The error names the
+/// file and the offset of the first bad byte.
+pub fn check_source(path: &str, bytes: &[u8]) -> Result<(), String> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(format!(
+            "{path} is not UTF-8 text (invalid byte at offset {}); only Python source can be \
+             deployed — is it a binary file named like a module?",
+            e.valid_up_to()
+        ));
+    }
+    if let Some(at) = bytes.iter().position(|b| *b == 0) {
+        return Err(format!(
+            "{path} contains a NUL byte at offset {at}; Python source cannot contain NUL bytes \
+             — is it a binary file named like a module?"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a path inside an app: relative, `/`-separated, no `..`, no empty parts.
 pub fn check_path(path: &str) -> Result<(), String> {
     if path.is_empty() || path.starts_with('/') || path.contains('\\') {
@@ -296,6 +330,25 @@ impl CodeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_must_be_utf8_text_without_nul_bytes() {
+        assert!(check_source("app.py", b"x = 1\n").is_ok());
+        let e = check_source("lib/junk.py", b"x = 1\n\xff\xfe").unwrap_err();
+        assert!(
+            e.contains("lib/junk.py is not UTF-8") && e.contains("offset 6"),
+            "{e}"
+        );
+        let e = check_source("nul.py", b"x = 1\0").unwrap_err();
+        assert!(e.contains("nul.py contains a NUL byte at offset 5"), "{e}");
+    }
+
+    #[test]
+    fn a_version_holds_at_most_max_files() {
+        assert!(check_file_count(MAX_FILES).is_ok());
+        let e = check_file_count(MAX_FILES + 1).unwrap_err();
+        assert!(e.contains(&format!("more than the {MAX_FILES}")), "{e}");
+    }
 
     fn store_with(files: &[(&str, &str)]) -> (CodeStore, BTreeMap<String, String>) {
         let mut store = CodeStore::default();

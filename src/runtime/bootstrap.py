@@ -411,3 +411,26 @@ def _install_logging():
 
 
 _install_logging()
+
+
+def guard_recursion(cap, stack):
+    """Keep deep recursion a RecursionError, never a C stack overflow that aborts the node.
+
+    Threads Python code starts get a ``stack``-byte stack like Push's own Python threads, and
+    ``sys.setrecursionlimit`` is capped at ``cap`` (which fits in that stack), with a note on
+    stderr saying so. Called once at startup.
+    """
+    threading.stack_size(stack)
+    original = sys.setrecursionlimit
+
+    def setrecursionlimit(limit):
+        if isinstance(limit, int) and limit > cap:
+            sys.stderr.write(
+                f"push: sys.setrecursionlimit({limit}) capped at {cap}: deeper recursion would "
+                f"overflow the thread's C stack and abort the node; make deep recursion iterative\n"
+            )
+            limit = cap
+        original(limit)
+
+    setrecursionlimit.__doc__ = original.__doc__
+    sys.setrecursionlimit = setrecursionlimit

@@ -123,6 +123,7 @@ impl Runtime {
         let (done_tx, done_rx) = oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name("python-eval".into())
+            .stack_size(super::PY_STACK)
             .spawn(move || {
                 let result = Python::with_gil(|py| -> PyResult<EvalResult> {
                     let sink = Py::new(

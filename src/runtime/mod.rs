@@ -30,6 +30,17 @@ const TASKS: &str = include_str!("tasks.py");
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Stack size of every thread that runs Python (pool, eval, lambda, and threads Python code
+/// starts, through `threading.stack_size`). CPython's recursion limit guards the C stack only
+/// as far as this stack is deep: 256 MiB of address space (touched pages only become memory)
+/// leaves about 5 KiB per level at [`MAX_RECURSION`].
+pub const PY_STACK: usize = 256 << 20;
+
+/// The highest recursion limit app code may set: `sys.setrecursionlimit` above it is capped
+/// (with a note on stderr), so `sys.setrecursionlimit(10**6)` and a deep recursion end in a
+/// RecursionError instead of a C stack overflow that would abort the node.
+pub const MAX_RECURSION: u32 = 50_000;
+
 type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
 /// Why the runtime could not do something.
@@ -126,6 +137,8 @@ impl Runtime {
                 c"_push_tasks",
             )?;
             modules.set_item("_push_tasks", tasks)?;
+            boot.getattr("guard_recursion")?
+                .call1((MAX_RECURSION, PY_STACK))?;
             Ok(boot.unbind())
         })
         .map_err(|e| RuntimeError::Start(e.to_string()))?;
@@ -135,6 +148,7 @@ impl Runtime {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("python-{i}"))
+                .stack_size(PY_STACK)
                 .spawn(move || loop {
                     let job = {
                         let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -320,6 +334,7 @@ pub fn sources(
     files
         .into_iter()
         .map(|(path, bytes)| {
+            crate::model::code_store::check_source(&path, &bytes)?;
             String::from_utf8(bytes.into_vec())
                 .map(|s| (path.clone(), s))
                 .map_err(|_| format!("{path} is not UTF-8 text"))

@@ -158,6 +158,7 @@ impl Runtime {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name("python-lambda".into())
+            .stack_size(super::PY_STACK)
             .spawn(move || {
                 let result = Python::with_gil(|py| -> Result<Value, String> {
                     let call = || -> PyResult<Value> {

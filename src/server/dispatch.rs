@@ -645,6 +645,8 @@ async fn read(
 /// and the entry module imports in a scratch namespace, or the deploy is refused with the
 /// file and line that failed. HEAD and running code are untouched either way.
 async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result<(), ErrorBody> {
+    crate::model::code_store::check_file_count(tree.len())
+        .map_err(|e| ErrorBody::new(ErrorCode::Invalid, format!("deploy rejected: {e}")))?;
     let (files, number, unchanged) = node.read(|s| {
         let files: BTreeMap<String, ByteBuf> = tree
             .iter()

@@ -1,73 +1,14 @@
 //! Hostile and malformed input on the node's one address: each case gets a clear error or a
 //! closed connection, the node keeps serving everyone else, and nothing is lost.
 
-use std::time::Duration;
-
-use push_protocol::frame::{encode_frame, read_frame, Frame, Kind, MAX_CLIENT_FRAME};
-use push_protocol::{
-    codec, ErrorBody, ErrorCode, Hello, Op, Outcome, ReadMode, Reply, Role, Value, MAGIC,
-};
+use push_protocol::frame::{encode_frame, Kind};
+use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Op, ReadMode, Reply, Role, Value, MAGIC};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::support::cluster::{get, set};
+use crate::support::raw::{expect_error_and_close, hello, next, request, response, session};
 use crate::support::Cluster;
-
-fn hello(token: &str, protocol: u32) -> Vec<u8> {
-    let hello = Hello {
-        magic: MAGIC,
-        protocol,
-        token: token.into(),
-        role: Role::Client,
-        client: "test".into(),
-    };
-    encode_frame(Kind::Hello, &[&codec::encode(&hello).expect("encode")])
-}
-
-async fn next(stream: &mut TcpStream) -> Option<Frame> {
-    tokio::time::timeout(Duration::from_secs(5), read_frame(stream, MAX_CLIENT_FRAME))
-        .await
-        .expect("the node neither answered nor closed within 5 s")
-        .ok()
-        .flatten()
-}
-
-/// Sends `bytes` and expects an error frame with `code`, then a closed connection.
-async fn expect_error_and_close(addr: &str, bytes: &[u8], code: ErrorCode) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    let frame = next(&mut s).await.expect("an error frame before the close");
-    assert_eq!(frame.kind, Kind::Error, "expected an error frame");
-    let body: ErrorBody = codec::decode(&frame.payload).expect("error body");
-    assert_eq!(body.code, code, "{}", body.message);
-    assert!(
-        next(&mut s).await.is_none(),
-        "the connection should be closed after the error"
-    );
-    body.message
-}
-
-/// A handshaken raw connection.
-async fn session(addr: &str, token: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(&hello(token, push_protocol::PROTOCOL_VERSION))
-        .await
-        .expect("hello");
-    let welcome = next(&mut s).await.expect("welcome");
-    assert_eq!(welcome.kind, Kind::Welcome);
-    s
-}
-
-fn request(id: u64, op_bytes: &[u8]) -> Vec<u8> {
-    encode_frame(Kind::Request, &[&id.to_be_bytes(), op_bytes])
-}
-
-async fn response(s: &mut TcpStream) -> (u64, Outcome) {
-    let frame = next(s).await.expect("a response");
-    assert_eq!(frame.kind, Kind::Response);
-    let id = u64::from_be_bytes(frame.payload[..8].try_into().expect("id"));
-    (id, codec::decode(&frame.payload[9..]).expect("outcome"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_clear_errors_and_the_node_keeps_serving() {

@@ -12,6 +12,7 @@ mod chaos;
 mod cluster;
 mod code_store;
 mod eval;
+mod hostile;
 mod logs;
 mod lsp;
 mod metrics;

@@ -202,6 +202,11 @@ impl Cluster {
         self.node(id).addr.clone()
     }
 
+    /// Node `id`'s process id, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id).child.as_ref().map(|c| c.id())
+    }
+
     /// Node `id`'s app HTTP address.
     pub fn http(&self, id: u64) -> String {
         self.node(id).http.clone()

@@ -5,6 +5,7 @@ pub mod http;
 pub mod linearizable;
 pub mod lsp;
 pub mod proxy;
+pub mod raw;
 pub mod tmux;
 pub mod total_queue;
 
