@@ -53,7 +53,7 @@ impl Kind {
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes; send smaller requests (big values in several keys or queue items), or check that both ends are Push of the same version")]
     TooLarge { size: usize, limit: usize },
     #[error("connection closed in the middle of a frame ({got} of {want} bytes)")]
     Truncated { got: usize, want: usize },
