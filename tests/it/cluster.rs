@@ -534,6 +534,14 @@ async fn a_write_forwarded_to_a_paused_leader_fails_in_bounded_time_with_outcome
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let client = cluster.client(follower).await;
+    // One forwarded write first, so the follower holds a connection to the leader: the next
+    // forward is then surely sent, and only its answer is missing.
+    let warm = Op::KvSet {
+        map: "m".into(),
+        key: "warm".into(),
+        value: Value::Int(0),
+    };
+    assert!(matches!(client.call(warm).await, Ok(Reply::Written { .. })));
     cluster.pause(leader);
     let started = Instant::now();
     let op = Op::KvSet {
