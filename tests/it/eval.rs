@@ -3,42 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use push_protocol::{Client, EvalResult, Op, Reply, Stream};
+use push_protocol::{Client, EvalResult, Op, Reply};
 
 use crate::support::cluster::ok;
+use crate::support::eval::eval_streams;
 use crate::support::http::get;
 use crate::support::Cluster;
 
+/// Stdout with any stderr appended after "[err]", and the result.
 async fn eval_in(client: &Client, session: Option<u64>, code: &str) -> (String, EvalResult) {
-    let mut replies = client
-        .call_stream(Op::Eval {
-            session,
-            code: code.into(),
-            module: None,
-        })
-        .await
-        .expect("send");
-    let (mut out, mut err) = (String::new(), String::new());
-    while let Some(reply) = replies.recv().await {
-        match reply.expect("eval reply") {
-            Reply::Output {
-                stream: Stream::Stdout,
-                text,
-            } => out.push_str(&text),
-            Reply::Output {
-                stream: Stream::Stderr,
-                text,
-            } => err.push_str(&text),
-            Reply::Evaluated(r) => {
-                if !err.is_empty() {
-                    out.push_str(&format!("[err]{err}"));
-                }
-                return (out, *r);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+    let (mut out, err, result) = eval_streams(client, session, code).await;
+    if !err.is_empty() {
+        out.push_str(&format!("[err]{err}"));
     }
-    panic!("no result for {code:?}");
+    (out, result)
 }
 
 async fn session(client: &Client) -> u64 {

@@ -12,12 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use push_protocol::frame::MAX_CLIENT_FRAME;
-use push_protocol::{
-    codec, ByteBuf, Client, ErrorCode, EvalResult, Op, ReadMode, Reply, Stream, Value,
-};
+use push_protocol::{codec, ByteBuf, Client, ErrorCode, Op, ReadMode, Reply, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::cluster::push_bin;
+use crate::support::eval::eval_streams as eval;
 use crate::support::raw::{
     expect_error_and_close, expect_error_then_close, hello, request, response, session,
 };
@@ -176,34 +175,6 @@ impl Canary {
             log.longest_gap
         );
     }
-}
-
-/// Evaluates `code` on `client` (in `session`); collects stdout and stderr.
-async fn eval(client: &Client, session: Option<u64>, code: &str) -> (String, String, EvalResult) {
-    let mut replies = client
-        .call_stream(Op::Eval {
-            session,
-            code: code.into(),
-            module: None,
-        })
-        .await
-        .expect("send eval");
-    let (mut out, mut err) = (String::new(), String::new());
-    while let Some(reply) = replies.recv().await {
-        match reply.expect("eval reply") {
-            Reply::Output {
-                stream: Stream::Stdout,
-                text,
-            } => out.push_str(&text),
-            Reply::Output {
-                stream: Stream::Stderr,
-                text,
-            } => err.push_str(&text),
-            Reply::Evaluated(r) => return (out, err, *r),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    panic!("no result for {code:?}");
 }
 
 /// The attacked node still answers a Ping and an eval, within a second each.

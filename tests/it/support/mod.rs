@@ -1,6 +1,7 @@
 //! Test support: clusters of real node processes and helpers to talk to them.
 
 pub mod cluster;
+pub mod eval;
 pub mod http;
 pub mod linearizable;
 pub mod lsp;
