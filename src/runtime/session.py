@@ -77,7 +77,10 @@ def close_session(sid):
 
 def _namespace(sid, module):
     if module:
-        mod = sys.modules.get(module)
+        # Under the loader's lock: while a version loads (or the deploy gate imports one to
+        # check it), sys.modules briefly holds scratch modules that no handler runs.
+        with _push_runtime._lock:
+            mod = sys.modules.get(module)
         if mod is None:
             raise LookupError(f"no module {module!r} is loaded on this node (app modules at HEAD and imported libraries can be used)")
         return mod.__dict__
