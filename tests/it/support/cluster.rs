@@ -14,10 +14,29 @@ pub fn push_bin() -> &'static str {
     env!("CARGO_BIN_EXE_push")
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port for a node to listen on. Taken below the kernel's ephemeral range
+/// (32768 and up on Linux) and never handed out twice by this process: a port from the
+/// ephemeral range can be taken by some outgoing connection's local end between our check and
+/// the node's bind, which once left a test cluster a node short.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start where this process's id points, so concurrent test binaries rarely overlap.
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(SPAN)) as u16 + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN);
 }
 
 /// One node process.
