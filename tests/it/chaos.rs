@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use push_protocol::{Client, ClientError, ErrorCode, Op, ReadMode, Reply, Value};
 use rand::{Rng, SeedableRng};
 
-use crate::support::cluster::ok;
 use crate::support::linearizable::{self, Call, Operation, Verdict};
 use crate::support::proxy::Mode;
 use crate::support::total_queue::{Outcome, QueueHistory};
@@ -393,17 +392,8 @@ async fn applied_view(cluster: &Cluster, id: u64) -> Option<String> {
 }
 
 fn deploy(cluster: &Cluster, version: u32, to: u64) {
-    let app = cluster.dir.path().join("chaos-app");
-    std::fs::create_dir_all(&app).expect("app dir");
-    std::fs::write(app.join("app.py"), format!("VERSION = {version}\n")).expect("write app");
-    ok(&cluster.cli(&[
-        "deploy",
-        app.to_str().expect("utf8"),
-        "--to",
-        &cluster.addr(to),
-        "-m",
-        &format!("v{version}"),
-    ]));
+    let source = format!("VERSION = {version}\n");
+    cluster.deploy_app("chaos-app", &source, to, &format!("v{version}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

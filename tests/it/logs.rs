@@ -38,15 +38,7 @@ def hello():
 "#;
 
 fn deploy(cluster: &Cluster) {
-    let dir = cluster.dir.path().join("app");
-    std::fs::create_dir_all(&dir).expect("app dir");
-    std::fs::write(dir.join("app.py"), APP).expect("write app");
-    ok(&cluster.cli(&[
-        "deploy",
-        dir.to_str().expect("utf8"),
-        "--to",
-        &cluster.addr(1),
-    ]));
+    cluster.deploy_app("app", APP, 1, "logs test");
 }
 
 /// Runs `push ARGS` until its output contains every one of `wanted`, or panics after `within`.

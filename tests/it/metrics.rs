@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use prometheus_parse::{Sample, Scrape, Value as PromValue};
 use push_protocol::{Client, Op, Reply, Value};
 
-use crate::support::cluster::{ok, set};
+use crate::support::cluster::set;
 use crate::support::http;
 use crate::support::Cluster;
 
@@ -132,15 +132,7 @@ async fn eval(client: &Client, code: &str) -> bool {
 async fn metrics_count_a_known_workload_on_every_node() {
     // Snapshots every 20 entries: the workload makes every node build at least one.
     let cluster = Cluster::start_with(3, &["--snapshot-every", "20"]).await;
-    let dir = cluster.dir.path().join("app");
-    std::fs::create_dir_all(&dir).expect("app dir");
-    std::fs::write(dir.join("app.py"), APP).expect("write app");
-    ok(&cluster.cli(&[
-        "deploy",
-        dir.to_str().expect("utf8"),
-        "--to",
-        &cluster.addr(1),
-    ]));
+    cluster.deploy_app("app", APP, 1, "metrics test");
     let web = cluster.http(1);
     let deadline = Instant::now() + Duration::from_secs(30);
     while http::get(&web, "/hello").await.status != 200 {

@@ -404,6 +404,22 @@ impl Cluster {
             .expect("run push")
     }
 
+    /// Writes `app_py` as the one file of app directory `name` (under the cluster's temp dir)
+    /// and deploys it through node `to` with `message`; returns the CLI's output.
+    pub fn deploy_app(&self, name: &str, app_py: &str, to: u64, message: &str) -> String {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).expect("app dir");
+        std::fs::write(dir.join("app.py"), app_py).expect("write app");
+        ok(&self.cli(&[
+            "deploy",
+            dir.to_str().expect("utf8"),
+            "--to",
+            &self.addr(to),
+            "-m",
+            message,
+        ]))
+    }
+
     /// The tail of every node's log.
     pub fn logs(&self) -> String {
         let mut out = String::new();
