@@ -190,8 +190,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         Some(files) => {
             let server = push_protocol::tls::server_config(&files.cert, &files.key)
                 .context("setting up TLS from --tls-cert/--tls-key")?;
-            // The CA was installed for this process's connections by `cli::run`.
-            push_protocol::tls::client_config(&files.ca).context("setting up TLS from --tls-ca")?;
+            // The CA may come from node.ron rather than the global --tls-ca that `cli::run`
+            // installs: install it here, for this node's connections to its peers.
+            let client = push_protocol::tls::client_config(&files.ca)
+                .context("setting up TLS from --tls-ca")?;
+            push_protocol::tls::use_for_clients(client);
             tracing::info!("serving TLS for clients and peers");
             Some(server)
         }

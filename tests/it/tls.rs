@@ -144,3 +144,49 @@ async fn a_tls_cluster_serves_clients_with_the_ca_and_refuses_others_clearly() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_settings_from_node_ron_secure_peer_traffic_too() {
+    let certs = tempfile::tempdir().expect("dir");
+    let dir = certs.path().join("tls");
+    ok(
+        &std::process::Command::new(crate::support::cluster::push_bin())
+            .args(["tls-init", dir.to_str().expect("utf8")])
+            .output()
+            .expect("push tls-init"),
+    );
+    let pem = |name: &str| dir.join(name).to_str().expect("utf8").to_string();
+    let ron = certs.path().join("node.ron");
+    std::fs::write(
+        &ron,
+        format!(
+            "(tls_cert: {:?}, tls_key: {:?}, tls_ca: {:?})",
+            pem("node.pem"),
+            pem("node-key.pem"),
+            pem("ca.pem")
+        ),
+    )
+    .expect("write node.ron");
+    // Node 2 joins node 1 over TLS: only possible if the CA from node.ron is used for dialling.
+    let cluster = Cluster::launch(2, &["--config", ron.to_str().expect("utf8")]);
+    let ca = pem("ca.pem");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = cluster.cli(&["status", "--to", &cluster.addr(2), "--tls-ca", &ca]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let roles = text
+            .lines()
+            .filter(|l| l.starts_with(char::is_numeric))
+            .filter(|l| l.contains(" leader ") || l.contains(" follower "))
+            .count();
+        if out.status.success() && roles == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never joined over TLS: {text}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
