@@ -15,26 +15,57 @@ pub struct TlsInitArgs {
     pub hosts: Vec<String>,
 }
 
-/// Writes `text` to `path`, readable only by its owner when `secret`.
+/// The files `tls-init` writes, and whether each is a secret (a private key).
+const FILES: [(&str, bool); 4] = [
+    ("ca.pem", false),
+    ("ca-key.pem", true),
+    ("node.pem", false),
+    ("node-key.pem", true),
+];
+
+fn exists_error(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} exists; pick an empty directory so no key is overwritten",
+        path.display()
+    )
+}
+
+/// Creates `path` (never overwriting, never through a symlink) and writes `text` to it. A
+/// secret is created readable only by its owner (0600) from the start, so there is no moment
+/// where others can read it.
 fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
-    if path.exists() {
-        anyhow::bail!(
-            "{} exists; pick an empty directory so no key is overwritten",
-            path.display()
-        );
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     if secret {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
-    Ok(())
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists_error(path)),
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    };
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn run(args: TlsInitArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    // Refuse before writing anything, so a half-used directory is left as it was (a symlink,
+    // even a dangling one, counts: a key is never written through it).
+    if let Some(path) = FILES
+        .iter()
+        .map(|(name, _)| args.dir.join(name))
+        .find(|p| p.symlink_metadata().is_ok())
+    {
+        return Err(exists_error(&path));
+    }
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -59,10 +90,10 @@ pub fn run(args: TlsInitArgs) -> anyhow::Result<()> {
     let cert = params.signed_by(&key, &ca)?;
 
     let dir = &args.dir;
-    write(&dir.join("ca.pem"), &ca.pem(), false)?;
-    write(&dir.join("ca-key.pem"), &ca_key_pem, true)?;
-    write(&dir.join("node.pem"), &cert.pem(), false)?;
-    write(&dir.join("node-key.pem"), &key.serialize_pem(), true)?;
+    let texts = [ca.pem(), ca_key_pem, cert.pem(), key.serialize_pem()];
+    for ((name, secret), text) in FILES.iter().zip(&texts) {
+        write(&dir.join(name), text, *secret)?;
+    }
     let d = dir.display();
     println!(
         "wrote a CA and a node certificate for {} to {d}",
@@ -72,4 +103,87 @@ pub fn run(args: TlsInitArgs) -> anyhow::Result<()> {
     println!("and clients with:  --tls-ca {d}/ca.pem   (or PUSH_TLS_CA={d}/ca.pem)");
     println!("keep {d}/ca-key.pem offline; it signs certificates for new hosts");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_are_created_owner_only_and_certificates_stay_readable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tls = dir.path().join("tls");
+        run(TlsInitArgs {
+            dir: tls.clone(),
+            hosts: Vec::new(),
+        })
+        .expect("tls-init");
+        for (name, secret) in FILES {
+            let mode = mode(&tls.join(name));
+            if secret {
+                assert_eq!(mode, 0o600, "{name}");
+            } else {
+                // A certificate is public: created with the usual mode (umask applies).
+                assert_ne!(mode & 0o400, 0, "{name}");
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_key_is_neither_overwritten_nor_opened_up() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("node-key.pem");
+        std::fs::write(&key, "old key").expect("old key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let err = run(TlsInitArgs {
+            dir: dir.path().to_path_buf(),
+            hosts: Vec::new(),
+        })
+        .expect_err("an existing key is refused");
+        assert!(err.to_string().contains("pick an empty directory"), "{err}");
+        assert_eq!(std::fs::read_to_string(&key).expect("read"), "old key");
+        assert_eq!(mode(&key), 0o600);
+        // Nothing else was written next to it.
+        assert!(!dir.path().join("ca.pem").exists());
+        assert!(!dir.path().join("ca-key.pem").exists());
+        // The lowest level refuses too, even if the file appears after the check.
+        let err = write(&key, "new key", true).expect_err("create_new refuses");
+        assert!(err.to_string().contains("exists"), "{err}");
+        assert_eq!(std::fs::read_to_string(&key).expect("read"), "old key");
+    }
+
+    /// A dangling symlink at a key's path does not "exist", but writing there would put the
+    /// key wherever the link points.
+    #[cfg(unix)]
+    #[test]
+    fn a_key_is_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("dir");
+        let elsewhere = dir.path().join("elsewhere.pem");
+        let tls = dir.path().join("tls");
+        std::fs::create_dir(&tls).expect("tls dir");
+        let link = tls.join("ca-key.pem");
+        std::os::unix::fs::symlink(&elsewhere, &link).expect("symlink");
+        let err = run(TlsInitArgs {
+            dir: tls.clone(),
+            hosts: Vec::new(),
+        })
+        .expect_err("a symlink is refused");
+        assert!(err.to_string().contains("ca-key.pem exists"), "{err}");
+        assert!(
+            !tls.join("ca.pem").exists(),
+            "nothing written before refusing"
+        );
+        let err = write(&link, "key", true).expect_err("create_new refuses a symlink");
+        assert!(err.to_string().contains("exists"), "{err}");
+        assert!(!elsewhere.exists(), "no key where the link points");
+    }
 }
