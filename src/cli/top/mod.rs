@@ -1,10 +1,17 @@
 //! `push top`: a live terminal dashboard of the cluster (nodes, queues, daemons, deploys and
-//! audit). [`collect`] gathers snapshots on the async runtime, [`view`] draws them; this file
-//! owns the terminal: raw mode and the alternate screen, always restored (quit, error, panic),
-//! the key loop, and handing the terminal to a `push repl` child and back.
+//! audit). [`collect`] gathers snapshots on the async runtime; [`ui`] holds the dashboard's
+//! state and key handling, [`columns`] each pane's columns, [`draw`] draws them and [`plain`]
+//! prints them for `--once`. This file owns the terminal: raw mode and the alternate screen,
+//! always restored (quit, error, panic), the key loop, and handing the terminal to a `push
+//! repl` child and back.
 
 pub mod collect;
-pub mod view;
+mod columns;
+mod draw;
+mod plain;
+#[cfg(test)]
+mod tests;
+mod ui;
 
 use std::io::{IsTerminal, Stdout};
 use std::time::{Duration, Instant};
@@ -20,7 +27,7 @@ use ratatui::Terminal;
 use tokio::sync::{mpsc, watch};
 
 use self::collect::{Collector, Snapshot};
-use self::view::{Action, Ui};
+use self::ui::{Action, Ui};
 use super::target::Target;
 
 #[derive(clap::Args, Debug)]
@@ -47,7 +54,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let mut collector = Collector::new(seeds, token.clone());
     if args.once {
         let snap = collector.collect().await;
-        print!("{}", view::plain(&snap));
+        print!("{}", plain::plain(&snap));
         if let Some(e) = snap.error {
             bail!("{e}");
         }
@@ -153,7 +160,7 @@ fn ui_loop(
             let age = latest.as_ref().map(|(_, at)| at.elapsed());
             screen
                 .terminal
-                .draw(|f| view::render(f, snap, &ui, age))
+                .draw(|f| draw::render(f, snap, &ui, age))
                 .context("cannot draw the dashboard")?;
             if !event::poll(Duration::from_millis(200)).context("cannot read the terminal")? {
                 continue;
