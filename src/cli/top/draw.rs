@@ -16,9 +16,12 @@ use super::ui::{Pane, Ui};
 
 /// A table with these columns: their headers, and their widths as constraints.
 fn table<'a>(rows: Vec<Row<'a>>, columns: &[Column]) -> Table<'a> {
-    let widths = columns.iter().map(|c| match c.fill {
-        true => Constraint::Min(c.width),
-        false => Constraint::Length(c.width),
+    let widths = columns.iter().map(|c| {
+        if c.fill {
+            Constraint::Min(c.width)
+        } else {
+            Constraint::Length(c.width)
+        }
     });
     let header = Row::new(columns.iter().map(|c| Cell::from(c.head)))
         .style(Style::default().add_modifier(Modifier::BOLD | Modifier::REVERSED));
@@ -139,8 +142,8 @@ fn draw_pane(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {
     }
 }
 
-/// Node columns: width and priority (0 is kept longest); narrow terminals drop the highest
-/// priorities first so id, role and address stay readable at 80 columns.
+/// The nodes that pass the filter, with the columns that fit (see [`columns::NODES`]): down
+/// nodes red, the leader green, a node the registry thinks dead yellow.
 fn draw_nodes(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {
     let keep = columns::fit(&columns::NODES, area.width);
     let pick = |cells: Vec<String>| -> Vec<String> {
