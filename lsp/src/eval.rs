@@ -41,7 +41,7 @@ pub async fn run(
     code: String,
     module: Option<String>,
 ) -> Result<Ran, LspError> {
-    let client = link.client()?;
+    let client = link.client().await?;
     let mut generation = link.generation();
     let mut replies = match client
         .call_stream(Op::Eval {

@@ -3,7 +3,7 @@
 //! notification.
 
 use serde::{Deserialize, Serialize};
-use tower_lsp::lsp_types::{notification::Notification, Position, Range, Url};
+use tower_lsp_server::ls_types::{notification::Notification, Position, Range, Uri};
 
 pub const EVAL: &str = "push.eval";
 pub const EVAL_IN_MODULE: &str = "push.evalInModule";
@@ -19,7 +19,7 @@ pub const COMMANDS: [&str; 6] = [EVAL, EVAL_IN_MODULE, DEPLOY, ROLLBACK, INTERRU
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EvalArgs {
-    pub uri: Url,
+    pub uri: Uri,
     #[serde(default)]
     pub code: Option<String>,
     #[serde(default)]

@@ -31,14 +31,14 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use error::LspError;
+pub use error::{DeployError, LspError};
 pub use link::Targets;
 
 /// Finds where to connect for a workspace root (flags, environment, `.push/` upwards).
 pub type ResolveFn = dyn Fn(Option<&Path>) -> Targets + Send + Sync;
 
 /// A deploy in progress: the summary line, or what failed.
-pub type DeployFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+pub type DeployFuture = Pin<Box<dyn Future<Output = Result<String, DeployError>> + Send>>;
 
 /// Deploys directory `dir` through the node at `addr` with `token`.
 pub type DeployFn = dyn Fn(String, String, PathBuf) -> DeployFuture + Send + Sync;
@@ -65,11 +65,11 @@ where
     let (statuses_tx, statuses_rx) = tokio::sync::mpsc::unbounded_channel();
     let link = Arc::new(link::Link::new(statuses_tx));
     let connector = tokio::spawn(link.clone().run());
-    let (service, socket) = tower_lsp::LspService::new(|client| {
+    let (service, socket) = tower_lsp_server::LspService::new(|client| {
         tokio::spawn(server::forward_status(client.clone(), statuses_rx));
         server::Server::new(client, link, hooks)
     });
-    tower_lsp::Server::new(input, output, socket)
+    tower_lsp_server::Server::new(input, output, socket)
         .concurrency_level(CONCURRENCY)
         .serve(service)
         .await;

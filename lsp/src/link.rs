@@ -1,7 +1,8 @@
 //! The link to a node: connects in the background (trying every known address, with backoff up
 //! to 2 s), watches the node's status, opens the server's eval session lazily, and answers
-//! requests at once with [`LspError::Unreachable`] while no node is connected, so an editor
-//! never waits on a dead node.
+//! requests with [`LspError::Unreachable`] while no node is connected. A request waits (up to
+//! [`REQUEST_TIMEOUT`]) only while a connection attempt is under way — the first one after
+//! `initialized`, say — and otherwise fails at once, so an editor never waits on a dead node.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use push_protocol::{Client, ClientError, NodeStatus, Op, Reply};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::error::LspError;
+use crate::error::{AttemptError, ConnectError, LspError};
 use crate::ext::PushStatus;
 
 /// How long one connection attempt may take before the next address is tried.
@@ -50,6 +51,9 @@ pub struct Link {
     wake: Notify,
     /// Bumped whenever the connection is dropped, so streams waiting on it give up.
     generation: watch::Sender<u64>,
+    /// True while a connection attempt is due or under way (from creation until the first
+    /// attempt ends, and during every later attempt): requests wait for it instead of failing.
+    attempting: watch::Sender<bool>,
     statuses: mpsc::UnboundedSender<PushStatus>,
 }
 
@@ -67,6 +71,7 @@ impl Link {
             }),
             wake: Notify::new(),
             generation: watch::channel(0).0,
+            attempting: watch::channel(true).0,
             statuses,
         }
     }
@@ -79,6 +84,7 @@ impl Link {
     pub fn set_targets(&self, targets: Targets) {
         self.drop_client("reconfigured");
         self.state().targets = Some(targets);
+        self.attempting.send_replace(true);
         self.wake.notify_one();
     }
 
@@ -92,8 +98,38 @@ impl Link {
         self.state().status.clone()
     }
 
+    /// The connected client. While a connection attempt is under way this waits for it (up to
+    /// [`REQUEST_TIMEOUT`]); otherwise it answers at once.
+    pub async fn client(&self) -> Result<Arc<Client>, LspError> {
+        let mut attempting = self.attempting.subscribe();
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            if let Some(client) = self.connected() {
+                return Ok(client);
+            }
+            if !*attempting.borrow_and_update() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, attempting.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        self.client_now()
+    }
+
+    fn connected(&self) -> Option<Arc<Client>> {
+        self.state()
+            .client
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
     /// The connected client, or an immediate error (and a nudge to the connector).
-    pub fn client(&self) -> Result<Arc<Client>, LspError> {
+    fn client_now(&self) -> Result<Arc<Client>, LspError> {
         let state = self.state();
         match &state.client {
             Some(c) if !c.is_closed() => Ok(c.clone()),
@@ -132,7 +168,7 @@ impl Link {
 
     /// One request with a reply, bounded by `timeout`.
     pub async fn call(&self, op: Op, timeout: Duration) -> Result<Reply, LspError> {
-        let client = self.client()?;
+        let client = self.client().await?;
         match tokio::time::timeout(timeout, client.call(op)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => Err(self.failed(&client, e)),
@@ -235,9 +271,13 @@ impl Link {
                 self.poll().await;
                 continue;
             }
-            match self.connect(&targets).await {
+            self.attempting.send_replace(true);
+            let attempt = self.connect(&targets).await;
+            self.attempting.send_replace(false);
+            match attempt {
                 Ok(()) => backoff = Duration::from_millis(100),
-                Err(message) => {
+                Err(e) => {
+                    let message = e.to_string();
                     self.state().last_error = Some(message.clone());
                     self.publish(PushStatus {
                         connected: false,
@@ -257,12 +297,12 @@ impl Link {
         }
     }
 
-    async fn connect(&self, targets: &Targets) -> Result<(), String> {
+    async fn connect(&self, targets: &Targets) -> Result<(), ConnectError> {
         if let Some(problem) = &targets.problem {
-            return Err(problem.clone());
+            return Err(ConnectError::Targets(problem.clone()));
         }
         let Some(token) = &targets.token else {
-            return Err("no cluster token".into());
+            return Err(ConnectError::NoToken);
         };
         let mut errors = Vec::new();
         for addr in &targets.addrs {
@@ -276,27 +316,28 @@ impl Link {
                         state.node = Some(node);
                         state.last_error = None;
                     }
+                    // Requests waiting for this attempt go ahead now, not after the poll.
+                    self.attempting.send_replace(false);
                     self.poll().await;
                     return Ok(());
                 }
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!("connecting to {addr} timed out")),
+                Ok(Err(e)) => errors.push(AttemptError::Failed(e)),
+                Err(_) => errors.push(AttemptError::TimedOut {
+                    addr: addr.clone(),
+                    millis: CONNECT_TIMEOUT.as_millis() as u64,
+                }),
             }
         }
         if errors.is_empty() {
-            return Err("no node address configured".into());
+            return Err(ConnectError::NoAddress);
         }
-        Err(format!(
-            "cannot reach a Push node: {}; retrying",
-            errors.join("; ")
-        ))
+        Err(ConnectError::Unreachable(errors))
     }
 
     /// Reads the node's status and publishes it if it changed (drops a dead connection).
     async fn poll(&self) {
-        let client = match self.client() {
-            Ok(c) => c,
-            Err(_) => return,
+        let Some(client) = self.connected() else {
+            return;
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, client.call(Op::Status)).await {
             Ok(Ok(Reply::Status(s))) => self.publish(connected_status(client.addr(), &s)),

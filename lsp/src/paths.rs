@@ -1,7 +1,17 @@
-//! Files and modules: the app root a file belongs to and the dotted module name the node
-//! knows it by.
+//! Files and modules: the local path of a `file:` URI, the app root a file belongs to and the
+//! dotted module name the node knows it by.
 
 use std::path::{Path, PathBuf};
+
+use tower_lsp_server::ls_types::Uri;
+
+/// The local path of a `file:` URI; None for other schemes (`untitled:` buffers and the like).
+pub fn file_path(uri: &Uri) -> Option<PathBuf> {
+    if !uri.scheme().as_str().eq_ignore_ascii_case("file") {
+        return None;
+    }
+    uri.to_file_path().map(|p| p.into_owned())
+}
 
 /// The manifest that marks an app's root directory.
 pub const MANIFEST: &str = "push.ron";

@@ -1,25 +1,29 @@
-//! The `LanguageServer`: converts LSP requests into node calls through the [`Link`] and back.
-//! Open documents are kept as full text (full sync); every request reads what it needs from
-//! them and the node, so handlers share no state beyond documents, diagnostics and the link.
+//! The `LanguageServer` trait methods (initialize, document sync, completion, hover, code
+//! lenses, the syntax check) and the state they share; the `push.*` commands that
+//! `workspace/executeCommand` runs live in [`commands`]. Open documents are kept as full text
+//! (full sync); every request reads what it needs from them and the node, so handlers share no
+//! state beyond documents, diagnostics and the link.
+
+mod commands;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use push_protocol::{Op, Reply};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tower_lsp::jsonrpc::Result as RpcResult;
-use tower_lsp::lsp_types::*;
-use tower_lsp::{Client, LanguageServer};
+use tower_lsp_server::jsonrpc::Result as RpcResult;
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer};
 
 use crate::error::LspError;
-use crate::eval::{self, Place};
-use crate::ext::{self, EvalArgs, EvalOutcome, InitOptions, PushStatus};
-use crate::link::{Link, Targets, APP, REQUEST_TIMEOUT};
-use crate::text::{dedent, dotted_name_at, LineIndex};
+use crate::eval;
+use crate::ext::{self, InitOptions, PushStatus};
+use crate::link::{Link, Targets, REQUEST_TIMEOUT};
+use crate::paths::file_path;
+use crate::text::{dotted_name_at, LineIndex};
 use crate::{paths, snippets, toplevel, Hooks};
 
 /// Pause after the last keystroke before the syntax check runs.
@@ -48,8 +52,8 @@ pub struct Server {
     client: Client,
     link: Arc<Link>,
     hooks: Arc<Hooks>,
-    docs: Arc<Mutex<HashMap<Url, Doc>>>,
-    diagnostics: Arc<Mutex<HashMap<Url, FileDiagnostics>>>,
+    docs: Arc<Mutex<HashMap<Uri, Doc>>>,
+    diagnostics: Arc<Mutex<HashMap<Uri, FileDiagnostics>>>,
     workspace: Mutex<Workspace>,
     /// Whether the user was told the node is unreachable (once per disconnection).
     warned: AtomicBool,
@@ -57,23 +61,6 @@ pub struct Server {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn args<T: DeserializeOwned>(command: &str, arguments: Vec<Value>) -> Result<T, LspError> {
-    let v = match arguments.into_iter().next() {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(v) => v,
-    };
-    serde_json::from_value(v).map_err(|e| LspError::Arguments {
-        command: command.into(),
-        reason: format!("{e} (pass one JSON object as arguments[0]; see lsp/README.md)"),
-    })
-}
-
-fn to_json<T: serde::Serialize>(value: T) -> RpcResult<Option<Value>> {
-    serde_json::to_value(value)
-        .map(Some)
-        .map_err(|e| LspError::Invalid(format!("cannot encode the result: {e}")).into())
 }
 
 impl Server {
@@ -94,16 +81,16 @@ impl Server {
     }
 
     /// The text of `uri`: the open document, else the file on disk.
-    fn text(&self, uri: &Url) -> Result<Arc<String>, LspError> {
+    fn text(&self, uri: &Uri) -> Result<Arc<String>, LspError> {
         if let Some(doc) = lock(&self.docs).get(uri) {
             return Ok(doc.text.clone());
         }
-        let path = uri
-            .to_file_path()
-            .map_err(|_| LspError::NoDocument(uri.to_string(), "not a file URI".into()))?;
+        let path = file_path(uri).ok_or_else(|| {
+            LspError::NoDocument(uri.as_str().to_string(), "not a file URI".into())
+        })?;
         std::fs::read_to_string(&path)
             .map(Arc::new)
-            .map_err(|e| LspError::NoDocument(uri.to_string(), e.to_string()))
+            .map_err(|e| LspError::NoDocument(uri.as_str().to_string(), e.to_string()))
     }
 
     /// Called when a request found no node: says so once per disconnection.
@@ -115,7 +102,7 @@ impl Server {
         }
     }
 
-    async fn publish(&self, uri: Url) {
+    async fn publish(&self, uri: Uri) {
         let all = {
             let diags = lock(&self.diagnostics);
             diags
@@ -127,10 +114,10 @@ impl Server {
     }
 
     /// Replaces the last eval's diagnostics with `found` (None clears them).
-    async fn set_eval_diagnostic(&self, found: Option<(Url, Diagnostic)>) {
-        let touched: Vec<Url> = {
+    async fn set_eval_diagnostic(&self, found: Option<(Uri, Diagnostic)>) {
+        let touched: Vec<Uri> = {
             let mut diags = lock(&self.diagnostics);
-            let mut touched: Vec<Url> = diags
+            let mut touched: Vec<Uri> = diags
                 .iter_mut()
                 .filter(|(_, d)| !d.eval.is_empty())
                 .map(|(u, d)| {
@@ -152,7 +139,7 @@ impl Server {
     }
 
     /// Schedules the syntax check of `uri` at `version`, after a short pause.
-    fn schedule_check(&self, uri: Url, version: i32) {
+    fn schedule_check(&self, uri: Uri, version: i32) {
         let docs = self.docs.clone();
         let diagnostics = self.diagnostics.clone();
         let link = self.link.clone();
@@ -181,10 +168,10 @@ impl Server {
     }
 
     /// The app root and module name of a document.
-    fn module_of(&self, uri: &Url) -> Result<(PathBuf, String), LspError> {
-        let path = uri
-            .to_file_path()
-            .map_err(|_| LspError::Invalid(format!("{uri} is not a file; save it first")))?;
+    fn module_of(&self, uri: &Uri) -> Result<(PathBuf, String), LspError> {
+        let path = file_path(uri).ok_or_else(|| {
+            LspError::Invalid(format!("{} is not a file; save it first", uri.as_str()))
+        })?;
         let root = paths::app_root(&path, self.root().as_deref());
         let module = paths::module_name(&path, &root).ok_or_else(|| {
             LspError::Invalid(format!(
@@ -197,233 +184,6 @@ impl Server {
     }
 
     /// Turns an eval's result into the editor's outcome and its diagnostic.
-    async fn finish_eval(
-        &self,
-        ran: eval::Ran,
-        uri: &Url,
-        range: Range,
-        module: Option<String>,
-    ) -> EvalOutcome {
-        let r = ran.result;
-        let mut value = r.value;
-        if module.is_some() {
-            // The patch helper returns a message; show it without Python's quotes.
-            value = value.map(|v| v.trim_matches('\'').to_string());
-        }
-        if let Some(t) = &r.truncated {
-            value = value.map(|v| format!("{v}  [{t}]"));
-        }
-        let diagnostic = r.error.as_ref().and_then(|e| {
-            let (place, line) = eval::locate(e, module.is_none())?;
-            let (file_uri, line0) = match place {
-                Place::Evaluated => (uri.clone(), range.start.line + line.saturating_sub(1)),
-                Place::AppFile(rel) => {
-                    let base = match &module {
-                        Some(_) => self.module_of(uri).ok()?.0,
-                        None => uri
-                            .to_file_path()
-                            .ok()
-                            .map(|p| paths::app_root(&p, self.root().as_deref()))?,
-                    };
-                    (
-                        Url::from_file_path(base.join(rel)).ok()?,
-                        line.saturating_sub(1),
-                    )
-                }
-            };
-            let text = self.text(&file_uri).ok();
-            let width = text
-                .as_deref()
-                .map(|t| {
-                    LineIndex::new(t)
-                        .lines_range(line0 as usize, line0 as usize)
-                        .end
-                        .character
-                })
-                .unwrap_or(1000);
-            Some((
-                file_uri,
-                Diagnostic {
-                    range: Range::new(Position::new(line0, 0), Position::new(line0, width)),
-                    severity: Some(DiagnosticSeverity::ERROR),
-                    source: Some("push".into()),
-                    message: format!("{}: {}\n\n{}", e.type_name, e.message, e.formatted),
-                    ..Default::default()
-                },
-            ))
-        });
-        self.set_eval_diagnostic(diagnostic).await;
-        EvalOutcome {
-            ok: r.error.is_none(),
-            value,
-            stdout: ran.stdout,
-            stderr: ran.stderr,
-            error: r
-                .error
-                .as_ref()
-                .map(|e| format!("{}: {}", e.type_name, e.message)),
-            traceback: r.error.map(|e| e.formatted),
-            range,
-            module,
-            node: r.node,
-            micros: r.micros,
-        }
-    }
-
-    async fn cmd_eval(&self, a: EvalArgs) -> Result<EvalOutcome, LspError> {
-        let (code, range) = if let Some(code) = a.code {
-            let at = a.range.or(a.position.map(|p| Range::new(p, p)));
-            (code, at.unwrap_or_default())
-        } else {
-            let text = self.text(&a.uri)?;
-            let idx = LineIndex::new(&text);
-            if let Some(range) = a.range {
-                (dedent(idx.slice(range)), range)
-            } else if let Some(pos) = a.position {
-                let s = toplevel::statement_at(&text, pos.line as usize).ok_or_else(|| {
-                    LspError::Invalid("there is no statement to evaluate in this file".into())
-                })?;
-                let range = idx.lines_range(s.start, s.end);
-                (idx.slice(range).to_string(), range)
-            } else {
-                let end = idx.position(text.len());
-                (text.to_string(), Range::new(Position::new(0, 0), end))
-            }
-        };
-        let mut session = self.link.session().await?;
-        let mut ran = eval::run(&self.link, Some(session), code.clone(), None).await?;
-        let lost = ran.result.error.as_ref().is_some_and(|e| {
-            e.type_name == "LookupError" && e.message.contains("does not exist on this node")
-        });
-        if lost {
-            // The node restarted and forgot the session: open a new one and run again.
-            self.link.forget_session();
-            session = self.link.session().await?;
-            ran = eval::run(&self.link, Some(session), code, None).await?;
-        }
-        Ok(self.finish_eval(ran, &a.uri, range, None).await)
-    }
-
-    async fn cmd_eval_in_module(&self, a: EvalArgs) -> Result<EvalOutcome, LspError> {
-        let (_, module) = self.module_of(&a.uri)?;
-        let text = self.text(&a.uri)?;
-        let idx = LineIndex::new(&text);
-        let (source, range) = if let Some(code) = a.code {
-            let at = a.range.or(a.position.map(|p| Range::new(p, p)));
-            (code, at.unwrap_or_default())
-        } else if let Some(range) = a.range {
-            (dedent(idx.slice(range)), range)
-        } else {
-            let line = a.position.map_or(0, |p| p.line as usize);
-            let s = toplevel::statement_at(&text, line).ok_or_else(|| {
-                LspError::Invalid("there is no definition to patch in this file".into())
-            })?;
-            let range = idx.lines_range(s.start, s.end);
-            (idx.slice(range).to_string(), range)
-        };
-        let code = snippets::patch(&source, range.start.line + 1);
-        let ran = eval::run(&self.link, None, code, Some(module.clone())).await?;
-        Ok(self.finish_eval(ran, &a.uri, range, Some(module)).await)
-    }
-
-    fn default_app_root(&self) -> Result<PathBuf, LspError> {
-        self.root().ok_or_else(|| {
-            LspError::Invalid(
-                "no workspace folder: pass {\"root\": DIR} or open the app's folder as the workspace"
-                    .into(),
-            )
-        })
-    }
-
-    async fn cmd_deploy(&self, a: ext::DeployArgs) -> Result<ext::Deployed, LspError> {
-        let root = match a.root {
-            Some(r) => PathBuf::from(r),
-            None => self.default_app_root()?,
-        };
-        let (addr, token) = self.link.target()?;
-        match (self.hooks.deploy)(addr, token, root.clone()).await {
-            Ok(summary) => {
-                let version = match self
-                    .link
-                    .call(Op::Versions { app: APP.into() }, REQUEST_TIMEOUT)
-                    .await?
-                {
-                    Reply::Versions { head: Some(v), .. } => v,
-                    other => return Err(LspError::Unexpected(format!("{other:?}"))),
-                };
-                self.link.nudge();
-                Ok(ext::Deployed {
-                    ok: true,
-                    version,
-                    summary,
-                })
-            }
-            Err(message) => {
-                self.set_eval_diagnostic(deploy_diagnostic(&message, &root))
-                    .await;
-                Err(LspError::Deploy(format!(
-                    "deploy failed: {message}\nFix it and run push.deploy again; HEAD and the running app are unchanged."
-                )))
-            }
-        }
-    }
-
-    async fn cmd_rollback(&self, a: ext::RollbackArgs) -> Result<ext::RolledBack, LspError> {
-        match self
-            .link
-            .call(
-                Op::Activate {
-                    app: APP.into(),
-                    version: a.version,
-                },
-                REQUEST_TIMEOUT,
-            )
-            .await?
-        {
-            Reply::Activated { to, .. } => {
-                self.link.nudge();
-                Ok(ext::RolledBack {
-                    ok: true,
-                    version: to,
-                })
-            }
-            other => Err(LspError::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    async fn cmd_interrupt(&self) -> Result<ext::Interrupted, LspError> {
-        let Some(session) = self.link.current_session() else {
-            return Ok(ext::Interrupted {
-                ok: false,
-                running: false,
-            });
-        };
-        match self
-            .link
-            .call(Op::Interrupt { session }, REQUEST_TIMEOUT)
-            .await?
-        {
-            Reply::Interrupted { running } => Ok(ext::Interrupted {
-                ok: running,
-                running,
-            }),
-            other => Err(LspError::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    async fn execute(&self, command: &str, arguments: Vec<Value>) -> RpcResult<Option<Value>> {
-        match command {
-            ext::EVAL => to_json(self.cmd_eval(args(command, arguments)?).await?),
-            ext::EVAL_IN_MODULE => {
-                to_json(self.cmd_eval_in_module(args(command, arguments)?).await?)
-            }
-            ext::DEPLOY => to_json(self.cmd_deploy(args(command, arguments)?).await?),
-            ext::ROLLBACK => to_json(self.cmd_rollback(args(command, arguments)?).await?),
-            ext::INTERRUPT => to_json(self.cmd_interrupt().await?),
-            ext::STATUS => to_json(self.link.status()),
-            other => Err(LspError::UnknownCommand(other.into()).into()),
-        }
-    }
 
     async fn completions(&self, params: CompletionParams) -> Result<Vec<CompletionItem>, LspError> {
         let uri = params.text_document_position.text_document.uri;
@@ -535,10 +295,9 @@ impl Server {
 }
 
 /// Runs the node's syntax check on `text`; None when no node could be asked.
-async fn check_syntax(link: &Link, uri: &Url, text: &str) -> Option<Vec<Diagnostic>> {
-    let name = uri
-        .path_segments()
-        .and_then(|mut s| s.next_back().map(str::to_string))
+async fn check_syntax(link: &Link, uri: &Uri, text: &str) -> Option<Vec<Diagnostic>> {
+    let name = file_path(uri)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "<editor>".into());
     let ran = eval::run(link, None, snippets::syntax_check(text, &name), None)
         .await
@@ -580,31 +339,6 @@ async fn check_syntax(link: &Link, uri: &Url, text: &str) -> Option<Vec<Diagnost
     }])
 }
 
-/// A failed deploy's "APP@vN/PATH, line L" as a diagnostic on that file.
-fn deploy_diagnostic(message: &str, root: &Path) -> Option<(Url, Diagnostic)> {
-    let (before, after) = message.split_once(", line ")?;
-    let file = before.rsplit(' ').next()?;
-    let rel = eval::app_path(file)?;
-    let line: u32 = after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()?;
-    let uri = Url::from_file_path(root.join(rel)).ok()?;
-    let line0 = line.saturating_sub(1);
-    Some((
-        uri,
-        Diagnostic {
-            range: Range::new(Position::new(line0, 0), Position::new(line0, 1000)),
-            severity: Some(DiagnosticSeverity::ERROR),
-            source: Some("push deploy".into()),
-            message: message.to_string(),
-            ..Default::default()
-        },
-    ))
-}
-
-#[tower_lsp::async_trait]
 impl LanguageServer for Server {
     async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
         #[allow(deprecated)]
@@ -612,8 +346,8 @@ impl LanguageServer for Server {
             .workspace_folders
             .as_ref()
             .and_then(|f| f.first())
-            .and_then(|f| f.uri.to_file_path().ok())
-            .or_else(|| params.root_uri.as_ref().and_then(|u| u.to_file_path().ok()))
+            .and_then(|f| file_path(&f.uri))
+            .or_else(|| params.root_uri.as_ref().and_then(file_path))
             .or_else(|| params.root_path.as_ref().map(PathBuf::from));
         let options = params
             .initialization_options
@@ -643,6 +377,7 @@ impl LanguageServer for Server {
                 }),
                 ..Default::default()
             },
+            ..Default::default()
         })
     }
 

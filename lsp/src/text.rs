@@ -1,7 +1,7 @@
 //! Document text and LSP positions: UTF-16 `Position`s to byte offsets and back, ranges,
 //! dedenting a selection, and the dotted name under the cursor.
 
-use tower_lsp::lsp_types::{Position, Range};
+use tower_lsp_server::ls_types::{Position, Range};
 
 /// Byte offset where each line starts (lines end at `\n`; a `\r` before it stays in the line).
 pub struct LineIndex<'a> {

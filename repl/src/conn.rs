@@ -7,6 +7,8 @@ use std::time::Duration;
 use push_protocol::{Client, Member, NodeStatus, Op, Reply};
 use tokio::runtime::Handle;
 
+use crate::error::ReplError;
+
 /// Mutable link state.
 #[derive(Default)]
 struct Link {
@@ -44,18 +46,14 @@ impl Conn {
     }
 
     /// (Re)connects to the current address and opens a session there.
-    pub fn connect(&self) -> Result<(), String> {
+    pub fn connect(&self) -> Result<(), ReplError> {
         let addr = self.link().addr.clone();
         let token = self.token.clone();
-        let client = self
-            .handle
-            .block_on(Client::connect(&addr, &token))
-            .map_err(|e| e.to_string())?;
+        let client = self.handle.block_on(Client::connect(&addr, &token))?;
         let client = Arc::new(client);
-        let session = match self.handle.block_on(client.call(Op::SessionOpen)) {
-            Ok(Reply::Session { id }) => id,
-            Ok(other) => return Err(format!("unexpected reply {other:?}")),
-            Err(e) => return Err(e.to_string()),
+        let session = match self.handle.block_on(client.call(Op::SessionOpen))? {
+            Reply::Session { id } => id,
+            other => return Err(ReplError::Unexpected(format!("{other:?}"))),
         };
         {
             let mut link = self.link();
@@ -67,7 +65,7 @@ impl Conn {
     }
 
     /// Switches to another address (keeping the member list), connecting there.
-    pub fn use_addr(&self, addr: String) -> Result<(), String> {
+    pub fn use_addr(&self, addr: String) -> Result<(), ReplError> {
         {
             let mut link = self.link();
             link.addr = addr;
@@ -133,12 +131,9 @@ impl Conn {
     }
 
     /// One call with a deadline; a dead link is an error naming the fix.
-    pub fn call_timeout(&self, op: Op, timeout: Duration) -> Result<Reply, String> {
+    pub fn call_timeout(&self, op: Op, timeout: Duration) -> Result<Reply, ReplError> {
         let Some(client) = self.client() else {
-            return Err(format!(
-                "not connected to {}; `:reconnect`, or `:use ID` to pick another node",
-                self.addr()
-            ));
+            return Err(ReplError::NotConnected { addr: self.addr() });
         };
         let result = self
             .handle
@@ -148,14 +143,16 @@ impl Conn {
             Ok(Err(e)) => {
                 if e.code().is_none() {
                     self.lost();
-                    return Err(format!(
-                        "{e}\nthe node is unreachable: `:reconnect`, or `:use ID` to pick another node ({})",
-                        self.members().iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(", ")
-                    ));
+                    let members: Vec<String> =
+                        self.members().iter().map(|m| m.id.to_string()).collect();
+                    return Err(ReplError::Unreachable {
+                        error: e,
+                        members: members.join(", "),
+                    });
                 }
-                Err(e.to_string())
+                Err(ReplError::Node(e))
             }
-            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Err(_) => Err(ReplError::Timeout(timeout)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`conn`]: the connection to the current node (and the others): session, blocking calls.
+//! - [`error`]: [`ReplError`] (a failed call, saying what to do next) and [`DeployError`].
 //! - [`highlighter`], [`completer`], [`validator`], [`prompt`]: reedline extension points,
 //!   one file each; completion and completeness come from the live node.
 //! - [`commands`]: the `:meta` commands.
@@ -12,6 +13,7 @@
 pub mod commands;
 pub mod completer;
 pub mod conn;
+pub mod error;
 pub mod highlighter;
 pub mod output;
 pub mod plain;
@@ -30,9 +32,10 @@ use reedline::{
 };
 
 pub use conn::Conn;
+pub use error::{DeployError, ReplError};
 
 /// Deploys directory `dir` to the node at `addr` with `token`; returns the line to print.
-pub type DeployFn = dyn Fn(&str, &str, &str) -> Result<String, String> + Send + Sync;
+pub type DeployFn = dyn Fn(&str, &str, &str) -> Result<String, DeployError> + Send + Sync;
 
 /// Work the REPL delegates to its host program (the `push` binary), so this crate stays a
 /// front end: deploying needs the code store's file rules, which live in the node crate.

@@ -11,10 +11,10 @@ fn colour() -> bool {
     std::io::stdout().is_terminal()
 }
 
-/// An error line, red on a terminal.
-pub fn error_text(text: &str) -> String {
+/// An error line (a message or an error), red on a terminal.
+pub fn error_text(text: impl std::fmt::Display) -> String {
     if colour() {
-        Color::Red.paint(text).to_string()
+        Color::Red.paint(text.to_string()).to_string()
     } else {
         text.to_string()
     }

@@ -7,6 +7,8 @@ use push_protocol::{
     AuditEntry, Client, DaemonRow, LogLine, NodeEntry, Op, Reply, TsPoint, TsStat,
 };
 
+use crate::error::ReplError;
+
 /// `push daemons` / `:daemons`.
 pub fn daemon_table(rows: &[DaemonRow]) -> String {
     if rows.is_empty() {
@@ -123,7 +125,7 @@ pub async fn tail(
     name: &str,
     follow: bool,
     stop: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), ReplError> {
     let mut after: Vec<(u64, u64)> = Vec::new();
     let mut printed_any = false;
     tokio::pin!(stop);
@@ -136,8 +138,8 @@ pub async fn tail(
         };
         let lines: Vec<LogLine> = match client.call(op).await {
             Ok(Reply::Lines(lines)) => lines,
-            Ok(other) => return Err(format!("unexpected reply {other:?}")),
-            Err(e) => return Err(e.to_string()),
+            Ok(other) => return Err(ReplError::Unexpected(format!("{other:?}"))),
+            Err(e) => return Err(ReplError::Node(e)),
         };
         for l in &lines {
             println!("[node {}] {}", l.node, l.text);
@@ -213,7 +215,7 @@ pub async fn audit(
     limit: usize,
     follow: bool,
     stop: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), ReplError> {
     let mut after = 0;
     let mut first = true;
     tokio::pin!(stop);
@@ -225,8 +227,8 @@ pub async fn audit(
         };
         let entries = match client.call(op).await {
             Ok(Reply::Audit(entries)) => entries,
-            Ok(other) => return Err(format!("unexpected reply {other:?}")),
-            Err(e) => return Err(e.to_string()),
+            Ok(other) => return Err(ReplError::Unexpected(format!("{other:?}"))),
+            Err(e) => return Err(ReplError::Node(e)),
         };
         if first && entries.is_empty() {
             println!("the audit log is empty (deploys, rollbacks, restarts, evals and hot-patches land here)");

@@ -85,7 +85,9 @@ pub async fn run(args: LspArgs) -> anyhow::Result<()> {
                         token_file: None,
                     },
                 };
-                deploy_dir(&args).await.map_err(|e| format!("{e:#}"))
+                deploy_dir(&args).await.map_err(|e| push_lsp::DeployError {
+                    message: format!("{e:#}"),
+                })
             })
         }),
     };

@@ -42,7 +42,9 @@ pub fn run_repl(addr: String, token: String) -> i32 {
             };
             hook_handle
                 .block_on(deploy_dir(&args))
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| push_repl::DeployError {
+                    message: format!("{e:#}"),
+                })
         }),
     };
     push_repl::run(

@@ -386,8 +386,12 @@ def every(period, *, name=None, on="any", where=None):
 
 def cron(spec, *, name=None, on="any", where=None):
     """Decorator: call ``fn()`` at times matching a 5-field cron spec (UTC), e.g.
-    ``"*/5 * * * *"`` (every 5 minutes) or ``"0 3 * * 1-5"`` (03:00 on weekdays).
-    Fields: minute hour day-of-month month day-of-week; ``*``, ``a-b``, ``*/n``, lists."""
+    ``"*/5 * * * *"`` (every 5 minutes) or ``"0 3 * * mon-fri"`` (03:00 on weekdays).
+    Fields: minute hour day-of-month month day-of-week; ``*``, ``a-b``, ``*/n``, lists, and
+    names for months (``jan``) and weekdays (``mon``). As in Vixie cron, when neither day
+    field starts with ``*`` a day matching either one fires. A time missed while no leader
+    was elected is skipped, not replayed; a spec that can never fire (``"0 0 30 2 *"``)
+    never does, and the leader logs why."""
     def register(fn):
         s = {"kind": "schedule", "name": name or fn.__name__, "cron": str(spec),
              "on": _on(on), "where": _where(where), "replicas": 1}

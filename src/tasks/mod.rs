@@ -257,10 +257,7 @@ async fn fire_if_due(node: &Node, app: &str, spec: &TaskSpec, live: &[NodeInfo],
             now,
         )),
         (None, Some(cron)) => match schedule::Cron::parse(cron) {
-            Ok(c) => c.next_after(
-                last.as_ref()
-                    .map_or(now.saturating_sub(60_000), |f| f.due_ms),
-            ),
+            Ok(c) => c.next_due(last.as_ref().map(|f| f.due_ms), now),
             Err(e) => {
                 tracing::warn!(%app, name = %spec.name, "bad cron spec: {e}");
                 None

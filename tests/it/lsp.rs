@@ -1,6 +1,6 @@
 //! `push lsp` as editors use it: raw JSON-RPC over pipes (initialize, completion, hover, eval,
-//! hot patches, diagnostics, deploy, rollback, interrupt), a dead node (fast answers, then a
-//! reconnect), completion latency, and real third-party clients — Neovim's built-in LSP
+//! hot patches, diagnostics, deploy, rollback, interrupt), an eval sent before the connection
+//! is up, a dead node (fast answers, then a reconnect), completion latency, and real third-party clients — Neovim's built-in LSP
 //! client and Emacs (eglot + push.el, ERT) — against real clusters.
 
 use std::path::{Path, PathBuf};
@@ -358,6 +358,37 @@ async fn raw_json_rpc_eval_patch_diagnostics_deploy_rollback_interrupt() {
     assert_eq!(r["value"], json!("'alive'"));
     let r = lsp.request("shutdown", Value::Null, WAIT);
     assert!(r.is_ok(), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_sent_right_after_initialize_waits_for_the_connection_under_way() {
+    // An editor may run a command as soon as `initialize` answers, while the server is still
+    // connecting: the command waits for that attempt instead of failing with "not connected".
+    let cluster = Cluster::start(1).await;
+    let dir = tempfile::tempdir().expect("temp");
+    let mut lsp = LspProc::start(
+        &[
+            "--to",
+            &cluster.addr(1),
+            "--token-file",
+            cluster.token_file.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    lsp.initialize(dir.path(), json!({}));
+    let file = dir.path().join("x.py");
+    let r = lsp
+        .command(
+            "push.eval",
+            json!({"uri": uri(&file), "code": "6 * 7"}),
+            WAIT,
+        )
+        .expect("eval right after initialize");
+    assert_eq!(
+        (r["ok"].clone(), r["value"].clone()),
+        (json!(true), json!("42")),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
