@@ -4,7 +4,8 @@
 //! - [`cli`]: turns command-line arguments into checked configs and runs a subcommand.
 //! - [`config`]: a node's settings from a RON file and flags.
 //! - [`server`]: one TCP listener per node; authenticates, then serves clients and peers.
-//! - [`node`]: a running node: routes writes and linearizable reads to the leader.
+//! - [`ops`]: request handling by family (kv, queue, ts, code, eval, tasks, cluster).
+//! - [`node`]: a running node's primitives (propose, read, forward, ask), and its assembly.
 //! - [`consensus`]: openraft glue — durable log, peer network, state machine.
 //! - [`runtime`]: embedded CPython — app code at HEAD, the `push` module, HTTP handlers.
 //! - [`model`]: the deterministic replicated state (kv maps, code store, queues, timeseries,
@@ -14,16 +15,19 @@
 //! - [`metrics`]: Prometheus counters and the `/metrics` page.
 //! - [`logs`]: the ring of structured log records behind `push logs`.
 //! - [`procstat`]: the process's memory and CPU time, for status reports.
+//! - [`clock`]: the wall clock, read by proposers (never inside apply).
 //!
 //! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod node;
+pub mod ops;
 pub mod procstat;
 pub mod runtime;
 pub mod server;

@@ -115,13 +115,6 @@ pub fn ring() -> &'static Ring {
     RING.get_or_init(|| Ring::new(RING_CAPACITY))
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The tracing layer that copies events into [`ring`]. Which events is the caller's filter.
 pub struct RingLayer;
 
@@ -177,7 +170,7 @@ impl<S: Subscriber> Layer<S> for RingLayer {
         ring().push(LogRecord {
             node: 0,
             seq: 0,
-            time_ms: now_ms(),
+            time_ms: crate::clock::now_ms(),
             level: level_name(*meta.level()).to_string(),
             target: meta.target().to_string(),
             message: fields.message,

@@ -10,6 +10,7 @@
 //! - [`codec`]: the one binary encoding (bincode with a size limit) used for payloads.
 //! - [`value`]: [`Value`], the plain data that replicated structures hold.
 //! - [`message`]: handshake, request and reply enums.
+//! - [`records`]: the data requests and replies carry (status, reports, results, entries).
 //! - [`client`]: the async client that multiplexes requests over one connection.
 //! - [`tls`]: optional TLS (rustls) for every connection, and the stream type they share.
 
@@ -17,12 +18,14 @@ pub mod client;
 pub mod codec;
 pub mod frame;
 pub mod message;
+pub mod records;
 pub mod tls;
 pub mod value;
 
 pub use client::{Client, ClientError};
 pub use frame::{FrameError, Kind};
 pub use message::*;
+pub use records::*;
 pub use serde_bytes::ByteBuf;
 pub use value::Value;
 
@@ -32,3 +35,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The version of the Push release this crate belongs to.
 pub const PUSH_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The app a request means when it names none (`push deploy`, the HTTP front, `push tail`).
+pub const DEFAULT_APP: &str = "main";
+
+/// Most bytes one `PutBlobs` request may carry; a node refuses more, and clients batch below.
+pub const MAX_BLOB_BATCH: usize = 4 << 20;

@@ -75,7 +75,7 @@ pub struct QueueBench {
 async fn queue(target: &Target, args: &QueueBench, json: bool) -> anyhow::Result<()> {
     let addr = leader_addr(target).await?;
     let token = target.token()?;
-    let name = format!("bench-{}", super::super::node::now_ms());
+    let name = format!("bench-{}", crate::clock::now_ms());
     let value = Value::Bytes(vec![b'q'; args.value_size]);
     eprintln!(
         "bench queue: {} producers put for {} s into {name}, then {} consumers take+ack until it is empty…",
@@ -206,7 +206,7 @@ async fn deploy(target: &Target, args: &DeployBench, json: bool) -> anyhow::Resu
         args.modules,
         nodes.len()
     );
-    let stamp = super::super::node::now_ms();
+    let stamp = crate::clock::now_ms();
     for round in 0..args.rounds {
         let imports: String = (0..args.modules)
             .map(|i| format!("import mod{i:02}\n"))

@@ -4,15 +4,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use push_protocol::{CommitOutcome, Op, Reply};
+pub use push_protocol::DEFAULT_APP;
+use push_protocol::{CommitOutcome, Op, Reply, MAX_BLOB_BATCH};
 
 use super::progress::Progress;
 use super::target::Target;
 use crate::model::code_store::{blob_hash, check_file_count, check_path, check_source};
-use crate::server::dispatch::MAX_BLOB_BATCH;
 
-/// Name used when `--app` is not given.
-pub const DEFAULT_APP: &str = "main";
 /// Largest single file a deploy accepts.
 pub const MAX_FILE: usize = 2 << 20;
 /// Upload batches stay under this many bytes.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::code::{deploy_dir, DeployArgs, DEFAULT_APP};
 use super::target::Target;
-use super::up::{ClusterFile, PUSH_DIR};
+use super::target::{ClusterFile, PUSH_DIR};
 use crate::server::auth;
 
 #[derive(clap::Args, Debug)]

@@ -1,12 +1,12 @@
 //! Which node a command talks to and with which token: flags, then environment, then the
-//! `.push/` directory that `push up` writes.
+//! `.push/` directory that `push up` writes (its layout, [`ClusterFile`], is defined here).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use push_protocol::Client;
+use serde::{Deserialize, Serialize};
 
-use super::up::{ClusterFile, PUSH_DIR};
 use crate::server::auth;
 
 /// Address and token flags shared by client subcommands.
@@ -87,5 +87,30 @@ impl Target {
         Err(last
             .map(anyhow::Error::from)
             .unwrap_or_else(|| anyhow::anyhow!("no node to connect to")))
+    }
+}
+
+/// Where `push up` keeps its cluster, relative to the working directory.
+pub const PUSH_DIR: &str = ".push";
+
+/// What `push up` remembers between runs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterFile {
+    pub nodes: Vec<(u64, String)>,
+    /// Each node's HTTP address for app handlers, in the order of `nodes`.
+    #[serde(default)]
+    pub http: Vec<String>,
+}
+
+impl ClusterFile {
+    pub fn load(path: &Path) -> anyhow::Result<ClusterFile> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        ron::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid cluster file; delete it to start afresh",
+                path.display()
+            )
+        })
     }
 }

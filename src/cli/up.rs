@@ -9,13 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use push_protocol::{Client, Op, Reply};
-use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
+use super::target::{ClusterFile, PUSH_DIR};
 use crate::server::auth;
-
-/// Where `push up` keeps its cluster, relative to the working directory.
-pub const PUSH_DIR: &str = ".push";
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -25,28 +22,6 @@ pub struct UpArgs {
     /// Directory for data, logs and the token
     #[arg(long, default_value = PUSH_DIR)]
     pub dir: PathBuf,
-}
-
-/// What `push up` remembers between runs.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ClusterFile {
-    pub nodes: Vec<(u64, String)>,
-    /// Each node's HTTP address for app handlers, in the order of `nodes`.
-    #[serde(default)]
-    pub http: Vec<String>,
-}
-
-impl ClusterFile {
-    pub fn load(path: &Path) -> anyhow::Result<ClusterFile> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        ron::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a valid cluster file; delete it to start afresh",
-                path.display()
-            )
-        })
-    }
 }
 
 fn port_free(port: u16) -> bool {

@@ -35,46 +35,67 @@ pub fn tree_hash(tree: &BTreeMap<String, String>) -> String {
 /// (CLI) or proposed (leader): every node compiles and keeps every file of HEAD in memory.
 pub const MAX_FILES: usize = 20_000;
 
+/// Why a file or a tree cannot be deployed; each message says what to do instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error(
+        "{count} files is more than the {MAX_FILES} one version may hold; deploy only the \
+         app's own modules (vendored packages belong in the node's Python environment)"
+    )]
+    TooMany { count: usize },
+    #[error(
+        "{path} is not UTF-8 text (invalid byte at offset {offset}); only Python source can be \
+         deployed — is it a binary file named like a module?"
+    )]
+    NotUtf8 { path: String, offset: usize },
+    #[error(
+        "{path} contains a NUL byte at offset {offset}; Python source cannot contain NUL bytes \
+         — is it a binary file named like a module?"
+    )]
+    Nul { path: String, offset: usize },
+    #[error("bad path {path:?}: paths are relative and use '/'")]
+    NotRelative { path: String },
+    #[error("bad path {path:?}: empty, '.' or '..' parts")]
+    BadPart { path: String },
+}
+
 /// Refuses a tree of more than [`MAX_FILES`] files, saying what to do instead.
-pub fn check_file_count(count: usize) -> Result<(), String> {
+pub fn check_file_count(count: usize) -> Result<(), FileError> {
     if count > MAX_FILES {
-        return Err(format!(
-            "{count} files is more than the {MAX_FILES} one version may hold; deploy only the \
-             app's own modules (vendored packages belong in the node's Python environment)"
-        ));
+        return Err(FileError::TooMany { count });
     }
     Ok(())
 }
 
 /// Checks that a deployed file is source text: UTF-8 without NUL bytes. The error names the
 /// file and the offset of the first bad byte.
-pub fn check_source(path: &str, bytes: &[u8]) -> Result<(), String> {
+pub fn check_source(path: &str, bytes: &[u8]) -> Result<(), FileError> {
     if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(format!(
-            "{path} is not UTF-8 text (invalid byte at offset {}); only Python source can be \
-             deployed — is it a binary file named like a module?",
-            e.valid_up_to()
-        ));
+        return Err(FileError::NotUtf8 {
+            path: path.to_string(),
+            offset: e.valid_up_to(),
+        });
     }
-    if let Some(at) = bytes.iter().position(|b| *b == 0) {
-        return Err(format!(
-            "{path} contains a NUL byte at offset {at}; Python source cannot contain NUL bytes \
-             — is it a binary file named like a module?"
-        ));
+    if let Some(offset) = bytes.iter().position(|b| *b == 0) {
+        return Err(FileError::Nul {
+            path: path.to_string(),
+            offset,
+        });
     }
     Ok(())
 }
 
 /// Checks a path inside an app: relative, `/`-separated, no `..`, no empty parts.
-pub fn check_path(path: &str) -> Result<(), String> {
+pub fn check_path(path: &str) -> Result<(), FileError> {
+    let path_ = || path.to_string();
     if path.is_empty() || path.starts_with('/') || path.contains('\\') {
-        return Err(format!("bad path {path:?}: paths are relative and use '/'"));
+        return Err(FileError::NotRelative { path: path_() });
     }
     if path
         .split('/')
         .any(|part| part.is_empty() || part == "." || part == "..")
     {
-        return Err(format!("bad path {path:?}: empty, '.' or '..' parts"));
+        return Err(FileError::BadPart { path: path_() });
     }
     Ok(())
 }
@@ -191,7 +212,7 @@ impl CodeStore {
             return Err(invalid("a version needs at least one file".into()));
         }
         for (path, hash) in tree {
-            check_path(path).map_err(invalid)?;
+            check_path(path).map_err(|e| invalid(e.to_string()))?;
             if !self.blobs.contains_key(hash) {
                 return Err(invalid(format!(
                     "{path}: blob {hash} is not in the code store; upload it before committing"
@@ -334,19 +355,21 @@ mod tests {
     #[test]
     fn sources_must_be_utf8_text_without_nul_bytes() {
         assert!(check_source("app.py", b"x = 1\n").is_ok());
-        let e = check_source("lib/junk.py", b"x = 1\n\xff\xfe").unwrap_err();
+        let e = check_source("lib/junk.py", b"x = 1\n\xff\xfe")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("lib/junk.py is not UTF-8") && e.contains("offset 6"),
             "{e}"
         );
-        let e = check_source("nul.py", b"x = 1\0").unwrap_err();
+        let e = check_source("nul.py", b"x = 1\0").unwrap_err().to_string();
         assert!(e.contains("nul.py contains a NUL byte at offset 5"), "{e}");
     }
 
     #[test]
     fn a_version_holds_at_most_max_files() {
         assert!(check_file_count(MAX_FILES).is_ok());
-        let e = check_file_count(MAX_FILES + 1).unwrap_err();
+        let e = check_file_count(MAX_FILES + 1).unwrap_err().to_string();
         assert!(e.contains(&format!("more than the {MAX_FILES}")), "{e}");
     }
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{AuditNote, ByteBuf, CommitOutcome, ErrorBody, NodeReport, TsConfig, Value};
+use push_protocol::{
+    AuditNote, ByteBuf, CommitOutcome, ErrorBody, NodeReport, Op, TsConfig, Value,
+};
 use serde::{Deserialize, Serialize};
 
 /// One log entry's payload. `time_ms` is stamped by the proposing node, so apply reads no clock.
@@ -98,6 +100,95 @@ pub enum CommandOp {
     Audit(Vec<AuditNote>),
 }
 
+impl CommandOp {
+    /// The state change a client's `op` asks for, when it is one that goes through the log as
+    /// it is (None for reads, evals and ops the leader handles itself, such as a take). The
+    /// one conversion from the wire's [`Op`]; an audited op converts only when it wraps a
+    /// deploy, rollback or restart.
+    pub fn from_op(op: &Op) -> Option<CommandOp> {
+        Some(match op {
+            Op::KvSet { map, key, value } => CommandOp::KvSet {
+                map: map.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            },
+            Op::KvDelete { map, key } => CommandOp::KvDelete {
+                map: map.clone(),
+                key: key.clone(),
+            },
+            Op::KvCas {
+                map,
+                key,
+                expected,
+                new,
+            } => CommandOp::KvCas {
+                map: map.clone(),
+                key: key.clone(),
+                expected: expected.clone(),
+                new: new.clone(),
+            },
+            Op::PutBlobs { blobs } => CommandOp::PutBlobs {
+                blobs: blobs.clone(),
+            },
+            Op::Commit {
+                app,
+                tree,
+                message,
+                author,
+                activate,
+            } => CommandOp::Commit {
+                app: app.clone(),
+                tree: tree.clone(),
+                message: message.clone(),
+                author: author.clone(),
+                activate: *activate,
+            },
+            Op::Activate { app, version } => CommandOp::Activate {
+                app: app.clone(),
+                version: *version,
+            },
+            Op::Restart { app, name } => CommandOp::Restart {
+                app: app.clone(),
+                name: name.clone(),
+            },
+            Op::QueuePut { queue, values } => CommandOp::QueuePut {
+                queue: queue.clone(),
+                values: values.clone(),
+            },
+            Op::QueueAck { queue, id } => CommandOp::QueueAck {
+                queue: queue.clone(),
+                id: *id,
+            },
+            Op::Heartbeat(report) => CommandOp::Heartbeat(report.clone()),
+            Op::TsAppend {
+                series,
+                points,
+                config,
+            } => CommandOp::TsAppend {
+                series: series.clone(),
+                points: points.clone(),
+                config: config.clone(),
+            },
+            Op::TsCursor { series, unit, upto } => CommandOp::TsCursor {
+                series: series.clone(),
+                unit: unit.clone(),
+                upto: *upto,
+            },
+            Op::AuditRecord(notes) => CommandOp::Audit(notes.clone()),
+            Op::Audited { note, op } => match op.as_ref() {
+                Op::Commit { .. } | Op::Activate { .. } | Op::Restart { .. } => {
+                    CommandOp::Audited {
+                        note: note.clone(),
+                        op: Box::new(CommandOp::from_op(op)?),
+                    }
+                }
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// The result of applying a command; travels back to the proposer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Applied {
@@ -142,4 +233,69 @@ pub enum Applied {
     },
     /// The command was refused; the state is unchanged.
     Failed(ErrorBody),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_convert_and_reads_do_not() {
+        let set = Op::KvSet {
+            map: "m".into(),
+            key: "k".into(),
+            value: Value::Int(1),
+        };
+        assert!(matches!(
+            CommandOp::from_op(&set),
+            Some(CommandOp::KvSet { map, key, value: Value::Int(1) }) if map == "m" && key == "k"
+        ));
+        let get = Op::KvGet {
+            map: "m".into(),
+            key: "k".into(),
+            read: push_protocol::ReadMode::Stale,
+        };
+        assert!(CommandOp::from_op(&get).is_none());
+        let take = Op::QueueTake {
+            queue: "q".into(),
+            lease_ms: 1,
+            wait_ms: 0,
+        };
+        assert!(
+            CommandOp::from_op(&take).is_none(),
+            "a take is the leader's own work"
+        );
+    }
+
+    #[test]
+    fn only_changes_travel_audited() {
+        let note = AuditNote {
+            node: 1,
+            time_ms: 0,
+            who: "someone".into(),
+            action: "restart".into(),
+            app: None,
+            detail: "d".into(),
+        };
+        let restart = Op::Audited {
+            note: note.clone(),
+            op: Box::new(Op::Restart {
+                app: None,
+                name: "d".into(),
+            }),
+        };
+        assert!(matches!(
+            CommandOp::from_op(&restart),
+            Some(CommandOp::Audited { op, .. }) if matches!(*op, CommandOp::Restart { .. })
+        ));
+        let eval = Op::Audited {
+            note,
+            op: Box::new(Op::KvSet {
+                map: "m".into(),
+                key: "k".into(),
+                value: Value::None,
+            }),
+        };
+        assert!(CommandOp::from_op(&eval).is_none());
+    }
 }

@@ -11,6 +11,7 @@ pub mod command;
 pub mod kv;
 pub mod queue;
 pub mod registry;
+pub mod spec;
 pub mod tasks;
 pub mod timeseries;
 

@@ -21,6 +21,13 @@ pub struct Registered {
     pub units: Vec<UnitReport>,
 }
 
+impl Registered {
+    /// Whether this node reported within [`DEAD_AFTER_MS`] of `now_ms`: the one liveness rule.
+    pub fn alive(&self, now_ms: u64) -> bool {
+        self.last_seen_ms + DEAD_AFTER_MS >= now_ms
+    }
+}
+
 /// Every node that has ever reported.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Registry {
@@ -52,9 +59,12 @@ impl Registry {
 
     /// Whether node `id` has reported within [`DEAD_AFTER_MS`] of `now_ms`.
     pub fn alive(&self, id: u64, now_ms: u64) -> bool {
-        self.nodes
-            .get(&id)
-            .is_some_and(|n| n.last_seen_ms + DEAD_AFTER_MS >= now_ms)
+        self.nodes.get(&id).is_some_and(|n| n.alive(now_ms))
+    }
+
+    /// The nodes alive at `now_ms` (see [`Registry::alive`]).
+    pub fn live(&self, now_ms: u64) -> impl Iterator<Item = &Registered> {
+        self.nodes.values().filter(move |n| n.alive(now_ms))
     }
 
     /// What node `id` reported about unit `unit` of `app`.
@@ -91,6 +101,8 @@ mod tests {
         assert!(r.alive(2, 10_000 + DEAD_AFTER_MS));
         assert!(!r.alive(2, 10_001 + DEAD_AFTER_MS));
         assert!(!r.alive(3, 10_000));
+        assert_eq!(r.live(10_000 + DEAD_AFTER_MS).count(), 1);
+        assert_eq!(r.live(10_001 + DEAD_AFTER_MS).count(), 0);
         // A late-applied older beat never moves last_seen back.
         r.beat(&report, 9_000);
         assert_eq!(r.get(2).unwrap().last_seen_ms, 10_000);

@@ -6,12 +6,13 @@
 //!
 //! Layout: `bootstrap.py` (import hook, version loading, request dispatch) and `push.py` (the
 //! app-facing `push` module) are embedded Python; [`native`] is the Rust half of `push`;
-//! [`convert`] maps `Value`s to Python objects; [`reload`] follows HEAD and loads new versions.
+//! [`convert`] maps `Value`s to Python objects; [`cluster`] is the interface through which
+//! Python reaches the cluster (handed in at assembly, so the runtime imports no node).
 
+pub mod cluster;
 pub mod convert;
 pub mod eval;
 pub mod native;
-pub mod reload;
 pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +55,22 @@ pub enum RuntimeError {
     Python(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+}
+
+/// Why a version's files cannot be loaded (or gated): the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("push.ron: {0}")]
+    Manifest(String),
+    #[error(transparent)]
+    File(#[from] crate::model::code_store::FileError),
+    #[error("{0} is not UTF-8 text")]
+    NotUtf8(String),
+    /// The version's own code failed to import (with its traceback).
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
 /// An HTTP request for a handler.
@@ -227,7 +244,7 @@ impl Runtime {
         number: u64,
         files: BTreeMap<String, String>,
         entry: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoadError> {
         let outcome = self
             .call_bootstrap("load", app.to_string(), number, files, entry)
             .await;
@@ -241,11 +258,11 @@ impl Runtime {
             }
             Ok(Some(message)) => {
                 state.error = Some((number, message.clone()));
-                Err(message)
+                Err(LoadError::Failed(message))
             }
             Err(e) => {
                 state.error = Some((number, e.to_string()));
-                Err(e.to_string())
+                Err(LoadError::Runtime(e))
             }
         }
     }
@@ -309,7 +326,7 @@ impl Runtime {
 }
 
 /// The entry module of a version: `push.ron`'s `entry`, else `app`.
-pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, LoadError> {
     #[derive(serde::Deserialize, Default)]
     #[serde(default)]
     struct Manifest {
@@ -320,7 +337,7 @@ pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, String> 
             let manifest: Manifest = ron::Options::default()
                 .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
                 .from_str(text)
-                .map_err(|e| format!("push.ron: {e}"))?;
+                .map_err(|e| LoadError::Manifest(e.to_string()))?;
             Ok(manifest.entry.unwrap_or_else(|| "app".into()))
         }
         None => Ok("app".into()),
@@ -330,14 +347,14 @@ pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, String> 
 /// Decodes a version's files as UTF-8 source.
 pub fn sources(
     files: BTreeMap<String, push_protocol::ByteBuf>,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, LoadError> {
     files
         .into_iter()
         .map(|(path, bytes)| {
             crate::model::code_store::check_source(&path, &bytes)?;
             String::from_utf8(bytes.into_vec())
                 .map(|s| (path.clone(), s))
-                .map_err(|_| format!("{path} is not UTF-8 text"))
+                .map_err(|_| LoadError::NotUtf8(path.clone()))
         })
         .collect()
 }
@@ -353,6 +370,9 @@ mod tests {
         files.insert("push.ron".to_string(), "(entry: \"web.main\")".to_string());
         assert_eq!(entry_module(&files).unwrap(), "web.main");
         files.insert("push.ron".to_string(), "(entry: 3)".to_string());
-        assert!(entry_module(&files).unwrap_err().contains("push.ron"));
+        assert!(entry_module(&files)
+            .unwrap_err()
+            .to_string()
+            .contains("push.ron"));
     }
 }

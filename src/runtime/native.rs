@@ -1,6 +1,6 @@
 //! `_push_native`: the Rust functions behind the `push` Python module.
 //!
-//! Each call releases the GIL, runs the request through the node's ordinary dispatch (so a
+//! Each call releases the GIL, sends the request to the [`Cluster`] the node installed (so a
 //! follower forwards writes to the leader exactly as for a network client) on the tokio
 //! runtime, and converts the reply. Errors become `push.PushError` with the node's message.
 
@@ -14,9 +14,8 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::cluster::Cluster;
 use super::convert::{from_py, to_py};
-use crate::node::Node;
-use crate::server::dispatch;
 
 create_exception!(
     _push_native,
@@ -25,17 +24,17 @@ create_exception!(
     "A cluster operation failed; the message says why and what to do next."
 );
 
-/// What native calls need: the node and a handle to its async runtime.
+/// What native calls need: the cluster and a handle to its async runtime.
 pub struct Context {
-    pub node: Arc<Node>,
+    pub cluster: Arc<dyn Cluster>,
     pub handle: tokio::runtime::Handle,
 }
 
 static CONTEXT: OnceLock<Context> = OnceLock::new();
 
 /// Connects the Python API to a running node. Called once when the node starts.
-pub fn install(node: Arc<Node>, handle: tokio::runtime::Handle) {
-    let _ = CONTEXT.set(Context { node, handle });
+pub fn install(cluster: Arc<dyn Cluster>, handle: tokio::runtime::Handle) {
+    let _ = CONTEXT.set(Context { cluster, handle });
 }
 
 fn context() -> PyResult<&'static Context> {
@@ -46,8 +45,7 @@ fn context() -> PyResult<&'static Context> {
 
 fn call(py: Python<'_>, op: Op) -> PyResult<Reply> {
     let ctx = context()?;
-    let outcome: Outcome =
-        py.allow_threads(|| ctx.handle.block_on(dispatch::handle(&ctx.node, op)));
+    let outcome: Outcome = py.allow_threads(|| ctx.handle.block_on(ctx.cluster.call(op)));
     outcome.map_err(|e: ErrorBody| PushError::new_err(e.message))
 }
 
@@ -134,7 +132,7 @@ fn kv_keys(py: Python<'_>, map: String, prefix: String) -> PyResult<Vec<String>>
 #[pyfunction]
 fn node_info(py: Python<'_>) -> PyResult<PyObject> {
     let ctx = context()?;
-    let status = ctx.node.status();
+    let status = ctx.cluster.status();
     let dict = PyDict::new(py);
     dict.set_item("id", status.id)?;
     dict.set_item("addr", status.addr)?;
@@ -147,7 +145,7 @@ fn node_info(py: Python<'_>) -> PyResult<PyObject> {
 #[pyfunction]
 fn members(py: Python<'_>) -> PyResult<Vec<PyObject>> {
     let ctx = context()?;
-    ctx.node
+    ctx.cluster
         .members()
         .into_iter()
         .map(|m| {
@@ -227,11 +225,11 @@ fn version_source(
     number: u64,
 ) -> PyResult<Option<(std::collections::BTreeMap<String, String>, String)>> {
     let ctx = context()?;
-    let Ok((_, files)) = ctx.node.read(|s| s.code.files(&app, Some(number))) else {
+    let Some(files) = ctx.cluster.version_files(&app, number) else {
         return Ok(None);
     };
-    let files = super::sources(files).map_err(PushError::new_err)?;
-    let entry = super::entry_module(&files).map_err(PushError::new_err)?;
+    let files = super::sources(files).map_err(|e| PushError::new_err(e.to_string()))?;
+    let entry = super::entry_module(&files).map_err(|e| PushError::new_err(e.to_string()))?;
     Ok(Some((files, entry)))
 }
 
@@ -318,9 +316,7 @@ fn ts_stats(py: Python<'_>) -> PyResult<Vec<PyObject>> {
 #[pyfunction]
 fn ts_cursor(series: String, unit: String) -> PyResult<u64> {
     let ctx = context()?;
-    Ok(ctx
-        .node
-        .read(|s| s.timeseries.get(&series).map_or(0, |x| x.cursor(&unit))))
+    Ok(ctx.cluster.ts_cursor(&series, &unit))
 }
 
 /// (seq, t_ms, key, value) as a partition handler receives it.
@@ -337,23 +333,10 @@ fn ts_after(
     wait_ms: u64,
 ) -> PyResult<Vec<PartitionPoint>> {
     let ctx = context()?;
+    let wait = Duration::from_millis(wait_ms);
     let points = py.allow_threads(|| {
-        ctx.handle.block_on(async {
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-            let mut applied = ctx.node.state.subscribe();
-            loop {
-                let points = ctx.node.read(|s| {
-                    s.timeseries
-                        .get(&series)
-                        .map(|x| x.after(partition, after, limit))
-                        .unwrap_or_default()
-                });
-                if !points.is_empty() || tokio::time::Instant::now() >= deadline {
-                    return points;
-                }
-                let _ = tokio::time::timeout_at(deadline, applied.changed()).await;
-            }
-        })
+        ctx.handle
+            .block_on(ctx.cluster.ts_after(series, partition, after, limit, wait))
     });
     points
         .iter()
@@ -401,7 +384,7 @@ fn run(
     let limit = Duration::from_secs_f64(timeout.clamp(0.001, 3_600.0));
     let outcome: Outcome = py.allow_threads(|| {
         ctx.handle.block_on(async {
-            tokio::time::timeout(limit, dispatch::handle(&ctx.node, Op::Run { func, args, on }))
+            tokio::time::timeout(limit, ctx.cluster.call(Op::Run { func, args, on }))
                 .await
                 .unwrap_or_else(|_| {
                     Err(ErrorBody::new(
@@ -430,7 +413,7 @@ fn run(
 fn nodes(py: Python<'_>) -> PyResult<Vec<PyObject>> {
     let ctx = context()?;
     let voters: std::collections::BTreeMap<u64, bool> = ctx
-        .node
+        .cluster
         .members()
         .into_iter()
         .map(|m| (m.id, m.voter))

@@ -5,56 +5,21 @@
 use push_protocol::{RunFunc, UnitReport, Value};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use serde::Deserialize;
 
 use super::convert::{from_py, to_py};
 use super::{Runtime, RuntimeError};
+pub use crate::model::spec::{HeadTasks, TaskSpec, Where};
 
-/// A task as an app version declares it (`push.daemon`, `push.every`, `push.cron`,
-/// `series.handler`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct TaskSpec {
-    pub kind: String,
-    pub name: String,
-    #[serde(default)]
-    pub on: serde_json::Value,
-    #[serde(default = "one")]
-    pub replicas: u32,
-    #[serde(default, rename = "where")]
-    pub place: Where,
-    #[serde(default)]
-    pub every_ms: Option<u64>,
-    #[serde(default)]
-    pub cron: Option<String>,
-    #[serde(default)]
-    pub series: Option<String>,
-    #[serde(default)]
-    pub partitions: Option<u32>,
-    pub hash: String,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// A placement constraint: every field set must hold for a node to qualify.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct Where {
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub gpu: Option<bool>,
-    #[serde(default)]
-    pub cores: Option<u32>,
-    #[serde(default)]
-    pub memory_mb: Option<u64>,
-}
-
-/// The tasks of an app's HEAD as loaded on this node.
-#[derive(Clone, Debug, Deserialize)]
-pub struct HeadTasks {
-    pub version: u64,
-    pub tasks: Vec<TaskSpec>,
+/// Why a lambda produced no value.
+#[derive(Debug, thiserror::Error)]
+pub enum LambdaError {
+    /// The function raised: the error with its traceback.
+    #[error("{0}")]
+    Raised(String),
+    #[error("cannot start a thread for the lambda: {0}")]
+    Thread(std::io::Error),
+    #[error("the lambda's thread ended without an answer")]
+    Lost,
 }
 
 fn tasks_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
@@ -154,13 +119,13 @@ impl Runtime {
     }
 
     /// Runs a lambda on a thread of its own; its value, or the error text with traceback.
-    pub async fn run_lambda(&self, func: RunFunc, args: Vec<Value>) -> Result<Value, String> {
+    pub async fn run_lambda(&self, func: RunFunc, args: Vec<Value>) -> Result<Value, LambdaError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name("python-lambda".into())
             .stack_size(super::PY_STACK)
             .spawn(move || {
-                let result = Python::with_gil(|py| -> Result<Value, String> {
+                let result = Python::with_gil(|py| -> Result<Value, LambdaError> {
                     let call = || -> PyResult<Value> {
                         let args = args
                             .iter()
@@ -185,15 +150,14 @@ impl Runtime {
                             .import("_push_runtime")
                             .and_then(|m| m.getattr("format_exception")?.call1((e.value(py),)))
                             .and_then(|s| s.extract::<String>());
-                        tb.unwrap_or_else(|_| e.to_string())
+                        LambdaError::Raised(tb.unwrap_or_else(|_| e.to_string()))
                     })
                 });
                 let _ = tx.send(result);
             });
         if let Err(e) = spawned {
-            return Err(format!("cannot start a thread for the lambda: {e}"));
+            return Err(LambdaError::Thread(e));
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the lambda's thread ended without an answer".into()))
+        rx.await.unwrap_or_else(|_| Err(LambdaError::Lost))
     }
 }

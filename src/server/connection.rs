@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 
-use super::{auth, dispatch};
+use super::auth;
 use crate::consensus::network::{serve_rpc, RaftRpc};
 use crate::node::Node;
 use crate::shutdown::Shutdown;
@@ -279,7 +279,7 @@ async fn client_loop(
             let kind = crate::metrics::op_kind(&op);
             let forwarded = matches!(op, Op::Forwarded { .. });
             let started = std::time::Instant::now();
-            let outcome = dispatch::handle_streaming(&node, op, &progress, who.as_deref()).await;
+            let outcome = crate::ops::handle_streaming(&node, op, &progress, who.as_deref()).await;
             crate::metrics::metrics().op(
                 kind,
                 forwarded,

@@ -72,10 +72,10 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 
 /// `GET /metrics`: this node's Prometheus metrics (text format 0.0.4).
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    match crate::metrics::render(&node) {
+    match super::metrics_page::render(&node) {
         Ok(text) => (
             StatusCode::OK,
-            [("content-type", crate::metrics::CONTENT_TYPE)],
+            [("content-type", super::metrics_page::CONTENT_TYPE)],
             text,
         )
             .into_response(),
@@ -93,7 +93,7 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
         .headers()
         .get(APP_HEADER)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or(crate::cli::code::DEFAULT_APP)
+        .unwrap_or(push_protocol::DEFAULT_APP)
         .to_string();
     let method = req.method().as_str().to_string();
     let response = handle_app(node, app.clone(), req).await;

@@ -1,14 +1,14 @@
-//! The node's one TCP address: accept loop, per-connection handling, request dispatch.
+//! The node's network edge: the accept loop, per-connection handling (which hands each
+//! request to `ops`), the app HTTP front and its `/metrics` page.
 //!
 //! **API Boundary:** everything that arrives from the network enters here. A connection first
 //! proves it knows the cluster token; malformed or oversized input gets an error frame and
 //! closes only that connection.
 
-pub mod audit;
 pub mod auth;
 pub mod connection;
-pub mod dispatch;
 pub mod http;
+pub mod metrics_page;
 
 use std::sync::Arc;
 

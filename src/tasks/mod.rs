@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use push_protocol::{NodeInfo, NodeReport, Op};
 
-use crate::model::registry::DEAD_AFTER_MS;
+use crate::clock::now_ms;
+use crate::model::spec::{HeadTasks, TaskSpec};
 use crate::model::CommandOp;
-use crate::node::{now_ms, Node};
-use crate::runtime::tasks::{HeadTasks, TaskSpec};
-use crate::server::dispatch;
+use crate::node::Node;
 use crate::shutdown::Shutdown;
 
 /// How often a node reports to the registry.
@@ -71,7 +70,7 @@ pub async fn run(node: Arc<Node>, info: NodeInfo, mut shutdown: Shutdown) {
                 let units = runtime.reports().await.unwrap_or_default();
                 crate::metrics::metrics().units(&units);
                 let op = Op::Heartbeat(Box::new(NodeReport { info, units }));
-                if let Err(e) = dispatch::handle(&node2, op).await {
+                if let Err(e) = crate::ops::handle(&node2, op).await {
                     tracing::debug!("heartbeat not recorded: {}", e.message);
                 }
             });
@@ -170,22 +169,9 @@ async fn run_firings(node: &Node, seen: &mut HashMap<(String, String), u64>) {
     }
 }
 
-/// The live nodes the leader may place work on: members heard from recently.
-pub fn live_nodes(node: &Node) -> Vec<NodeInfo> {
-    let members: Vec<u64> = node.members().into_iter().map(|m| m.id).collect();
-    let now = now_ms();
-    node.read(|s| {
-        s.nodes
-            .all()
-            .filter(|r| members.contains(&r.info.id) && r.last_seen_ms + DEAD_AFTER_MS >= now)
-            .map(|r| r.info.clone())
-            .collect()
-    })
-}
-
 /// The leader's duties: keep placement current and fire due schedules.
 async fn lead(node: &Node, specs: &BTreeMap<String, HeadTasks>, may_move: bool) {
-    let live = live_nodes(node);
+    let live = node.live_nodes();
     if live.is_empty() {
         return;
     }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use push_protocol::NodeInfo;
 
+use crate::model::spec::{TaskSpec, Where};
 use crate::model::tasks::AppTasks;
-use crate::runtime::tasks::{TaskSpec, Where};
 
 /// Whether `node` satisfies `place`.
 pub fn qualifies(node: &NodeInfo, place: &Where) -> bool {

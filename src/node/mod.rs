@@ -1,27 +1,28 @@
-//! A running node: the Raft replica, the shared state, and the routing of requests that must
-//! run on the leader (writes, linearizable reads, membership changes).
+//! A running node and its primitives: propose a command, read the applied state (locally or
+//! linearizably), learn where the leader is, forward an op to it or ask another member
+//! ([`peers`]), join members.
 //!
-//! A follower forwards such a request to the leader over an ordinary client connection, so a
-//! client may talk to any node. A forward is retried only when it provably did not reach the
-//! leader (the connection could not be opened); once sent, a lost answer is reported as an
-//! unknown outcome rather than risking a write applied twice.
+//! **Architecture Invariant:** the node knows no request families and calls nothing above
+//! it. Routing a request (which primitive, forward or not) is the `ops` layer's job; putting
+//! a node together from its config is [`assemble`]'s.
+
+pub mod assemble;
+pub mod audit;
+pub mod peers;
+pub mod reload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ServerState};
-use push_protocol::{Client, ClientError, ErrorBody, ErrorCode, Member, NodeStatus, Op, Reply};
+use push_protocol::{Client, ErrorBody, ErrorCode, Member, NodeInfo, NodeStatus};
 
+use crate::clock::now_ms;
 use crate::consensus::{Raft, SharedState};
 use crate::model::{Applied, Command, CommandOp, State};
 use crate::runtime::Runtime;
-
-/// How long a request may wait for a leader before failing with `NoLeader`.
-const LEADER_WAIT: Duration = Duration::from_secs(5);
-/// Forwarding hops allowed (a leader change mid-forward costs one).
-const MAX_HOPS: u8 = 3;
 
 /// Where a leader-only request ended up.
 pub enum Route<T> {
@@ -58,18 +59,11 @@ pub struct Node {
     /// Peer id -> address to dial it at instead of its advertised one (`--peer-via`).
     pub peer_via: BTreeMap<u64, String>,
     started: Instant,
-    leaders: tokio::sync::Mutex<HashMap<String, Arc<Client>>>,
+    /// Cached client connections to other members, by dial address.
+    peers: tokio::sync::Mutex<HashMap<String, Arc<Client>>>,
     membership: tokio::sync::Mutex<()>,
     /// Audit notes of evals and lambdas waiting to be proposed.
-    pub audit: crate::server::audit::Recorder,
-}
-
-/// Milliseconds since the Unix epoch, read by the proposer (never inside apply).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    pub audit: audit::Recorder,
 }
 
 fn internal(e: impl std::fmt::Display) -> ErrorBody {
@@ -103,7 +97,7 @@ impl Node {
             http,
             peer_via,
             started: Instant::now(),
-            leaders: tokio::sync::Mutex::new(HashMap::new()),
+            peers: tokio::sync::Mutex::new(HashMap::new()),
             membership: tokio::sync::Mutex::new(()),
             audit: Default::default(),
         }
@@ -304,126 +298,45 @@ impl Node {
         }
     }
 
-    /// Runs `local` here, or forwards `op` to the leader, waiting out elections.
-    pub async fn on_leader<F, Fut>(&self, op: &Op, hops: u8, local: F) -> Result<Reply, ErrorBody>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Route<Reply>, ErrorBody>>,
-    {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            match local().await? {
-                Route::Done(reply) => return Ok(reply),
-                Route::Forward(Some(leader)) if leader.addr != self.addr => {
-                    if hops >= MAX_HOPS {
-                        return Err(ErrorBody::new(
-                            ErrorCode::NoLeader,
-                            "the request was forwarded too many times while leadership changed; retry",
-                        ));
-                    }
-                    match self.forward(&leader.addr, op, hops + 1).await {
-                        Ok(reply) => return Ok(reply),
-                        Err(ForwardError::NotSent(reason)) if Instant::now() < deadline => {
-                            tracing::debug!("forward to {} not sent: {reason}", leader.addr);
-                        }
-                        Err(ForwardError::NotSent(reason)) => {
-                            return Err(ErrorBody::new(
-                                ErrorCode::NoLeader,
-                                format!("the leader at {} cannot be reached ({reason}); retry, or check `push status`", leader.addr),
-                            ))
-                        }
-                        Err(ForwardError::Failed(body)) => return Err(body),
-                    }
-                }
-                Route::Forward(_) if Instant::now() < deadline => {}
-                Route::Forward(_) => {
-                    return Err(ErrorBody::new(
-                        ErrorCode::NoLeader,
-                        format!(
-                            "no leader was elected within {}s; a majority of nodes may be down — check `push status`",
-                            LEADER_WAIT.as_secs()
-                        ),
-                    ))
-                }
-            }
-            // Wait for a (new) leader to be known, briefly.
-            let _ = self
-                .raft
-                .wait(Some(Duration::from_millis(200)))
-                .metrics(
-                    |m| {
-                        m.current_leader.is_some_and(|l| l != self.id)
-                            || m.state == ServerState::Leader
-                    },
-                    "leader known",
-                )
-                .await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Waits briefly (at most 200 ms, then 20 ms more) for a leader to be known, when a
+    /// request found none or found the leadership moving.
+    pub async fn wait_for_leader(&self) {
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_millis(200)))
+            .metrics(
+                |m| {
+                    m.current_leader.is_some_and(|l| l != self.id) || m.state == ServerState::Leader
+                },
+                "leader known",
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    async fn forward(&self, advertised: &str, op: &Op, hops: u8) -> Result<Reply, ForwardError> {
-        let dial = self.dial_advertised(advertised);
-        let addr = dial.as_str();
-        let client = {
-            let mut leaders = self.leaders.lock().await;
-            match leaders.get(addr) {
-                Some(c) if !c.is_closed() => c.clone(),
-                _ => {
-                    let c = Arc::new(
-                        Client::connect_as(addr, &self.token, crate::NODE_CLIENT)
-                            .await
-                            .map_err(|e| ForwardError::NotSent(e.to_string()))?,
-                    );
-                    leaders.insert(addr.to_string(), c.clone());
-                    c
-                }
-            }
-        };
-        let forwarded = Op::Forwarded {
-            hops,
-            op: Box::new(op.clone()),
-        };
-        let limit = forward_limit(op);
-        let Ok(answer) = tokio::time::timeout(limit, client.call(forwarded)).await else {
-            // A paused or cut-off leader: stop waiting; a new leader gets a new connection.
-            self.leaders.lock().await.remove(addr);
-            return Err(ForwardError::Failed(ErrorBody::new(
-                ErrorCode::Unavailable,
-                format!("the leader at {addr} did not answer within {} s; the outcome is unknown — check with a read before retrying, and `push status` for the cluster", limit.as_secs()),
-            )));
-        };
-        match answer {
-            Ok(reply) => Ok(reply),
-            Err(ClientError::Server(body)) => Err(ForwardError::Failed(body)),
-            Err(e) => {
-                self.leaders.lock().await.remove(addr);
-                Err(ForwardError::Failed(ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    format!("lost the connection to the leader at {addr} while it handled the request ({e}); the outcome is unknown — check before retrying"),
-                )))
-            }
-        }
+    /// The live nodes work may be placed on: members the registry heard from recently.
+    pub fn live_nodes(&self) -> Vec<NodeInfo> {
+        let members: Vec<u64> = self.members().into_iter().map(|m| m.id).collect();
+        let now = now_ms();
+        self.read(|s| {
+            s.nodes
+                .live(now)
+                .filter(|r| members.contains(&r.info.id))
+                .map(|r| r.info.clone())
+                .collect()
+        })
     }
 }
 
-/// How long a follower waits for the leader to answer a forwarded request: long enough for
-/// the slowest legitimate work (a deploy's import check, a join's catch-up, a queue take's own
-/// wait), short enough that a paused or partitioned leader cannot hold a client forever.
-fn forward_limit(op: &Op) -> Duration {
-    match op {
-        Op::Commit { .. } | Op::Join { .. } => Duration::from_secs(120),
-        Op::Audited { op, .. } => forward_limit(op),
-        Op::QueueTake { wait_ms, .. } => {
-            Duration::from_millis(*wait_ms).saturating_add(Duration::from_secs(10))
+/// Counts leader changes as this node sees them, until the Raft metrics channel closes.
+pub async fn watch_leader(node: std::sync::Arc<Node>) {
+    let mut rx = node.raft.metrics();
+    let mut leader = rx.borrow().current_leader;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now != leader {
+            leader = now;
+            crate::metrics::metrics().leader_changes.inc();
         }
-        _ => Duration::from_secs(10),
     }
-}
-
-enum ForwardError {
-    /// Never reached the leader: safe to retry.
-    NotSent(String),
-    /// Reached it (or may have): report, do not retry.
-    Failed(ErrorBody),
 }

@@ -1,44 +1,22 @@
-//! What a person asks for, noted for the audit log at the edge where the request arrives.
+//! What a person asks for, noted for the audit log where the request arrives.
 //!
 //! Changes (deploys, rollbacks, restarts) travel wrapped in [`Op::Audited`] so the change and
 //! its record commit as one log entry. Evals, hot-patches and lambdas change no replicated
-//! state: their notes queue here and one task proposes them in batches, so an eval never
-//! waits for Raft.
+//! state: their notes queue in the node's [`crate::node::audit::Recorder`] and [`flush`]
+//! proposes them in batches, so an eval never waits for Raft.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use push_protocol::{AuditNote, Op, RunFunc};
-use tokio::sync::mpsc;
 
-use crate::node::{now_ms, Node};
+use super::leader::{self, Req};
+use crate::clock::now_ms;
+use crate::model::CommandOp;
+use crate::node::Node;
 use crate::shutdown::Shutdown;
 
 /// Most notes one batch proposes.
 const BATCH: usize = 256;
-
-/// The queue of notes waiting to be proposed.
-pub struct Recorder {
-    tx: mpsc::UnboundedSender<AuditNote>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<AuditNote>>>,
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Recorder {
-            tx,
-            rx: Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl Recorder {
-    fn note(&self, note: AuditNote) {
-        // Fails only once the flusher has stopped, at shutdown.
-        let _ = self.tx.send(note);
-    }
-}
 
 /// Notes `op` for the audit log if it is something a person does; returns the op to run
 /// (a change comes back wrapped so its record commits with it).
@@ -102,7 +80,7 @@ pub fn wrap(node: &Node, op: Op, who: &str) -> Op {
 
 /// Proposes queued notes in batches until shutdown, retrying while there is no leader.
 pub async fn flush(node: std::sync::Arc<Node>, mut shutdown: Shutdown) {
-    let rx = node.audit.rx.lock().ok().and_then(|mut rx| rx.take());
+    let rx = node.audit.take_receiver();
     let Some(mut rx) = rx else {
         return;
     };
@@ -123,7 +101,12 @@ pub async fn flush(node: std::sync::Arc<Node>, mut shutdown: Shutdown) {
         }
         for attempt in 0..20u32 {
             let op = Op::AuditRecord(batch.clone());
-            match crate::server::dispatch::handle(&node, op).await {
+            let req = Req {
+                node: &node,
+                op: &op,
+                hops: 0,
+            };
+            match leader::write_command(&req, CommandOp::Audit(batch.clone())).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(attempt, "audit records not written yet: {}", e.message);

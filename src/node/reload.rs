@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{entry_module, sources, Runtime};
-use crate::node::Node;
+use super::Node;
+use crate::runtime::{entry_module, sources, Runtime};
 use crate::shutdown::Shutdown;
 
 /// Follows HEADs until shutdown.
@@ -32,7 +32,8 @@ pub async fn follow_heads(node: Arc<Node>, runtime: Arc<Runtime>, mut shutdown: 
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
-                },
+                }
+                .map_err(|e| e.to_string()),
                 Err(e) => Err(e.message),
             };
             match loaded {

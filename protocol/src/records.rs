@@ -1,0 +1,320 @@
+//! The data that requests and replies carry: node reports and status, the registry, daemon
+//! rows and log lines, lambdas, timeseries and queue items, evaluation results, versions,
+//! log records and audit entries. [`crate::message`] holds the envelopes ([`crate::Op`],
+//! [`crate::Reply`]) around them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Value;
+
+/// What a node can offer, registered with every heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub addr: String,
+    pub http: Option<String>,
+    pub cores: u32,
+    pub memory_mb: u64,
+    pub gpu: bool,
+    pub tags: Vec<String>,
+    pub pid: u32,
+}
+
+/// How one task runs on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitReport {
+    pub app: String,
+    pub unit: String,
+    /// "daemon", "partition" or "schedule".
+    pub kind: String,
+    /// "running", "stopping", "crashed", "backoff", "exited", "idle".
+    pub state: String,
+    pub restarts: u32,
+    pub runs: u64,
+    pub version: u64,
+    /// The last crash's traceback, if any.
+    pub error: Option<String>,
+    pub since_ms: u64,
+}
+
+/// A node's heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub info: NodeInfo,
+    pub units: Vec<UnitReport>,
+}
+
+/// A node as the registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub info: NodeInfo,
+    pub alive: bool,
+    pub last_seen_ms: u64,
+}
+
+/// One row of `push daemons`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonRow {
+    pub app: String,
+    pub unit: String,
+    pub kind: String,
+    /// None: no node matches its placement right now.
+    pub node: Option<u64>,
+    pub state: String,
+    pub restarts: u32,
+    pub runs: u64,
+    pub version: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// A log line of a daemon, numbered per node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub node: u64,
+    pub seq: u64,
+    pub text: String,
+}
+
+/// Where a lambda runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOn {
+    /// The node that received the request.
+    Here,
+    /// One live node, chosen by the cluster.
+    Any,
+    /// Every live node.
+    All,
+    Node(u64),
+    /// Every live node with this tag.
+    Tag(String),
+}
+
+/// What a lambda runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunFunc {
+    /// `module:function` (or `module.function`) of the app at HEAD.
+    Path(String),
+    /// A marshalled code object (same Python on every node), its name, and the app module
+    /// whose globals it sees (None: a fresh namespace with `push` imported).
+    Code {
+        code: serde_bytes::ByteBuf,
+        name: String,
+        module: Option<String>,
+    },
+}
+
+/// A timeseries' retention and partitioning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsConfig {
+    pub max_age_ms: Option<u64>,
+    pub max_points: Option<u64>,
+    pub partitions: u32,
+}
+
+/// One point of a timeseries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TsPoint {
+    pub seq: u64,
+    pub t_ms: i64,
+    pub key: Option<String>,
+    pub value: Value,
+}
+
+/// One timeseries' numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsStat {
+    pub name: String,
+    pub points: u64,
+    pub appended: u64,
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+    pub config: TsConfig,
+}
+
+/// An item handed out by a queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueItem {
+    pub id: u64,
+    pub value: Value,
+    /// 1 on first delivery; more when a lease ran out before an ack.
+    pub deliveries: u32,
+}
+
+/// One queue's numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStat {
+    pub name: String,
+    pub ready: usize,
+    pub leased: usize,
+    pub puts: u64,
+    pub acks: u64,
+}
+
+/// Which output stream a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One frame of a Python traceback.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PyFrame {
+    pub file: String,
+    pub line: u32,
+    pub function: String,
+    pub source: String,
+}
+
+/// An exception raised by evaluated code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PyException {
+    pub type_name: String,
+    pub message: String,
+    pub frames: Vec<PyFrame>,
+    /// The traceback formatted as Python prints it.
+    pub formatted: String,
+}
+
+/// The outcome of an evaluation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// `repr` of the last expression's value (None for statements or a None value).
+    pub value: Option<String>,
+    pub type_name: Option<String>,
+    pub error: Option<PyException>,
+    /// Set when a repr or a stream was cut: says how much.
+    pub truncated: Option<String>,
+    pub micros: u64,
+    pub node: u64,
+}
+
+/// What `inspect` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inspection {
+    pub type_name: String,
+    pub signature: Option<String>,
+    pub doc: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub repr: String,
+}
+
+/// A member of the cluster as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// One node's own report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub addr: String,
+    /// "leader", "follower", "candidate" or "learner".
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub members: Vec<Member>,
+    /// On the leader: the last log index each member has matched.
+    pub matched: Vec<(u64, Option<u64>)>,
+    /// HEAD version of each app, as applied on this node.
+    pub heads: Vec<(String, u64)>,
+    pub push_version: String,
+    pub uptime_ms: u64,
+    /// The node's process id (for local tooling such as `push bench failover`).
+    pub pid: u32,
+    /// The node's HTTP address for app handlers, if it serves HTTP.
+    pub http: Option<String>,
+    /// The version of each app this node's Python runtime is serving.
+    pub serving: Vec<(String, u64)>,
+    /// Versions that failed to load on this node: (app, version, error).
+    pub load_errors: Vec<(String, u64, String)>,
+    /// Resident set size of the node's process, in bytes (0 where the OS does not say).
+    pub rss_bytes: u64,
+    /// CPU time the node's process has used since it started (user + system), in
+    /// milliseconds; `push top` turns deltas of it into a CPU percentage.
+    pub cpu_ms: u64,
+}
+
+/// One version in an app's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub number: u64,
+    pub parent: Option<u64>,
+    pub message: String,
+    pub author: String,
+    /// Milliseconds since the Unix epoch, stamped by the node that proposed the deploy.
+    pub time_ms: u64,
+    pub files: usize,
+    /// SHA-256 over the tree, so identical trees are recognised.
+    pub tree_hash: String,
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommitOutcome {
+    /// A new version was recorded.
+    Created { version: u64, activated: bool },
+    /// The tree is identical to HEAD's: nothing was recorded.
+    Unchanged { head: u64 },
+}
+
+/// One structured log record from a node's ring (`push logs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The node that wrote it.
+    pub node: u64,
+    /// Position in that node's ring, from 1; the cursor for the next `Logs` request.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// "error", "warn", "info", "debug" or "trace".
+    pub level: String,
+    /// The Rust module, or `app` for records from app code.
+    pub target: String,
+    pub message: String,
+    pub app: Option<String>,
+    pub version: Option<u64>,
+    /// Where app code logged from: a daemon unit, `route METHOD /path`, `eval` or `lambda`.
+    pub source: Option<String>,
+    /// The Python logger's name, for app records.
+    pub logger: Option<String>,
+    /// Other fields of the event, as text.
+    pub fields: Vec<(String, String)>,
+}
+
+/// What the node that took a request knows of it, for the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditNote {
+    pub node: u64,
+    pub time_ms: u64,
+    pub who: String,
+    pub action: String,
+    pub app: Option<String>,
+    pub detail: String,
+}
+
+/// One entry of the replicated audit log: who did what, when, through which node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch, stamped by the node that took the request.
+    pub time_ms: u64,
+    /// The node that took the request.
+    pub node: u64,
+    /// The client as it named itself in its hello (program, user and host).
+    pub who: String,
+    /// "deploy", "rollback", "eval", "hot-patch" or "restart".
+    pub action: String,
+    pub app: Option<String>,
+    /// The version made or activated, the evaluated source (cut to 4 KiB), or the units restarted.
+    pub detail: String,
+}

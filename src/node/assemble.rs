@@ -1,0 +1,213 @@
+//! Putting a node together from its checked config: token, listeners, TLS, the Python
+//! runtime, Raft, then the tasks that serve, reload, place and audit — and joining or
+//! initialising the cluster. The command line only turns arguments into the config.
+//!
+//! The top of the import order: this file may use every layer (edge, ops, tasks, runtime).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openraft::BasicNode;
+use push_protocol::{Client, Op, Reply};
+
+use super::{Node, NodeParts};
+use crate::config::NodeConfig;
+use crate::ops::bridge::NodeCluster;
+use crate::runtime::Runtime;
+use crate::server::{self, auth};
+use crate::{consensus, shutdown};
+
+/// The token this node uses: --token-file, DATA/token, or (new cluster) a fresh one.
+fn resolve_token(config: &NodeConfig) -> anyhow::Result<String> {
+    let stored = config.data.join("token");
+    let token = if let Some(file) = &config.token_file {
+        auth::read_token(file).with_context(|| format!("reading token file {}", file.display()))?
+    } else if stored.exists() {
+        auth::read_token(&stored).with_context(|| format!("reading {}", stored.display()))?
+    } else if config.join.is_some() {
+        anyhow::bail!("joining a cluster needs its token: pass --token-file FILE (the first node keeps it in its DATA/token)");
+    } else {
+        let token = auth::generate();
+        tracing::info!("created a new cluster token in {}", stored.display());
+        token
+    };
+    if token.is_empty() {
+        anyhow::bail!("the cluster token is empty");
+    }
+    if !stored.exists() {
+        auth::write_token(&stored, &token)
+            .with_context(|| format!("writing {}", stored.display()))?;
+    }
+    Ok(token)
+}
+
+/// Starts every part of a node from `config` and runs it until SIGINT/SIGTERM.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("creating data dir {}", config.data.display()))?;
+    std::fs::write(config.data.join("id"), format!("{}\n", config.id))
+        .with_context(|| format!("writing {}", config.data.join("id").display()))?;
+    let token = resolve_token(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another node using it? pick another --listen",
+                config.listen
+            )
+        })?;
+    let addr = config.listen.to_string();
+    let tls = match &config.tls {
+        Some(files) => {
+            let server = push_protocol::tls::server_config(&files.cert, &files.key)
+                .context("setting up TLS from --tls-cert/--tls-key")?;
+            // The CA may come from node.ron rather than the global --tls-ca that `cli::run`
+            // installs: install it here, for this node's connections to its peers.
+            let client = push_protocol::tls::client_config(&files.ca)
+                .context("setting up TLS from --tls-ca")?;
+            push_protocol::tls::use_for_clients(client);
+            tracing::info!("serving TLS for clients and peers");
+            Some(server)
+        }
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!("listening on {addr}, beyond loopback, without TLS: traffic is authenticated by token but not encrypted; pass --tls-cert/--tls-key/--tls-ca (`push tls-init` makes them)");
+    }
+    let http_listener = match config.http {
+        Some(http) => Some(tokio::net::TcpListener::bind(http).await.with_context(|| {
+            format!("cannot serve HTTP on {http}: is it in use? pick another --http")
+        })?),
+        None => None,
+    };
+    let threads = config.py_threads;
+    let runtime = tokio::task::spawn_blocking(move || Runtime::start(threads)).await??;
+    let (version, prefix) = tokio::task::spawn_blocking(Runtime::python_info).await?;
+    tracing::info!(python = %version.lines().next().unwrap_or(""), %prefix, "embedded python ready");
+    let (raft, state) = consensus::start(
+        config.id,
+        &config.data,
+        token.clone(),
+        &config.raft,
+        config.peer_via.clone(),
+    )
+    .await?;
+    let node = Arc::new(Node::new(NodeParts {
+        id: config.id,
+        addr: addr.clone(),
+        raft,
+        state,
+        token,
+        runtime: runtime.clone(),
+        http: config.http.map(|h| h.to_string()),
+        peer_via: config.peer_via.clone(),
+    }));
+    crate::runtime::native::install(
+        Arc::new(NodeCluster(node.clone())),
+        tokio::runtime::Handle::current(),
+    );
+    tokio::spawn(super::watch_leader(node.clone()));
+    let (trigger, shutdown) = shutdown::channel();
+    let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone(), tls));
+    tokio::spawn(crate::ops::audit::flush(node.clone(), shutdown.clone()));
+    tokio::spawn(super::reload::follow_heads(
+        node.clone(),
+        runtime,
+        shutdown.clone(),
+    ));
+    let (cores, memory_mb, gpu, tags) = crate::tasks::capabilities(&config.tags, config.gpu);
+    let info = push_protocol::NodeInfo {
+        id: config.id,
+        addr: addr.clone(),
+        http: config.http.map(|h| h.to_string()),
+        cores,
+        memory_mb,
+        gpu,
+        tags,
+        pid: std::process::id(),
+    };
+    let tasks = tokio::spawn(crate::tasks::run(node.clone(), info, shutdown.clone()));
+    if let (Some(listener), Some(http)) = (http_listener, config.http) {
+        tracing::info!(%http, "serving app HTTP");
+        tokio::spawn(server::http::serve(
+            listener,
+            node.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tracing::info!(id = config.id, %addr, data = %config.data.display(), "node listening");
+
+    let initialized = node
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (&config.join, initialized) {
+        (None, false) => {
+            let members = std::collections::BTreeMap::from([(config.id, BasicNode::new(&addr))]);
+            node.raft
+                .initialize(members)
+                .await
+                .map_err(|e| anyhow::anyhow!("initializing a new cluster: {e}"))?;
+            tracing::info!(
+                "initialized a new single-node cluster; add nodes with `push node --join {addr}`"
+            );
+        }
+        (Some(seed), _) => {
+            let seed = seed.clone();
+            let node = node.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = join(&node, &seed) => {}
+                }
+            });
+        }
+        (None, true) => {}
+    }
+
+    shutdown::signal().await;
+    tracing::info!("shutting down");
+    trigger.trigger();
+    // Daemons get their stop deadline while Raft still runs, so their last writes land.
+    let _ = tokio::time::timeout(Duration::from_secs(8), tasks).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.raft.shutdown()).await;
+    let _ = server.await;
+    Ok(())
+}
+
+/// Asks the cluster at `seed` to add this node, retrying until it answers.
+async fn join(node: &Node, seed: &str) {
+    let mut attempt = 0u32;
+    loop {
+        if node.members().iter().any(|m| m.id == node.id && m.voter) {
+            tracing::info!("already a voting member");
+            return;
+        }
+        attempt += 1;
+        let result = async {
+            let client = Client::connect_as(seed, &node.token, crate::NODE_CLIENT).await?;
+            client
+                .call(Op::Join {
+                    id: node.id,
+                    addr: node.addr.clone(),
+                })
+                .await
+        }
+        .await;
+        match result {
+            Ok(Reply::Joined { members }) => {
+                tracing::info!(members = members.len(), "joined the cluster through {seed}");
+                return;
+            }
+            Ok(other) => tracing::warn!("unexpected join reply {other:?}"),
+            Err(e) if attempt % 10 == 1 => {
+                tracing::warn!("joining through {seed} (attempt {attempt}): {e}; retrying")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

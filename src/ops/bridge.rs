@@ -1,0 +1,68 @@
+//! The cluster as the Python runtime sees it: [`NodeCluster`] implements the runtime's
+//! [`Cluster`] interface over a node, sending each op down through [`super::handle`] exactly
+//! as a network client's request goes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use push_protocol::{ByteBuf, Member, NodeStatus, Op, Outcome, TsPoint};
+
+use crate::node::Node;
+use crate::runtime::cluster::{Answer, Cluster};
+
+/// A node, handed to the runtime at assembly.
+pub struct NodeCluster(pub Arc<Node>);
+
+impl Cluster for NodeCluster {
+    fn call(&self, op: Op) -> Answer<'_, Outcome> {
+        Box::pin(super::handle(&self.0, op))
+    }
+
+    fn status(&self) -> NodeStatus {
+        self.0.status()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.0.members()
+    }
+
+    fn version_files(&self, app: &str, number: u64) -> Option<BTreeMap<String, ByteBuf>> {
+        self.0
+            .read(|s| s.code.files(app, Some(number)))
+            .ok()
+            .map(|(_, files)| files)
+    }
+
+    fn ts_cursor(&self, series: &str, unit: &str) -> u64 {
+        self.0
+            .read(|s| s.timeseries.get(series).map_or(0, |x| x.cursor(unit)))
+    }
+
+    fn ts_after(
+        &self,
+        series: String,
+        partition: u32,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Answer<'_, Vec<TsPoint>> {
+        let node = &self.0;
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut applied = node.state.subscribe();
+            loop {
+                let points = node.read(|s| {
+                    s.timeseries
+                        .get(&series)
+                        .map(|x| x.after(partition, after, limit))
+                        .unwrap_or_default()
+                });
+                if !points.is_empty() || tokio::time::Instant::now() >= deadline {
+                    return points;
+                }
+                let _ = tokio::time::timeout_at(deadline, applied.changed()).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! The code store (`push deploy`, `versions`, `rollback`, `diff`): blobs, versions, and the
+//! changes — deploy, activate, restart — with the deploy gate a deploy passes on the leader.
+
+use std::collections::BTreeMap;
+
+use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply, MAX_BLOB_BATCH};
+
+use super::leader::{self, Req};
+use crate::model::code_store::tree_hash;
+use crate::model::CommandOp;
+use crate::node::Node;
+
+/// `MissingBlobs`: which of `hashes` the store lacks.
+pub async fn missing_blobs(req: &Req<'_>, hashes: &[String]) -> Outcome {
+    leader::read(req, ReadMode::Linearizable, |s| {
+        Ok(Reply::Missing(
+            hashes
+                .iter()
+                .filter(|h| !s.code.has_blob(h))
+                .cloned()
+                .collect(),
+        ))
+    })
+    .await
+}
+
+/// `PutBlobs`: a batch of at most [`MAX_BLOB_BATCH`] bytes.
+pub async fn put_blobs(req: &Req<'_>, blobs: &[ByteBuf]) -> Outcome {
+    check_batch(blobs)?;
+    leader::write(req).await
+}
+
+fn check_batch(blobs: &[ByteBuf]) -> Result<(), ErrorBody> {
+    let size: usize = blobs.iter().map(|b| b.len()).sum();
+    if size > MAX_BLOB_BATCH {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("a blob batch of {size} bytes exceeds {MAX_BLOB_BATCH}; send smaller batches"),
+        ));
+    }
+    Ok(())
+}
+
+/// A deploy, rollback or restart, recorded in the audit log with the change when it comes
+/// wrapped in `Audited`. A deploy passes the gate on the leader right before it is proposed.
+pub async fn change(req: &Req<'_>) -> Outcome {
+    let inner = match req.op {
+        Op::Audited { op, .. } => op.as_ref(),
+        op => op,
+    };
+    let Some(command) = CommandOp::from_op(req.op) else {
+        return leader::write(req).await; // refused, naming the op
+    };
+    match inner {
+        Op::Commit { app, tree, .. } => {
+            leader::exclusive(req, || {
+                let command = command.clone();
+                async move {
+                    gate(req.node, app, tree).await?;
+                    leader::propose_reply(req.node, command).await
+                }
+            })
+            .await
+        }
+        _ => leader::write_command(req, command).await,
+    }
+}
+
+/// The deploy gate, run on the leader before a version is committed: every module compiles
+/// and the entry module imports in a scratch namespace, or the deploy is refused with the
+/// file and line that failed. HEAD and running code are untouched either way.
+async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result<(), ErrorBody> {
+    let invalid = |m: String| ErrorBody::new(ErrorCode::Invalid, m);
+    crate::model::code_store::check_file_count(tree.len())
+        .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
+    let (files, number, unchanged) = node.read(|s| {
+        let files: BTreeMap<String, ByteBuf> = tree
+            .iter()
+            .filter_map(|(path, hash)| {
+                s.code
+                    .blob(hash)
+                    .map(|b| (path.clone(), ByteBuf::from(b.to_vec())))
+            })
+            .collect();
+        let app_state = s.code.app(app);
+        let number = app_state.map_or(0, |a| a.versions.len() as u64) + 1;
+        let unchanged = app_state
+            .and_then(|a| a.head_version())
+            .is_some_and(|h| h.tree_hash == tree_hash(tree));
+        (files, number, unchanged)
+    });
+    if unchanged || files.len() != tree.len() {
+        // Nothing new to check, or missing blobs: the commit itself reports either.
+        return Ok(());
+    }
+    let files =
+        crate::runtime::sources(files).map_err(|e| invalid(format!("deploy rejected: {e}")))?;
+    let entry = crate::runtime::entry_module(&files)
+        .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
+    match node.runtime.gate(app, number, files, entry).await {
+        Ok(None) => Ok(()),
+        Ok(Some(error)) => Err(invalid(format!(
+            "deploy rejected, HEAD unchanged — {error}"
+        ))),
+        Err(e) => Err(invalid(format!(
+            "deploy rejected, HEAD unchanged — the import check failed: {e}"
+        ))),
+    }
+}
+
+/// `Versions`: an app's history and HEAD.
+pub async fn versions(req: &Req<'_>, app: &str) -> Outcome {
+    leader::read(req, ReadMode::Linearizable, |s| {
+        let app = s.code.app(app);
+        Ok(Reply::Versions {
+            head: app.and_then(|a| a.head),
+            versions: app
+                .map(|a| a.versions.iter().map(|v| v.info()).collect())
+                .unwrap_or_default(),
+        })
+    })
+    .await
+}
+
+/// `Diff`: what changed between two versions.
+pub async fn diff(req: &Req<'_>, app: &str, from: u64, to: u64) -> Outcome {
+    leader::read(req, ReadMode::Linearizable, |s| {
+        s.code.diff(app, from, to).map(Reply::Diff)
+    })
+    .await
+}
+
+/// `Files`: the files of a version (HEAD when None).
+pub async fn files(req: &Req<'_>, app: &str, version: Option<u64>) -> Outcome {
+    leader::read(req, ReadMode::Linearizable, |s| {
+        s.code
+            .files(app, version)
+            .map(|(version, files)| Reply::Files { version, files })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_batch_over_the_limit_is_refused() {
+        assert!(check_batch(&[ByteBuf::from(vec![0u8; MAX_BLOB_BATCH])]).is_ok());
+        let e = check_batch(&[
+            ByteBuf::from(vec![0u8; MAX_BLOB_BATCH]),
+            ByteBuf::from(vec![0u8; 1]),
+        ])
+        .expect_err("too large");
+        assert_eq!(e.code, ErrorCode::TooLarge);
+        assert!(e.message.contains("send smaller batches"), "{}", e.message);
+    }
+}

@@ -1,0 +1,157 @@
+//! Request handling, by family: each [`Op`] is routed once, here, to the file of its family,
+//! which answers it with the node's primitives (propose, read, forward through [`leader`],
+//! ask other members through [`fanout`]). The mini-redis `cmd/` idea: "where is `KvSet`
+//! handled" is a file name.
+//!
+//! - [`kv`]: replicated dicts. [`queue`]: queues (put, lease-taking, ack, peek, stats).
+//! - [`ts`]: timeseries. [`code`]: the code store, deploys (with the deploy gate), rollbacks.
+//! - [`eval`]: evaluations, sessions, completion, inspection, interrupts.
+//! - [`tasks`]: daemons, lambdas (`push.run`), their log lines.
+//! - [`cluster`]: ping, status, join, the node registry, logs, the audit log.
+//! - [`audit`]: noting what a person asks for, and proposing the notes.
+//! - [`bridge`]: the cluster as the Python runtime sees it.
+//!
+//! **Architecture Invariant:** a request descends: edge → here → one family file →
+//! [`leader`] / [`fanout`] → node primitives. Nothing below calls back up into this layer.
+
+pub mod audit;
+pub mod bridge;
+pub mod cluster;
+pub mod code;
+pub mod eval;
+pub mod fanout;
+pub mod kv;
+pub mod leader;
+pub mod queue;
+pub mod tasks;
+pub mod ts;
+
+use push_protocol::{ErrorBody, ErrorCode, Op, Outcome, Reply};
+use tokio::sync::mpsc;
+
+use crate::node::Node;
+use leader::Req;
+
+/// Answers one request, sending intermediate replies (an eval's output) to `progress`.
+///
+/// `who` is the client as it named itself, for the audit log; None for the cluster's own
+/// requests between nodes.
+pub async fn handle_streaming(
+    node: &Node,
+    op: Op,
+    progress: &mpsc::UnboundedSender<Reply>,
+    who: Option<&str>,
+) -> Outcome {
+    let op = match who {
+        Some(who) => audit::wrap(node, op, who),
+        None => op,
+    };
+    match op {
+        Op::Eval {
+            session,
+            code,
+            module,
+        } => eval::eval(node, session, code, module, progress).await,
+        op => handle(node, op).await,
+    }
+}
+
+/// Answers one request.
+pub async fn handle(node: &Node, op: Op) -> Outcome {
+    let (op, hops) = match op {
+        Op::Forwarded { hops, op } => (*op, hops),
+        op => (op, 0),
+    };
+    route(&Req {
+        node,
+        op: &op,
+        hops,
+    })
+    .await
+}
+
+/// The one place an op meets its family.
+async fn route(req: &Req<'_>) -> Outcome {
+    let node = req.node;
+    match req.op {
+        Op::Ping => Ok(Reply::Pong),
+        Op::Status => Ok(Reply::Status(Box::new(node.status()))),
+        Op::Join { id, addr } => cluster::join(req, *id, addr).await,
+        Op::Nodes => Ok(cluster::nodes(node)),
+        Op::Heartbeat(_) | Op::AuditRecord(_) => leader::write(req).await,
+        Op::Logs {
+            after,
+            daemon,
+            level,
+            here,
+        } => cluster::logs(node, after, daemon.as_deref(), level.as_deref(), *here).await,
+        Op::Audit {
+            after,
+            limit,
+            action,
+        } => cluster::audit(req, *after, *limit, action.as_deref()).await,
+
+        Op::KvGet { map, key, read } => kv::get(req, map, key, *read).await,
+        Op::KvList { map, prefix, read } => kv::list(req, map, prefix, *read).await,
+        Op::KvSet { .. } | Op::KvDelete { .. } | Op::KvCas { .. } => kv::write(req).await,
+
+        Op::QueuePut { .. } | Op::QueueAck { .. } => queue::write(req).await,
+        Op::QueueTake {
+            queue,
+            lease_ms,
+            wait_ms,
+        } => queue::take(req, queue, *lease_ms, *wait_ms).await,
+        Op::QueuePeek { queue, n } => queue::peek(req, queue, *n).await,
+        Op::QueueStats => queue::stats(req).await,
+
+        Op::TsAppend { config, .. } => ts::append(req, config.as_ref()).await,
+        Op::TsRange {
+            series,
+            t0,
+            t1,
+            last,
+            read,
+        } => ts::range(req, series, *t0, *t1, *last, *read).await,
+        Op::TsStats => ts::stats(req).await,
+        Op::TsCursor { .. } => leader::write(req).await,
+
+        Op::MissingBlobs { hashes } => code::missing_blobs(req, hashes).await,
+        Op::PutBlobs { blobs } => code::put_blobs(req, blobs).await,
+        Op::Commit { .. } | Op::Activate { .. } | Op::Restart { .. } | Op::Audited { .. } => {
+            code::change(req).await
+        }
+        Op::Versions { app } => code::versions(req, app).await,
+        Op::Diff { app, from, to } => code::diff(req, app, *from, *to).await,
+        Op::Files { app, version } => code::files(req, app, *version).await,
+
+        Op::Eval {
+            session,
+            code,
+            module,
+        } => {
+            let (sink, _) = mpsc::unbounded_channel();
+            eval::eval(node, *session, code.clone(), module.clone(), &sink).await
+        }
+        Op::EvalAll { code } => eval::eval_all(node, code.clone()).await,
+        Op::SessionOpen
+        | Op::SessionClose { .. }
+        | Op::IsComplete { .. }
+        | Op::Complete { .. }
+        | Op::Inspect { .. }
+        | Op::Interrupt { .. } => eval::session(node, req.op).await,
+
+        Op::Daemons => Ok(node.read(|s| Reply::Daemons(tasks::daemon_rows(s)))),
+        Op::Tail {
+            app,
+            name,
+            after,
+            here,
+        } => tasks::tail(node, app.as_deref(), name, after, *here).await,
+        Op::Run { func, args, on } => tasks::run(node, func, args, on).await,
+
+        Op::Forwarded { .. } => Err(ErrorBody::new(
+            ErrorCode::Invalid,
+            "a forwarded request cannot be forwarded again inside itself",
+        )),
+    }
+}
