@@ -2,7 +2,7 @@
 //!
 //! **Architecture Invariant:** Python never runs on a tokio worker. Callers send a job to a
 //! pool of dedicated Python threads and await its answer; the GIL is taken inside the job and
-//! released before any network wait (`_push_native` calls go through `allow_threads`).
+//! released before any network wait (`_push_native` calls go through `Python::detach`).
 //!
 //! Layout: `bootstrap.py` (import hook, version loading, request dispatch) and `push.py` (the
 //! app-facing `push` module) are embedded Python; [`native`] is the Rust half of `push`;
@@ -104,8 +104,8 @@ pub struct Runtime {
 impl Runtime {
     /// Starts CPython and `threads` Python worker threads.
     pub fn start(threads: usize) -> Result<Arc<Runtime>, RuntimeError> {
-        pyo3::prepare_freethreaded_python();
-        let bootstrap = Python::with_gil(|py| -> PyResult<Py<PyModule>> {
+        Python::initialize();
+        let bootstrap = Python::attach(|py| -> PyResult<Py<PyModule>> {
             let sys = py.import("sys")?;
             let modules = sys.getattr("modules")?;
             modules.set_item("_push_native", native::module(py)?)?;
@@ -155,7 +155,7 @@ impl Runtime {
                         guard.recv()
                     };
                     match job {
-                        Ok(job) => Python::with_gil(job),
+                        Ok(job) => Python::attach(job),
                         Err(_) => return,
                     }
                 })
@@ -294,7 +294,7 @@ impl Runtime {
 
     /// The interpreter's `sys.version` and `sys.prefix`.
     pub fn python_info() -> (String, String) {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let sys = py.import("sys");
             let get = |name: &str| -> String {
                 sys.as_ref()

@@ -160,7 +160,7 @@ impl Runtime {
             .name("python-lambda".into())
             .stack_size(super::PY_STACK)
             .spawn(move || {
-                let result = Python::with_gil(|py| -> Result<Value, String> {
+                let result = Python::attach(|py| -> Result<Value, String> {
                     let call = || -> PyResult<Value> {
                         let args = args
                             .iter()
