@@ -828,6 +828,7 @@ mod tests {
             load_errors: Vec::new(),
             rss_bytes: 64 * 1024 * 1024,
             cpu_ms: 1000,
+            python_version: "3.11.7".into(),
         }
     }
 
