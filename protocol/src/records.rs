@@ -241,6 +241,9 @@ pub struct NodeStatus {
     /// CPU time the node's process has used since it started (user + system), in
     /// milliseconds; `push top` turns deltas of it into a CPU percentage.
     pub cpu_ms: u64,
+    /// The version of the CPython this node embeds, as it reports itself ("3.11.7"). Nodes of
+    /// one cluster may run different minor versions.
+    pub python_version: String,
 }
 
 /// One version in an app's history.

@@ -79,11 +79,12 @@ fn help_text() -> String {
 pub fn banner(conn: &Conn) -> String {
     match conn.status() {
         Some(s) => format!(
-            "Push REPL — node {} ({}) at {}, {} nodes in the cluster. :help for commands, Ctrl-D to leave.",
+            "Push REPL — node {} ({}) at {}, {} nodes in the cluster, Python {}. :help for commands, Ctrl-D to leave.",
             s.id,
             s.role,
             s.addr,
-            s.members.len()
+            s.members.len(),
+            s.python_version
         ),
         None => format!("Push REPL — not connected to {}. :help for commands.", conn.addr()),
     }

@@ -21,9 +21,19 @@ pub mod up;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// `push --version`: the release and the CPython this binary embeds (set by build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (CPython ",
+    env!("PUSH_PYTHON_VERSION"),
+    ", built with ",
+    env!("PUSH_PYTHON_EXECUTABLE"),
+    ")"
+);
+
 /// Push: a fault-tolerant application server for Python code.
 #[derive(Parser, Debug)]
-#[command(name = "push", version, about, long_about = None)]
+#[command(name = "push", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

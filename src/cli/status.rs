@@ -73,6 +73,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     "lag": leader_last.map(|l| l.saturating_sub(s.applied_index.unwrap_or(0))),
                     "heads": s.heads, "voter": m.voter, "up": true, "http": s.http,
                     "serving": s.serving, "load_errors": s.load_errors,
+                    "python": s.python_version,
                 }),
                 Err(e) => serde_json::json!({"id": m.id, "addr": m.addr, "up": false, "error": e, "voter": m.voter}),
             })
@@ -90,8 +91,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         first.term
     );
     println!(
-        "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  HEAD",
-        "ID", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "LAG"
+        "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} HEAD",
+        "ID", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "LAG", "PYTHON"
     );
     let mut load_errors = Vec::new();
     for (member, status) in rows {
@@ -122,14 +123,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     load_errors.push(format!("node {}: {app}@v{v} failed to load: {e}", s.id));
                 }
                 println!(
-                    "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {heads}",
+                    "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} {heads}",
                     s.id,
                     s.addr,
                     s.role,
                     s.term,
                     opt(s.last_log_index),
                     opt(s.applied_index),
-                    lag
+                    lag,
+                    s.python_version
                 );
             }
             Err(e) => println!("{:<4} {:<22} {:<10} ({e})", member.id, member.addr, "down"),

@@ -295,6 +295,7 @@ impl Node {
                 .collect(),
             rss_bytes: usage.rss_bytes,
             cpu_ms: usage.cpu_ms,
+            python_version: self.runtime.python_version().to_string(),
         }
     }
 

@@ -8,15 +8,22 @@ import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import inspect
 import json
 import linecache
 import logging
+import marshal
+import platform
 import sys
 import threading
 import traceback
 
 _lock = threading.RLock()
+
+# The version of this interpreter ("3.12.1"). Nodes of one cluster may run different minor
+# versions: deployed code is source, but gate and load errors name the version that failed.
+PYTHON = platform.python_version()
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -168,9 +175,9 @@ def gate(app, number, files, entry):
         _load(app, number, files, entry)
         return None
     except SyntaxError as exc:
-        return _error("syntax error", exc)
+        return _error(f"syntax error on Python {PYTHON}", exc)
     except BaseException as exc:  # noqa: BLE001 - any failure of app code is reported
-        return _error(f"importing {entry!r} failed", exc)
+        return _error(f"importing {entry!r} failed on Python {PYTHON}", exc)
 
 
 def load(app, number, files, entry):
@@ -178,9 +185,9 @@ def load(app, number, files, entry):
     try:
         version = _load(app, number, files, entry)
     except SyntaxError as exc:
-        return _error("syntax error", exc)
+        return _error(f"syntax error on Python {PYTHON}", exc)
     except BaseException as exc:  # noqa: BLE001
-        return _error(f"importing {entry!r} failed", exc)
+        return _error(f"importing {entry!r} failed on Python {PYTHON}", exc)
     with _lock:
         state = _apps.setdefault(app, {"head": None, "versions": {}})
         old = state["head"]
@@ -434,3 +441,22 @@ def guard_recursion(cap, stack):
 
     setrecursionlimit.__doc__ = original.__doc__
     sys.setrecursionlimit = setrecursionlimit
+
+
+def pack_code(code):
+    """A code object as bytes another node can run: marshal data is only valid for the same
+    Python version, so it travels behind this interpreter's bytecode magic and version."""
+    return importlib.util.MAGIC_NUMBER + PYTHON.encode() + b"\0" + marshal.dumps(code)
+
+
+def unpack_code(blob):
+    """The code object of ``pack_code``'s bytes, or a RuntimeError naming both versions when
+    another Python version made them (running foreign bytecode could crash the node)."""
+    magic, (version, _, data) = blob[:4], blob[4:].partition(b"\0")
+    if magic != importlib.util.MAGIC_NUMBER:
+        raise RuntimeError(
+            f"this function was compiled by Python {version.decode(errors='replace')} and "
+            f"cannot run on Python {PYTHON} here: pass it as a 'module:function' path of "
+            f"the deployed app (source runs on every version), or run it on= nodes with "
+            f"the same Python")
+    return marshal.loads(data)

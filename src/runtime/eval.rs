@@ -125,7 +125,7 @@ impl Runtime {
             .name("python-eval".into())
             .stack_size(super::PY_STACK)
             .spawn(move || {
-                let result = Python::with_gil(|py| -> PyResult<EvalResult> {
+                let result = Python::attach(|py| -> PyResult<EvalResult> {
                     let sink = Py::new(
                         py,
                         Sink {
@@ -161,7 +161,7 @@ impl Runtime {
     pub async fn interrupt(&self, session: u64) -> Result<bool, RuntimeError> {
         // Not through the pool: it may be busy. The GIL is free at least every switch interval.
         tokio::task::spawn_blocking(move || {
-            Python::with_gil(|py| {
+            Python::attach(|py| {
                 Self::session_module(py)?
                     .getattr("interrupt")?
                     .call1((session,))?
@@ -176,14 +176,14 @@ impl Runtime {
     /// Calls a function of the session module on a pool thread and extracts its result.
     async fn session_call<T, A>(&self, name: &'static str, args: A) -> Result<T, RuntimeError>
     where
-        T: for<'a, 'py> FromPyObject<'py> + Send + 'static,
-        A: for<'py> IntoPyObject<'py, Target = pyo3::types::PyTuple> + Send + 'static,
+        T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
+        A: for<'py> pyo3::call::PyCallArgs<'py> + Send + 'static,
     {
         self.run(move |py| -> Result<T, RuntimeError> {
             Self::session_module(py)
                 .and_then(|m| m.getattr(name))
                 .and_then(|f| f.call1(args))
-                .and_then(|r| r.extract::<T>())
+                .and_then(|r| r.extract::<T>().map_err(Into::into))
                 .map_err(|e| RuntimeError::Python(e.to_string()))
         })
         .await?

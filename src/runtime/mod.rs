@@ -2,7 +2,7 @@
 //!
 //! **Architecture Invariant:** Python never runs on a tokio worker. Callers send a job to a
 //! pool of dedicated Python threads and await its answer; the GIL is taken inside the job and
-//! released before any network wait (`_push_native` calls go through `allow_threads`).
+//! released before any network wait (`_push_native` calls go through `Python::detach`).
 //!
 //! Layout: `bootstrap.py` (import hook, version loading, request dispatch) and `push.py` (the
 //! app-facing `push` module) are embedded Python; [`native`] is the Rust half of `push`;
@@ -116,49 +116,53 @@ pub struct Runtime {
     /// Shared so callers clone it without touching the GIL.
     bootstrap: Arc<Py<PyModule>>,
     apps: Mutex<BTreeMap<String, AppState>>,
+    /// The running interpreter's version, e.g. "3.11.7".
+    python_version: String,
 }
 
 impl Runtime {
     /// Starts CPython and `threads` Python worker threads.
     pub fn start(threads: usize) -> Result<Arc<Runtime>, RuntimeError> {
-        pyo3::prepare_freethreaded_python();
-        let bootstrap = Python::with_gil(|py| -> PyResult<Py<PyModule>> {
-            let sys = py.import("sys")?;
-            let modules = sys.getattr("modules")?;
-            modules.set_item("_push_native", native::module(py)?)?;
-            let boot = PyModule::from_code(
-                py,
-                &std::ffi::CString::new(BOOTSTRAP)?,
-                c"<push>/bootstrap.py",
-                c"_push_runtime",
-            )?;
-            modules.set_item("_push_runtime", &boot)?;
-            let push = PyModule::from_code(
-                py,
-                &std::ffi::CString::new(PUSH)?,
-                c"<push>/push.py",
-                c"push",
-            )?;
-            modules.set_item("push", push)?;
-            let session = PyModule::from_code(
-                py,
-                &std::ffi::CString::new(SESSION)?,
-                c"<push>/session.py",
-                c"_push_session",
-            )?;
-            modules.set_item("_push_session", session)?;
-            let tasks = PyModule::from_code(
-                py,
-                &std::ffi::CString::new(TASKS)?,
-                c"<push>/tasks.py",
-                c"_push_tasks",
-            )?;
-            modules.set_item("_push_tasks", tasks)?;
-            boot.getattr("guard_recursion")?
-                .call1((MAX_RECURSION, PY_STACK))?;
-            Ok(boot.unbind())
-        })
-        .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        Python::initialize();
+        let (bootstrap, python_version) =
+            Python::attach(|py| -> PyResult<(Py<PyModule>, String)> {
+                let sys = py.import("sys")?;
+                let modules = sys.getattr("modules")?;
+                modules.set_item("_push_native", native::module(py)?)?;
+                let boot = PyModule::from_code(
+                    py,
+                    &std::ffi::CString::new(BOOTSTRAP)?,
+                    c"<push>/bootstrap.py",
+                    c"_push_runtime",
+                )?;
+                modules.set_item("_push_runtime", &boot)?;
+                let push = PyModule::from_code(
+                    py,
+                    &std::ffi::CString::new(PUSH)?,
+                    c"<push>/push.py",
+                    c"push",
+                )?;
+                modules.set_item("push", push)?;
+                let session = PyModule::from_code(
+                    py,
+                    &std::ffi::CString::new(SESSION)?,
+                    c"<push>/session.py",
+                    c"_push_session",
+                )?;
+                modules.set_item("_push_session", session)?;
+                let tasks = PyModule::from_code(
+                    py,
+                    &std::ffi::CString::new(TASKS)?,
+                    c"<push>/tasks.py",
+                    c"_push_tasks",
+                )?;
+                modules.set_item("_push_tasks", tasks)?;
+                boot.getattr("guard_recursion")?
+                    .call1((MAX_RECURSION, PY_STACK))?;
+                let version = boot.getattr("PYTHON")?.extract::<String>()?;
+                Ok((boot.unbind(), version))
+            })
+            .map_err(|e| RuntimeError::Start(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -172,7 +176,7 @@ impl Runtime {
                         guard.recv()
                     };
                     match job {
-                        Ok(job) => Python::with_gil(job),
+                        Ok(job) => Python::attach(job),
                         Err(_) => return,
                     }
                 })
@@ -182,6 +186,7 @@ impl Runtime {
             jobs: Mutex::new(tx),
             bootstrap: Arc::new(bootstrap),
             apps: Mutex::new(BTreeMap::new()),
+            python_version,
         }))
     }
 
@@ -309,9 +314,14 @@ impl Runtime {
         .await?
     }
 
+    /// The running interpreter's version ("3.11.7"), for `push status` and the REPL banner.
+    pub fn python_version(&self) -> &str {
+        &self.python_version
+    }
+
     /// The interpreter's `sys.version` and `sys.prefix`.
     pub fn python_info() -> (String, String) {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let sys = py.import("sys");
             let get = |name: &str| -> String {
                 sys.as_ref()

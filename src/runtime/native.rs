@@ -45,7 +45,7 @@ fn context() -> PyResult<&'static Context> {
 
 fn call(py: Python<'_>, op: Op) -> PyResult<Reply> {
     let ctx = context()?;
-    let outcome: Outcome = py.allow_threads(|| ctx.handle.block_on(ctx.cluster.call(op)));
+    let outcome: Outcome = py.detach(|| ctx.handle.block_on(ctx.cluster.call(op)));
     outcome.map_err(|e: ErrorBody| PushError::new_err(e.message))
 }
 
@@ -54,7 +54,7 @@ fn unexpected(reply: Reply) -> PyErr {
 }
 
 #[pyfunction]
-fn kv_get(py: Python<'_>, map: String, key: String, stale: bool) -> PyResult<(bool, PyObject)> {
+fn kv_get(py: Python<'_>, map: String, key: String, stale: bool) -> PyResult<(bool, Py<PyAny>)> {
     let read = if stale {
         ReadMode::Stale
     } else {
@@ -130,7 +130,7 @@ fn kv_keys(py: Python<'_>, map: String, prefix: String) -> PyResult<Vec<String>>
 }
 
 #[pyfunction]
-fn node_info(py: Python<'_>) -> PyResult<PyObject> {
+fn node_info(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let ctx = context()?;
     let status = ctx.cluster.status();
     let dict = PyDict::new(py);
@@ -143,7 +143,7 @@ fn node_info(py: Python<'_>) -> PyResult<PyObject> {
 }
 
 #[pyfunction]
-fn members(py: Python<'_>) -> PyResult<Vec<PyObject>> {
+fn members(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
     let ctx = context()?;
     ctx.cluster
         .members()
@@ -176,7 +176,7 @@ fn queue_take(
     queue: String,
     lease_ms: u64,
     wait_ms: u64,
-) -> PyResult<Option<(u64, PyObject, u32)>> {
+) -> PyResult<Option<(u64, Py<PyAny>, u32)>> {
     match call(
         py,
         Op::QueueTake {
@@ -200,7 +200,7 @@ fn queue_ack(py: Python<'_>, queue: String, id: u64) -> PyResult<bool> {
 }
 
 #[pyfunction]
-fn queue_peek(py: Python<'_>, queue: String, n: usize) -> PyResult<Vec<PyObject>> {
+fn queue_peek(py: Python<'_>, queue: String, n: usize) -> PyResult<Vec<Py<PyAny>>> {
     match call(py, Op::QueuePeek { queue, n })? {
         Reply::Peeked(items) => items.iter().map(|i| to_py(py, &i.value)).collect(),
         other => Err(unexpected(other)),
@@ -265,7 +265,7 @@ fn ts_append(
     }
 }
 
-fn point_tuple(py: Python<'_>, p: &TsPoint) -> PyResult<PyObject> {
+fn point_tuple(py: Python<'_>, p: &TsPoint) -> PyResult<Py<PyAny>> {
     let t = p.t_ms as f64 / 1000.0;
     Ok((t, p.key.clone(), to_py(py, &p.value)?)
         .into_pyobject(py)?
@@ -281,7 +281,7 @@ fn ts_range(
     t0: Option<i64>,
     t1: Option<i64>,
     last: Option<usize>,
-) -> PyResult<Vec<PyObject>> {
+) -> PyResult<Vec<Py<PyAny>>> {
     let op = Op::TsRange {
         series,
         t0,
@@ -296,7 +296,7 @@ fn ts_range(
 }
 
 #[pyfunction]
-fn ts_stats(py: Python<'_>) -> PyResult<Vec<PyObject>> {
+fn ts_stats(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
     match call(py, Op::TsStats)? {
         Reply::TsStats(stats) => stats
             .into_iter()
@@ -320,7 +320,7 @@ fn ts_cursor(series: String, unit: String) -> PyResult<u64> {
 }
 
 /// (seq, t_ms, key, value) as a partition handler receives it.
-type PartitionPoint = (u64, i64, Option<String>, PyObject);
+type PartitionPoint = (u64, i64, Option<String>, Py<PyAny>);
 
 /// Up to `limit` points of one partition after `after`, waiting up to `wait_ms` for some.
 #[pyfunction]
@@ -334,7 +334,7 @@ fn ts_after(
 ) -> PyResult<Vec<PartitionPoint>> {
     let ctx = context()?;
     let wait = Duration::from_millis(wait_ms);
-    let points = py.allow_threads(|| {
+    let points = py.detach(|| {
         ctx.handle
             .block_on(ctx.cluster.ts_after(series, partition, after, limit, wait))
     });
@@ -361,7 +361,7 @@ fn run(
     args: Vec<Bound<'_, PyAny>>,
     target: (String, Bound<'_, PyAny>),
     timeout: f64,
-) -> PyResult<PyObject> {
+) -> PyResult<Py<PyAny>> {
     let (kind, body, name, module) = func;
     let func = if kind == "path" {
         RunFunc::Path(body.extract()?)
@@ -382,7 +382,7 @@ fn run(
     };
     let ctx = context()?;
     let limit = Duration::from_secs_f64(timeout.clamp(0.001, 3_600.0));
-    let outcome: Outcome = py.allow_threads(|| {
+    let outcome: Outcome = py.detach(|| {
         ctx.handle.block_on(async {
             tokio::time::timeout(limit, ctx.cluster.call(Op::Run { func, args, on }))
                 .await
@@ -410,7 +410,7 @@ fn run(
 
 /// The node registry as dicts.
 #[pyfunction]
-fn nodes(py: Python<'_>) -> PyResult<Vec<PyObject>> {
+fn nodes(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
     let ctx = context()?;
     let voters: std::collections::BTreeMap<u64, bool> = ctx
         .cluster
@@ -452,7 +452,7 @@ fn log(
     version: Option<u64>,
     source: Option<String>,
 ) {
-    py.allow_threads(|| {
+    py.detach(|| {
         crate::logs::app_event(
             levelno,
             &logger,

@@ -410,7 +410,7 @@ def run(fn, *args, on="any", timeout=60.0):
     (every live node with that tag: a dict too). Arguments and results are plain data.
     Raises ``push.RemoteError`` when the function raised on any node.
     """
-    import marshal
+    import _push_runtime
     if isinstance(fn, str):
         func = ("path", fn, None, None)
     elif callable(fn) and hasattr(fn, "__code__"):
@@ -419,7 +419,7 @@ def run(fn, *args, on="any", timeout=60.0):
                 f"push.run cannot ship {fn.__name__!r}: it closes over "
                 f"{', '.join(fn.__code__.co_freevars)}; pass those values as arguments")
         module = getattr(fn, "__module__", None)
-        func = ("code", marshal.dumps(fn.__code__), fn.__name__, module)
+        func = ("code", _push_runtime.pack_code(fn.__code__), fn.__name__, module)
     else:
         raise TypeError("push.run needs a function or a 'module:function' path")
     if isinstance(on, str) and on.startswith("tag:"):

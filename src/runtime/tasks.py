@@ -12,7 +12,6 @@ import collections
 import ctypes
 import json
 import logging
-import marshal
 import sys
 import threading
 import time
@@ -381,7 +380,7 @@ def run_lambda(path, code, name, module, args):
         if globals_ is None:
             import push
             globals_ = {"__builtins__": builtins, "__name__": "__push_lambda__", "push": push}
-        fn = types.FunctionType(marshal.loads(code), globals_, name)
+        fn = types.FunctionType(_push_runtime.unpack_code(code), globals_, name)
     _push_runtime.set_origin(None, None, "lambda")
     try:
         return fn(*args)

@@ -125,7 +125,7 @@ impl Runtime {
             .name("python-lambda".into())
             .stack_size(super::PY_STACK)
             .spawn(move || {
-                let result = Python::with_gil(|py| -> Result<Value, LambdaError> {
+                let result = Python::attach(|py| -> Result<Value, LambdaError> {
                     let call = || -> PyResult<Value> {
                         let args = args
                             .iter()

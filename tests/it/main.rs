@@ -19,6 +19,7 @@ mod metrics;
 mod python;
 mod queue;
 mod repl;
+mod smoke;
 mod tasks;
 mod tidy;
 mod tls;

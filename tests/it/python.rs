@@ -43,33 +43,6 @@ async fn wait_body(cluster: &Cluster, id: u64, path: &str, want: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_interpreter_is_the_build_interpreter() {
-    let cluster = Cluster::start(1).await;
-    let app = cluster.dir.path().join("info");
-    write(&app, &[("app.py", "import sys, push\n\n@push.route('GET', '/py')\ndef py():\n    return {'version': sys.version, 'prefix': sys.prefix}\n")]);
-    ok(&cluster.cli(&[
-        "deploy",
-        app.to_str().expect("utf8"),
-        "--to",
-        &cluster.addr(1),
-    ]));
-    wait_body(&cluster, 1, "/py", "version").await;
-    let body = get(&cluster.http(1), "/py").await.text();
-    let expected = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys, json; print(json.dumps({'version': sys.version, 'prefix': sys.prefix}))",
-        ])
-        .output()
-        .expect("python3 on PATH (the interpreter pyo3 builds against)");
-    let expected = String::from_utf8_lossy(&expected.stdout).trim().to_string();
-    assert_eq!(
-        body, expected,
-        "the node embeds a different Python than the build interpreter"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versioned_hello_world_on_every_node_with_rollback_and_pinning() {
     let cluster = Cluster::start(3).await;
     let v1 = repo("examples/hello-web");

@@ -43,6 +43,7 @@ fn status(id: u64, role: &str) -> NodeStatus {
         load_errors: Vec::new(),
         rss_bytes: 64 * 1024 * 1024,
         cpu_ms: 1000,
+        python_version: "3.11.7".into(),
     }
 }
 

@@ -9,9 +9,13 @@ use push_protocol::{Client, NodeStatus, Op, ReadMode, Reply, Value};
 
 use super::proxy::{FaultNet, Mode};
 
-/// The `push` binary under test.
+/// The `push` binary under test: `PUSH_TEST_BIN` if set (scripts/test points it at a binary
+/// built for another CPython to run the smoke tests), else the one cargo built with the tests.
 pub fn push_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_push")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("PUSH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_push").to_string())
+    })
 }
 
 /// A free loopback port for a node to listen on. Taken below the kernel's ephemeral range
