@@ -301,6 +301,8 @@ impl Node {
                 .collect(),
             rss_bytes: usage.rss_bytes,
             cpu_ms: usage.cpu_ms,
+            fd_limit: usage.fd_limit,
+            fds_open: usage.fds_open,
         }
     }
 

@@ -542,6 +542,10 @@ pub struct NodeStatus {
     /// CPU time the node's process has used since it started (user + system), in
     /// milliseconds; `push top` turns deltas of it into a CPU percentage.
     pub cpu_ms: u64,
+    /// The node's soft limit on open file descriptors (0 where the OS does not say).
+    pub fd_limit: u64,
+    /// File descriptors the node has open now (0 where the OS does not say).
+    pub fds_open: u64,
 }
 
 /// One version in an app's history.

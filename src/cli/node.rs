@@ -77,6 +77,28 @@ pub struct NodeArgs {
     /// The CA of --tls-ca (a global flag): it verifies peers
     #[arg(skip)]
     pub tls_ca: Option<PathBuf>,
+    /// Client connections the node's address holds at once [default: from the fd limit]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// HTTP connections serving requests at once; more get a 503 [default: from the fd limit]
+    #[arg(long, value_name = "N")]
+    pub http_max_connections: Option<usize>,
+    /// Connections one IP may hold on the node's address [default: no cap]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Connections one IP may hold on the HTTP port [default: no cap]
+    #[arg(long, value_name = "N")]
+    pub http_max_connections_per_ip: Option<usize>,
+    /// Time a new connection has to send its hello, in ms [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub hello_timeout_ms: Option<u64>,
+    /// Time an HTTP connection has to send a request head (also the keep-alive idle
+    /// timeout), in ms [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Time an HTTP request has to send its body, in ms [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub http_body_timeout_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -104,6 +126,13 @@ impl NodeArgs {
             tls_key: self.tls_key.clone(),
             tls_ca: self.tls_ca.clone(),
             peer_via: (!self.peer_via.is_empty()).then(|| self.peer_via.iter().cloned().collect()),
+            max_connections: self.max_connections,
+            http_max_connections: self.http_max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            http_max_connections_per_ip: self.http_max_connections_per_ip,
+            hello_timeout_ms: self.hello_timeout_ms,
+            http_header_timeout_ms: self.http_header_timeout_ms,
+            http_body_timeout_ms: self.http_body_timeout_ms,
         };
         Ok(file.merge(flags).check()?)
     }
@@ -177,6 +206,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     std::fs::write(config.data.join("id"), format!("{}\n", config.id))
         .with_context(|| format!("writing {}", config.data.join("id").display()))?;
     let token = resolve_token(&config)?;
+    let limits = server::limits::start(&config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -234,7 +264,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     crate::runtime::native::install(node.clone(), tokio::runtime::Handle::current());
     tokio::spawn(crate::metrics::watch_leader(node.clone()));
     let (trigger, shutdown) = shutdown::channel();
-    let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone(), tls));
+    let server = tokio::spawn(server::serve(
+        listener,
+        node.clone(),
+        shutdown.clone(),
+        tls,
+        limits.clone(),
+    ));
     tokio::spawn(server::audit::flush(node.clone(), shutdown.clone()));
     tokio::spawn(crate::runtime::reload::follow_heads(
         node.clone(),
@@ -259,6 +295,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             listener,
             node.clone(),
             shutdown.clone(),
+            limits,
         ));
     }
     tracing::info!(id = config.id, %addr, data = %config.data.display(), "node listening");

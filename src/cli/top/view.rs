@@ -828,6 +828,8 @@ mod tests {
             load_errors: Vec::new(),
             rss_bytes: 64 * 1024 * 1024,
             cpu_ms: 1000,
+            fd_limit: 1024,
+            fds_open: 40,
         }
     }
 
