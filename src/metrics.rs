@@ -414,8 +414,16 @@ fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
     }
     if p.fd_limit > 0 {
         let limit = i64::try_from(p.fd_limit).unwrap_or(i64::MAX);
-        gauge("push_process_max_fds", "Soft limit on open file descriptors.", limit)?;
-        gauge("push_process_open_fds", "Open file descriptors.", p.fds_open as i64)?;
+        gauge(
+            "push_process_max_fds",
+            "Soft limit on open file descriptors.",
+            limit,
+        )?;
+        gauge(
+            "push_process_open_fds",
+            "Open file descriptors.",
+            p.fds_open as i64,
+        )?;
     }
     Ok(registry)
 }

@@ -118,6 +118,9 @@ mod tests {
         let usage = ProcessUsage::current();
         assert!(usage.rss_bytes > 0 && usage.threads > 0, "{usage:?}");
         // stdin, stdout and stderr at least, and a limit above what is open.
-        assert!(usage.fds_open >= 3 && usage.fd_limit > usage.fds_open, "{usage:?}");
+        assert!(
+            usage.fds_open >= 3 && usage.fd_limit > usage.fds_open,
+            "{usage:?}"
+        );
     }
 }

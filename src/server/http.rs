@@ -225,10 +225,8 @@ pub async fn serve(
                 ));
             }
             Err(refused) => {
-                let _ = stream.try_write(&refusal(
-                    "503 Service Unavailable",
-                    &format!("{refused}\n"),
-                ));
+                let _ =
+                    stream.try_write(&refusal("503 Service Unavailable", &format!("{refused}\n")));
             }
         }
     }

@@ -95,7 +95,9 @@ pub fn start(config: &crate::config::NodeConfig) -> Arc<Limits> {
 pub enum Refused {
     #[error("this node already holds its maximum of {max} {what} connections; retry shortly")]
     Full { what: &'static str, max: usize },
-    #[error("this node already holds its maximum of {max} connections from {ip}; close some first")]
+    #[error(
+        "this node already holds its maximum of {max} connections from {ip}; close some first"
+    )]
     PerIp { ip: IpAddr, max: usize },
 }
 
@@ -515,7 +517,10 @@ mod tests {
         let port = Port::new("test", 10, 10, 1, Some(2));
         let a = port.admit(ip(1)).expect("a").promote(Stage::Client);
         let _b = port.admit(ip(1)).expect("b");
-        assert!(matches!(port.admit(ip(1)), Err(Refused::PerIp { max: 2, .. })));
+        assert!(matches!(
+            port.admit(ip(1)),
+            Err(Refused::PerIp { max: 2, .. })
+        ));
         assert!(port.admit(ip(2)).is_ok(), "another address is not capped");
         drop(a);
         assert!(port.admit(ip(1)).is_ok());

@@ -24,9 +24,11 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// Refuses a connection at once: one error frame if the socket takes it now, then close.
 fn refuse(stream: tokio::net::TcpStream, refused: &limits::Refused) {
-    let body = push_protocol::ErrorBody::new(push_protocol::ErrorCode::Unavailable, refused.to_string());
+    let body =
+        push_protocol::ErrorBody::new(push_protocol::ErrorCode::Unavailable, refused.to_string());
     if let Ok(bytes) = push_protocol::codec::encode(&body) {
-        let frame = push_protocol::frame::encode_frame(push_protocol::frame::Kind::Error, &[&bytes]);
+        let frame =
+            push_protocol::frame::encode_frame(push_protocol::frame::Kind::Error, &[&bytes]);
         let _ = stream.try_write(&frame);
     }
 }

@@ -131,16 +131,27 @@ async fn assert_answers(cluster: &Cluster, case: &str) -> push_protocol::NodeSta
     status
 }
 
-/// Kills follower 3, restarts it, and waits until it has applied everything node 1 had.
+/// Kills follower 3, restarts it, and waits until it follows node 1 again, has applied
+/// entries written after its restart, and has applied everything node 1 had (lag 0).
 async fn restart_follower(cluster: &mut Cluster, case: &str) {
     cluster.kill(3);
     cluster.restart(3);
+    let written_after = cluster
+        .status(1)
+        .await
+        .and_then(|s| s.last_log_index)
+        .expect("leader status")
+        + 2;
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let leader = cluster.status(1).await;
         let follower = cluster.status(3).await;
         if let (Some(l), Some(f)) = (leader, follower) {
-            if f.role == "follower" && f.applied_index >= l.last_log_index {
+            if f.role == "follower"
+                && f.leader == Some(1)
+                && f.applied_index >= Some(written_after)
+                && f.applied_index >= l.last_log_index
+            {
                 eprintln!("{case}: follower 3 rejoined with lag 0");
                 return;
             }
@@ -182,13 +193,14 @@ async fn idle_flood(
     let closed = tokio::spawn(closed_within(conns, deadline + SLACK));
     assert_answers(cluster, case).await;
     restart_follower(cluster, case).await;
-    let status = assert_answers(cluster, case).await;
+    assert_answers(cluster, case).await;
+    let closed = closed.await.expect("watcher");
     eprintln!(
-        "{case}: node 1 spent {} ms of CPU over {:?} while flooded",
-        cpu_ms(&status).saturating_sub(cpu_before),
+        "{case}: node 1 spent {} ms of CPU over the {:?} from the flood's start until the last \
+         idle connection was closed",
+        cpu_ms(&cluster.status(1).await.expect("status")).saturating_sub(cpu_before),
         started.elapsed()
     );
-    let closed = closed.await.expect("watcher");
     assert_eq!(
         closed, held,
         "{case}: the node closed only {closed} of {held} idle connections within {deadline:?}"
@@ -286,7 +298,11 @@ async fn http_bounds(cluster: &Cluster, canary: &Canary) {
         .await
         .expect("an answer");
     assert_eq!(over.status, 503, "{case}: {}", over.text());
-    assert!(over.text().contains("maximum of 8 HTTP connections"), "{}", over.text());
+    assert!(
+        over.text().contains("maximum of 8 HTTP connections"),
+        "{}",
+        over.text()
+    );
     drop(kept);
     // The kept connections' places come back once the node sees them closed.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -303,11 +319,16 @@ async fn http_bounds(cluster: &Cluster, canary: &Canary) {
     let mut refused = 0;
     for mut c in conns {
         let mut buf = [0u8; 64];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await {
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await
+        {
             refused += usize::from(buf[..n].starts_with(b"HTTP/1.1 503"));
         }
     }
-    assert_eq!(refused, 5, "{case}: the per-IP cap of {HTTP_PER_IP} refused {refused}");
+    assert_eq!(
+        refused, 5,
+        "{case}: the per-IP cap of {HTTP_PER_IP} refused {refused}"
+    );
+    eprintln!("{case}: a 503 over {HTTP_MAX} requests in progress and over {HTTP_PER_IP} per IP");
     canary.assert_healthy(case, before).await;
 }
 
@@ -337,7 +358,15 @@ async fn floods_on_either_port_do_not_stop_the_cluster() {
     idle_flood(&mut cluster, &canary, "node address", &addr, FLOOD, HELLO).await;
     let http_addr = cluster.http(1);
     // Spread over source IPs so the per-IP cap is not what holds the flood back.
-    idle_flood(&mut cluster, &canary, "HTTP port", &http_addr, HTTP_PER_IP / 2, HEAD).await;
+    idle_flood(
+        &mut cluster,
+        &canary,
+        "HTTP port",
+        &http_addr,
+        HTTP_PER_IP / 2,
+        HEAD,
+    )
+    .await;
     slow_headers(&cluster, &canary).await;
     slow_body(&cluster, &canary).await;
     http_bounds(&cluster, &canary).await;
