@@ -38,7 +38,7 @@ pub fn fd_limit() -> u64 {
     };
     // SAFETY: getrlimit writes into the struct we pass and has no other effect.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur as u64
+        limit.rlim_cur
     } else {
         0
     }

@@ -49,7 +49,7 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let before = limit.rlim_cur as u64;
+    let before = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: as above.
@@ -57,7 +57,7 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok((before, limit.rlim_cur as u64))
+    Ok((before, limit.rlim_cur))
 }
 
 /// At node start: raises the open-file limit, sizes both ports' budgets from it, logs them.
@@ -440,7 +440,7 @@ impl AcceptErrors {
             .with_label_values(&[self.listener])
             .inc();
         self.unlogged += 1;
-        if self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+        if self.last_log.map_or(true, |t| t.elapsed() >= LOG_EVERY) {
             tracing::warn!(
                 listener = self.listener,
                 "accept failed {} time(s) since the last report: {e}",

@@ -207,8 +207,8 @@ impl Cluster {
             unsafe {
                 command.pre_exec(move || {
                     let limit = libc::rlimit {
-                        rlim_cur: fds as libc::rlim_t,
-                        rlim_max: fds as libc::rlim_t,
+                        rlim_cur: fds,
+                        rlim_max: fds,
                     };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
                         Ok(())
