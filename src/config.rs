@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,25 @@ pub struct NodeFile {
     /// sidecar, or a test's fault proxy), e.g. `{2: "127.0.0.1:9102"}`. Raft RPCs, forwards
     /// to the leader and fan-outs to that peer all go there.
     pub peer_via: Option<BTreeMap<u64, String>>,
+    /// Client connections (after the hello) the node's address holds at once; more are told
+    /// the node is busy. Default: a share of the open-file limit, at most 4096.
+    pub max_connections: Option<usize>,
+    /// HTTP connections serving requests at once; more get a 503. Default: a share of the
+    /// open-file limit, at most 8192.
+    pub http_max_connections: Option<usize>,
+    /// Connections one client IP may hold on the node's address (default: no cap; set one
+    /// on a port that faces the internet).
+    pub max_connections_per_ip: Option<usize>,
+    /// Connections one client IP may hold on the HTTP port (default: no cap).
+    pub http_max_connections_per_ip: Option<usize>,
+    /// Time a new connection to the node's address has to send its hello (default 5000).
+    pub hello_timeout_ms: Option<u64>,
+    /// Time an HTTP connection has to send a complete request head, counted from its accept
+    /// or its previous response: both the header-read and the keep-alive idle timeout
+    /// (default 10000).
+    pub http_header_timeout_ms: Option<u64>,
+    /// Time an HTTP request has to send its whole body (default 30000).
+    pub http_body_timeout_ms: Option<u64>,
 }
 
 impl NodeFile {
@@ -88,11 +108,21 @@ impl NodeFile {
                 }
                 (base, over) => over.or(base),
             },
+            max_connections: over.max_connections.or(self.max_connections),
+            http_max_connections: over.http_max_connections.or(self.http_max_connections),
+            max_connections_per_ip: over.max_connections_per_ip.or(self.max_connections_per_ip),
+            http_max_connections_per_ip: over
+                .http_max_connections_per_ip
+                .or(self.http_max_connections_per_ip),
+            hello_timeout_ms: over.hello_timeout_ms.or(self.hello_timeout_ms),
+            http_header_timeout_ms: over.http_header_timeout_ms.or(self.http_header_timeout_ms),
+            http_body_timeout_ms: over.http_body_timeout_ms.or(self.http_body_timeout_ms),
         }
     }
 
     /// Checks and completes the settings.
     pub fn check(self) -> Result<NodeConfig, ConfigError> {
+        let connections = ConnectionSettings::check(&self)?;
         let data = self.data.ok_or(ConfigError::Missing("data (--data DIR)"))?;
         let id_file = data.join("id");
         let stored_id = std::fs::read_to_string(&id_file)
@@ -158,6 +188,7 @@ impl NodeFile {
             }
         };
         Ok(NodeConfig {
+            connections,
             id,
             tls,
             listen: addr,
@@ -193,6 +224,77 @@ pub struct NodeConfig {
     pub peer_via: BTreeMap<u64, String>,
     /// TLS for client and peer traffic (none: plain TCP).
     pub tls: Option<TlsFiles>,
+    /// Connection budgets, caps and deadlines of both listeners.
+    pub connections: ConnectionSettings,
+}
+
+/// How many connections each listener holds and how long a silent one may stay (see
+/// `server::limits`, which sizes what is not set here from the open-file limit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub max_connections: Option<usize>,
+    pub http_max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub http_max_connections_per_ip: Option<usize>,
+    pub hello_timeout: Duration,
+    pub http_header_timeout: Duration,
+    pub http_body_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            max_connections: None,
+            http_max_connections: None,
+            max_connections_per_ip: None,
+            http_max_connections_per_ip: None,
+            hello_timeout: Duration::from_secs(5),
+            http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ConnectionSettings {
+    fn check(file: &NodeFile) -> Result<ConnectionSettings, ConfigError> {
+        let d = ConnectionSettings::default();
+        let positive = |v: Option<usize>, name: &str| match v {
+            Some(0) => Err(ConfigError::Invalid(format!(
+                "{name} must be at least 1 (leave it out for the default)"
+            ))),
+            v => Ok(v),
+        };
+        let millis = |v: Option<u64>, name: &str, default: Duration| match v {
+            None => Ok(default),
+            Some(ms) if (100..=3_600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+            Some(ms) => Err(ConfigError::Invalid(format!(
+                "{name} {ms} is out of range: give 100 to 3600000 milliseconds"
+            ))),
+        };
+        Ok(ConnectionSettings {
+            max_connections: positive(file.max_connections, "max_connections")?,
+            http_max_connections: positive(file.http_max_connections, "http_max_connections")?,
+            max_connections_per_ip: positive(
+                file.max_connections_per_ip,
+                "max_connections_per_ip",
+            )?,
+            http_max_connections_per_ip: positive(
+                file.http_max_connections_per_ip,
+                "http_max_connections_per_ip",
+            )?,
+            hello_timeout: millis(file.hello_timeout_ms, "hello_timeout_ms", d.hello_timeout)?,
+            http_header_timeout: millis(
+                file.http_header_timeout_ms,
+                "http_header_timeout_ms",
+                d.http_header_timeout,
+            )?,
+            http_body_timeout: millis(
+                file.http_body_timeout_ms,
+                "http_body_timeout_ms",
+                d.http_body_timeout,
+            )?,
+        })
+    }
 }
 
 /// The PEM files a TLS node needs.
@@ -264,6 +366,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--peer-via 3="), "{err}");
+
+        std::fs::write(
+            &path,
+            format!(
+                "(id: 2, data: {:?}, max_connections: 10, hello_timeout_ms: 2000, http_max_connections_per_ip: 8)",
+                dir.path().join("d")
+            ),
+        )
+        .unwrap();
+        let c = NodeFile::load(&path)
+            .unwrap()
+            .merge(NodeFile {
+                max_connections: Some(20),
+                http_body_timeout_ms: Some(1500),
+                ..Default::default()
+            })
+            .check()
+            .unwrap()
+            .connections;
+        assert_eq!(c.max_connections, Some(20));
+        assert_eq!(c.hello_timeout, Duration::from_secs(2));
+        assert_eq!(c.http_max_connections_per_ip, Some(8));
+        assert_eq!(c.http_body_timeout, Duration::from_millis(1500));
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections_per_ip, None);
+        let err = NodeFile {
+            hello_timeout_ms: Some(0),
+            ..NodeFile::load(&path).unwrap()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("100 to 3600000"), "{err}");
 
         std::fs::write(&path, "(idd: 2)").unwrap();
         let err = NodeFile::load(&path).unwrap_err().to_string();

@@ -51,6 +51,14 @@ pub struct Metrics {
     /// From the latest task report: restarts per unit and units running per app.
     pub daemon_restarts: IntGaugeVec,
     pub units_running: IntGaugeVec,
+    /// Open connections by listener (`node`, `http`) and stage (`waiting`: before the hello
+    /// or first request; `client`, `peer`, `active`: after it). Bumped by `server::limits`.
+    pub connections: IntGaugeVec,
+    /// Connections the node closed on its own, by listener and reason (`full`, `per_ip`,
+    /// `evicted`, `deadline`).
+    pub connections_closed: IntCounterVec,
+    /// Failed `accept` calls by listener (EMFILE and the like).
+    pub accept_errors: IntCounterVec,
 }
 
 fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
@@ -138,6 +146,27 @@ impl Metrics {
                 ),
                 &["app"],
             )?,
+            connections: IntGaugeVec::new(
+                Opts::new(
+                    "push_connections",
+                    "Open connections by listener and stage (waiting, client, peer, active).",
+                ),
+                &["listener", "stage"],
+            )?,
+            connections_closed: IntCounterVec::new(
+                Opts::new(
+                    "push_connections_closed_total",
+                    "Connections the node closed itself (budget full, per-IP cap, evicted, deadline).",
+                ),
+                &["listener", "reason"],
+            )?,
+            accept_errors: IntCounterVec::new(
+                Opts::new(
+                    "push_accept_errors_total",
+                    "Failed accepts (such as EMFILE: out of file descriptors).",
+                ),
+                &["listener"],
+            )?,
             registry,
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
@@ -155,6 +184,9 @@ impl Metrics {
             Box::new(m.snapshots.clone()),
             Box::new(m.daemon_restarts.clone()),
             Box::new(m.units_running.clone()),
+            Box::new(m.connections.clone()),
+            Box::new(m.connections_closed.clone()),
+            Box::new(m.accept_errors.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;

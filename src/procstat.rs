@@ -1,5 +1,6 @@
-//! This process's resource use (resident memory, CPU time) from `/proc/self`, for the node's
-//! status report. Elsewhere than Linux, or if `/proc` cannot be read, the figures are 0.
+//! This process's resource use (resident memory, CPU time, open descriptors) from `/proc/self`
+//! and `getrlimit`, for the node's status report. Elsewhere than Linux, or if `/proc` cannot be
+//! read, the figures are 0.
 
 /// Resident memory and cumulative CPU time of the current process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -8,6 +9,10 @@ pub struct ProcessUsage {
     /// User + system CPU time since the process started, in milliseconds.
     pub cpu_ms: u64,
     pub threads: u64,
+    /// The soft limit on open file descriptors (RLIMIT_NOFILE); 0 if unknown.
+    pub fd_limit: u64,
+    /// File descriptors open now (entries of `/proc/self/fd`); 0 if unknown.
+    pub fds_open: u64,
 }
 
 impl ProcessUsage {
@@ -19,8 +24,32 @@ impl ProcessUsage {
             rss_bytes: rss_pages(&statm).saturating_mul(page_size()),
             cpu_ms: cpu_ticks(&stat).saturating_mul(1000) / clock_ticks_per_second(),
             threads: stat_field(&stat, 20),
+            fd_limit: fd_limit(),
+            fds_open: fds_open(),
         }
     }
+}
+
+/// The soft RLIMIT_NOFILE of this process (`u64::MAX` when unlimited), 0 if unknown.
+pub fn fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and has no other effect.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        0
+    }
+}
+
+/// Descriptors this process has open now, 0 if `/proc/self/fd` cannot be read.
+pub fn fds_open() -> u64 {
+    // The directory handle itself is one of the entries while it is being read.
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| (dir.count() as u64).saturating_sub(1))
+        .unwrap_or(0)
 }
 
 /// The second field of `/proc/PID/statm`: resident pages.
@@ -88,5 +117,10 @@ mod tests {
     fn this_process_uses_memory() {
         let usage = ProcessUsage::current();
         assert!(usage.rss_bytes > 0 && usage.threads > 0, "{usage:?}");
+        // stdin, stdout and stderr at least, and a limit above what is open.
+        assert!(
+            usage.fds_open >= 3 && usage.fd_limit > usage.fds_open,
+            "{usage:?}"
+        );
     }
 }

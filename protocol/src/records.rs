@@ -244,6 +244,10 @@ pub struct NodeStatus {
     /// The version of the CPython this node embeds, as it reports itself ("3.11.7"). Nodes of
     /// one cluster may run different minor versions.
     pub python_version: String,
+    /// The node's soft open-file limit (raised to the hard limit at start).
+    pub fd_limit: u64,
+    /// File descriptors the node's process has open.
+    pub fds_open: u64,
 }
 
 /// One version in an app's history.

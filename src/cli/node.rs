@@ -67,6 +67,28 @@ pub struct NodeArgs {
     /// The CA of --tls-ca (a global flag): it verifies peers
     #[arg(skip)]
     pub tls_ca: Option<PathBuf>,
+    /// Client connections the node's address holds at once [default: from the fd limit]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// HTTP connections serving requests at once; more get a 503 [default: from the fd limit]
+    #[arg(long, value_name = "N")]
+    pub http_max_connections: Option<usize>,
+    /// Connections one IP may hold on the node's address [default: no cap]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Connections one IP may hold on the HTTP port [default: no cap]
+    #[arg(long, value_name = "N")]
+    pub http_max_connections_per_ip: Option<usize>,
+    /// Time a new connection has to send its hello, in ms [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub hello_timeout_ms: Option<u64>,
+    /// Time an HTTP connection has to send a request head (also the keep-alive idle
+    /// timeout), in ms [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Time an HTTP request has to send its body, in ms [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub http_body_timeout_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -94,6 +116,13 @@ impl NodeArgs {
             tls_key: self.tls_key.clone(),
             tls_ca: self.tls_ca.clone(),
             peer_via: (!self.peer_via.is_empty()).then(|| self.peer_via.iter().cloned().collect()),
+            max_connections: self.max_connections,
+            http_max_connections: self.http_max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            http_max_connections_per_ip: self.http_max_connections_per_ip,
+            hello_timeout_ms: self.hello_timeout_ms,
+            http_header_timeout_ms: self.http_header_timeout_ms,
+            http_body_timeout_ms: self.http_body_timeout_ms,
         };
         Ok(file.merge(flags).check()?)
     }

@@ -74,6 +74,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     "heads": s.heads, "voter": m.voter, "up": true, "http": s.http,
                     "serving": s.serving, "load_errors": s.load_errors,
                     "python": s.python_version,
+                    "fd_limit": s.fd_limit, "fds_open": s.fds_open, "cpu_ms": s.cpu_ms,
                 }),
                 Err(e) => serde_json::json!({"id": m.id, "addr": m.addr, "up": false, "error": e, "voter": m.voter}),
             })
@@ -119,6 +120,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                         .collect::<Vec<_>>()
                         .join(",")
                 };
+                if s.fd_limit > 0 && s.fds_open.saturating_mul(5) >= s.fd_limit.saturating_mul(4) {
+                    load_errors.push(format!(
+                        "node {}: {} of its {} file descriptors are open (a connection flood?)",
+                        s.id, s.fds_open, s.fd_limit
+                    ));
+                }
                 for (app, v, e) in &s.load_errors {
                     load_errors.push(format!("node {}: {app}@v{v} failed to load: {e}", s.id));
                 }

@@ -49,6 +49,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     std::fs::write(config.data.join("id"), format!("{}\n", config.id))
         .with_context(|| format!("writing {}", config.data.join("id").display()))?;
     let token = resolve_token(&config)?;
+    let limits = server::limits::start(&config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -109,7 +110,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     );
     tokio::spawn(super::watch_leader(node.clone()));
     let (trigger, shutdown) = shutdown::channel();
-    let server = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone(), tls));
+    let server = tokio::spawn(server::serve(
+        listener,
+        node.clone(),
+        shutdown.clone(),
+        tls,
+        limits.clone(),
+    ));
     tokio::spawn(crate::ops::audit::flush(node.clone(), shutdown.clone()));
     tokio::spawn(super::reload::follow_heads(
         node.clone(),
@@ -134,6 +141,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             listener,
             node.clone(),
             shutdown.clone(),
+            limits,
         ));
     }
     tracing::info!(id = config.id, %addr, data = %config.data.display(), "node listening");

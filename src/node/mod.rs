@@ -296,6 +296,8 @@ impl Node {
             rss_bytes: usage.rss_bytes,
             cpu_ms: usage.cpu_ms,
             python_version: self.runtime.python_version().to_string(),
+            fd_limit: usage.fd_limit,
+            fds_open: usage.fds_open,
         }
     }
 

@@ -13,12 +13,10 @@ use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 
 use super::auth;
+use super::limits::{Stage, Waiting};
 use crate::consensus::network::{serve_rpc, RaftRpc};
 use crate::node::Node;
 use crate::shutdown::Shutdown;
-
-/// How long a new connection may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn send_error(
     writer: &mut (impl tokio::io::AsyncWrite + Unpin),
@@ -38,19 +36,36 @@ fn frame_error_code(e: &FrameError) -> ErrorCode {
     }
 }
 
-/// Serves one accepted connection to its end.
-pub async fn handle(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, shutdown: Shutdown) {
-    let hello = match tokio::time::timeout(
-        HELLO_TIMEOUT,
+/// Serves one accepted connection to its end. It holds a place in the waiting pool until its
+/// hello (due within `hello_timeout`), then one among the peers or the clients.
+pub async fn handle(
+    mut stream: Stream,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    shutdown: Shutdown,
+    waiting: Waiting,
+    hello_timeout: Duration,
+) {
+    let read = tokio::time::timeout(
+        hello_timeout,
         frame::read_frame(&mut stream, MAX_CLIENT_FRAME),
-    )
-    .await
-    {
+    );
+    let hello = tokio::select! {
+        // A newer connection took this silent one's place in a full waiting pool.
+        _ = waiting.evicted() => return,
+        hello = read => hello,
+    };
+    let hello = match hello {
         Err(_) => {
-            send_error(
-                &mut stream,
-                ErrorCode::BadFrame,
-                "no hello within 10 s".into(),
+            waiting.port().closed("deadline");
+            // Bounded: a peer that does not read cannot hold the connection open.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(100),
+                send_error(
+                    &mut stream,
+                    ErrorCode::BadFrame,
+                    format!("no hello within {} ms", hello_timeout.as_millis()),
+                ),
             )
             .await;
             return;
@@ -103,6 +118,18 @@ pub async fn handle(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, shutd
         .await;
         return;
     }
+    let stage = match hello.role {
+        Role::Client => Stage::Client,
+        Role::Peer => Stage::Peer,
+    };
+    let _admitted = match waiting.promote(stage) {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            tracing::info!(%peer, "refused connection: {refused}");
+            send_error(&mut stream, ErrorCode::Unavailable, refused.to_string()).await;
+            return;
+        }
+    };
     let welcome = Welcome {
         node_id: node.id,
         protocol: push_protocol::PROTOCOL_VERSION,

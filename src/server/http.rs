@@ -5,6 +5,9 @@
 //! back. A handler that raises becomes a 500 whose traceback goes to the node log only.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -12,12 +15,15 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use super::limits::{AcceptErrors, Admitted, Limits, Stage, Waiting};
 use crate::node::Node;
 use crate::runtime::HttpRequest;
 use crate::shutdown::Shutdown;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 << 20;
+/// Largest request head (request line and headers); a longer one gets a 431.
+pub const MAX_HEAD: usize = 64 << 10;
 /// Header that pins a request to a version.
 pub const VERSION_HEADER: &str = "x-push-version";
 /// Header that picks an app other than the default.
@@ -32,47 +38,17 @@ fn plain(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
-fn decode_component(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `a=1&b=x%20y` as pairs.
+/// `a=1&b=x%20y` as pairs, decoded as `application/x-www-form-urlencoded` (`+` is a space,
+/// a `%` not followed by two hex digits stays as it is).
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) => (decode_component(k), decode_component(v)),
-            None => (decode_component(pair), String::new()),
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
 /// `GET /metrics`: this node's Prometheus metrics (text format 0.0.4).
-async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    match super::metrics_page::render(&node) {
+async fn metrics(State(front): State<Arc<Front>>) -> Response {
+    match super::metrics_page::render(&front.node) {
         Ok(text) => (
             StatusCode::OK,
             [("content-type", super::metrics_page::CONTENT_TYPE)],
@@ -87,7 +63,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
 }
 
 /// Answers one app request and counts it by app, method and status class.
-async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
+async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let app = req
         .headers()
@@ -96,12 +72,12 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
         .unwrap_or(push_protocol::DEFAULT_APP)
         .to_string();
     let method = req.method().as_str().to_string();
-    let response = handle_app(node, app.clone(), req).await;
+    let response = handle_app(&front, app.clone(), req).await;
     crate::metrics::metrics().http(&app, &method, response.status().as_u16(), started.elapsed());
     response
 }
 
-async fn handle_app(node: Arc<Node>, app: String, req: Request) -> Response {
+async fn handle_app(front: &Front, app: String, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let pinned = match parts.headers.get(VERSION_HEADER).map(|v| v.to_str()) {
         None => None,
@@ -121,9 +97,24 @@ async fn handle_app(node: Arc<Node>, app: String, req: Request) -> Response {
             )
         }
     };
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b.to_vec(),
+    let body = match tokio::time::timeout(front.body_timeout, axum::body::to_bytes(body, MAX_BODY))
+        .await
+    {
+        Ok(Ok(b)) => b.to_vec(),
         Err(_) => {
+            let mut response = plain(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} ms; send it faster or in smaller requests\n",
+                    front.body_timeout.as_millis()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+            return response;
+        }
+        Ok(Err(_)) => {
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request bodies are limited to {MAX_BODY} bytes\n"),
@@ -147,7 +138,7 @@ async fn handle_app(node: Arc<Node>, app: String, req: Request) -> Response {
             .collect(),
         body,
     };
-    let out = match node.runtime.http(request).await {
+    let out = match front.node.runtime.http(request).await {
         Ok(out) => out,
         Err(e) => {
             tracing::error!(%app, "handler dispatch failed: {e}");
@@ -178,17 +169,118 @@ async fn handle_app(node: Arc<Node>, app: String, req: Request) -> Response {
     response
 }
 
-/// Serves app HTTP on `listener` until shutdown.
-pub async fn serve(listener: tokio::net::TcpListener, node: Arc<Node>, mut shutdown: Shutdown) {
+/// What the handlers share: the node and the body deadline.
+struct Front {
+    node: Arc<Node>,
+    body_timeout: Duration,
+}
+
+/// The answer to a connection over a per-IP cap, written before closing it.
+fn refusal(status: &str, text: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{text}",
+        text.len()
+    )
+    .into_bytes()
+}
+
+/// Serves app HTTP on `listener` until shutdown, within the HTTP budgets of `limits`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    mut shutdown: Shutdown,
+    limits: Arc<Limits>,
+) {
+    let front = Arc::new(Front {
+        node,
+        body_timeout: limits.settings.http_body_timeout,
+    });
     let app = Router::new()
         .route("/metrics", axum::routing::get(metrics))
         .fallback(handle)
-        .with_state(node);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("http server stopped: {e}");
+        .with_state(front);
+    let mut errors = AcceptErrors::new("http");
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.wait() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    errors.failed(&e).await;
+                    continue;
+                }
+            },
+        };
+        errors.succeeded();
+        match limits.http.admit(peer.ip()) {
+            Ok(waiting) => {
+                stream.set_nodelay(true).ok();
+                tokio::spawn(connection(
+                    stream,
+                    app.clone(),
+                    waiting,
+                    limits.settings.http_header_timeout,
+                    shutdown.clone(),
+                ));
+            }
+            Err(refused) => {
+                let _ =
+                    stream.try_write(&refusal("503 Service Unavailable", &format!("{refused}\n")));
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 connection: a complete request head is due within `header_timeout` of the
+/// accept or of the previous response; the first request moves it out of the waiting pool.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    waiting: Waiting,
+    header_timeout: Duration,
+    mut shutdown: Shutdown,
+) {
+    let bell = waiting.bell();
+    let port = waiting.port().clone();
+    let waiting = Arc::new(std::sync::Mutex::new(Some(waiting)));
+    let held = Arc::new(std::sync::Mutex::new(None::<Admitted>));
+    let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+        let mut app = app.clone();
+        let promoted = match waiting.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            None => Ok(()),
+            Some(w) => w.promote(Stage::Active).map(|a| {
+                *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
+            }),
+        };
+        async move {
+            if let Err(refused) = promoted {
+                let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, format!("{refused}\n"));
+                let headers = response.headers_mut();
+                headers.insert("connection", HeaderValue::from_static("close"));
+                headers.insert("retry-after", HeaderValue::from_static("1"));
+                return Ok::<_, std::convert::Infallible>(response);
+            }
+            tower_service::Service::call(&mut app, req.map(Body::new)).await
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => {
+            if served.is_err_and(|e| e.is_timeout()) {
+                port.closed("deadline");
+            }
+        }
+        // A newer connection took this silent one's place in a full waiting pool.
+        _ = bell.notified() => {}
+        _ = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
     }
 }
 
@@ -206,6 +298,14 @@ mod tests {
                 ("c".to_string(), String::new()),
                 ("d".to_string(), "café ok".to_string()),
                 ("e".to_string(), "%zz".to_string()),
+            ]
+        );
+        // `%+5` is not an escape (from_str_radix once read "+5" as 5).
+        assert_eq!(
+            parse_query("a=%+5&b=%-1"),
+            vec![
+                ("a".to_string(), "% 5".to_string()),
+                ("b".to_string(), "%-1".to_string()),
             ]
         );
     }

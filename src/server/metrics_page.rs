@@ -104,6 +104,19 @@ fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
         cpu.inc_by(p.cpu_ms as f64 / 1000.0);
         registry.register(Box::new(cpu))?;
     }
+    if p.fd_limit > 0 {
+        let limit = i64::try_from(p.fd_limit).unwrap_or(i64::MAX);
+        gauge(
+            "push_process_max_fds",
+            "Soft limit on open file descriptors.",
+            limit,
+        )?;
+        gauge(
+            "push_process_open_fds",
+            "Open file descriptors.",
+            p.fds_open as i64,
+        )?;
+    }
     Ok(registry)
 }
 

@@ -82,17 +82,17 @@ struct CanaryLog {
     longest_gap: Duration,
 }
 
-struct Canary {
-    rounds: Arc<AtomicU64>,
+pub(crate) struct Canary {
+    pub(crate) rounds: Arc<AtomicU64>,
     log: Arc<Mutex<CanaryLog>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
 impl Canary {
     /// Sets `canary/k` to 1, 2, 3... through node 1 and reads it back linearizably, every
     /// ~50 ms, for at most 3 minutes.
-    fn start(addr: String, token: String) -> Canary {
+    pub(crate) fn start(addr: String, token: String) -> Canary {
         let rounds = Arc::new(AtomicU64::new(0));
         let log = Arc::new(Mutex::new(CanaryLog::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -154,7 +154,7 @@ impl Canary {
 
     /// Panics unless the canary succeeded since `rounds_before`, never failed, and never
     /// went more than 2 s without a success.
-    async fn assert_healthy(&self, case: &str, rounds_before: u64) {
+    pub(crate) async fn assert_healthy(&self, case: &str, rounds_before: u64) {
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.rounds.load(Ordering::Relaxed) <= rounds_before {
             assert!(

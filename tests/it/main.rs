@@ -12,6 +12,7 @@ mod chaos;
 mod cluster;
 mod code_store;
 mod eval;
+mod flood;
 mod hostile;
 mod logs;
 mod lsp;

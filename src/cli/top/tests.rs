@@ -44,6 +44,8 @@ fn status(id: u64, role: &str) -> NodeStatus {
         rss_bytes: 64 * 1024 * 1024,
         cpu_ms: 1000,
         python_version: "3.11.7".into(),
+        fd_limit: 1024,
+        fds_open: 10,
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     /// Fault proxies on every peer link, when started with [`Cluster::start_partitionable`].
     pub net: Option<FaultNet>,
+    /// Open-file limits (soft and hard) to start nodes under, by node id.
+    fd_limits: std::collections::HashMap<u64, u64>,
 }
 
 impl Cluster {
@@ -82,6 +84,7 @@ impl Cluster {
             token_file,
             nodes: Vec::new(),
             net: None,
+            fd_limits: std::collections::HashMap::new(),
         }
     }
 
@@ -92,9 +95,20 @@ impl Cluster {
 
     /// Like [`Cluster::start`], passing `extra` flags to every node.
     pub async fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_limited(n, extra, &[]).await
+    }
+
+    /// Like [`Cluster::start_with`]; each `(id, fds, flags)` starts node `id` (also on every
+    /// restart) under an open-file limit of `fds`, soft and hard, with `flags` added.
+    pub async fn start_limited(n: u64, extra: &[&str], limited: &[(u64, u64, &[&str])]) -> Cluster {
         let mut cluster = Cluster::empty();
         for id in 1..=n {
-            cluster.add_node(id, extra);
+            let mut flags: Vec<&str> = extra.to_vec();
+            if let Some((_, fds, more)) = limited.iter().find(|(l, _, _)| *l == id) {
+                cluster.fd_limits.insert(id, *fds);
+                flags.extend_from_slice(more);
+            }
+            cluster.add_node(id, &flags);
             if id == 1 {
                 cluster.wait_leader(Duration::from_secs(20)).await;
             }
@@ -190,7 +204,25 @@ impl Cluster {
             .append(true)
             .open(node.data.join("node.log"))
             .expect("log file");
-        let child = Command::new(push_bin())
+        let mut command = Command::new(push_bin());
+        if let Some(&fds) = self.fd_limits.get(&node.id) {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child being started.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: fds,
+                        rlim_max: fds,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .args(["node", "--id", &node.id.to_string(), "--listen", &node.addr])
             .args(["--http", &node.http])
             .arg("--data")
