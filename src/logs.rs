@@ -45,14 +45,14 @@ pub struct Filter {
 impl Filter {
     /// Whether `record` passes.
     pub fn keeps(&self, record: &LogRecord) -> bool {
-        let daemon_ok = self.daemon.as_deref().map_or(true, |d| {
+        let daemon_ok = self.daemon.as_deref().is_none_or(|d| {
             record.source.as_deref().is_some_and(|s| {
                 s == d || (s.starts_with(d) && s[d.len()..].starts_with('[') && s.ends_with(']'))
             })
         });
-        let level_ok = self.level.map_or(true, |min| {
-            parse_level(&record.level).map_or(true, |l| l <= min)
-        });
+        let level_ok = self
+            .level
+            .is_none_or(|min| parse_level(&record.level).is_none_or(|l| l <= min));
         daemon_ok && level_ok
     }
 }

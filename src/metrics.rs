@@ -335,7 +335,7 @@ mod tests {
         );
         m.http("default", "GET", 404, Duration::from_millis(1));
         let families = m.registry.gather();
-        let names: Vec<&str> = families.iter().map(|f| f.get_name()).collect();
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
         for name in [
             "push_client_ops_total",
             "push_client_op_errors_total",

@@ -72,7 +72,7 @@ impl Mem {
             Record::Purge(log_id) => {
                 let keep = self.entries.split_off(&(log_id.index + 1));
                 self.entries = keep;
-                if self.purged.map_or(true, |p| p < log_id) {
+                if self.purged.is_none_or(|p| p < log_id) {
                     self.purged = Some(log_id);
                 }
             }

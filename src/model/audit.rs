@@ -77,7 +77,7 @@ impl AuditLog {
             (Some(_), None) => c.next(),
             (None, _) => e.next(),
         });
-        let matching = merged.filter(|e| e.seq > after && action.map_or(true, |a| e.action == a));
+        let matching = merged.filter(|e| e.seq > after && action.is_none_or(|a| e.action == a));
         if after == 0 {
             let all: Vec<&AuditEntry> = matching.collect();
             let skip = all.len().saturating_sub(limit);

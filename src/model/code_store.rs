@@ -428,6 +428,6 @@ mod tests {
         let tree = BTreeMap::from([("m.py".to_string(), "00".repeat(32))]);
         let err = store.commit("a", &tree, "", "", 0, true).unwrap_err();
         assert!(err.message.contains("not in the code store"));
-        assert!(store.app("a").map_or(true, |a| a.versions.is_empty()));
+        assert!(store.app("a").is_none_or(|a| a.versions.is_empty()));
     }
 }

@@ -99,7 +99,7 @@ impl Series {
     pub fn range(&self, t0: Option<i64>, t1: Option<i64>) -> Vec<TsPoint> {
         self.points
             .iter()
-            .filter(|p| t0.map_or(true, |t0| p.t_ms >= t0) && t1.map_or(true, |t1| p.t_ms < t1))
+            .filter(|p| t0.is_none_or(|t0| p.t_ms >= t0) && t1.is_none_or(|t1| p.t_ms < t1))
             .cloned()
             .collect()
     }

@@ -15,7 +15,7 @@ const LOGS_TIMEOUT: Duration = Duration::from_secs(2);
 /// `Join`: adds node `id` at `addr` (on the leader).
 pub async fn join(req: &Req<'_>, id: u64, addr: &str) -> Outcome {
     let node = req.node;
-    leader::exclusive(req, || async {
+    leader::run(req, || async {
         Ok(match node.join(id, addr).await? {
             Route::Done(members) => Route::Done(Reply::Joined { members }),
             Route::Forward(l) => Route::Forward(l),

@@ -67,6 +67,16 @@ where
     on_leader(req, true, work).await
 }
 
+/// Runs `work` here; when it answers `Forward` (it found it does not lead, as a membership
+/// change does), forwards the request there.
+pub async fn run<F, Fut>(req: &Req<'_>, work: F) -> Outcome
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Route<Reply>, ErrorBody>>,
+{
+    on_leader(req, false, work).await
+}
+
 /// Proposes `command` here and turns what it applied into a reply (or where to forward).
 pub async fn propose_reply(node: &Node, command: CommandOp) -> Result<Route<Reply>, ErrorBody> {
     Ok(match node.propose(command).await? {

@@ -158,6 +158,6 @@ impl Runtime {
         if let Err(e) = spawned {
             return Err(LambdaError::Thread(e));
         }
-        rx.await.unwrap_or_else(|_| Err(LambdaError::Lost))
+        rx.await.unwrap_or(Err(LambdaError::Lost))
     }
 }

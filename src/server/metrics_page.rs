@@ -124,7 +124,7 @@ fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
 pub fn render(node: &Node) -> Result<String, prometheus::Error> {
     let mut families = crate::metrics::gather();
     families.extend(scrape_levels(node)?.gather());
-    families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut out = Vec::new();
     TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())

@@ -15,9 +15,9 @@ use crate::model::tasks::AppTasks;
 /// Whether `node` satisfies `place`.
 pub fn qualifies(node: &NodeInfo, place: &Where) -> bool {
     place.tags.iter().all(|t| node.tags.contains(t))
-        && place.gpu.map_or(true, |g| node.gpu == g)
-        && place.cores.map_or(true, |c| node.cores >= c)
-        && place.memory_mb.map_or(true, |m| node.memory_mb >= m)
+        && place.gpu.is_none_or(|g| node.gpu == g)
+        && place.cores.is_none_or(|c| node.cores >= c)
+        && place.memory_mb.is_none_or(|m| node.memory_mb >= m)
 }
 
 /// Desired placement (unit -> nodes) of an app's daemons and partition handlers.

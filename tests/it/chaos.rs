@@ -63,7 +63,7 @@ impl Conn {
     }
 
     async fn call(&mut self, op: Op) -> Answer {
-        if self.client.as_ref().map_or(true, |c| c.is_closed()) {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let (_, addr) = &self.env.addrs[(self.home + self.tries) % self.env.addrs.len()];
             self.tries += 1;
             self.client = match tokio::time::timeout(
@@ -338,7 +338,7 @@ async fn nemesis(cluster: &mut Cluster, until: Instant, faults: &mut Faults) {
                 cluster.resume(id);
             }
             _ => {
-                let mode = if faults.partitions % 2 == 0 {
+                let mode = if faults.partitions.is_multiple_of(2) {
                     Mode::Drop
                 } else {
                     Mode::Blackhole

@@ -76,7 +76,7 @@ pub fn check(history: &[Operation], initial: Val, budget: Duration) -> Verdict {
             return Verdict::Linearizable;
         }
         steps += 1;
-        if steps % 1024 == 0 && Instant::now() > deadline {
+        if steps.is_multiple_of(1024) && Instant::now() > deadline {
             return Verdict::Timeout;
         }
         if !seen.insert((done.clone(), state)) {
