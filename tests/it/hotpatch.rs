@@ -88,7 +88,6 @@ async fn redefining_an_imported_function_changes_what_the_route_serves_without_a
         get(&cluster.http(1), "/").await.text(),
         "patched by the repl on node 1\n"
     );
-
 }
 
 const DAEMON_APP: &str = r#"import push

@@ -10,8 +10,11 @@ use crate::support::Cluster;
 /// Runs `push ARGS` with its stdout a pipe whose reading end is already closed (what `| head
 /// -1` leaves once it has its line); returns (exit code, stderr).
 fn into_closed_pipe(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
-    let (reader, writer) = std::io::pipe().expect("pipe");
+    // A socket pair stands in for the pipe: writing to it once the peer is gone also raises
+    // SIGPIPE / EPIPE, exactly as a pipe does.
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().expect("socket pair");
     drop(reader);
+    let writer = std::os::fd::OwnedFd::from(writer);
     let out = Command::new(push_bin())
         .args(args)
         .arg("--token-file")
