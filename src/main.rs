@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = push::cli::Cli::parse();
+    push::cli::pipe::exit_quietly_on_broken_pipe(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

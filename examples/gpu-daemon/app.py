@@ -3,10 +3,19 @@
 Start a node that says it has one (or tag it), then deploy:
 
     push node --id 4 --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --data .push/node4 \\
-        --token-file .push/token --gpu true      # or: --tag gpu
+        --token-file .push/token --gpu true --tag ssd
     push deploy examples/gpu-daemon
-    push daemons        # trainer runs on node 4; with no GPU node it shows "unplaced"
+    push daemons        # trainer and indexer run on node 4; with no such node: "unplaced"
     push registry       # every node's cores, memory, GPU and tags
+
+`--gpu true` is a capability: `where={"gpu": True}` matches it. A tag is a name:
+`--tag gpu` is what `where="gpu"` and `push.run(..., on="tag:gpu")` match.
+
+A joining node becomes a voter: the 3-node `push up` cluster now has 4 voters and needs 3 of
+them for every write. Node removal is not there yet, so a node you stop for good keeps
+counting: keep it running while you use the cluster, or start the experiment in a scratch
+directory (`push up --dir /tmp/gpu-demo`) and delete that directory afterwards. `push status`
+says when quorum is lost and which voters are missing.
 """
 
 import push

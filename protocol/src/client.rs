@@ -21,7 +21,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {addr}: {error}; is a Push node running there? (`push up` starts a local cluster)")]
+    #[error("cannot connect to {addr}: {error}{}", connect_hint(error))]
     Connect { addr: String, error: std::io::Error },
     #[error("connecting to {0} timed out; is the address right and the node healthy?")]
     ConnectTimeout(String),
@@ -35,6 +35,17 @@ pub enum ClientError {
     Server(ErrorBody),
     #[error("connection to {addr} lost: {reason}")]
     Closed { addr: String, reason: String },
+}
+
+/// What to check after a failed connect: nothing listening suggests no node; a failed TLS
+/// handshake (its text says what to check) is about certificates, not whether a node runs.
+fn connect_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable => {
+            "; is a Push node running there? (`push up` starts a local cluster)"
+        }
+        _ => "",
+    }
 }
 
 impl ClientError {

@@ -63,6 +63,14 @@ pub enum FrameError {
     UnknownKind(u8),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the other end speaks TLS and this one does not: this node speaks TLS, so pass --tls-ca CA.pem (or set PUSH_TLS_CA) to talk to it")]
+    Tls,
+}
+
+/// Whether a frame header is the start of a TLS record (handshake, alert, change cipher spec
+/// or application data, version 3.x): its length would be over 300 MB, so it never is a frame.
+fn is_tls_record(header: &[u8; 4]) -> bool {
+    (0x14..=0x17).contains(&header[0]) && header[1] == 3
 }
 
 /// One frame.
@@ -91,6 +99,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         got += n;
     }
     let size = u32::from_be_bytes(header) as usize;
+    if is_tls_record(&header) {
+        return Err(FrameError::Tls);
+    }
     if size > limit {
         return Err(FrameError::TooLarge { size, limit });
     }
@@ -165,6 +176,13 @@ mod tests {
                 limit: 100
             }
         ));
+
+        // A TLS alert (what a TLS node answers a plain client) is recognised, not "too large".
+        let alert = [0x15u8, 3, 3, 0, 2, 2, 40];
+        let err = read_frame(&mut &alert[..], MAX_CLIENT_FRAME)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FrameError::Tls), "{err}");
 
         let err = read_frame(&mut &bytes[..50], 1000).await.unwrap_err();
         assert!(matches!(err, FrameError::Truncated { got: 46, want: 201 }));

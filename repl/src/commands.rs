@@ -14,7 +14,19 @@ pub enum Flow {
     Quit,
 }
 
-const APP: &str = "main";
+/// The app a session works on unless `:app` says otherwise.
+const DEFAULT_APP: &str = "main";
+
+/// The app this REPL works on: `:versions`, `:rollback`, `:diff` and the prompt's `@vN`.
+static APP: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The app the session works on (`main` unless `:app` chose another).
+pub fn current_app() -> String {
+    APP.lock()
+        .ok()
+        .and_then(|a| a.clone())
+        .unwrap_or_else(|| DEFAULT_APP.to_string())
+}
 
 /// One line per command, for `:help` and for unknown commands.
 pub const HELP: &[(&str, &str)] = &[
@@ -31,8 +43,12 @@ pub const HELP: &[(&str, &str)] = &[
         ":on all EXPR",
         "evaluate EXPR on every node; results by node",
     ),
+    (
+        ":app [NAME]",
+        "work on app NAME (default main): versions, rollback, diff, prompt",
+    ),
     (":versions", "the app's versions; * marks HEAD"),
-    (":deploy DIR", "deploy DIR as a new version"),
+    (":deploy DIR", "deploy DIR as a new version of main"),
     (":rollback [V]", "HEAD back to its parent, or to version V"),
     (":diff A B", "unified diff between versions A and B"),
     (":kv NAME", "the keys and values of replicated map NAME"),
@@ -158,7 +174,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         }
         "versions" => {
             if let Some(Reply::Versions { head, versions }) =
-                call(conn, Op::Versions { app: APP.into() })
+                call(conn, Op::Versions { app: current_app() })
             {
                 if versions.is_empty() {
                     println!("no versions yet; `:deploy DIR`");
@@ -172,6 +188,22 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                 }
             }
         }
+        "app" => {
+            let name = rest.trim();
+            let chosen = (!name.is_empty()).then(|| name.to_string());
+            if let Ok(mut app) = APP.lock() {
+                *app = chosen;
+            }
+            conn.refresh();
+            println!("working on app {}", current_app());
+        }
+        "deploy" if !rest.is_empty() && current_app() != DEFAULT_APP => eprintln!(
+            "{}",
+            error_text(&format!(
+                "`:deploy` deploys app {DEFAULT_APP}; `:app {DEFAULT_APP}` first, or from the shell `push deploy {rest} --app {}`",
+                current_app()
+            ))
+        ),
         "deploy" if !rest.is_empty() => match (hooks.deploy)(&conn.addr(), conn.token(), rest) {
             Ok(line) => {
                 println!("{line}");
@@ -193,7 +225,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             if let Some(Reply::Activated { from, to }) = call(
                 conn,
                 Op::Activate {
-                    app: APP.into(),
+                    app: current_app(),
                     version,
                 },
             ) {
@@ -214,7 +246,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                     if let Some(Reply::Diff(text)) = call(
                         conn,
                         Op::Diff {
-                            app: APP.into(),
+                            app: current_app(),
                             from: *from,
                             to: *to,
                         },

@@ -1,4 +1,5 @@
-//! The prompt names where code will run: `node1(leader)@v7 >>> `.
+//! The prompt names where code will run and the HEAD of the app the session works on:
+//! `node1(leader)@v7 >>> ` for `main`, `node1(leader) bench@v3 >>> ` after `:app bench`.
 
 use std::borrow::Cow;
 
@@ -19,11 +20,7 @@ impl NodePrompt {
             .unwrap_or_default();
         let left = match conn.status() {
             Some(s) => {
-                let head = s
-                    .heads
-                    .first()
-                    .map(|(_, v)| format!("@v{v}"))
-                    .unwrap_or_default();
+                let head = head_label(&s.heads, &crate::commands::current_app());
                 format!("node{}({}){head}{module}", s.id, s.role)
             }
             None => format!("{}(disconnected){module}", conn.addr()),
@@ -33,6 +30,17 @@ impl NodePrompt {
 
     pub fn text(&self) -> &str {
         &self.left
+    }
+}
+
+/// `@vN` of `app` (named when it is not `main`), or nothing (named) before its first deploy.
+fn head_label(heads: &[(String, u64)], app: &str) -> String {
+    let version = heads.iter().find(|(a, _)| a == app).map(|(_, v)| *v);
+    match (app == "main", version) {
+        (true, Some(v)) => format!("@v{v}"),
+        (true, None) => String::new(),
+        (false, Some(v)) => format!(" {app}@v{v}"),
+        (false, None) => format!(" {app}"),
     }
 }
 
@@ -59,5 +67,19 @@ impl Prompt for NodePrompt {
             PromptHistorySearchStatus::Failing => "failing ",
         };
         Cow::Owned(format!("({prefix}search: {}) ", search.term))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_label;
+
+    #[test]
+    fn the_prompt_shows_the_sessions_app_not_the_first_one() {
+        let heads = vec![("bench".to_string(), 10), ("main".to_string(), 1)];
+        assert_eq!(head_label(&heads, "main"), "@v1");
+        assert_eq!(head_label(&heads, "bench"), " bench@v10");
+        assert_eq!(head_label(&heads, "other"), " other");
+        assert_eq!(head_label(&heads[..1], "main"), "");
     }
 }

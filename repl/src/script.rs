@@ -1,14 +1,20 @@
 //! Piped stdin: a script runner. Statements run one at a time as the interactive interpreter
-//! would split them; the first error stops the run with exit code 1.
+//! would split them (the node's own `codeop` has the last word); the first error stops the run
+//! with exit code 1.
 
 use std::io::BufRead;
+use std::time::Duration;
+
+use push_protocol::{Op, Reply};
 
 use crate::conn::Conn;
 use crate::output;
 use crate::Hooks;
 
-/// Splits a script into statements: a new unindented line ends the statement before it.
-pub fn statements(text: &str) -> Vec<String> {
+/// Splits a script into statements: a new unindented line ends the statement before it,
+/// unless `complete` (the node's Python, see [`node_says_complete`]) says the statement so far
+/// still needs more lines, such as a triple-quoted string whose lines start at column 0.
+pub fn statements(text: &str, mut complete: impl FnMut(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for line in text.lines() {
@@ -20,6 +26,7 @@ pub fn statements(text: &str) -> Vec<String> {
             && !current
                 .trim_end()
                 .ends_with([':', '\\', ',', '(', '[', '{'])
+            && complete(&current)
         {
             out.push(std::mem::take(&mut current));
         }
@@ -36,6 +43,19 @@ fn is_continuation(line: &str) -> bool {
     ["else", "elif ", "except", "finally", "case "]
         .iter()
         .any(|k| line.starts_with(k))
+}
+
+/// Whether the node's Python (`codeop`, as its interactive interpreter decides) takes `code`
+/// as a whole statement; the blank line it is given ends an indented block. When the node
+/// cannot say, the line-based split stands.
+pub fn node_says_complete(conn: &Conn, code: &str) -> bool {
+    let op = Op::IsComplete {
+        code: format!("{code}\n"),
+    };
+    match conn.call_timeout(op, Duration::from_secs(5)) {
+        Ok(Reply::IsComplete { complete }) => complete,
+        _ => true,
+    }
 }
 
 /// Runs stdin as a script; returns the exit code.
@@ -57,7 +77,7 @@ pub fn run(conn: &Conn, hooks: &Hooks) -> i32 {
             }
         }
     }
-    for statement in statements(&text) {
+    for statement in statements(&text, |code| node_says_complete(conn, code)) {
         if statement.trim_start().starts_with(':') {
             // Meta commands work in scripts too (`:tail` prints what is there, no following).
             if let crate::commands::Flow::Quit =
@@ -81,11 +101,20 @@ mod tests {
     #[test]
     fn splits_like_the_interactive_interpreter() {
         let script = "x = 1\ndef f(a):\n    if a:\n        return 1\n    else:\n        return 2\n\nprint(f(x))\ntry:\n    pass\nexcept Exception:\n    pass\ny = (1,\n2)\n";
-        let got = statements(script);
+        let got = statements(script, |_| true);
         assert_eq!(got.len(), 5, "{got:?}");
         assert!(got[1].starts_with("def f(a):") && got[1].contains("else:"));
         assert_eq!(got[2], "print(f(x))\n");
         assert!(got[3].contains("except Exception:"));
         assert_eq!(got[4], "y = (1,\n2)\n");
+    }
+
+    #[test]
+    fn a_statement_the_node_calls_incomplete_takes_the_next_lines() {
+        // Stands in for codeop: an odd number of triple quotes is an open string.
+        let open = |code: &str| code.matches("\"\"\"").count() % 2 == 0;
+        let script = "s = \"\"\"first\nsecond\n\"\"\"\nprint(s)\n";
+        let got = statements(script, open);
+        assert_eq!(got, ["s = \"\"\"first\nsecond\n\"\"\"\n", "print(s)\n"]);
     }
 }

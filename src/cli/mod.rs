@@ -8,6 +8,7 @@ pub mod kv;
 pub mod logs;
 pub mod lsp;
 pub mod node;
+pub mod pipe;
 pub mod progress;
 pub mod queue;
 pub mod repl;
@@ -44,7 +45,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Start a local 3-node cluster on 127.0.0.1 with data under .push/ (Ctrl-C stops it).
+    /// Start a local 3-node cluster on 127.0.0.1 with data under .push/ and open a REPL on
+    /// node 1 (Ctrl-D or `:quit` stops the cluster; without a terminal, Ctrl-C).
     Up(up::UpArgs),
     /// Run one node.
     Node(Box<node::NodeArgs>),
@@ -60,7 +62,8 @@ pub enum Command {
     Diff(code::DiffArgs),
     /// Attach the REPL to a node: Python inside the running cluster.
     Repl(repl::ReplArgs),
-    /// Evaluate Python on a live node (stdin when no --code); --all runs it on every node.
+    /// Evaluate Python on a live node (stdin when CODE is `-` or absent); --all runs it on every
+    /// node, --module M inside a loaded module (a hot patch).
     Eval(eval::EvalArgs),
     /// Read and write replicated key-value maps.
     Kv(kv::KvArgs),

@@ -57,6 +57,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         };
         rows.push((member.clone(), status));
     }
+    let voters_up: Vec<(u64, bool)> = rows
+        .iter()
+        .filter(|(m, _)| m.voter)
+        .map(|(m, s)| (m.id, s.is_ok()))
+        .collect();
     let leader_last = rows
         .iter()
         .filter_map(|(_, s)| s.as_ref().ok())
@@ -147,5 +152,46 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     for line in load_errors {
         println!("{line}");
     }
+    if let Some(line) = quorum_line(&voters_up) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// Says that quorum is lost (writes and linearizable reads cannot succeed) and how many more
+/// voters must answer, given each voter's (id, answered); None while a majority answers.
+fn quorum_line(voters: &[(u64, bool)]) -> Option<String> {
+    let total = voters.len();
+    let up = voters.iter().filter(|(_, up)| *up).count();
+    let majority = total / 2 + 1;
+    if total == 0 || up >= majority {
+        return None;
+    }
+    let down: Vec<String> = voters
+        .iter()
+        .filter(|(_, up)| !*up)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    Some(format!(
+        "quorum lost: {up} of {total} voters answer, {majority} are needed, so writes and linearizable reads wait; bring back {} more of nodes {} (a voter that is gone for good stays a member until it is removed)",
+        majority - up,
+        down.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quorum_line;
+
+    #[test]
+    fn quorum_is_lost_below_a_majority_of_voters() {
+        assert_eq!(quorum_line(&[(1, true), (2, true), (3, false)]), None);
+        let line =
+            quorum_line(&[(1, true), (2, true), (3, false), (4, false), (5, false)]).expect("lost");
+        assert!(
+            line.starts_with("quorum lost: 2 of 5 voters answer, 3 are needed")
+                && line.contains("bring back 1 more of nodes 3, 4, 5"),
+            "{line}"
+        );
+    }
 }

@@ -52,34 +52,53 @@ impl Target {
 
     /// The token: `--token`, `--token-file`, `$PUSH_TOKEN`, or `.push/token`.
     pub fn token(&self) -> anyhow::Result<String> {
+        self.token_and_source().map(|(token, _)| token)
+    }
+
+    /// The token and where it came from, for a refusal to name.
+    pub fn token_and_source(&self) -> anyhow::Result<(String, String)> {
         if let Some(t) = &self.token {
-            return Ok(t.clone());
+            return Ok((t.clone(), "--token".into()));
         }
         if let Some(f) = &self.token_file {
-            return auth::read_token(f)
-                .with_context(|| format!("reading token file {}", f.display()));
-        }
-        if let Ok(t) = std::env::var("PUSH_TOKEN") {
-            if !t.is_empty() {
-                return Ok(t);
-            }
+            let token = auth::read_token(f)
+                .with_context(|| format!("reading token file {}", f.display()))?;
+            return Ok((token, format!("--token-file {}", f.display())));
         }
         let local = Path::new(PUSH_DIR).join("token");
+        if let Ok(t) = std::env::var("PUSH_TOKEN") {
+            if !t.is_empty() {
+                let note = if local.exists() {
+                    format!(
+                        "$PUSH_TOKEN, which overrides {}; `unset PUSH_TOKEN` to use that file",
+                        local.display()
+                    )
+                } else {
+                    "$PUSH_TOKEN".into()
+                };
+                return Ok((t, note));
+            }
+        }
         if local.exists() {
-            return auth::read_token(&local)
-                .with_context(|| format!("reading {}", local.display()));
+            let token =
+                auth::read_token(&local).with_context(|| format!("reading {}", local.display()))?;
+            return Ok((token, local.display().to_string()));
         }
         bail!("no cluster token: pass --token or --token-file, set PUSH_TOKEN, or run from the directory where `push up` wrote .push/token (a node started with `push node` keeps its token in DATA/token)")
     }
 
     /// Connects to the first reachable candidate node.
     pub async fn connect(&self, positional: Option<&str>) -> anyhow::Result<Client> {
-        let token = self.token()?;
+        let (token, source) = self.token_and_source()?;
         let mut last = None;
         for addr in self.candidates(positional)? {
             match Client::connect(&addr, &token).await {
                 Ok(client) => return Ok(client),
                 // A refused token or version is the same everywhere: say it at once.
+                Err(e) if e.code() == Some(push_protocol::ErrorCode::Unauthorized) => {
+                    return Err(anyhow::Error::from(e)
+                        .context(format!("{addr} refused the token from {source}")));
+                }
                 Err(e) if e.code().is_some() => return Err(e.into()),
                 Err(e) => last = Some(e),
             }

@@ -28,17 +28,50 @@ fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn pick_ports(base: u16, n: u64) -> anyhow::Result<Vec<u16>> {
+/// `n` ports from `base` up when all are free, else `n` free ones the system picks, saying
+/// so with the ports (`what`: "node" or "app HTTP").
+fn pick_ports(base: u16, n: u64, what: &str) -> anyhow::Result<Vec<u16>> {
     let preferred: Vec<u16> = (0..n).map(|i| base + i as u16).collect();
     if preferred.iter().all(|p| port_free(*p)) {
         return Ok(preferred);
     }
-    let mut ports = Vec::new();
+    let busy: Vec<String> = preferred
+        .iter()
+        .filter(|p| !port_free(**p))
+        .map(u16::to_string)
+        .collect();
+    let mut listeners = Vec::new();
     for _ in 0..n {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-        ports.push(listener.local_addr()?.port());
+        listeners.push(listener);
     }
+    let ports = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<u16>, _>>()?;
+    eprintln!(
+        "port {} busy, so the {what} ports are {} instead (recorded in the cluster file)",
+        busy.join(", "),
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(ports)
+}
+
+/// Whether a Push node already answers with our token at `addr`: the cluster recorded in the
+/// directory is running (another `push up`, or nodes started by hand).
+async fn running_node(addr: &str, token: &str) -> bool {
+    let probe = async {
+        let client = Client::connect(addr, token).await.ok()?;
+        client.call(Op::Status).await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Some(Reply::Status(_)))
+    )
 }
 
 fn spawn_node(
@@ -95,7 +128,8 @@ async fn wait_ready(first: &str, token: &str, n: u64) -> anyhow::Result<()> {
         .await
         .unwrap_or(0);
         if voters != shown {
-            eprintln!("  {voters}/{n} nodes in the cluster");
+            // Never more than this run started: voters beyond it are nodes added later.
+            eprintln!("  {}/{n} nodes in the cluster", (voters as u64).min(n));
             shown = voters;
         }
         if voters as u64 >= n {
@@ -120,15 +154,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let token = auth::read_token(&token_path)?;
     let cluster_path = dir.join("cluster.ron");
-    let mut cluster = if cluster_path.exists() {
-        let c = ClusterFile::load(&cluster_path)?;
-        eprintln!(
-            "restarting the cluster recorded in {}",
-            cluster_path.display()
-        );
-        c
+    let resumed = cluster_path.exists();
+    let mut cluster = if resumed {
+        ClusterFile::load(&cluster_path)?
     } else {
-        let ports = pick_ports(7001, args.nodes)?;
+        let ports = pick_ports(7001, args.nodes, "node")?;
         ClusterFile {
             nodes: ports
                 .iter()
@@ -139,7 +169,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     if cluster.http.len() != cluster.nodes.len() {
-        cluster.http = pick_ports(8001, cluster.nodes.len() as u64)?
+        cluster.http = pick_ports(8001, cluster.nodes.len() as u64, "app HTTP")?
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
@@ -150,6 +180,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )?;
     let exe = std::env::current_exe().context("locating the push binary")?;
     let first = cluster.nodes[0].1.clone();
+    if running_node(&first, &token).await {
+        return already_running(&first, &token, dir).await;
+    }
+    if resumed {
+        eprintln!(
+            "restarting the cluster recorded in {}",
+            cluster_path.display()
+        );
+    }
     eprintln!(
         "starting {} nodes (logs in {}/node*/node.log)",
         cluster.nodes.len(),
@@ -165,7 +204,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     wait_ready(&first, &token, cluster.nodes.len() as u64).await?;
-    deploy_example(&first, &token).await;
+    let example = deploy_example(&first, &token).await;
     println!("Push cluster is up:");
     for ((id, addr), http) in cluster.nodes.iter().zip(&cluster.http) {
         println!("  node {id}  {addr}   app HTTP on http://{http}/");
@@ -177,11 +216,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     let http = cluster.http.first().cloned().unwrap_or_default();
     println!("  push status                                  # every node's role, term, log, HEAD");
-    println!("  curl http://{http}/                  # the example app, served by every node");
-    println!(
-        "  push deploy examples/hello-web-v2 -m v2      # a new version, live everywhere at once"
-    );
-    println!("  push rollback                                # and back");
+    if example {
+        println!("  curl http://{http}/                  # the example app, served by every node");
+        println!(
+            "  push deploy examples/hello-web-v2 -m v2      # a new version, live everywhere at once"
+        );
+        println!("  push rollback                                # and back");
+    } else {
+        println!("  push deploy ./myapp -m v1                    # every .py under ./myapp, live everywhere at once");
+        println!(
+            "  curl http://{http}/                  # its @push.route handlers, on every node"
+        );
+    }
     println!("  push kv set greetings en hello && push kv get greetings en");
     println!(
         "From elsewhere: push status {first} --token-file {}",
@@ -213,11 +259,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deploys `examples/hello-web` when run from a checkout and nothing is deployed yet.
-async fn deploy_example(addr: &str, token: &str) {
+/// A second `push up` in a directory whose cluster runs: say so, and attach a REPL to it in a
+/// terminal (leaving it does not stop that cluster) instead of starting nodes that cannot bind.
+async fn already_running(first: &str, token: &str, dir: &Path) -> anyhow::Result<()> {
+    let how = format!(
+        "the cluster recorded in {} is already running (node 1 answers at {first})",
+        dir.display()
+    );
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("{how}; attach with `push repl`, check it with `push status`, or stop the other `push up` first");
+    }
+    eprintln!("{how}; attaching a REPL to it (Ctrl-D leaves it running; stop it from the `push up` that started it)");
+    let (addr, token) = (first.to_string(), token.to_string());
+    let code = tokio::task::spawn_blocking(move || super::repl::run_repl(addr, token)).await?;
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+/// Deploys `examples/hello-web` when run from a checkout and nothing is deployed yet; returns
+/// whether the example app is what the cluster serves.
+async fn deploy_example(addr: &str, token: &str) -> bool {
     let example = Path::new("examples/hello-web");
     if !example.is_dir() {
-        return;
+        return false;
     }
     let empty = async {
         let client = Client::connect(addr, token).await.ok()?;
@@ -234,7 +300,8 @@ async fn deploy_example(addr: &str, token: &str) {
     }
     .await;
     if empty != Some(true) {
-        return;
+        // Deployed before (from this checkout, by an earlier run or by hand).
+        return empty.is_some();
     }
     let args = super::code::DeployArgs {
         dir: example.to_path_buf(),
@@ -249,8 +316,14 @@ async fn deploy_example(addr: &str, token: &str) {
     };
     eprintln!("deploying examples/hello-web");
     match super::code::deploy_dir(&args).await {
-        Ok(line) => eprintln!("{line}"),
-        Err(e) => eprintln!("could not deploy the example: {e:#}"),
+        Ok(line) => {
+            eprintln!("{line}");
+            true
+        }
+        Err(e) => {
+            eprintln!("could not deploy the example: {e:#}");
+            false
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The cluster itself: membership changes (`Join`), the node registry (`push nodes`), the
+//! The cluster itself: membership changes (`Join`), the node registry (`push registry`), the
 //! structured logs of every member (`push logs`) and the audit log (`push audit`).
 
 use std::time::Duration;

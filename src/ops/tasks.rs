@@ -196,7 +196,7 @@ pub async fn run(node: &Node, func: &RunFunc, args: &[Value], on: &RunOn) -> Out
     if targets.is_empty() {
         return Err(ErrorBody::new(
             ErrorCode::NotFound,
-            format!("no live node matches {on:?}; see `push nodes` for ids and tags"),
+            format!("no live node matches {on:?}; see `push registry` for ids and tags"),
         ));
     }
     let op = Op::Run {

@@ -143,7 +143,11 @@ def evaluate(sid, code, module, sink):
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, filename, "exec"), ns)
+        if module:
+            for note in _patch_tree(ns, tree, filename):
+                sink.write(1, note + "\n")
+        else:
+            exec(compile(tree, filename, "exec"), ns)
         if last is not None:
             value = eval(compile(last, filename, "eval"), ns)
             if value is not None:
@@ -160,6 +164,86 @@ def evaluate(sid, code, module, sink):
         _push_runtime.clear_origin()
     result["micros"] = int((time.perf_counter() - started) * 1e6)
     return result
+
+
+def hot_patch(g, src, first=1):
+    """Runs ``src`` (source from the module's file whose first line is ``first``, 1-based) in
+    module namespace ``g`` as :func:`evaluate` does for a module, under the module's file name
+    so tracebacks point at the right file and line. Returns what it did, one note a line
+    ("evaluated in M" when nothing was defined). The editors' patch command calls this."""
+    filename = g.get("__file__") or "<patch>"
+    try:
+        tree = ast.parse(src, filename, "exec")
+    except SyntaxError as e:
+        if e.lineno:
+            e.lineno += first - 1
+        if getattr(e, "end_lineno", None):
+            e.end_lineno += first - 1
+        raise
+    ast.increment_lineno(tree, first - 1)
+    notes = _patch_tree(g, tree, filename)
+    return "; ".join(notes) if notes else f"evaluated in {g.get('__name__')}"
+
+
+def _patch_tree(g, tree, filename):
+    """The one hot-patch path (REPL ``:in``, ``push eval --module``, editors): runs each
+    top-level statement of ``tree`` in module namespace ``g``. A function that already exists
+    as a plain function is patched in place -- it keeps its identity and takes the new code,
+    defaults, keyword defaults, docstring and annotations -- so routes registered by
+    ``@push.route``, daemons and schedules, and names imported elsewhere with ``from m import
+    f`` run the new code at once, and its decorators are not run again (most register things
+    and may only run while a version loads). Anything else (a new name, a class, a wrapped
+    function, other statements) executes as written. Returns a note per definition."""
+    notes = []
+    for stmt in tree.body:
+        note = _patch_statement(g, stmt, filename)
+        if note:
+            notes.append(note)
+    return notes
+
+
+def _patch_statement(g, stmt, filename):
+    import types
+    where = g.get("__name__")
+    is_def = isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
+    name = getattr(stmt, "name", None)
+    old = g.get(name) if is_def else None
+    if (
+        isinstance(old, types.FunctionType) and old.__name__ == name
+        and not hasattr(old, "__wrapped__")
+        and inspect.iscoroutinefunction(old) == isinstance(stmt, ast.AsyncFunctionDef)
+    ):
+        temp = "__push_patch_" + name
+        decorators = stmt.decorator_list
+        stmt.decorator_list, stmt.name = [], temp
+        try:
+            exec(compile(ast.Module([stmt], []), filename, "exec"), g)
+        finally:
+            stmt.decorator_list, stmt.name = decorators, name
+        new = g.pop(temp)
+        code = new.__code__.replace(co_name=old.__code__.co_name)
+        if hasattr(code, "co_qualname"):
+            code = code.replace(co_qualname=old.__code__.co_qualname)
+        if code.co_freevars != old.__code__.co_freevars:
+            new.__name__, new.__qualname__ = name, old.__qualname__
+            g[name] = new
+            return (f"redefined {name} in {where} as a new object: its free variables changed "
+                    f"({', '.join(old.__code__.co_freevars) or 'none'} -> "
+                    f"{', '.join(code.co_freevars) or 'none'}), so references taken earlier "
+                    "keep the old code")
+        old.__code__ = code
+        old.__defaults__ = new.__defaults__
+        old.__kwdefaults__ = new.__kwdefaults__
+        old.__doc__ = new.__doc__
+        old.__annotations__ = new.__annotations__
+        return f"patched {name} in {where}"
+    existed = name in g if name else False
+    exec(compile(ast.Module([stmt], []), filename, "exec"), g)
+    if is_def or isinstance(stmt, ast.ClassDef):
+        if existed:
+            return f"redefined {name} in {where} (a new object: references taken earlier keep the old one)"
+        return f"defined {name} in {where} (new)"
+    return None
 
 
 def interrupt(sid):

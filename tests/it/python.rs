@@ -23,12 +23,13 @@ fn repo(path: &str) -> String {
         .to_string()
 }
 
-/// Polls `GET path` on node `id` until the body contains `want`.
+/// Polls `GET path` on node `id` until a handler answers (200) with a body containing `want`
+/// (a 404 names the app and version, so its body alone proves nothing).
 async fn wait_body(cluster: &Cluster, id: u64, path: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = get(&cluster.http(id), path).await;
-        if r.text().contains(want) {
+        if r.status == 200 && r.text().contains(want) {
             return;
         }
         assert!(

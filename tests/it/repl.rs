@@ -50,12 +50,13 @@ async fn typing_completing_interrupting_and_moving_between_nodes() {
     term.key("C-c");
     term.wait_for_n(">>>", 3, WAIT);
 
-    // Ctrl-C stops a remote infinite loop.
-    term.line("while True: pass");
-    std::thread::sleep(Duration::from_millis(500));
+    // Ctrl-C stops a remote infinite loop: wait until it runs (it prints a word the typed
+    // line does not contain), and afterwards wait for a value that is not the typed text.
+    term.line(r#"exec("print('loop' + 'ing')\nwhile True: pass")"#);
+    term.wait_for("looping", WAIT);
     term.key("C-c");
     term.wait_for("KeyboardInterrupt", WAIT);
-    term.line("'still alive'");
+    term.line("'still' + ' alive'");
     term.wait_for("'still alive'", WAIT);
 
     // Errors come back with their traceback.
@@ -134,4 +135,41 @@ async fn piped_stdin_runs_as_a_script_and_stops_at_the_first_error() {
     assert!(!ok);
     assert_eq!(out, "before\n");
     assert!(err.contains("ValueError: boom"), "{err}");
+    // A triple-quoted string whose lines start at column 0 is one statement, as Python says.
+    let (ok, out, err) = run_script(
+        &cluster,
+        "doc = \"\"\"first\nsecond: not a statement\n:nodes is text too\n\"\"\"\nprint(len(doc.splitlines()))\n",
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(out, "3\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_shows_the_head_of_the_app_the_session_works_on() {
+    let cluster = Cluster::start(1).await;
+    // Another app sorts before `main` and is further ahead: the prompt must not take it.
+    let bench = cluster.dir.path().join("bench-app");
+    std::fs::create_dir_all(&bench).expect("dir");
+    for round in ["one", "two"] {
+        std::fs::write(bench.join("app.py"), format!("ROUND = {round:?}\n")).expect("write");
+        crate::support::cluster::ok(&cluster.cli(&[
+            "deploy",
+            bench.to_str().expect("utf8"),
+            "--app",
+            "bench",
+            "--to",
+            &cluster.addr(1),
+        ]));
+    }
+    cluster.deploy_app("main-app", "import push\n", 1, "v1");
+    let term = Tmux::start(&repl_command(&cluster, 1));
+    let screen = term.wait_for("node1(leader)@v1 >>>", WAIT);
+    assert!(!screen.contains("@v2"), "{screen}");
+    term.line(":app bench");
+    term.wait_for("node1(leader) bench@v2 >>>", WAIT);
+    term.line(":versions");
+    term.wait_for("* v2", WAIT);
+    term.line(":app");
+    term.wait_for("working on app main", WAIT);
+    term.wait_for_n("node1(leader)@v1 >>>", 2, WAIT);
 }

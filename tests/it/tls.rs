@@ -30,7 +30,7 @@ async fn a_tls_cluster_serves_clients_with_the_ca_and_refuses_others_clearly() {
         );
     }
 
-    let cluster = Cluster::launch(
+    let mut cluster = Cluster::launch(
         3,
         &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca],
     );
@@ -94,9 +94,14 @@ async fn a_tls_cluster_serves_clients_with_the_ca_and_refuses_others_clearly() {
         .expect("run push");
     assert!(ok(&out).contains("v0"));
 
-    // A plain client is told the node may want TLS.
+    // A plain client is told the node speaks TLS, not that its request was too large.
     let err = fails(&cluster.cli(&["kv", "get", "m", "k0", "--to", &a1]));
-    assert!(err.contains("--tls-ca"), "{err}");
+    assert!(
+        err.contains("this node speaks TLS, so pass --tls-ca")
+            && !err.contains("exceeds the limit")
+            && !err.contains("send smaller requests"),
+        "{err}"
+    );
     // A client trusting another CA fails the handshake and is told what to check.
     let other = certs.path().join("other");
     ok(
@@ -116,7 +121,59 @@ async fn a_tls_cluster_serves_clients_with_the_ca_and_refuses_others_clearly() {
         "--tls-ca",
         other_ca.to_str().expect("utf8"),
     ]));
-    assert!(err.contains("TLS handshake failed"), "{err}");
+    assert!(
+        err.contains("TLS handshake failed") && !err.contains("is a Push node running there"),
+        "{err}"
+    );
+    // The CA signs a certificate for another host later: a node started with it serves
+    // clients that trust the same CA.
+    let host2 = certs.path().join("host2");
+    let out = ok(
+        &std::process::Command::new(crate::support::cluster::push_bin())
+            .args([
+                "tls-init",
+                host2.to_str().expect("utf8"),
+                "--host",
+                "node4.example",
+            ])
+            .arg("--ca-dir")
+            .arg(&dir)
+            .output()
+            .expect("push tls-init --ca-dir"),
+    );
+    assert!(out.contains("node4.example"), "{out}");
+    assert_eq!(
+        std::fs::read(host2.join("ca.pem")).expect("ca copy"),
+        std::fs::read(&ca).expect("ca"),
+        "the new host's directory holds the same CA"
+    );
+    let host_pem = |name: &str| host2.join(name).to_str().expect("utf8").to_string();
+    cluster.add_node(
+        4,
+        &[
+            "--tls-cert",
+            &host_pem("node.pem"),
+            "--tls-key",
+            &host_pem("node-key.pem"),
+            "--tls-ca",
+            &ca,
+        ],
+    );
+    let a4 = cluster.addr(4);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = cluster.cli(&["kv", "get", "m", "k1", "--to", &a4, "--tls-ca", &ca]);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("v1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 (certificate from --ca-dir) never served: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     // tls-init refuses to overwrite keys.
     let err = fails(
         &std::process::Command::new(crate::support::cluster::push_bin())
