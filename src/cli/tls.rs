@@ -188,6 +188,7 @@ mod tests {
         run(TlsInitArgs {
             dir: tls.clone(),
             hosts: Vec::new(),
+            ca_dir: None,
         })
         .expect("tls-init");
         for (name, secret) in FILES {
@@ -212,6 +213,7 @@ mod tests {
         let err = run(TlsInitArgs {
             dir: dir.path().to_path_buf(),
             hosts: Vec::new(),
+            ca_dir: None,
         })
         .expect_err("an existing key is refused");
         assert!(err.to_string().contains("pick an empty directory"), "{err}");
@@ -240,6 +242,7 @@ mod tests {
         let err = run(TlsInitArgs {
             dir: tls.clone(),
             hosts: Vec::new(),
+            ca_dir: None,
         })
         .expect_err("a symlink is refused");
         assert!(err.to_string().contains("ca-key.pem exists"), "{err}");
