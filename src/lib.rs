@@ -2,23 +2,25 @@
 //!
 //! A tour of the crate, in the order data flows through it:
 //! - [`cli`]: turns command-line arguments into checked configs and runs a subcommand.
+//! - [`assemble`]: puts a node together from its config (edge, tasks, node, runtime, Raft).
 //! - [`config`]: a node's settings from a RON file and flags.
 //! - [`server`]: one TCP listener per node; authenticates, then serves clients and peers.
 //! - [`ops`]: request handling by family (kv, queue, ts, code, eval, tasks, cluster).
-//! - [`node`]: a running node's primitives (propose, read, forward, ask), and its assembly.
+//! - [`node`]: a running node's primitives (propose, read, forward, ask).
 //! - [`consensus`]: openraft glue — durable log, peer network, state machine.
 //! - [`runtime`]: embedded CPython — app code at HEAD, the `push` module, HTTP handlers.
 //! - [`model`]: the deterministic replicated state (kv maps, code store, queues, timeseries,
 //!   node and task registries) and `apply`.
 //! - [`tasks`]: heartbeats, the leader's placement of daemons and firing of schedules.
 //! - [`shutdown`]: the signal every task hears when the node stops.
-//! - [`metrics`]: Prometheus counters and the `/metrics` page.
+//! - [`metrics`]: Prometheus counters (the `/metrics` page is `server::metrics_page`).
 //! - [`logs`]: the ring of structured log records behind `push logs`.
 //! - [`procstat`]: the process's memory and CPU time, for status reports.
 //! - [`clock`]: the wall clock, read by proposers (never inside apply).
 //!
 //! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
 
+pub mod assemble;
 pub mod cli;
 pub mod clock;
 pub mod config;

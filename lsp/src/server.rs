@@ -183,8 +183,6 @@ impl Server {
         Ok((root, module))
     }
 
-    /// Turns an eval's result into the editor's outcome and its diagnostic.
-
     async fn completions(&self, params: CompletionParams) -> Result<Vec<CompletionItem>, LspError> {
         let uri = params.text_document_position.text_document.uri;
         let pos = params.text_document_position.position;

@@ -129,11 +129,11 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             Ok(id) => match conn.members().into_iter().find(|m| m.id == id) {
                 Some(m) => match conn.use_addr(m.addr.clone()) {
                     Ok(()) => println!("now on node {id} at {}", m.addr),
-                    Err(e) => eprintln!("{}", error_text(&format!("node {id} at {}: {e}", m.addr))),
+                    Err(e) => eprintln!("{}", error_text(format!("node {id} at {}: {e}", m.addr))),
                 },
                 None => eprintln!(
                     "{}",
-                    error_text(&format!("no node {id}; `:nodes` lists them"))
+                    error_text(format!("no node {id}; `:nodes` lists them"))
                 ),
             },
             Err(_) => eprintln!("{}", error_text("usage: :use ID (a node id from `:nodes`)")),
@@ -167,7 +167,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                             }
                             print_result(&r);
                         }
-                        Err(e) => println!("{}", error_text(&format!("unreachable: {e}"))),
+                        Err(e) => println!("{}", error_text(format!("unreachable: {e}"))),
                     }
                 }
             }
@@ -199,7 +199,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         }
         "deploy" if !rest.is_empty() && current_app() != DEFAULT_APP => eprintln!(
             "{}",
-            error_text(&format!(
+            error_text(format!(
                 "`:deploy` deploys app {DEFAULT_APP}; `:app {DEFAULT_APP}` first, or from the shell `push deploy {rest} --app {}`",
                 current_app()
             ))
@@ -440,7 +440,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         }
         _ => eprintln!(
             "{}",
-            error_text(&format!(
+            error_text(format!(
                 "unknown command :{cmd} (or missing argument); the commands are:\n{}",
                 help_text()
             ))

@@ -51,7 +51,7 @@ pub fn eval_and_print(conn: &Conn, code: &str) -> bool {
     let Some(client) = conn.client() else {
         eprintln!(
             "{}",
-            error_text(&format!(
+            error_text(format!(
                 "not connected to {}; `:reconnect`, or `:use ID` to pick another node",
                 conn.addr()
             ))
@@ -91,11 +91,11 @@ pub fn eval_and_print(conn: &Conn, code: &str) -> bool {
     let ok = match outcome {
         Ok(Some(Ok(Reply::Evaluated(result)))) => print_result(&result),
         Ok(Some(Ok(other))) => {
-            eprintln!("{}", error_text(&format!("unexpected reply {other:?}")));
+            eprintln!("{}", error_text(format!("unexpected reply {other:?}")));
             false
         }
         Ok(Some(Err(e))) => {
-            eprintln!("{}", error_text(&e.to_string()));
+            eprintln!("{}", error_text(e.to_string()));
             false
         }
         Ok(None) | Err(_) => {
@@ -105,7 +105,7 @@ pub fn eval_and_print(conn: &Conn, code: &str) -> bool {
                 .unwrap_or_else(|| "the node closed the connection".into());
             eprintln!(
                 "{}",
-                error_text(&format!("lost the node at {} ({reason}); `:reconnect`, or `:use ID` to pick another node", conn.addr()))
+                error_text(format!("lost the node at {} ({reason}); `:reconnect`, or `:use ID` to pick another node", conn.addr()))
             );
             false
         }

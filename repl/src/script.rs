@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn a_statement_the_node_calls_incomplete_takes_the_next_lines() {
         // Stands in for codeop: an odd number of triple quotes is an open string.
-        let open = |code: &str| code.matches("\"\"\"").count() % 2 == 0;
+        let open = |code: &str| code.matches("\"\"\"").count().is_multiple_of(2);
         let script = "s = \"\"\"first\nsecond\n\"\"\"\nprint(s)\n";
         let got = statements(script, open);
         assert_eq!(got, ["s = \"\"\"first\nsecond\n\"\"\"\n", "print(s)\n"]);

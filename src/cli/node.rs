@@ -1,4 +1,4 @@
-//! `push node`: arguments → a checked [`NodeConfig`] → [`crate::node::assemble::run`].
+//! `push node`: arguments → a checked [`NodeConfig`] → [`crate::assemble::run`].
 
 use std::path::PathBuf;
 
@@ -167,5 +167,5 @@ fn init_logging(format: &str) {
 /// Runs one node with the configuration the arguments give, until SIGINT/SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    crate::node::assemble::run(args.config()?).await
+    crate::assemble::run(args.config()?).await
 }

@@ -4,9 +4,8 @@
 //!
 //! **Architecture Invariant:** the node knows no request families and calls nothing above
 //! it. Routing a request (which primitive, forward or not) is the `ops` layer's job; putting
-//! a node together from its config is [`assemble`]'s.
+//! a node together from its config is `crate::assemble`'s.
 
-pub mod assemble;
 pub mod audit;
 pub mod peers;
 pub mod reload;

@@ -440,7 +440,7 @@ impl AcceptErrors {
             .with_label_values(&[self.listener])
             .inc();
         self.unlogged += 1;
-        if self.last_log.map_or(true, |t| t.elapsed() >= LOG_EVERY) {
+        if self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             tracing::warn!(
                 listener = self.listener,
                 "accept failed {} time(s) since the last report: {e}",

@@ -2,7 +2,9 @@
 //! runtime, Raft, then the tasks that serve, reload, place and audit — and joining or
 //! initialising the cluster. The command line only turns arguments into the config.
 //!
-//! The top of the import order: this file may use every layer (edge, ops, tasks, runtime).
+//! The top of the import order below the command line: this file may use every layer (edge,
+//! ops, tasks, node, runtime). It sits beside `node/`, not inside it, so the node itself never
+//! imports the edge (DESIGN.md invariant 8: the node is below the server).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +13,8 @@ use anyhow::Context;
 use openraft::BasicNode;
 use push_protocol::{Client, Op, Reply};
 
-use super::{Node, NodeParts};
 use crate::config::NodeConfig;
+use crate::node::{Node, NodeParts};
 use crate::ops::bridge::NodeCluster;
 use crate::runtime::Runtime;
 use crate::server::{self, auth};
@@ -108,7 +110,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Arc::new(NodeCluster(node.clone())),
         tokio::runtime::Handle::current(),
     );
-    tokio::spawn(super::watch_leader(node.clone()));
+    tokio::spawn(crate::node::watch_leader(node.clone()));
     let (trigger, shutdown) = shutdown::channel();
     let server = tokio::spawn(server::serve(
         listener,
@@ -118,7 +120,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         limits.clone(),
     ));
     tokio::spawn(crate::ops::audit::flush(node.clone(), shutdown.clone()));
-    tokio::spawn(super::reload::follow_heads(
+    tokio::spawn(crate::node::reload::follow_heads(
         node.clone(),
         runtime,
         shutdown.clone(),
