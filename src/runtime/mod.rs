@@ -129,34 +129,19 @@ impl Runtime {
                 let sys = py.import("sys")?;
                 let modules = sys.getattr("modules")?;
                 modules.set_item("_push_native", native::module(py)?)?;
-                let boot = PyModule::from_code(
-                    py,
-                    &std::ffi::CString::new(BOOTSTRAP)?,
-                    c"<push>/bootstrap.py",
-                    c"_push_runtime",
-                )?;
-                modules.set_item("_push_runtime", &boot)?;
-                let push = PyModule::from_code(
-                    py,
-                    &std::ffi::CString::new(PUSH)?,
-                    c"<push>/push.py",
-                    c"push",
-                )?;
-                modules.set_item("push", push)?;
-                let session = PyModule::from_code(
-                    py,
-                    &std::ffi::CString::new(SESSION)?,
-                    c"<push>/session.py",
-                    c"_push_session",
-                )?;
-                modules.set_item("_push_session", session)?;
-                let tasks = PyModule::from_code(
-                    py,
-                    &std::ffi::CString::new(TASKS)?,
-                    c"<push>/tasks.py",
-                    c"_push_tasks",
-                )?;
-                modules.set_item("_push_tasks", tasks)?;
+                // Each embedded module is registered before the next runs: push.py imports
+                // the bootstrap, session.py and tasks.py import push.
+                let load = |source: &str, file: &std::ffi::CStr, name: &str| {
+                    let code = std::ffi::CString::new(source)?;
+                    let module =
+                        PyModule::from_code(py, &code, file, &std::ffi::CString::new(name)?)?;
+                    modules.set_item(name, &module)?;
+                    PyResult::Ok(module)
+                };
+                let boot = load(BOOTSTRAP, c"<push>/bootstrap.py", "_push_runtime")?;
+                load(PUSH, c"<push>/push.py", "push")?;
+                load(SESSION, c"<push>/session.py", "_push_session")?;
+                load(TASKS, c"<push>/tasks.py", "_push_tasks")?;
                 boot.getattr("guard_recursion")?
                     .call1((MAX_RECURSION, PY_STACK))?;
                 let version = boot.getattr("PYTHON")?.extract::<String>()?;
