@@ -535,6 +535,21 @@ async fn every_example_deploys_and_the_repl_shows_its_tasks() {
         },
     )
     .await;
+    // Running is not enough: the REPL reads the generator's series and the producer's log,
+    // so wait until the first points and the first batch are there.
+    let a1 = cluster.addr(1);
+    wait_for(
+        &cluster,
+        "the generator's first points and the producer's first batch",
+        Duration::from_secs(30),
+        || async {
+            let points = ok(&cluster.cli(&["ts", "readings", "--last", "1", "--to", &a1]));
+            let tail = cluster.cli(&["tail", "producer", "--to", &a1]);
+            let tail = String::from_utf8_lossy(&tail.stdout).to_string();
+            (points.contains("sensor-") && tail.contains("queued 50 jobs")).then_some(())
+        },
+    )
+    .await;
     let (_, out, err) = crate::repl::run_script(
         &cluster,
         ":daemons\n:ts\n:ts readings\n:registry\n:tail producer\n",
