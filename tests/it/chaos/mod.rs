@@ -25,7 +25,11 @@ mod workers;
 use nemesis::*;
 use workers::*;
 
-const KEYS: &[&str] = &["a", "b", "c", "d"];
+/// The keys kv workers use; a run takes the first [`key_count`] of them.
+const KEYS: &[&str] = &[
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
+    "t",
+];
 const MAP: &str = "chaos";
 const QUEUE: &str = "chaos-q";
 /// A call that has not answered by then has an unknown outcome.
@@ -39,6 +43,15 @@ struct Env {
     addrs: Vec<(u64, String)>,
     token: String,
     stop: Arc<AtomicBool>,
+    /// How many of [`KEYS`] the kv workers spread over.
+    keys: usize,
+}
+
+/// Keys for a run of `secs` seconds of faults: 4, and one more per 15 s up to 20, so each
+/// key's history stays small enough for the linearizability checker (its cost grows fast with
+/// a history's length and its unknown outcomes) on a long run.
+fn key_count(secs: u64) -> usize {
+    ((secs / 15) as usize).clamp(4, KEYS.len())
 }
 
 /// How one call ended.
@@ -126,6 +139,7 @@ async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the
             .collect(),
         token: cluster.token.clone(),
         stop: Arc::new(AtomicBool::new(false)),
+        keys: key_count(secs),
     };
     let queue = Arc::new(Mutex::new(QueueHistory::default()));
     let kv_workers: Vec<_> = (0..4)
@@ -234,7 +248,8 @@ async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the
 
     // Checks.
     let check_started = Instant::now();
-    let verdicts = linearizable::check_keys(&kv_history, Duration::from_secs(20));
+    // A longer run has longer histories: 20 s per key, and 1 s more per 10 s of faults.
+    let verdicts = linearizable::check_keys(&kv_history, Duration::from_secs(20 + secs / 10));
     let kv_check_time = check_started.elapsed();
     // The checker is wired to this history: one read planted with a value nobody wrote must
     // make its key fail.

@@ -12,7 +12,7 @@ pub(super) async fn kv_worker(env: Env, w: u64) -> (BTreeMap<String, Vec<Operati
     let mut last_seen: BTreeMap<&str, Option<i64>> = BTreeMap::new();
     let mut seq = 0i64;
     while !env.stop.load(Ordering::Relaxed) {
-        let key = KEYS[rng.gen_range(0..KEYS.len())];
+        let key = KEYS[rng.gen_range(0..env.keys)];
         seq += 1;
         let unique = (w as i64) * 1_000_000 + seq;
         let roll = rng.gen_range(0..10);
