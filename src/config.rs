@@ -63,6 +63,8 @@ pub struct NodeFile {
     pub http_header_timeout_ms: Option<u64>,
     /// Time an HTTP request has to send its whole body (default 30000).
     pub http_body_timeout_ms: Option<u64>,
+    /// How the node writes its log to stderr: "text" (default) or "json".
+    pub log_format: Option<String>,
 }
 
 impl NodeFile {
@@ -117,12 +119,22 @@ impl NodeFile {
             hello_timeout_ms: over.hello_timeout_ms.or(self.hello_timeout_ms),
             http_header_timeout_ms: over.http_header_timeout_ms.or(self.http_header_timeout_ms),
             http_body_timeout_ms: over.http_body_timeout_ms.or(self.http_body_timeout_ms),
+            log_format: over.log_format.or(self.log_format),
         }
     }
 
     /// Checks and completes the settings.
     pub fn check(self) -> Result<NodeConfig, ConfigError> {
         let connections = ConnectionSettings::check(&self)?;
+        let log_format = match self.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "log_format {other:?} is not a log format: give \"text\" or \"json\""
+                )))
+            }
+        };
         let data = self.data.ok_or(ConfigError::Missing("data (--data DIR)"))?;
         let id_file = data.join("id");
         let stored_id = std::fs::read_to_string(&id_file)
@@ -201,6 +213,7 @@ impl NodeFile {
             tags: self.tags.unwrap_or_default(),
             gpu: self.gpu,
             peer_via,
+            log_format,
         })
     }
 }
@@ -226,6 +239,17 @@ pub struct NodeConfig {
     pub tls: Option<TlsFiles>,
     /// Connection budgets, caps and deadlines of both listeners.
     pub connections: ConnectionSettings,
+    /// How the node's log is written to stderr.
+    pub log_format: LogFormat,
+}
+
+/// How a node writes its log to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line (for log collectors).
+    Json,
 }
 
 /// How many connections each listener holds and how long a silent one may stay (see

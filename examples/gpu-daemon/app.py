@@ -14,8 +14,10 @@ Start a node that says it has one (or tag it), then deploy:
 A joining node becomes a voter: the 3-node `push up` cluster now has 4 voters and needs 3 of
 them for every write. Node removal is not there yet, so a node you stop for good keeps
 counting: keep it running while you use the cluster, or start the experiment in a scratch
-directory (`push up --dir /tmp/gpu-demo`) and delete that directory afterwards. `push status`
-says when quorum is lost and which voters are missing.
+directory (`push up --dir /tmp/gpu-demo`) and delete that directory afterwards. If too many
+voters are gone, writes fail at once with "quorum lost: N of M voters answer …, K more
+voters are missing", and `push status` lists which; bring those nodes back (same --id and
+--data) to heal the cluster.
 """
 
 import push

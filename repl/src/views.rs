@@ -19,6 +19,11 @@ pub fn daemon_table(rows: &[DaemonRow]) -> String {
         "NAME", "KIND", "NODE", "STATE", "RESTARTS", "RUNS", "VERSION"
     );
     for r in rows {
+        // An unplaced unit's state says why; the reason goes on a line of its own.
+        let (state, why) = match r.state.strip_prefix("unplaced: ") {
+            Some(why) => ("unplaced", Some(why)),
+            None => (r.state.as_str(), None),
+        };
         let name = if r.app == "main" {
             r.unit.clone()
         } else {
@@ -29,11 +34,14 @@ pub fn daemon_table(rows: &[DaemonRow]) -> String {
             name,
             r.kind,
             r.node.map_or("-".into(), |n| n.to_string()),
-            r.state,
+            state,
             r.restarts,
             r.runs,
             r.version.map_or("-".into(), |v| format!("v{v}")),
         ));
+        if let Some(why) = why {
+            out.push_str(&format!("    {why}\n"));
+        }
         if let Some(error) = &r.error {
             let last = error.lines().last().unwrap_or_default();
             out.push_str(&format!(

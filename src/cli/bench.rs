@@ -290,6 +290,24 @@ async fn failover(target: &Target, args: &FailoverBench, json: bool) -> anyhow::
         .iter()
         .find(|s| s.role == "leader")
         .ok_or_else(|| anyhow::anyhow!("no leader right now; retry"))?;
+    // Killing the leader must leave a majority of the voters, or nothing is ever written.
+    let voters: Vec<(u64, bool)> = leader
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| {
+            (
+                m.id,
+                m.id != leader.id && nodes.iter().any(|n| n.id == m.id),
+            )
+        })
+        .collect();
+    if let Some(lost) = crate::node::quorum::quorum_lost_message(&voters) {
+        bail!(
+            "killing leader node {} would leave no majority, so no new leader could be elected: {lost}",
+            leader.id
+        );
+    }
     let survivor = nodes
         .iter()
         .find(|s| s.id != leader.id)
@@ -325,6 +343,9 @@ async fn failover(target: &Target, args: &FailoverBench, json: bool) -> anyhow::
         };
         match tokio::time::timeout(Duration::from_secs(2), client.call(op)).await {
             Ok(Ok(Reply::Written { .. })) => break,
+            Ok(Err(push_protocol::ClientError::Server(e))) if e.message.contains("quorum lost") => {
+                bail!("no write can be acknowledged after the kill: {}", e.message)
+            }
             _ if killed.elapsed() > Duration::from_secs(30) => {
                 bail!("no write was acknowledged within 30 s of the kill")
             }

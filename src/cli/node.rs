@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{NodeConfig, NodeFile};
+use crate::config::{LogFormat, NodeConfig, NodeFile};
 
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
@@ -55,9 +55,9 @@ pub struct NodeArgs {
     /// proxy); repeat for several peers
     #[arg(long = "peer-via", value_name = "ID=HOST:PORT", value_parser = parse_peer_via)]
     pub peer_via: Vec<(u64, String)>,
-    /// Log format: "text" or "json"
-    #[arg(long, default_value = "text")]
-    pub log_format: String,
+    /// Log format: "text" or "json" [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
     /// Serve TLS with this certificate chain (PEM); needs --tls-key and --tls-ca
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -123,6 +123,7 @@ impl NodeArgs {
             hello_timeout_ms: self.hello_timeout_ms,
             http_header_timeout_ms: self.http_header_timeout_ms,
             http_body_timeout_ms: self.http_body_timeout_ms,
+            log_format: self.log_format.clone(),
         };
         Ok(file.merge(flags).check()?)
     }
@@ -139,7 +140,7 @@ fn parse_peer_via(arg: &str) -> Result<(u64, String), String> {
     Ok((id, addr.trim().to_string()))
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -149,7 +150,7 @@ fn init_logging(format: &str) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let fmt = if format == "json" {
+    let fmt = if format == LogFormat::Json {
         fmt.json().boxed()
     } else {
         fmt.boxed()
@@ -166,6 +167,7 @@ fn init_logging(format: &str) {
 
 /// Runs one node with the configuration the arguments give, until SIGINT/SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
-    crate::assemble::run(args.config()?).await
+    let config = args.config()?;
+    init_logging(config.log_format);
+    crate::assemble::run(config).await
 }

@@ -2,13 +2,19 @@
 //! retention by age and by count, and per-handler cursors for partitioned handlers.
 //!
 //! Retention uses the command's time (stamped by the proposer), so every replica drops the
-//! same points. Partition of a key is FNV-1a of its bytes modulo the series' partition count:
+//! same points. A point retention drops before a partition handler has processed it moves to
+//! a backlog only handlers read (at most [`HANDLER_BACKLOG`] points), so a burst larger than
+//! `max_points` still reaches every handler that has started. Partition of a key is FNV-1a of its bytes modulo the series' partition count:
 //! stable across nodes and Rust versions.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use push_protocol::{TsConfig, TsPoint, TsStat, Value};
 use serde::{Deserialize, Serialize};
+
+/// Most points kept for handlers after retention dropped them (a handler that is gone for
+/// good must not make the series grow without end).
+pub const HANDLER_BACKLOG: usize = 100_000;
 
 /// Partitions of a series nobody configured.
 pub const DEFAULT_PARTITIONS: u32 = 4;
@@ -30,6 +36,9 @@ pub struct Series {
     pub appended: u64,
     /// How far each partition handler unit has processed.
     cursors: BTreeMap<String, u64>,
+    /// Points dropped by retention that a handler has not processed yet, oldest first.
+    #[serde(default)]
+    backlog: VecDeque<TsPoint>,
 }
 
 impl Default for Series {
@@ -40,6 +49,7 @@ impl Default for Series {
             next_seq: 0,
             appended: 0,
             cursors: BTreeMap::new(),
+            backlog: VecDeque::new(),
         }
     }
 }
@@ -85,14 +95,36 @@ impl Series {
         if let Some(max_age) = self.config.max_age_ms {
             let oldest = now_ms as i64 - max_age as i64;
             while self.points.front().is_some_and(|p| p.t_ms < oldest) {
-                self.points.pop_front();
+                self.drop_front();
             }
         }
         if let Some(max) = self.config.max_points {
             while self.points.len() as u64 > max {
-                self.points.pop_front();
+                self.drop_front();
             }
         }
+    }
+
+    /// Drops the oldest point, keeping it in the backlog while a handler still needs it.
+    fn drop_front(&mut self) {
+        let Some(p) = self.points.pop_front() else {
+            return;
+        };
+        if self.pending(&p) {
+            self.backlog.push_back(p);
+            if self.backlog.len() > HANDLER_BACKLOG {
+                self.backlog.pop_front();
+            }
+        }
+    }
+
+    /// Whether a started handler of `p`'s partition has not processed it yet. A handler unit
+    /// is `name[i]` for partition i; it starts by recording its cursor.
+    fn pending(&self, p: &TsPoint) -> bool {
+        let partition = partition_of(p.key.as_deref(), self.config.partitions);
+        self.cursors.iter().any(|(unit, cursor)| {
+            *cursor < p.seq && unit_partition(unit).is_some_and(|u| u == partition)
+        })
     }
 
     /// Points with `t0 <= t < t1`, in append order.
@@ -111,11 +143,15 @@ impl Series {
     }
 
     /// Up to `limit` points of partition `partition` with a seq above `after`.
+    /// Up to `limit` points of partition `partition` with a seq above `after`, the backlog
+    /// retention left for handlers first.
     pub fn after(&self, partition: u32, after: u64, limit: usize) -> Vec<TsPoint> {
+        let from_backlog = self.backlog.partition_point(|p| p.seq <= after);
         let start = self.points.partition_point(|p| p.seq <= after);
-        self.points
+        self.backlog
             .iter()
-            .skip(start)
+            .skip(from_backlog)
+            .chain(self.points.iter().skip(start))
             .filter(|p| partition_of(p.key.as_deref(), self.config.partitions) == partition)
             .take(limit)
             .cloned()
@@ -130,6 +166,10 @@ impl Series {
     pub fn advance(&mut self, unit: &str, upto: u64) {
         let c = self.cursors.entry(unit.to_string()).or_default();
         *c = (*c).max(upto);
+        if !self.backlog.is_empty() {
+            let backlog = std::mem::take(&mut self.backlog);
+            self.backlog = backlog.into_iter().filter(|p| self.pending(p)).collect();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -143,6 +183,11 @@ impl Series {
     pub fn last_seq(&self) -> u64 {
         self.next_seq
     }
+}
+
+/// The partition a handler unit `name[i]` works on.
+fn unit_partition(unit: &str) -> Option<u32> {
+    unit.strip_suffix(']')?.rsplit_once('[')?.1.parse().ok()
 }
 
 /// Every series by name.
@@ -233,5 +278,33 @@ mod tests {
         s.advance("h[0]", 7);
         s.advance("h[0]", 3);
         assert_eq!(s.cursor("h[0]"), 7);
+    }
+
+    #[test]
+    fn started_handlers_see_points_retention_dropped() {
+        let mut s = Series::default();
+        s.config.max_points = Some(5);
+        s.config.partitions = 2;
+        // Partition 0's handler has started; partition 1's has not.
+        s.advance("h[0]", 0);
+        let pts: Vec<_> = (0..20).map(|i| point(i, &format!("k{}", i % 4))).collect();
+        s.append(&pts, 0);
+        assert_eq!(s.len(), 5, "retention still keeps 5 for readers");
+        let p0: Vec<_> = pts
+            .iter()
+            .filter(|(_, k, _)| partition_of(k.as_deref(), 2) == 0)
+            .collect();
+        let seen = s.after(0, 0, 1_000);
+        assert_eq!(
+            seen.len(),
+            p0.len(),
+            "partition 0's handler sees every point"
+        );
+        assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq));
+        // Processing them empties the backlog; unstarted partitions keep nothing extra.
+        let last = seen.last().expect("points").seq;
+        s.advance("h[0]", last);
+        assert!(s.backlog.is_empty());
+        assert_eq!(s.after(0, last, 1_000).len(), 0);
     }
 }

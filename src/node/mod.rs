@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod peers;
+pub mod quorum;
 pub mod reload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -118,13 +119,34 @@ impl Node {
             time_ms: now_ms(),
             op,
         };
-        match self.raft.client_write(command).await {
-            Ok(resp) => Ok(Route::Done((resp.data, resp.log_id.index))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => forward_of(&f),
-            Err(e) => Err(ErrorBody::new(
-                ErrorCode::Unavailable,
-                format!("write failed: {e}; retry, and check `push status` if it persists"),
-            )),
+        let write = self.raft.client_write(command);
+        tokio::pin!(write);
+        // A leader that lost its majority would wait for it forever: while the write waits,
+        // check now and then, and say so once the other voters do not answer.
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        check.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut write => return match result {
+                    Ok(resp) => Ok(Route::Done((resp.data, resp.log_id.index))),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => forward_of(&f),
+                    Err(e) => Err(ErrorBody::new(
+                        ErrorCode::Unavailable,
+                        format!("write failed: {e}; retry, and check `push status` if it persists"),
+                    )),
+                },
+                _ = check.tick() => {
+                    if !self.leader_without_quorum() {
+                        continue;
+                    }
+                    if let Some(lost) = self.quorum_lost().await {
+                        return Err(ErrorBody::new(
+                            ErrorCode::Unavailable,
+                            format!("{lost}; this write was not acknowledged and takes effect only if enough voters come back, so check before retrying"),
+                        ));
+                    }
+                }
+            }
         }
     }
 

@@ -58,11 +58,20 @@ pub fn wrap(node: &Node, op: Op, who: &str) -> Op {
                 op: Box::new(op),
             };
         }
+        // Only code that defines or rebinds names in the module patches it; a read-only call
+        // evaluated there is an eval.
         Op::Eval {
             code,
             module: Some(module),
             ..
-        } => note("hot-patch", None, format!("in {module}: {code}")),
+        } => {
+            let action = if super::statements::changes_module(code) {
+                "hot-patch"
+            } else {
+                "eval"
+            };
+            note(action, None, format!("in {module}: {code}"))
+        }
         Op::Eval { code, .. } => note("eval", None, code.clone()),
         Op::EvalAll { code } => note("eval", None, format!("on every node: {code}")),
         Op::Run { func, on, .. } => {

@@ -17,6 +17,8 @@ use crate::node::{Node, Route};
 
 /// How long a request may wait for a leader before failing with `NoLeader`.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a request waits without a leader before asking whether quorum is lost.
+const QUORUM_PROBE_AFTER: Duration = Duration::from_millis(1_000);
 /// Forwarding hops allowed (a leader change mid-forward costs one).
 const MAX_HOPS: u8 = 3;
 
@@ -92,7 +94,9 @@ where
     Fut: Future<Output = Result<Route<Reply>, ErrorBody>>,
 {
     let node = req.node;
-    let deadline = Instant::now() + LEADER_WAIT;
+    let started = Instant::now();
+    let deadline = started + LEADER_WAIT;
+    let mut quorum_checked = false;
     loop {
         let route = match check_first.then(|| node.leader_route()) {
             Some(Route::Forward(leader)) => Route::Forward(leader),
@@ -130,6 +134,17 @@ where
                         LEADER_WAIT.as_secs()
                     ),
                 ))
+            }
+        }
+        // No leader for a while: if a majority of voters does not answer, none will be
+        // elected until they come back, so say so instead of waiting it out.
+        if !quorum_checked && started.elapsed() >= QUORUM_PROBE_AFTER {
+            quorum_checked = true;
+            if let Some(lost) = node.quorum_lost().await {
+                return Err(ErrorBody::new(
+                    ErrorCode::NoLeader,
+                    format!("no leader can be elected: {lost}"),
+                ));
             }
         }
         node.wait_for_leader().await;

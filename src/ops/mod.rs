@@ -8,7 +8,8 @@
 //! - [`eval`]: evaluations, sessions, completion, inspection, interrupts.
 //! - [`tasks`]: daemons, lambdas (`push.run`), their log lines.
 //! - [`cluster`]: ping, status, join, the node registry, logs, the audit log.
-//! - [`audit`]: noting what a person asks for, and proposing the notes.
+//! - [`audit`]: noting what a person asks for, and proposing the notes; [`statements`]: whether
+//!   code evaluated in a module changes it (a hot-patch) or only reads (an eval).
 //! - [`bridge`]: the cluster as the Python runtime sees it.
 //!
 //! **Architecture Invariant:** a request descends: edge → here → one family file →
@@ -23,6 +24,7 @@ pub mod fanout;
 pub mod kv;
 pub mod leader;
 pub mod queue;
+pub mod statements;
 pub mod tasks;
 pub mod ts;
 
@@ -140,7 +142,7 @@ async fn route(req: &Req<'_>) -> Outcome {
         | Op::Inspect { .. }
         | Op::Interrupt { .. } => eval::session(node, req.op).await,
 
-        Op::Daemons => Ok(node.read(|s| Reply::Daemons(tasks::daemon_rows(s)))),
+        Op::Daemons => Ok(Reply::Daemons(tasks::daemons(node).await)),
         Op::Tail {
             app,
             name,

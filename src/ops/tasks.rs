@@ -1,6 +1,7 @@
 //! Daemons, schedules and lambdas as clients see them: the rows of `push daemons`, the log
 //! lines of `push tail`, and `push.run` on the nodes it names.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use push_protocol::{
@@ -18,20 +19,55 @@ const TAIL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a lambda may run on another node (the caller's own timeout is usually shorter).
 const RUN_TIMEOUT: Duration = Duration::from_secs(3_600);
 
-/// The rows of `push daemons`, from the placement and the nodes' reports.
-pub fn daemon_rows(s: &State) -> Vec<DaemonRow> {
+/// The rows of `push daemons`; an unplaced unit's row names the placement requirement that
+/// failed, judged from the specs of the app's HEAD as this node loaded them.
+pub async fn daemons(node: &Node) -> Vec<DaemonRow> {
+    let unplaced: BTreeSet<String> = node.read(|s| {
+        s.tasks
+            .apps()
+            .filter(|(_, t)| t.units.values().any(|p| p.nodes.is_empty()))
+            .map(|(app, _)| app.clone())
+            .collect()
+    });
+    let live = node.live_nodes();
+    let mut reasons: BTreeMap<(String, String), String> = BTreeMap::new();
+    for app in unplaced {
+        let specs = match node.runtime.head_tasks(app.clone()).await {
+            Ok(Some(head)) => head.tasks,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::debug!(%app, "no task specs to explain placement: {e}");
+                continue;
+            }
+        };
+        node.read(|s| {
+            let Some(tasks) = s.tasks.app(&app) else {
+                return;
+            };
+            for (unit, _) in tasks.units.iter().filter(|(_, p)| p.nodes.is_empty()) {
+                let spec = specs.iter().find(|t| {
+                    t.name == *unit || crate::model::tasks::is_partition_of(unit, &t.name)
+                });
+                if let Some(spec) = spec {
+                    reasons.insert((app.clone(), unit.clone()), spec.why_unplaced(&live));
+                }
+            }
+        });
+    }
+    node.read(|s| daemon_rows(s, &reasons))
+}
+
+/// The rows of `push daemons`, from the placement and the nodes' reports; `reasons` says why
+/// an unplaced unit (by app and unit) is unplaced.
+pub fn daemon_rows(s: &State, reasons: &BTreeMap<(String, String), String>) -> Vec<DaemonRow> {
     let mut rows = Vec::new();
     for (app, tasks) in s.tasks.apps() {
         for (unit, placement) in &tasks.units {
             if placement.nodes.is_empty() {
-                rows.push(row(
-                    app,
-                    unit,
-                    kind_of(unit),
-                    None,
-                    "unplaced: no live node matches",
-                    None,
-                ));
+                let why = reasons
+                    .get(&(app.clone(), unit.clone()))
+                    .map_or("unplaced: no live node matches", String::as_str);
+                rows.push(row(app, unit, kind_of(unit), None, why, None));
             }
             for id in &placement.nodes {
                 let report = s.nodes.unit(*id, app, unit);

@@ -206,6 +206,9 @@ class _Unit:
         series = self.spec["series"]
         fn = self.spec["fn"]
         cursor = _push_native.ts_cursor(series, self.unit)
+        # Record the cursor before the first read: from now on retention keeps the points
+        # this partition has not processed (in a backlog only handlers read).
+        _push_native.ts_commit(series, self.unit, cursor)
         while not self.ctx.stopping.is_set():
             points = _push_native.ts_after(series, self.partition, cursor, 256, 500)
             done = cursor

@@ -14,10 +14,7 @@ use crate::model::tasks::AppTasks;
 
 /// Whether `node` satisfies `place`.
 pub fn qualifies(node: &NodeInfo, place: &Where) -> bool {
-    place.tags.iter().all(|t| node.tags.contains(t))
-        && place.gpu.is_none_or(|g| node.gpu == g)
-        && place.cores.is_none_or(|c| node.cores >= c)
-        && place.memory_mb.is_none_or(|m| node.memory_mb >= m)
+    place.unmet(node).is_empty()
 }
 
 /// Desired placement (unit -> nodes) of an app's daemons and partition handlers.

@@ -32,12 +32,14 @@ async fn deploys_rollbacks_evals_and_hot_patches_are_audited_with_who_and_where(
         "app",
         "def price():\n    return 3\n",
     ]));
+    // A read-only call evaluated in the module patches nothing: it is an eval.
+    ok(&cluster.cli(&["eval", "--to", &a2, "--module", "app", "price() + 100"]));
 
     // Eval records are proposed in the background: wait for them to land.
     let deadline = Instant::now() + Duration::from_secs(10);
     let out = loop {
         let out = ok(&cluster.cli(&["audit", "--to", &a1]));
-        if out.contains("hot-patch") || Instant::now() > deadline {
+        if out.contains("in app: price() + 100") || Instant::now() > deadline {
             break out;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -49,7 +51,7 @@ async fn deploys_rollbacks_evals_and_hot_patches_are_audited_with_who_and_where(
         .collect();
     assert_eq!(
         actions,
-        ["deploy", "deploy", "rollback", "eval", "hot-patch"],
+        ["deploy", "deploy", "rollback", "eval", "hot-patch", "eval"],
         "{out}"
     );
     assert!(
@@ -58,7 +60,13 @@ async fn deploys_rollbacks_evals_and_hot_patches_are_audited_with_who_and_where(
     );
     assert!(out.contains("HEAD 2 → 1"), "{out}");
     assert!(out.contains("6 * 7"), "{out}");
-    assert!(out.contains("in app: def price()"), "{out}");
+    let patch = out.lines().find(|l| l.contains("in app: def price()"));
+    assert!(patch.is_some_and(|l| l.contains("hot-patch")), "{out}");
+    let read = out.lines().find(|l| l.contains("in app: price() + 100"));
+    assert!(
+        read.is_some_and(|l| l.contains(" eval ") && !l.contains("hot-patch")),
+        "a read-only module eval is an eval: {out}"
+    );
     assert!(
         !out.contains("broken"),
         "a refused deploy is not audited: {out}"
@@ -119,7 +127,8 @@ async fn audit_survives_a_full_restart_and_follow_prints_new_entries() {
     let out = ok(&cluster.cli(&["audit", "--to", &cluster.addr(2)]));
     assert!(out.contains("before restart"), "{out}");
 
-    // --follow prints entries recorded after it started.
+    // --follow prints entries recorded after it started: wait until it runs (its backlog is
+    // on screen), then make a new eval with a marker no earlier entry has, and see it arrive.
     let mut follow = std::process::Command::new(crate::support::cluster::push_bin())
         .args([
             "audit",
@@ -130,15 +139,48 @@ async fn audit_survives_a_full_restart_and_follow_prints_new_entries() {
         ])
         .arg(&cluster.token_file)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn push audit --follow");
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    ok(&cluster.cli(&["eval", "--to", &a1, "'while following'"]));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lines = crate::support::lines_of(follow.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    let backlog = wait_line(&lines, &mut seen, "before restart", Duration::from_secs(20));
+    let marker = format!("followed-{}", std::process::id());
+    assert!(!seen.contains(&marker), "{seen}");
+    ok(&cluster.cli(&["eval", "--to", &a1, &format!("'{marker}'")]));
+    let arrived = wait_line(&lines, &mut seen, &marker, Duration::from_secs(20));
     let _ = follow.kill();
-    let out = follow.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("before restart"), "{stdout}");
-    assert!(stdout.contains("while following"), "{stdout}");
+    let _ = follow.wait();
+    assert!(
+        backlog && arrived,
+        "--follow did not print the new eval: {seen}"
+    );
+    let line = seen
+        .lines()
+        .find(|l| l.contains(&marker))
+        .expect("marker line");
+    assert!(line.contains(" eval ") && line.contains("node 1"), "{line}");
+}
+
+/// Reads lines into `seen` until one contains `text` (true) or `within` passes (false).
+fn wait_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    seen: &mut String,
+    text: &str,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(text) {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
 }

@@ -65,7 +65,9 @@ async fn leases_acks_redelivery_and_wake_up() {
         ),
         other => panic!("{other:?}"),
     }
-    let first = take(&c, 400, 0).await.expect("item 1");
+    // A 3 s lease: long enough that the five requests below (each a Raft round trip, slow on
+    // a loaded machine) all happen while item 1 is still leased.
+    let first = take(&c, 3_000, 0).await.expect("item 1");
     assert_eq!((first.value.clone(), first.deliveries), (Value::Int(1), 1));
     let second = take(&c, 60_000, 0).await.expect("item 2");
     assert_eq!(second.value, Value::Int(2));
@@ -76,7 +78,7 @@ async fn leases_acks_redelivery_and_wake_up() {
     // Item 1 is leased: nothing else to give right now.
     assert!(take(&c, 60_000, 0).await.is_none());
     // Its lease runs out and it comes back, marked as a second delivery.
-    let again = take(&c, 60_000, 3_000).await.expect("redelivered");
+    let again = take(&c, 60_000, 15_000).await.expect("redelivered");
     assert_eq!((again.id, again.deliveries), (first.id, 2));
     assert!(ack(&c, again.id).await);
 

@@ -33,3 +33,28 @@ pub async fn eval_streams(
     }
     panic!("no result for {code:?}");
 }
+
+/// Code that counts forever, publishing its count as `builtins.<marker>` so another session
+/// can tell it is running (see [`wait_spinning`]).
+pub fn spin_code(marker: &str) -> String {
+    format!("import builtins\nn = 0\nwhile True:\n    n += 1\n    builtins.{marker} = n")
+}
+
+/// Waits (at most 20 s) until the loop of [`spin_code`] with `marker` has counted, by
+/// evaluating in a fresh namespace on the same node: the state an interrupt test needs,
+/// instead of a sleep that hopes the loop started.
+pub async fn wait_spinning(client: &Client, marker: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let probe = format!("getattr(__import__('builtins'), {marker:?}, 0) > 0");
+    loop {
+        let (_, _, r) = eval_streams(client, None, &probe).await;
+        if r.value.as_deref() == Some("True") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop {marker} did not start within 20 s: {r:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -19,7 +19,17 @@ use crate::support::proxy::Mode;
 use crate::support::total_queue::{Outcome, QueueHistory};
 use crate::support::Cluster;
 
-const KEYS: &[&str] = &["a", "b", "c", "d"];
+mod nemesis;
+mod workers;
+
+use nemesis::*;
+use workers::*;
+
+/// The keys kv workers use; a run takes the first [`key_count`] of them.
+const KEYS: &[&str] = &[
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
+    "t",
+];
 const MAP: &str = "chaos";
 const QUEUE: &str = "chaos-q";
 /// A call that has not answered by then has an unknown outcome.
@@ -33,6 +43,15 @@ struct Env {
     addrs: Vec<(u64, String)>,
     token: String,
     stop: Arc<AtomicBool>,
+    /// How many of [`KEYS`] the kv workers spread over.
+    keys: usize,
+}
+
+/// Keys for a run of `secs` seconds of faults: 4, and one more per 15 s up to 20, so each
+/// key's history stays small enough for the linearizability checker (its cost grows fast with
+/// a history's length and its unknown outcomes) on a long run.
+fn key_count(secs: u64) -> usize {
+    ((secs / 15) as usize).clamp(4, KEYS.len())
 }
 
 /// How one call ended.
@@ -103,299 +122,6 @@ fn int(v: &Option<Value>) -> Option<i64> {
     }
 }
 
-/// Runs kv operations until told to stop; returns its history per key and counts.
-async fn kv_worker(env: Env, w: u64) -> (BTreeMap<String, Vec<Operation>>, Counts) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(w);
-    let mut conn = Conn::new(&env, w as usize);
-    let mut history: BTreeMap<String, Vec<Operation>> = BTreeMap::new();
-    let mut counts = Counts::default();
-    let mut last_seen: BTreeMap<&str, Option<i64>> = BTreeMap::new();
-    let mut seq = 0i64;
-    while !env.stop.load(Ordering::Relaxed) {
-        let key = KEYS[rng.gen_range(0..KEYS.len())];
-        seq += 1;
-        let unique = (w as i64) * 1_000_000 + seq;
-        let roll = rng.gen_range(0..10);
-        let (op, call) = if roll < 4 {
-            let op = Op::KvGet {
-                map: MAP.into(),
-                key: key.into(),
-                read: ReadMode::Linearizable,
-            };
-            (op, Call::Read(None))
-        } else if roll < 7 {
-            let op = Op::KvSet {
-                map: MAP.into(),
-                key: key.into(),
-                value: Value::Int(unique),
-            };
-            (op, Call::Write(unique))
-        } else {
-            let expected = last_seen.get(key).copied().flatten();
-            let op = Op::KvCas {
-                map: MAP.into(),
-                key: key.into(),
-                expected: expected.map(Value::Int),
-                new: Some(Value::Int(unique)),
-            };
-            let call = Call::Cas {
-                expected,
-                new: unique,
-                ok: None,
-            };
-            (op, call)
-        };
-        let start = env.t0.elapsed();
-        let answer = conn.call(op).await;
-        let end = env.t0.elapsed();
-        let record = match (answer, call) {
-            (Answer::Ok(Reply::Value(v)), Call::Read(_)) => {
-                let v = int(&v);
-                last_seen.insert(key, v);
-                counts.ok += 1;
-                Some((Some(end), Call::Read(v)))
-            }
-            (Answer::Ok(Reply::Written { .. }), call @ Call::Write(_)) => {
-                counts.ok += 1;
-                Some((Some(end), call))
-            }
-            (Answer::Ok(Reply::Cas { ok, current, .. }), Call::Cas { expected, new, .. }) => {
-                counts.ok += 1;
-                last_seen.insert(key, if ok { Some(new) } else { int(&current) });
-                let ok = Some(ok);
-                Some((Some(end), Call::Cas { expected, new, ok }))
-            }
-            (Answer::Ok(other), _) => panic!("unexpected reply {other:?}"),
-            (Answer::Failed, _) => {
-                counts.failed += 1;
-                None
-            }
-            // A read of unknown outcome has no effect to account for.
-            (Answer::Unknown, Call::Read(_)) => {
-                counts.unknown += 1;
-                None
-            }
-            (Answer::Unknown, call) => {
-                counts.unknown += 1;
-                Some((None, call))
-            }
-        };
-        if let Some((end, call)) = record {
-            history
-                .entry(key.to_string())
-                .or_default()
-                .push(Operation { start, end, call });
-        }
-    }
-    (history, counts)
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    ok: usize,
-    failed: usize,
-    unknown: usize,
-}
-
-impl std::ops::AddAssign for Counts {
-    fn add_assign(&mut self, o: Counts) {
-        self.ok += o.ok;
-        self.failed += o.failed;
-        self.unknown += o.unknown;
-    }
-}
-
-/// Puts unique values until told to stop.
-async fn producer(env: Env, p: u64, history: Arc<Mutex<QueueHistory>>) -> Counts {
-    let mut conn = Conn::new(&env, p as usize);
-    let mut counts = Counts::default();
-    let mut seq = 0i64;
-    while !env.stop.load(Ordering::Relaxed) {
-        seq += 1;
-        let value = (p as i64 + 1) * 1_000_000 + seq;
-        let op = Op::QueuePut {
-            queue: QUEUE.into(),
-            values: vec![Value::Int(value)],
-        };
-        let outcome = match conn.call(op).await {
-            Answer::Ok(Reply::Put { .. }) => Outcome::Ok,
-            Answer::Ok(other) => panic!("unexpected reply {other:?}"),
-            Answer::Failed => Outcome::Failed,
-            Answer::Unknown => Outcome::Unknown,
-        };
-        match outcome {
-            Outcome::Ok => counts.ok += 1,
-            Outcome::Failed => counts.failed += 1,
-            Outcome::Unknown => counts.unknown += 1,
-        }
-        history.lock().expect("history").puts.insert(value, outcome);
-    }
-    counts
-}
-
-/// Takes and acks until told to stop (or, when draining, until the queue stays empty).
-async fn consumer(
-    env: Env,
-    name: String,
-    home: usize,
-    history: Arc<Mutex<QueueHistory>>,
-) -> Counts {
-    let mut conn = Conn::new(&env, home);
-    let mut counts = Counts::default();
-    while !env.stop.load(Ordering::Relaxed) {
-        let op = Op::QueueTake {
-            queue: QUEUE.into(),
-            lease_ms: LEASE_MS,
-            wait_ms: 200,
-        };
-        let item = match conn.call(op).await {
-            Answer::Ok(Reply::Taken(Some(item))) => item,
-            Answer::Ok(Reply::Taken(None)) => {
-                counts.ok += 1;
-                continue;
-            }
-            Answer::Ok(other) => panic!("unexpected reply {other:?}"),
-            Answer::Failed => {
-                counts.failed += 1;
-                continue;
-            }
-            Answer::Unknown => {
-                counts.unknown += 1;
-                continue;
-            }
-        };
-        counts.ok += 1;
-        let Value::Int(value) = item.value else {
-            panic!("unexpected item {item:?}");
-        };
-        history
-            .lock()
-            .expect("history")
-            .taken
-            .push((value, name.clone()));
-        let op = Op::QueueAck {
-            queue: QUEUE.into(),
-            id: item.id,
-        };
-        let outcome = match conn.call(op).await {
-            Answer::Ok(Reply::Acked { ok: true }) => Outcome::Ok,
-            Answer::Ok(Reply::Acked { ok: false }) | Answer::Failed => Outcome::Failed,
-            Answer::Ok(other) => panic!("unexpected reply {other:?}"),
-            Answer::Unknown => Outcome::Unknown,
-        };
-        match outcome {
-            Outcome::Ok => counts.ok += 1,
-            Outcome::Failed => counts.failed += 1,
-            Outcome::Unknown => counts.unknown += 1,
-        }
-        history
-            .lock()
-            .expect("history")
-            .acks
-            .push((value, name.clone(), outcome));
-    }
-    counts
-}
-
-/// Faults the nemesis injected, by kind.
-#[derive(Debug, Default)]
-struct Faults {
-    kills: usize,
-    pauses: usize,
-    partitions: usize,
-}
-
-/// Injects one fault every few seconds until `until`, healing each before the next.
-async fn nemesis(cluster: &mut Cluster, until: Instant, faults: &mut Faults) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(
-        std::env::var("PUSH_CHAOS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(7),
-    );
-    let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
-    // Kinds take turns, so even a short run sees each; nodes and durations are random.
-    for round in 0usize.. {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
-        if Instant::now() + Duration::from_secs(3) > until {
-            return;
-        }
-        let id = ids[rng.gen_range(0..ids.len())];
-        let hold = Duration::from_millis(rng.gen_range(1500..2500));
-        match round % 3 {
-            0 => {
-                eprintln!("nemesis: kill -9 node {id}, restart after {hold:?}");
-                cluster.kill(id);
-                faults.kills += 1;
-                tokio::time::sleep(hold).await;
-                cluster.restart(id);
-            }
-            1 => {
-                eprintln!("nemesis: SIGSTOP node {id} for {hold:?}");
-                cluster.pause(id);
-                faults.pauses += 1;
-                tokio::time::sleep(hold).await;
-                cluster.resume(id);
-            }
-            _ => {
-                let mode = if faults.partitions.is_multiple_of(2) {
-                    Mode::Drop
-                } else {
-                    Mode::Blackhole
-                };
-                eprintln!("nemesis: partition node {id} ({mode:?}) for {hold:?}");
-                cluster.partition(id, mode);
-                faults.partitions += 1;
-                tokio::time::sleep(hold).await;
-                cluster.heal();
-            }
-        }
-    }
-}
-
-/// What a node holds of the state the clients changed, read stale from it alone. (Queue
-/// numbers are a leader read, so they are checked once, against the history, instead.)
-async fn applied_view(cluster: &Cluster, id: u64) -> Option<String> {
-    let client = Client::connect(&cluster.addr(id), &cluster.token)
-        .await
-        .ok()?;
-    let call = |op| async {
-        tokio::time::timeout(Duration::from_secs(2), client.call(op))
-            .await
-            .ok()?
-            .ok()
-    };
-    let keys = call(Op::KvList {
-        map: MAP.into(),
-        prefix: String::new(),
-        read: ReadMode::Stale,
-    })
-    .await?;
-    let Reply::Keys(keys) = keys else {
-        return None;
-    };
-    let mut view = String::new();
-    for key in &keys {
-        let v = call(Op::KvGet {
-            map: MAP.into(),
-            key: key.clone(),
-            read: ReadMode::Stale,
-        })
-        .await?;
-        view.push_str(&format!("{key}={v:?}\n"));
-    }
-    let Reply::Status(status) = call(Op::Status).await? else {
-        return None;
-    };
-    view.push_str(&format!("heads {:?}\n", status.heads));
-    Some(view)
-}
-
-fn deploy(cluster: &Cluster, version: u32, to: u64) {
-    let source = format!("VERSION = {version}\n");
-    cluster.deploy_app("chaos-app", &source, to, &format!("v{version}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the_queue_total() {
     let secs: u64 = std::env::var("PUSH_CHAOS_SECS")
@@ -413,6 +139,7 @@ async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the
             .collect(),
         token: cluster.token.clone(),
         stop: Arc::new(AtomicBool::new(false)),
+        keys: key_count(secs),
     };
     let queue = Arc::new(Mutex::new(QueueHistory::default()));
     let kv_workers: Vec<_> = (0..4)
@@ -480,10 +207,18 @@ async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the
     let drain_started = Instant::now();
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let stats_client = cluster.client(leader).await;
+    // The backlog grows with the run (producers outpace take+ack under faults), so the bound
+    // does too: 60 s plus the run's length. A queue that stops shrinking fails sooner.
+    let drain_limit = Duration::from_secs(60 + secs);
+    let stall_limit = Duration::from_secs(30);
+    let (mut smallest, mut shrank_at) = (u64::MAX, Instant::now());
     let final_stats = loop {
         assert!(
-            drain_started.elapsed() < Duration::from_secs(60),
-            "the queue did not drain within 60 s\n{}",
+            drain_started.elapsed() < drain_limit && shrank_at.elapsed() < stall_limit,
+            "the queue did not drain: {smallest} items left after {:?} (limit {drain_limit:?}), \
+             none taken for {:?}\n{}",
+            drain_started.elapsed(),
+            shrank_at.elapsed(),
             cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -495,6 +230,10 @@ async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the
         if let Some(s) = stats.into_iter().find(|s| s.name == QUEUE) {
             if s.ready == 0 && s.leased == 0 {
                 break s;
+            }
+            let left = (s.ready + s.leased) as u64;
+            if left < smallest {
+                (smallest, shrank_at) = (left, Instant::now());
             }
         }
     };
@@ -509,7 +248,8 @@ async fn nemesis_kills_pauses_and_partitions_while_kv_stays_linearizable_and_the
 
     // Checks.
     let check_started = Instant::now();
-    let verdicts = linearizable::check_keys(&kv_history, Duration::from_secs(20));
+    // A longer run has longer histories: 20 s per key, and 1 s more per 10 s of faults.
+    let verdicts = linearizable::check_keys(&kv_history, Duration::from_secs(20 + secs / 10));
     let kv_check_time = check_started.elapsed();
     // The checker is wired to this history: one read planted with a value nobody wrote must
     // make its key fail.
