@@ -7,6 +7,8 @@
 pub mod format;
 pub mod log_store;
 pub mod network;
+#[cfg(test)]
+mod shapes;
 pub mod state_machine;
 #[cfg(test)]
 mod upgrade_tests;
