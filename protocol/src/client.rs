@@ -9,11 +9,11 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::codec::{self, CodecError};
+use crate::codec::CodecError;
+use crate::format::{self, handshake as layout, FORMAT_VERSION, MIN_FORMAT_VERSION};
 use crate::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME};
-use crate::message::{ErrorBody, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
+use crate::message::{ErrorBody, ErrorCode, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
 use crate::tls::Stream;
-use crate::PROTOCOL_VERSION;
 
 /// How long connecting and the handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,6 +70,8 @@ struct Shared {
 pub struct Client {
     addr: String,
     welcome: Welcome,
+    /// The format of this connection (the welcome's choice).
+    version: u32,
     writer: tokio::sync::Mutex<WriteHalf<Stream>>,
     shared: Arc<Mutex<Shared>>,
     next_id: AtomicU64,
@@ -91,19 +93,29 @@ impl Client {
     /// Connects naming itself `name` in the hello (nodes use "push-node" for their own
     /// requests to each other, which are not audited as a person's).
     pub async fn connect_as(addr: &str, token: &str, name: &str) -> Result<Client, ClientError> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::dial(addr))
+        let dial = || async {
+            tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::dial(addr))
+                .await
+                .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))?
+                .map_err(|error| ClientError::Connect {
+                    addr: addr.to_string(),
+                    error,
+                })
+        };
+        let shake = |stream, offer| async move {
+            tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                handshake_offering(stream, addr, token, Role::Client, name, offer),
+            )
             .await
             .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))?
-            .map_err(|error| ClientError::Connect {
-                addr: addr.to_string(),
-                error,
-            })?;
-        let (stream, welcome) = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            handshake(stream, addr, token, Role::Client, name),
-        )
-        .await
-        .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))??;
+        };
+        let (stream, welcome) = match shake(dial().await?, FORMAT_VERSION).await {
+            // A node of format 1 wants its own version exactly: ask again for that.
+            Err(e) if needs_older_hello(&e) => shake(dial().await?, MIN_FORMAT_VERSION).await?,
+            other => other?,
+        };
+        let version = welcome.protocol;
         let (mut read, write) = tokio::io::split(stream);
         let shared = Arc::new(Mutex::new(Shared {
             waiters: HashMap::new(),
@@ -111,7 +123,7 @@ impl Client {
         }));
         let reader_shared = shared.clone();
         let reader = tokio::spawn(async move {
-            let reason = read_loop(&mut read, &reader_shared).await;
+            let reason = read_loop(&mut read, &reader_shared, version).await;
             let mut shared = lock(&reader_shared);
             shared.closed = Some(reason);
             shared.waiters.clear();
@@ -119,6 +131,7 @@ impl Client {
         Ok(Client {
             addr: addr.to_string(),
             welcome,
+            version,
             writer: tokio::sync::Mutex::new(write),
             shared,
             next_id: AtomicU64::new(1),
@@ -172,7 +185,7 @@ impl Client {
             }
             shared.waiters.insert(id, tx);
         }
-        let body = codec::encode(&op)?;
+        let body = format::encode(self.version, &op)?;
         let bytes = frame::encode_frame(Kind::Request, &[&id.to_be_bytes(), &body]);
         let result = {
             use tokio::io::AsyncWriteExt;
@@ -207,22 +220,43 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Performs the hello/welcome exchange on a fresh stream. Used by clients and by peers.
+/// Performs the hello/welcome exchange on a fresh stream, offering this release's format;
+/// the welcome names the format of the connection. Used by clients and by peers, which
+/// retry with [`MIN_FORMAT_VERSION`] when [`needs_older_hello`] says so.
 pub async fn handshake(
-    mut stream: Stream,
+    stream: Stream,
     addr: &str,
     token: &str,
     role: Role,
     client: &str,
 ) -> Result<(Stream, Welcome), ClientError> {
+    handshake_offering(stream, addr, token, role, client, FORMAT_VERSION).await
+}
+
+/// Whether a failed [`handshake`] should be retried on a new connection offering
+/// [`MIN_FORMAT_VERSION`]: a node of format 1 refuses any hello but its own version exactly.
+pub fn needs_older_hello(e: &ClientError) -> bool {
+    MIN_FORMAT_VERSION < FORMAT_VERSION
+        && matches!(e, ClientError::Refused(body) if body.code == ErrorCode::VersionMismatch)
+}
+
+/// [`handshake`], offering formats up to `offer`.
+pub async fn handshake_offering(
+    mut stream: Stream,
+    addr: &str,
+    token: &str,
+    role: Role,
+    client: &str,
+    offer: u32,
+) -> Result<(Stream, Welcome), ClientError> {
     let hello = Hello {
         magic: MAGIC,
-        protocol: PROTOCOL_VERSION,
+        protocol: offer,
         token: token.to_string(),
         role,
         client: format!("{client} {} {}", crate::PUSH_VERSION, whoami()),
     };
-    frame::write_frame(&mut stream, Kind::Hello, &codec::encode(&hello)?)
+    frame::write_frame(&mut stream, Kind::Hello, &layout::encode_hello(&hello))
         .await
         .map_err(FrameError::Io)?;
     let closed = |what: String| ClientError::Closed {
@@ -241,8 +275,22 @@ pub async fn handshake(
         Err(e) => return Err(closed(format!("not a Push reply to the hello ({e})"))),
     };
     match reply.kind {
-        Kind::Welcome => Ok((stream, codec::decode(&reply.payload)?)),
-        Kind::Error => Err(ClientError::Refused(codec::decode(&reply.payload)?)),
+        Kind::Welcome => {
+            let welcome = layout::decode_welcome(&reply.payload)?;
+            if welcome.protocol > offer || welcome.protocol < MIN_FORMAT_VERSION {
+                return Err(ClientError::Refused(ErrorBody::new(
+                    ErrorCode::VersionMismatch,
+                    format!(
+                        "the node (push {}) chose format {}, but this program (push {}) speaks formats {MIN_FORMAT_VERSION} to {offer}; use a Push release that speaks format {}",
+                        welcome.push_version, welcome.protocol, crate::PUSH_VERSION, welcome.protocol
+                    ),
+                )));
+            }
+            Ok((stream, welcome))
+        }
+        Kind::Error => Err(ClientError::Refused(layout::decode_refusal(
+            &reply.payload,
+        )?)),
         other => Err(ClientError::Closed {
             addr: addr.to_string(),
             reason: format!("unexpected {other:?} frame during the handshake"),
@@ -250,7 +298,7 @@ pub async fn handshake(
     }
 }
 
-async fn read_loop(read: &mut ReadHalf<Stream>, shared: &Mutex<Shared>) -> String {
+async fn read_loop(read: &mut ReadHalf<Stream>, shared: &Mutex<Shared>, version: u32) -> String {
     loop {
         let frame = match frame::read_frame(read, MAX_CLIENT_FRAME).await {
             Ok(Some(frame)) => frame,
@@ -263,7 +311,7 @@ async fn read_loop(read: &mut ReadHalf<Stream>, shared: &Mutex<Shared>) -> Strin
                 id.copy_from_slice(&frame.payload[..8]);
                 let id = u64::from_be_bytes(id);
                 let last = frame.payload[8] != 0;
-                let outcome: Outcome = match codec::decode(&frame.payload[9..]) {
+                let outcome: Outcome = match format::decode_outcome(version, &frame.payload[9..]) {
                     Ok(outcome) => outcome,
                     Err(e) => Err(ErrorBody::new(
                         crate::ErrorCode::BadFrame,
@@ -279,7 +327,7 @@ async fn read_loop(read: &mut ReadHalf<Stream>, shared: &Mutex<Shared>) -> Strin
                 }
             }
             Kind::Error => {
-                return match codec::decode::<ErrorBody>(&frame.payload) {
+                return match format::decode::<ErrorBody>(version, &frame.payload) {
                     Ok(body) => body.message,
                     Err(_) => "the node sent an undecodable error".into(),
                 }

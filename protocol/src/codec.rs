@@ -1,10 +1,12 @@
-//! The payload encoding: bincode with a hard size limit, shared by every crate.
+//! The payload encoding of the current format ([`crate::format::FORMAT_VERSION`]): postcard,
+//! strict about trailing bytes, shared by every crate.
 //!
-//! Decoding never allocates more than the input could describe (the limit is the input length),
-//! and [`crate::Value`] refuses nesting deeper than [`crate::value::MAX_DEPTH`], so hostile input
-//! cannot exhaust memory or the stack.
+//! Postcard is maintained, has a written specification of its wire format and is compact
+//! (LEB128 integers). Decoding never allocates more than the input could describe (sequences
+//! grow as their elements arrive), and [`crate::Value`] refuses nesting deeper than
+//! [`crate::value::MAX_DEPTH`], so hostile input cannot exhaust memory or the stack. Older
+//! formats are read through [`crate::format`].
 
-use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -13,26 +15,33 @@ use serde::Serialize;
 #[error("malformed payload: {0}")]
 pub struct CodecError(String);
 
-fn options(limit: u64) -> impl Options {
-    bincode::DefaultOptions::new()
-        .with_limit(limit)
-        .with_little_endian()
-        .with_varint_encoding()
-        .reject_trailing_bytes()
+impl CodecError {
+    pub(crate) fn new(reason: impl Into<String>) -> CodecError {
+        CodecError(reason.into())
+    }
 }
 
 /// Encodes a value. Encoding of Push's own types cannot fail except on absurd sizes.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    options(u64::MAX)
-        .serialize(value)
-        .map_err(|e| CodecError(e.to_string()))
+    postcard::to_stdvec(value).map_err(|e| CodecError(e.to_string()))
 }
 
 /// Decodes a value from exactly `bytes`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    options(bytes.len() as u64 + 64)
-        .deserialize(bytes)
-        .map_err(|e| CodecError(e.to_string()))
+    crate::value::take_refusal();
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| {
+        CodecError(match crate::value::take_refusal() {
+            Some(why) => why.to_string(),
+            None => e.to_string(),
+        })
+    })?;
+    if !rest.is_empty() {
+        return Err(CodecError(format!(
+            "{} trailing bytes after the value",
+            rest.len()
+        )));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -51,10 +60,11 @@ mod tests {
 
     #[test]
     fn huge_length_prefix_does_not_allocate() {
-        // A Vec<u8> claiming u64::MAX/2 elements, backed by three bytes.
-        let mut bytes = vec![253u8];
-        bytes.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        // A Vec<u64> claiming u64::MAX/2 elements (LEB128), backed by three bytes.
+        let mut bytes = vec![0xff; 9];
+        bytes.push(0x3f);
         bytes.extend_from_slice(&[1, 2, 3]);
+        assert!(decode::<Vec<u64>>(&bytes).is_err());
         assert!(decode::<Vec<u8>>(&bytes).is_err());
     }
 }

@@ -7,7 +7,8 @@
 //! Layout:
 //! - [`frame`]: length-prefixed, size-capped frames tagged by kind; incomplete input is not an
 //!   error, a truncated or oversized one is.
-//! - [`codec`]: the one binary encoding (bincode with a size limit) used for payloads.
+//! - [`codec`]: the binary encoding of the current format (postcard) used for payloads.
+//! - [`format`]: format versions, the codec of each, the frozen handshake layout.
 //! - [`value`]: [`Value`], the plain data that replicated structures hold.
 //! - [`message`]: handshake, request and reply enums.
 //! - [`records`]: the data requests and replies carry (status, reports, results, entries).
@@ -16,6 +17,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod format;
 pub mod frame;
 pub mod message;
 pub mod records;
@@ -29,9 +31,7 @@ pub use records::*;
 pub use serde_bytes::ByteBuf;
 pub use value::Value;
 
-/// The protocol version both ends announce in the handshake; a mismatch is refused with a
-/// message naming both versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub use format::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 
 /// The version of the Push release this crate belongs to.
 pub const PUSH_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -23,10 +23,11 @@ pub enum Role {
     Peer,
 }
 
-/// First frame on a connection.
+/// First frame on a connection, in the frozen layout of [`crate::format::handshake`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Hello {
     pub magic: [u8; 4],
+    /// The highest format the sender speaks.
     pub protocol: u32,
     pub token: String,
     pub role: Role,
@@ -38,6 +39,7 @@ pub struct Hello {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Welcome {
     pub node_id: u64,
+    /// The format both ends use from here on: the lowest of the two ends' highest.
     pub protocol: u32,
     pub push_version: String,
 }
@@ -51,7 +53,7 @@ pub enum ErrorCode {
     TooLarge,
     /// Missing or wrong cluster token.
     Unauthorized,
-    /// Client and node speak different protocol versions.
+    /// Client and node have no format version in common.
     VersionMismatch,
     /// A request this node does not understand.
     UnknownOp,

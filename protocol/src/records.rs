@@ -248,6 +248,11 @@ pub struct NodeStatus {
     pub fd_limit: u64,
     /// File descriptors the node's process has open.
     pub fds_open: u64,
+    /// The format the node writes and prefers to speak ([`crate::FORMAT_VERSION`] of its
+    /// release; 1 for a node of format 1, which does not say).
+    pub format_version: u32,
+    /// The oldest format the node reads and speaks.
+    pub min_format_version: u32,
 }
 
 /// One version in an app's history.

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Deepest nesting of lists and dicts a decoded value may have.
+/// Deepest nesting of lists and dicts a decoded value may have (the refusals name it).
 pub const MAX_DEPTH: usize = 128;
 
 /// A replicated value.
@@ -41,6 +41,22 @@ enum ValueRepr {
 
 thread_local! {
     static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Why the last decode on this thread was refused by the depth guard: postcard reports
+    /// custom errors without their text, so the codec asks here for it.
+    static REFUSED: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// Takes the depth guard's last refusal on this thread, if any.
+pub(crate) fn take_refusal() -> Option<&'static str> {
+    REFUSED.with(|r| r.take())
+}
+
+// The refusals below spell the limit out.
+const _: () = assert!(MAX_DEPTH == 128);
+
+fn refuse<E: serde::de::Error>(what: &'static str) -> E {
+    REFUSED.with(|r| r.set(Some(what)));
+    E::custom(what)
 }
 
 struct DepthGuard;
@@ -72,9 +88,7 @@ where
     T: Deserialize<'de>,
 {
     let Some(_guard) = DepthGuard::enter() else {
-        return Err(serde::de::Error::custom(format!(
-            "message nested deeper than {MAX_DEPTH} levels"
-        )));
+        return Err(refuse("message nested deeper than 128 levels"));
     };
     T::deserialize(deserializer)
 }
@@ -82,9 +96,7 @@ where
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let Some(_guard) = DepthGuard::enter() else {
-            return Err(serde::de::Error::custom(format!(
-                "value nested deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(refuse("value nested deeper than 128 levels"));
         };
         Ok(match ValueRepr::deserialize(deserializer)? {
             ValueRepr::None => Value::None,

@@ -80,6 +80,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     "serving": s.serving, "load_errors": s.load_errors,
                     "python": s.python_version,
                     "fd_limit": s.fd_limit, "fds_open": s.fds_open, "cpu_ms": s.cpu_ms,
+                    "release": s.push_version, "format": s.format_version,
+                    "min_format": s.min_format_version,
                 }),
                 Err(e) => serde_json::json!({"id": m.id, "addr": m.addr, "up": false, "error": e, "voter": m.voter}),
             })
@@ -97,8 +99,17 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         first.term
     );
     println!(
-        "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} HEAD",
-        "ID", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "LAG", "PYTHON"
+        "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} {:<8} {:<6} HEAD",
+        "ID",
+        "ADDRESS",
+        "ROLE",
+        "TERM",
+        "LAST LOG",
+        "APPLIED",
+        "LAG",
+        "PYTHON",
+        "RELEASE",
+        "FORMAT"
     );
     let mut load_errors = Vec::new();
     for (member, status) in rows {
@@ -135,7 +146,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     load_errors.push(format!("node {}: {app}@v{v} failed to load: {e}", s.id));
                 }
                 println!(
-                    "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} {heads}",
+                    "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} {:<8} {:<6} {heads}",
                     s.id,
                     s.addr,
                     s.role,
@@ -143,7 +154,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     opt(s.last_log_index),
                     opt(s.applied_index),
                     lag,
-                    s.python_version
+                    s.python_version,
+                    s.push_version,
+                    s.format_version
                 );
             }
             Err(e) => println!("{:<4} {:<22} {:<10} ({e})", member.id, member.addr, "down"),

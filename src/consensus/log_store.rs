@@ -6,8 +6,10 @@
 //! every pending record, writes them with one `write`, calls `fdatasync` once, then completes
 //! all their callbacks — and torn tails are detected by per-record CRCs and cut off at start.
 //!
-//! File format: a sequence of `[u32 LE length][u32 LE crc32][bincode Record]`. Replaying the
-//! records in order rebuilds the log; every record is idempotent. When the file grows past
+//! File format: a header (`super::format`: magic and format version), then a sequence of
+//! `[u32 LE length][u32 LE crc32][Record]`, the record in the file's format. Replaying the
+//! records in order rebuilds the log; every record is idempotent. A file of an older format
+//! is rewritten in the current one when opened (`migrate`). When the file grows past
 //! [`REWRITE_BYTES`] after purges, it is rewritten as a fresh compact file (write, fsync,
 //! rename, fsync dir) at a moment when no record is queued, so the new file equals the durable
 //! state exactly.
@@ -26,9 +28,10 @@ use openraft::{
     AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
     StorageIOError, Vote,
 };
-use push_protocol::codec;
+use push_protocol::{format as versions, FORMAT_VERSION};
 use serde::{Deserialize, Serialize};
 
+use super::format::{self, LOG_MAGIC};
 use super::TypeConfig;
 
 /// Rewrite the file once it is this large and something has been purged since the last time.
@@ -37,7 +40,7 @@ pub const REWRITE_BYTES: u64 = 32 << 20;
 const LOG_FILE: &str = "raft.log";
 
 #[derive(Serialize, Deserialize)]
-enum Record {
+pub(super) enum Record {
     Vote(Vote<u64>),
     Committed(Option<LogId<u64>>),
     Append(Vec<Entry<TypeConfig>>),
@@ -119,7 +122,8 @@ fn io_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
 }
 
 fn frame_record(record: &Record) -> io::Result<Vec<u8>> {
-    let body = codec::encode(record).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let body = versions::encode(FORMAT_VERSION, record)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
@@ -127,8 +131,9 @@ fn frame_record(record: &Record) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads every intact record; returns the state and the length of the intact prefix.
-fn read_records(bytes: &[u8]) -> (Mem, usize, Option<String>) {
+/// Reads every intact record (each in format `version`); returns the state and the length of
+/// the intact prefix.
+fn read_records(bytes: &[u8], version: u32) -> (Mem, usize, Option<String>) {
     let mut mem = Mem::default();
     let mut pos = 0;
     while pos < bytes.len() {
@@ -147,7 +152,7 @@ fn read_records(bytes: &[u8]) -> (Mem, usize, Option<String>) {
         if crc32fast::hash(body) != crc {
             return (mem, pos, Some(format!("checksum mismatch at byte {pos}")));
         }
-        match codec::decode::<Record>(body) {
+        match versions::decode::<Record>(version, body) {
             Ok(record) => mem.replay(record),
             Err(e) => {
                 return (
@@ -167,7 +172,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, cutting off a torn or corrupt tail.
+    /// Opens (or creates) the log in `dir`, cutting off a torn or corrupt tail, and rewriting
+    /// a file of an older format in the current one.
     pub fn open(dir: &Path) -> io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG_FILE);
@@ -175,15 +181,24 @@ impl LogStore {
         if path.exists() {
             File::open(&path)?.read_to_end(&mut bytes)?;
         }
-        let (mem, good, problem) = read_records(&bytes);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if let Some(problem) = problem {
+        let (version, start) = format::version_of(&bytes, LOG_MAGIC, &path.display().to_string())?;
+        let (mem, good, problem) = read_records(&bytes[start..], version);
+        let good = start + good;
+        if let Some(problem) = &problem {
             tracing::warn!(
                 "raft log {}: {problem}; cutting {} trailing bytes (an interrupted write: nothing acknowledged is lost)",
                 path.display(),
                 bytes.len() - good
             );
-            file.set_len(good as u64)?;
+        }
+        let good = if bytes.is_empty() || version != FORMAT_VERSION {
+            migrate(dir, &mem, version, !bytes.is_empty())?
+        } else {
+            good as u64
+        };
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if problem.is_some() && version == FORMAT_VERSION {
+            file.set_len(good)?;
             file.sync_all()?;
         }
         tracing::info!(
@@ -201,7 +216,7 @@ impl LogStore {
             shared: Arc::downgrade(&shared),
             dir: dir.to_path_buf(),
             file,
-            len: good as u64,
+            len: good,
             purged_since_rewrite: false,
         };
         std::thread::Builder::new()
@@ -264,6 +279,40 @@ impl LogStore {
         })
         .await
     }
+}
+
+/// The whole log as a fresh file in the current format: header, vote, committed, purged,
+/// entries in batches.
+fn image(mem: &Mem) -> io::Result<Vec<u8>> {
+    let mut buf = format::header(LOG_MAGIC);
+    if let Some(v) = mem.vote {
+        buf.extend(frame_record(&Record::Vote(v))?);
+    }
+    buf.extend(frame_record(&Record::Committed(mem.committed))?);
+    if let Some(p) = mem.purged {
+        buf.extend(frame_record(&Record::Purge(p))?);
+    }
+    let entries: Vec<_> = mem.entries.values().cloned().collect();
+    for chunk in entries.chunks(256) {
+        buf.extend(frame_record(&Record::Append(chunk.to_vec()))?);
+    }
+    Ok(buf)
+}
+
+/// Writes the log read from a file of format `from` (or a new, empty one) as a file of the
+/// current format, crash-safely; returns its length.
+fn migrate(dir: &Path, mem: &Mem, from: u32, existed: bool) -> io::Result<u64> {
+    let image = image(mem)?;
+    format::replace_file(dir, LOG_FILE, &image)?;
+    if existed {
+        tracing::info!(
+            from,
+            to = FORMAT_VERSION,
+            entries = mem.entries.len(),
+            "migrated the raft log to the current format"
+        );
+    }
+    Ok(image.len() as u64)
 }
 
 struct Writer {
@@ -344,18 +393,7 @@ impl Writer {
         if shared.queued.load(Ordering::SeqCst) != 0 {
             return Ok(());
         }
-        let mut buf = Vec::new();
-        if let Some(v) = mem.vote {
-            buf.extend(frame_record(&Record::Vote(v))?);
-        }
-        buf.extend(frame_record(&Record::Committed(mem.committed))?);
-        if let Some(p) = mem.purged {
-            buf.extend(frame_record(&Record::Purge(p))?);
-        }
-        let entries: Vec<_> = mem.entries.values().cloned().collect();
-        for chunk in entries.chunks(256) {
-            buf.extend(frame_record(&Record::Append(chunk.to_vec()))?);
-        }
+        let buf = image(&mem)?;
         let tmp = self.dir.join(format!("{LOG_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
         file.write_all(&buf)?;
@@ -476,14 +514,14 @@ mod tests {
         bytes.extend(frame_record(&Record::Committed(None)).unwrap());
         let whole = bytes.len();
         bytes.extend(&frame_record(&Record::Truncate(9)).unwrap()[..5]);
-        let (_, good, problem) = read_records(&bytes);
+        let (_, good, problem) = read_records(&bytes, FORMAT_VERSION);
         assert_eq!(good, whole);
         assert!(problem.unwrap().contains("torn"));
 
         let mut flipped = bytes[..whole].to_vec();
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
-        let (_, good, problem) = read_records(&flipped);
+        let (_, good, problem) = read_records(&flipped, FORMAT_VERSION);
         assert!(good < whole);
         assert!(problem.unwrap().contains("checksum"));
     }

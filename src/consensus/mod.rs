@@ -4,9 +4,14 @@
 //! **Architecture Invariant:** a write is acknowledged only after openraft has committed it on
 //! a majority, and an entry counts toward that majority only after the log store's `fdatasync`.
 
+pub mod format;
 pub mod log_store;
 pub mod network;
+#[cfg(test)]
+mod shapes;
 pub mod state_machine;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::io::Cursor;
 use std::path::Path;
@@ -80,6 +85,8 @@ pub async fn start(
         dir: dir.display().to_string(),
         source,
     };
+    // A file of a newer release is refused before anything is opened or migrated.
+    format::check_data_dir(dir).map_err(storage)?;
     let log = LogStore::open(&dir.join("log")).map_err(storage)?;
     let sm = StateMachineStore::open(&dir.join("state")).map_err(storage)?;
     let shared = sm.shared();

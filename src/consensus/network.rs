@@ -17,10 +17,11 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
-use push_protocol::client::handshake;
+use push_protocol::client::{handshake_offering, needs_older_hello};
+use push_protocol::format::{self, FORMAT_VERSION, MIN_FORMAT_VERSION};
 use push_protocol::frame::{self, Kind, MAX_PEER_FRAME};
 use push_protocol::tls::Stream;
-use push_protocol::{codec, Role};
+use push_protocol::Role;
 use serde::{Deserialize, Serialize};
 
 use super::{Raft, TypeConfig};
@@ -73,6 +74,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .unwrap_or_else(|| node.addr.clone()),
             token: self.token.clone(),
             stream: None,
+            version: FORMAT_VERSION,
         }
     }
 }
@@ -83,6 +85,8 @@ pub struct PeerConnection {
     addr: String,
     token: String,
     stream: Option<Stream>,
+    /// The format of the current connection (the peer's welcome chose it).
+    version: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,18 +116,37 @@ impl PeerConnection {
                 addr: self.addr.clone(),
                 reason,
             };
-            let stream =
-                tokio::time::timeout(Duration::from_secs(1), push_protocol::tls::dial(&self.addr))
-                    .await
-                    .map_err(|_| fail("connect timed out".into()))?
-                    .map_err(|e| fail(e.to_string()))?;
-            let (stream, _) = tokio::time::timeout(
-                Duration::from_secs(2),
-                handshake(stream, &self.addr, &self.token, Role::Peer, "push-peer"),
-            )
-            .await
-            .map_err(|_| fail("handshake timed out".into()))?
-            .map_err(|e| fail(e.to_string()))?;
+            let mut offer = FORMAT_VERSION;
+            let (stream, welcome) = loop {
+                let stream = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    push_protocol::tls::dial(&self.addr),
+                )
+                .await
+                .map_err(|_| fail("connect timed out".into()))?
+                .map_err(|e| fail(e.to_string()))?;
+                let shaken = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    handshake_offering(
+                        stream,
+                        &self.addr,
+                        &self.token,
+                        Role::Peer,
+                        "push-peer",
+                        offer,
+                    ),
+                )
+                .await
+                .map_err(|_| fail("handshake timed out".into()))?;
+                match shaken {
+                    // A node of format 1 wants its own version exactly: ask again for that.
+                    Err(e) if offer != MIN_FORMAT_VERSION && needs_older_hello(&e) => {
+                        offer = MIN_FORMAT_VERSION;
+                    }
+                    other => break other.map_err(|e| fail(e.to_string()))?,
+                }
+            };
+            self.version = welcome.protocol;
             self.stream = Some(stream);
         }
         Ok(self.stream.as_mut().expect("connected above"))
@@ -145,17 +168,18 @@ impl PeerConnection {
         let Some(mut stream) = self.stream.take() else {
             return Err(io_fail("not connected".into()));
         };
+        let version = self.version;
         let exchange = async {
             frame::write_frame(&mut stream, Kind::Raft, body)
                 .await
                 .map_err(|e| e.to_string())?;
             match frame::read_frame(&mut stream, MAX_PEER_FRAME).await {
                 Ok(Some(f)) if f.kind == Kind::RaftReply => Ok(f.payload),
-                Ok(Some(f)) if f.kind == Kind::Error => {
-                    Err(codec::decode::<push_protocol::ErrorBody>(&f.payload)
-                        .map(|b| b.message)
-                        .unwrap_or_else(|e| e.to_string()))
-                }
+                Ok(Some(f)) if f.kind == Kind::Error => Err(format::decode::<
+                    push_protocol::ErrorBody,
+                >(version, &f.payload)
+                .map(|b| b.message)
+                .unwrap_or_else(|e| e.to_string())),
                 Ok(Some(f)) => Err(format!("unexpected {:?} frame", f.kind)),
                 Ok(None) => Err("peer closed the connection".to_string()),
                 Err(e) => Err(e.to_string()),
@@ -179,7 +203,13 @@ impl PeerConnection {
     where
         E: std::error::Error,
     {
-        let body = codec::encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Connect first: the peer's welcome decides the format of the request.
+        self.connect()
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let version = self.version;
+        let body =
+            format::encode(version, rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if body.len() + 1 > MAX_PEER_FRAME {
             let entries = match rpc {
                 RaftRpc::Append(req) => req.entries.len() as u64,
@@ -193,8 +223,8 @@ impl PeerConnection {
             LinkError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
             LinkError::Io { .. } => RPCError::Network(NetworkError::new(&e)),
         })?;
-        let reply: RaftRpcReply =
-            codec::decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let reply: RaftRpcReply = format::decode(version, &reply)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         match unpack(reply) {
             Some(Ok(v)) => Ok(v),
             Some(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
@@ -251,7 +281,7 @@ mod tests {
 
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
     use proptest::prelude::*;
-    use push_protocol::Value;
+    use push_protocol::{codec, Value};
 
     use super::*;
     use crate::model::{Command, CommandOp};

@@ -1,5 +1,7 @@
 //! The Raft state machine: hands committed entries to [`crate::model::apply`], builds and
-//! installs snapshots, and keeps the newest snapshot on disk.
+//! installs snapshots, and keeps the newest snapshot on disk (in the current format; a file of
+//! an older one is rewritten when opened, and installs of any readable format are accepted —
+//! [`super::format`] reads them).
 //!
 //! The state lives behind a `RwLock` shared with the server, which reads it for queries;
 //! lock sections are short and never cross an `.await`. Every apply bumps a watch channel so
@@ -15,9 +17,10 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use push_protocol::codec;
+use push_protocol::FORMAT_VERSION;
 use serde::{Deserialize, Serialize};
 
+use super::format::{self, SNAPSHOT_MAGIC};
 use super::TypeConfig;
 use crate::model::{self, Applied, State};
 
@@ -31,9 +34,9 @@ pub struct Applier {
     pub state: State,
 }
 
-/// A snapshot as stored on disk.
+/// A snapshot as stored on disk; `data` is the state as [`format::encode_state`] writes it.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
+pub(super) struct StoredSnapshot {
     meta: SnapshotMeta<u64, BasicNode>,
     data: Vec<u8>,
 }
@@ -85,18 +88,28 @@ impl StateMachineStore {
         let path = dir.join(SNAPSHOT_FILE);
         let (applier, current) = if path.exists() {
             let bytes = std::fs::read(&path)?;
-            let stored: StoredSnapshot = codec::decode(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
-            let applier: Applier = codec::decode(&stored.data).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
+            let what = path.display().to_string();
+            let (stored, version): (StoredSnapshot, u32) =
+                format::decode_file(&bytes, SNAPSHOT_MAGIC, &what)?;
+            let applier: Applier = format::decode_state(&stored.data, &what)?;
+            let stored = if version == FORMAT_VERSION {
+                stored
+            } else {
+                // Rewrite in the current format, state bytes included (they are what
+                // followers are sent).
+                let stored = StoredSnapshot {
+                    meta: stored.meta,
+                    data: format::encode_state(&applier)?,
+                };
+                let bytes = format::encode_file(SNAPSHOT_MAGIC, &stored)?;
+                format::replace_file(dir, SNAPSHOT_FILE, &bytes)?;
+                tracing::info!(
+                    from = version,
+                    to = FORMAT_VERSION,
+                    "migrated the snapshot to the current format"
+                );
+                stored
+            };
             (applier, Some(Arc::new(stored)))
         } else {
             (Applier::default(), None)
@@ -123,8 +136,7 @@ impl StateMachineStore {
     }
 
     fn persist(&self, stored: &StoredSnapshot) -> std::io::Result<()> {
-        let bytes = codec::encode(stored)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let bytes = format::encode_file(SNAPSHOT_MAGIC, stored)?;
         let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         {
             use std::io::Write;
@@ -141,7 +153,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (data, last_applied, membership) = {
             let applier = self.shared.read();
-            let data = codec::encode(&*applier).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            let data = format::encode_state(&*applier).map_err(|e| sm_err(ErrorVerb::Read, e))?;
             (data, applier.last_applied, applier.membership.clone())
         };
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -232,10 +244,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
-        let applier: Applier = codec::decode(&data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        // Any readable format (a leader of an older release sends its own); kept on disk in
+        // the current one.
+        let applier: Applier = format::decode_state(&data, "an installed snapshot")
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data,
+            data: format::encode_state(&applier).map_err(|e| sm_err(ErrorVerb::Read, e))?,
         };
         self.persist(&stored)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;

@@ -29,6 +29,7 @@ fn default_config() -> TsConfig {
 
 /// One series.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "SeriesShapes")]
 pub struct Series {
     pub config: TsConfig,
     points: VecDeque<TsPoint>,
@@ -37,8 +38,68 @@ pub struct Series {
     /// How far each partition handler unit has processed.
     cursors: BTreeMap<String, u64>,
     /// Points dropped by retention that a handler has not processed yet, oldest first.
-    #[serde(default)]
     backlog: VecDeque<TsPoint>,
+}
+
+/// A series as format 1 stored it: no handler backlog. Frozen: never change it.
+#[derive(Deserialize)]
+struct SeriesV1 {
+    config: TsConfig,
+    points: VecDeque<TsPoint>,
+    next_seq: u64,
+    appended: u64,
+    cursors: BTreeMap<String, u64>,
+}
+
+/// A series as format 2 stores it (the same fields as [`Series`]).
+#[derive(Deserialize)]
+struct SeriesV2 {
+    config: TsConfig,
+    points: VecDeque<TsPoint>,
+    next_seq: u64,
+    appended: u64,
+    cursors: BTreeMap<String, u64>,
+    backlog: VecDeque<TsPoint>,
+}
+
+/// Whichever shape the bytes being decoded have (the codecs carry no field count, so the
+/// format being read decides).
+enum SeriesShapes {
+    V1(SeriesV1),
+    V2(SeriesV2),
+}
+
+impl<'de> Deserialize<'de> for SeriesShapes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if push_protocol::format::decoding_version() < 2 {
+            SeriesV1::deserialize(d).map(SeriesShapes::V1)
+        } else {
+            SeriesV2::deserialize(d).map(SeriesShapes::V2)
+        }
+    }
+}
+
+impl From<SeriesShapes> for Series {
+    fn from(shape: SeriesShapes) -> Series {
+        match shape {
+            SeriesShapes::V1(s) => Series {
+                config: s.config,
+                points: s.points,
+                next_seq: s.next_seq,
+                appended: s.appended,
+                cursors: s.cursors,
+                backlog: VecDeque::new(),
+            },
+            SeriesShapes::V2(s) => Series {
+                config: s.config,
+                points: s.points,
+                next_seq: s.next_seq,
+                appended: s.appended,
+                cursors: s.cursors,
+                backlog: s.backlog,
+            },
+        }
+    }
 }
 
 impl Default for Series {
@@ -278,6 +339,42 @@ mod tests {
         s.advance("h[0]", 7);
         s.advance("h[0]", 3);
         assert_eq!(s.cursor("h[0]"), 7);
+    }
+
+    #[test]
+    fn a_series_stored_in_format_1_loads_without_a_backlog() {
+        // The shape format 1 wrote (no backlog), as a release before the backlog encoded it.
+        #[derive(Serialize)]
+        struct Old {
+            config: TsConfig,
+            points: VecDeque<TsPoint>,
+            next_seq: u64,
+            appended: u64,
+            cursors: BTreeMap<String, u64>,
+        }
+        let old = Old {
+            config: default_config(),
+            points: VecDeque::new(),
+            next_seq: 7,
+            appended: 7,
+            cursors: BTreeMap::from([("h[0]".to_string(), 5)]),
+        };
+        let bytes = push_protocol::format::encode(1, &(old, 42u64)).unwrap();
+        let (series, after): (Series, u64) = push_protocol::format::decode(1, &bytes).unwrap();
+        assert_eq!((series.next_seq, series.cursor("h[0]"), after), (7, 5, 42));
+        assert!(series.backlog.is_empty());
+
+        // Format 2 keeps the backlog.
+        let mut s = Series::default();
+        s.config.max_points = Some(1);
+        s.config.partitions = 1;
+        s.advance("h[0]", 0);
+        s.append(&[point(1, "a"), point(2, "a")], 0);
+        assert_eq!(s.backlog.len(), 1);
+        let bytes = push_protocol::format::encode(2, &s).unwrap();
+        let back: Series = push_protocol::format::decode(2, &bytes).unwrap();
+        assert_eq!(back.backlog.len(), 1);
+        assert_eq!(push_protocol::format::decoding_version(), 2);
     }
 
     #[test]

@@ -319,6 +319,8 @@ impl Node {
             python_version: self.runtime.python_version().to_string(),
             fd_limit: usage.fd_limit,
             fds_open: usage.fds_open,
+            format_version: push_protocol::FORMAT_VERSION,
+            min_format_version: push_protocol::MIN_FORMAT_VERSION,
         }
     }
 

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use push_protocol::format::{self, handshake as layout};
 use push_protocol::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME, MAX_PEER_FRAME};
 use push_protocol::tls::Stream;
-use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Op, Outcome, Role, Welcome, MAGIC};
+use push_protocol::{ErrorBody, ErrorCode, Hello, Op, Outcome, Role, Welcome, MAGIC};
 use tokio::io::AsyncWriteExt;
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
@@ -18,13 +19,24 @@ use crate::consensus::network::{serve_rpc, RaftRpc};
 use crate::node::Node;
 use crate::shutdown::Shutdown;
 
+/// Sends a refusal before the welcome, in the handshake's frozen layout.
 async fn send_error(
     writer: &mut (impl tokio::io::AsyncWrite + Unpin),
     code: ErrorCode,
     message: String,
 ) {
-    let body = ErrorBody::new(code, message);
-    if let Ok(bytes) = codec::encode(&body) {
+    let bytes = layout::encode_refusal(&ErrorBody::new(code, message));
+    let _ = frame::write_frame(writer, Kind::Error, &bytes).await;
+}
+
+/// Sends a connection-level error after the welcome, in the connection's format.
+async fn send_error_in(
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    version: u32,
+    code: ErrorCode,
+    message: String,
+) {
+    if let Ok(bytes) = format::encode(version, &ErrorBody::new(code, message)) {
         let _ = frame::write_frame(writer, Kind::Error, &bytes).await;
     }
 }
@@ -83,7 +95,7 @@ pub async fn handle(
         }
         Ok(Ok(Some(f))) => f,
     };
-    let hello: Hello = match (hello.kind, codec::decode::<Hello>(&hello.payload)) {
+    let hello: Hello = match (hello.kind, layout::decode_hello(&hello.payload)) {
         (Kind::Hello, Ok(h)) if h.magic == MAGIC => h,
         _ => {
             tracing::info!(%peer, "refused connection: not a Push hello");
@@ -96,18 +108,26 @@ pub async fn handle(
             return;
         }
     };
-    if hello.protocol != push_protocol::PROTOCOL_VERSION {
-        send_error(
-            &mut stream,
-            ErrorCode::VersionMismatch,
-            format!(
-                "protocol mismatch: the client ({}) speaks protocol {}, this node (push {}) speaks {}; use matching Push versions",
-                hello.client, hello.protocol, push_protocol::PUSH_VERSION, push_protocol::PROTOCOL_VERSION
-            ),
-        )
-        .await;
-        return;
-    }
+    let version = match format::negotiate(hello.protocol) {
+        Ok(version) => version,
+        Err(_) => {
+            send_error(
+                &mut stream,
+                ErrorCode::VersionMismatch,
+                format!(
+                    "format mismatch: the client ({}) speaks formats up to {}, this node (push {}) speaks formats {} to {}; use a Push release that speaks format {} or later",
+                    hello.client,
+                    hello.protocol,
+                    push_protocol::PUSH_VERSION,
+                    push_protocol::MIN_FORMAT_VERSION,
+                    push_protocol::FORMAT_VERSION,
+                    push_protocol::MIN_FORMAT_VERSION,
+                ),
+            )
+            .await;
+            return;
+        }
+    };
     if !auth::token_matches(&hello.token, &node.token) {
         tracing::warn!(%peer, client = %hello.client, "refused connection: wrong cluster token");
         send_error(
@@ -132,12 +152,10 @@ pub async fn handle(
     };
     let welcome = Welcome {
         node_id: node.id,
-        protocol: push_protocol::PROTOCOL_VERSION,
+        protocol: version,
         push_version: push_protocol::PUSH_VERSION.to_string(),
     };
-    let Ok(bytes) = codec::encode(&welcome) else {
-        return;
-    };
+    let bytes = layout::encode_welcome(&welcome);
     if frame::write_frame(&mut stream, Kind::Welcome, &bytes)
         .await
         .is_err()
@@ -149,13 +167,19 @@ pub async fn handle(
             // The cluster's own requests between nodes are not a person's: not audited.
             let who = (!hello.client.starts_with(crate::NODE_CLIENT))
                 .then(|| Arc::<str>::from(format!("{} from {}", hello.client, peer.ip())));
-            client_loop(stream, peer, node, shutdown, who).await
+            client_loop(stream, peer, node, shutdown, who, version).await
         }
-        Role::Peer => peer_loop(stream, peer, node, shutdown).await,
+        Role::Peer => peer_loop(stream, peer, node, shutdown, version).await,
     }
 }
 
-async fn peer_loop(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, mut shutdown: Shutdown) {
+async fn peer_loop(
+    mut stream: Stream,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    mut shutdown: Shutdown,
+    version: u32,
+) {
     loop {
         let frame = tokio::select! {
             _ = shutdown.wait() => return,
@@ -166,8 +190,9 @@ async fn peer_loop(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, mut sh
             Ok(None) => return,
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
             Ok(Some(f)) => {
-                send_error(
+                send_error_in(
                     &mut stream,
+                    version,
                     ErrorCode::BadFrame,
                     format!("unexpected {:?} frame on a peer connection", f.kind),
                 )
@@ -176,15 +201,16 @@ async fn peer_loop(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, mut sh
             }
             Err(e) => {
                 tracing::warn!(%peer, "peer connection: {e}");
-                send_error(&mut stream, frame_error_code(&e), e.to_string()).await;
+                send_error_in(&mut stream, version, frame_error_code(&e), e.to_string()).await;
                 return;
             }
         };
-        let rpc: RaftRpc = match codec::decode(&frame.payload) {
+        let rpc: RaftRpc = match format::decode(version, &frame.payload) {
             Ok(rpc) => rpc,
             Err(e) => {
-                send_error(
+                send_error_in(
                     &mut stream,
+                    version,
                     ErrorCode::BadFrame,
                     format!("undecodable raft rpc: {e}"),
                 )
@@ -193,7 +219,7 @@ async fn peer_loop(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, mut sh
             }
         };
         let reply = serve_rpc(&node.raft, rpc).await;
-        let Ok(bytes) = codec::encode(&reply) else {
+        let Ok(bytes) = format::encode(version, &reply) else {
             return;
         };
         if frame::write_frame(&mut stream, Kind::RaftReply, &bytes)
@@ -205,13 +231,13 @@ async fn peer_loop(mut stream: Stream, peer: SocketAddr, node: Arc<Node>, mut sh
     }
 }
 
-/// Encodes one response frame.
-fn response(id: u64, last: bool, outcome: &Outcome) -> Vec<u8> {
-    let body = codec::encode(outcome).unwrap_or_else(|e| {
-        codec::encode(&Outcome::Err(ErrorBody::new(
-            ErrorCode::Internal,
-            e.to_string(),
-        )))
+/// Encodes one response frame in format `version`.
+fn response(version: u32, id: u64, last: bool, outcome: &Outcome) -> Vec<u8> {
+    let body = format::encode_outcome(version, outcome).unwrap_or_else(|e| {
+        format::encode_outcome(
+            version,
+            &Outcome::Err(ErrorBody::new(ErrorCode::Internal, e.to_string())),
+        )
         .unwrap_or_default()
     });
     frame::encode_frame(Kind::Response, &[&id.to_be_bytes(), &[last as u8], &body])
@@ -231,6 +257,7 @@ async fn client_loop(
     node: Arc<Node>,
     mut shutdown: Shutdown,
     who: Option<Arc<str>>,
+    version: u32,
 ) {
     let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
@@ -247,24 +274,27 @@ async fn client_loop(
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
                 tracing::info!(%peer, "closing client connection: {e}");
-                let body = codec::encode(&ErrorBody::new(
-                    frame_error_code(&e),
-                    format!("{e}; closing the connection"),
-                ))
+                let body = format::encode(
+                    version,
+                    &ErrorBody::new(frame_error_code(&e), format!("{e}; closing the connection")),
+                )
                 .unwrap_or_default();
                 let _ = tx.send(frame::encode_frame(Kind::Error, &[&body])).await;
                 break;
             }
         };
         if frame.kind != Kind::Request || frame.payload.len() < 8 {
-            let body = codec::encode(&ErrorBody::new(
-                ErrorCode::BadFrame,
-                format!(
-                    "expected a request frame, got {:?} of {} bytes; closing the connection",
-                    frame.kind,
-                    frame.payload.len()
+            let body = format::encode(
+                version,
+                &ErrorBody::new(
+                    ErrorCode::BadFrame,
+                    format!(
+                        "expected a request frame, got {:?} of {} bytes; closing the connection",
+                        frame.kind,
+                        frame.payload.len()
+                    ),
                 ),
-            ))
+            )
             .unwrap_or_default();
             let _ = tx.send(frame::encode_frame(Kind::Error, &[&body])).await;
             break;
@@ -272,14 +302,18 @@ async fn client_loop(
         let mut id = [0u8; 8];
         id.copy_from_slice(&frame.payload[..8]);
         let id = u64::from_be_bytes(id);
-        let op: Op = match codec::decode(&frame.payload[8..]) {
+        let op: Op = match format::decode(version, &frame.payload[8..]) {
             Ok(op) => op,
             Err(e) => {
                 let outcome = Err(ErrorBody::new(
                     ErrorCode::UnknownOp,
                     format!("unknown or malformed request ({e}); this node runs push {} — is the client a different version?", push_protocol::PUSH_VERSION),
                 ));
-                if tx.send(response(id, true, &outcome)).await.is_err() {
+                if tx
+                    .send(response(version, id, true, &outcome))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 continue;
@@ -295,7 +329,7 @@ async fn client_loop(
             let forwarder = tokio::spawn(async move {
                 while let Some(reply) = updates.recv().await {
                     if updates_tx
-                        .send(response(id, false, &Ok(reply)))
+                        .send(response(version, id, false, &Ok(reply)))
                         .await
                         .is_err()
                     {
@@ -315,7 +349,7 @@ async fn client_loop(
             );
             drop(progress);
             let _ = forwarder.await;
-            let _ = tx.send(response(id, true, &outcome)).await;
+            let _ = tx.send(response(version, id, true, &outcome)).await;
         });
     }
     drop(tx);

@@ -26,11 +26,10 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 fn refuse(stream: tokio::net::TcpStream, refused: &limits::Refused) {
     let body =
         push_protocol::ErrorBody::new(push_protocol::ErrorCode::Unavailable, refused.to_string());
-    if let Ok(bytes) = push_protocol::codec::encode(&body) {
-        let frame =
-            push_protocol::frame::encode_frame(push_protocol::frame::Kind::Error, &[&bytes]);
-        let _ = stream.try_write(&frame);
-    }
+    // Before any hello: the handshake's frozen layout, which every release reads.
+    let bytes = push_protocol::format::handshake::encode_refusal(&body);
+    let frame = push_protocol::frame::encode_frame(push_protocol::frame::Kind::Error, &[&bytes]);
+    let _ = stream.try_write(&frame);
 }
 
 /// Accepts connections until shutdown; with `tls`, every connection must speak TLS first.

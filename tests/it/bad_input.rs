@@ -1,6 +1,7 @@
 //! Hostile and malformed input on the node's one address: each case gets a clear error or a
 //! closed connection, the node keeps serving everyone else, and nothing is lost.
 
+use push_protocol::format::handshake as layout;
 use push_protocol::frame::{encode_frame, Kind};
 use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Op, ReadMode, Reply, Role, Value, MAGIC};
 use tokio::io::AsyncWriteExt;
@@ -39,27 +40,27 @@ async fn hostile_input_gets_clear_errors_and_the_node_keeps_serving() {
     )
     .await;
 
-    // Wrong token, missing token, wrong protocol version.
+    // Wrong token, missing token, a format older than any this node speaks (a newer one is
+    // answered in this node's format: formats::clients_of_other_formats_agree...).
     let msg = expect_error_and_close(
         &addr,
-        &hello("wrong", push_protocol::PROTOCOL_VERSION),
+        &hello("wrong", push_protocol::FORMAT_VERSION),
         ErrorCode::Unauthorized,
     )
     .await;
     assert!(msg.contains("token"), "{msg}");
     expect_error_and_close(
         &addr,
-        &hello("", push_protocol::PROTOCOL_VERSION),
+        &hello("", push_protocol::FORMAT_VERSION),
         ErrorCode::Unauthorized,
     )
     .await;
-    let msg = expect_error_and_close(
-        &addr,
-        &hello(&cluster.token, 999),
-        ErrorCode::VersionMismatch,
-    )
-    .await;
-    assert!(msg.contains("999"), "{msg}");
+    let msg =
+        expect_error_and_close(&addr, &hello(&cluster.token, 0), ErrorCode::VersionMismatch).await;
+    assert!(
+        msg.contains("up to 0") && msg.contains("formats 1 to"),
+        "{msg}"
+    );
 
     // A truncated frame: the header promises 100 bytes, 10 arrive, then the client hangs up.
     {
@@ -155,12 +156,12 @@ async fn peer_port_refuses_raft_traffic_without_the_token() {
     let addr = cluster.addr(1);
     let hello = Hello {
         magic: MAGIC,
-        protocol: push_protocol::PROTOCOL_VERSION,
+        protocol: push_protocol::FORMAT_VERSION,
         token: "nope".into(),
         role: Role::Peer,
         client: "evil".into(),
     };
-    let bytes = encode_frame(Kind::Hello, &[&codec::encode(&hello).expect("encode")]);
+    let bytes = encode_frame(Kind::Hello, &[&layout::encode_hello(&hello)]);
     expect_error_and_close(&addr, &bytes, ErrorCode::Unauthorized).await;
     // A peer with the token sending garbage instead of a Raft RPC is cut off; the node lives.
     let hello = Hello {
@@ -168,12 +169,9 @@ async fn peer_port_refuses_raft_traffic_without_the_token() {
         ..hello
     };
     let mut s = TcpStream::connect(&addr).await.expect("connect");
-    s.write_all(&encode_frame(
-        Kind::Hello,
-        &[&codec::encode(&hello).expect("encode")],
-    ))
-    .await
-    .expect("write");
+    s.write_all(&encode_frame(Kind::Hello, &[&layout::encode_hello(&hello)]))
+        .await
+        .expect("write");
     assert_eq!(next(&mut s).await.expect("welcome").kind, Kind::Welcome);
     s.write_all(&encode_frame(Kind::Raft, &[&[255, 255, 255]]))
         .await

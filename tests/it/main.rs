@@ -13,6 +13,7 @@ mod cluster;
 mod code_store;
 mod eval;
 mod flood;
+mod formats;
 mod hostile;
 mod hotpatch;
 mod logs;

@@ -46,6 +46,8 @@ fn status(id: u64, role: &str) -> NodeStatus {
         python_version: "3.11.7".into(),
         fd_limit: 1024,
         fds_open: 10,
+        format_version: 2,
+        min_format_version: 1,
     }
 }
 

@@ -6,7 +6,7 @@ use super::*;
 pub(super) async fn wrong_token(ctx: Arc<Ctx>, id: u64) {
     let msg = expect_error_and_close(
         ctx.addr(id),
-        &hello("wrong", push_protocol::PROTOCOL_VERSION),
+        &hello("wrong", push_protocol::FORMAT_VERSION),
         ErrorCode::Unauthorized,
     )
     .await;
@@ -19,7 +19,7 @@ pub(super) async fn wrong_token(ctx: Arc<Ctx>, id: u64) {
 pub(super) async fn missing_token(ctx: Arc<Ctx>, id: u64) {
     let msg = expect_error_and_close(
         ctx.addr(id),
-        &hello("", push_protocol::PROTOCOL_VERSION),
+        &hello("", push_protocol::FORMAT_VERSION),
         ErrorCode::Unauthorized,
     )
     .await;
@@ -34,7 +34,7 @@ pub(super) async fn token_of_the_right_length(ctx: Arc<Ctx>, id: u64) {
     assert_eq!(forged.len(), ctx.token.len());
     let msg = expect_error_and_close(
         ctx.addr(id),
-        &hello(&forged, push_protocol::PROTOCOL_VERSION),
+        &hello(&forged, push_protocol::FORMAT_VERSION),
         ErrorCode::Unauthorized,
     )
     .await;
@@ -124,9 +124,9 @@ pub(super) async fn invalid_utf8_in_a_string_field(ctx: Arc<Ctx>, id: u64) {
 }
 
 pub(super) async fn unknown_op(ctx: Arc<Ctx>, id: u64) {
-    // Variant index 1000 as a bincode varint (251 = u16 follows), far past the end of `Op`.
+    // Variant index 1000 as a LEB128 varint (postcard), far past the end of `Op`.
     let mut s = session(ctx.addr(id), &ctx.token).await;
-    s.write_all(&request(5, &[251, 0xe8, 0x03, 1, 2, 3]))
+    s.write_all(&request(5, &[0xe8, 0x07, 1, 2, 3]))
         .await
         .expect("write");
     let (rid, outcome) = response(&mut s).await;

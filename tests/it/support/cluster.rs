@@ -170,6 +170,17 @@ impl Cluster {
         cluster
     }
 
+    /// Node 1 alone, started on a copy of `data` (a saved data dir, such as a golden
+    /// fixture) whose cluster token is `token`. Nothing is waited for.
+    pub fn launch_from(data: &Path, token: &str) -> Cluster {
+        let mut cluster = Cluster::empty();
+        cluster.token = token.to_string();
+        std::fs::write(&cluster.token_file, token).expect("token file");
+        copy_dir(data, &cluster.dir.path().join("node1"));
+        cluster.add_node(1, &[]);
+        cluster
+    }
+
     /// Starts node `id` (joining node 1 unless it is node 1).
     pub fn add_node(&mut self, id: u64, extra: &[&str]) {
         let addr = format!("127.0.0.1:{}", free_port());
@@ -488,6 +499,20 @@ impl Drop for Cluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+    }
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
         }
     }
 }

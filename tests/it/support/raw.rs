@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use push_protocol::format::handshake as layout;
 use push_protocol::frame::{encode_frame, read_frame, Frame, Kind, MAX_CLIENT_FRAME};
 use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Outcome, Role, MAGIC};
 use tokio::io::AsyncWriteExt;
@@ -17,7 +18,15 @@ pub fn hello(token: &str, protocol: u32) -> Vec<u8> {
         role: Role::Client,
         client: "test".into(),
     };
-    encode_frame(Kind::Hello, &[&codec::encode(&hello).expect("encode")])
+    encode_frame(Kind::Hello, &[&layout::encode_hello(&hello)])
+}
+
+/// An error frame's body: a refusal before the welcome (the handshake's layout) or an error
+/// after it (the connection's format, the current one for these tests).
+pub fn error_body(payload: &[u8]) -> ErrorBody {
+    layout::decode_refusal(payload)
+        .or_else(|_| codec::decode(payload))
+        .expect("error body")
 }
 
 /// The next frame, or None when the node closed the connection (or sent garbage).
@@ -41,7 +50,7 @@ pub async fn expect_error_and_close(addr: &str, bytes: &[u8], code: ErrorCode) -
 pub async fn expect_error_then_close(s: &mut TcpStream, code: ErrorCode) -> String {
     let frame = next(s).await.expect("an error frame before the close");
     assert_eq!(frame.kind, Kind::Error, "expected an error frame");
-    let body: ErrorBody = codec::decode(&frame.payload).expect("error body");
+    let body = error_body(&frame.payload);
     assert_eq!(body.code, code, "{}", body.message);
     assert!(
         next(s).await.is_none(),
@@ -53,7 +62,7 @@ pub async fn expect_error_then_close(s: &mut TcpStream, code: ErrorCode) -> Stri
 /// A handshaken raw connection.
 pub async fn session(addr: &str, token: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(&hello(token, push_protocol::PROTOCOL_VERSION))
+    s.write_all(&hello(token, push_protocol::FORMAT_VERSION))
         .await
         .expect("hello");
     let welcome = next(&mut s).await.expect("welcome");
