@@ -119,7 +119,8 @@ impl Metrics {
             ))?,
             log_fsync_records: IntCounter::new(
                 "push_raft_log_records_total",
-                "Raft log records made durable (appends, votes, commits, purges).",
+                "Raft log records made durable by an fdatasync (appends, votes, truncations, \
+                 purges; committed indexes ride along with the next one).",
             )?,
             leader_changes: IntCounter::new(
                 "push_raft_leader_changes_total",
