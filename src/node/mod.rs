@@ -7,6 +7,7 @@
 //! a node together from its config is `crate::assemble`'s.
 
 pub mod audit;
+pub mod batch;
 pub mod peers;
 pub mod reload;
 
@@ -20,7 +21,7 @@ use push_protocol::{Client, ErrorBody, ErrorCode, Member, NodeInfo, NodeStatus};
 
 use crate::clock::now_ms;
 use crate::consensus::{Raft, SharedState};
-use crate::model::{Applied, Command, CommandOp, State};
+use crate::model::{Applied, CommandOp, State};
 use crate::runtime::Runtime;
 
 /// Where a leader-only request ended up.
@@ -63,6 +64,8 @@ pub struct Node {
     membership: tokio::sync::Mutex<()>,
     /// Audit notes of evals and lambdas waiting to be proposed.
     pub audit: audit::Recorder,
+    /// Group commit of small client writes.
+    batcher: batch::Batcher,
 }
 
 fn internal(e: impl std::fmt::Display) -> ErrorBody {
@@ -89,6 +92,7 @@ impl Node {
         Node {
             id,
             addr,
+            batcher: batch::Batcher::start(raft.clone()),
             raft,
             state,
             token,
@@ -112,20 +116,16 @@ impl Node {
         f(&self.state.read().state)
     }
 
-    /// Proposes a command on this node; `Forward` when it is not the leader.
+    /// Proposes a command on this node; `Forward` when it is not the leader. Small client
+    /// writes go through the group commit ([`batch`]), the rest on their own.
     pub async fn propose(&self, op: CommandOp) -> Result<Route<(Applied, u64)>, ErrorBody> {
-        let command = Command {
-            time_ms: now_ms(),
-            op,
-        };
-        match self.raft.client_write(command).await {
-            Ok(resp) => Ok(Route::Done((resp.data, resp.log_id.index))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => forward_of(&f),
-            Err(e) => Err(ErrorBody::new(
-                ErrorCode::Unavailable,
-                format!("write failed: {e}; retry, and check `push status` if it persists"),
-            )),
+        if batch::batchable(&op) {
+            let size = push_protocol::codec::encode(&op).map_or(usize::MAX, |b| b.len());
+            if size <= batch::SOLO_BYTES {
+                return self.batcher.propose(op, size).await;
+            }
         }
+        batch::write_one(&self.raft, op).await
     }
 
     /// `Done` when this node believes it is the leader, else where to forward.

@@ -169,6 +169,13 @@ pub fn reply_of(applied: Applied, index: u64) -> Outcome {
         Applied::Fired { .. } => Reply::Written { index },
         Applied::Appended { seqs } => Reply::Appended { seqs },
         Applied::Failed(body) => return Err(body),
+        // The node splits a batch's outcomes before they reach a request.
+        Applied::Batch(_) => {
+            return Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "a batch outcome reached a single request; this is a bug, please report it",
+            ))
+        }
     })
 }
 
