@@ -300,17 +300,31 @@ impl Node {
         }
     }
 
-    /// Waits briefly (at most 200 ms, then 20 ms more) for a leader to be known, when a
-    /// request found none or found the leadership moving.
-    pub async fn wait_for_leader(&self) {
+    /// Waits for a leader to be known, when a request found none or could not reach the one
+    /// it knew (`unreachable`, its address): until Raft reports a leader other than that one,
+    /// or this node leads — a hint from Raft's own state, not polling — then 20 ms more for
+    /// the new leader to settle. Bounded: 200 ms when no leader was known, 1 s otherwise.
+    pub async fn wait_for_leader(&self, unreachable: Option<&str>) {
+        let bound = Duration::from_millis(if unreachable.is_some() { 1000 } else { 200 });
         let _ = self
             .raft
-            .wait(Some(Duration::from_millis(200)))
+            .wait(Some(bound))
             .metrics(
                 |m| {
-                    m.current_leader.is_some_and(|l| l != self.id) || m.state == ServerState::Leader
+                    if m.state == ServerState::Leader {
+                        return true;
+                    }
+                    let Some(leader) = m.current_leader.filter(|l| *l != self.id) else {
+                        return false;
+                    };
+                    let addr = m
+                        .membership_config
+                        .membership()
+                        .get_node(&leader)
+                        .map(|n| n.addr.as_str());
+                    unreachable.is_none() || addr != unreachable
                 },
-                "leader known",
+                "a reachable leader known",
             )
             .await;
         tokio::time::sleep(Duration::from_millis(20)).await;

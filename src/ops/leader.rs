@@ -94,6 +94,8 @@ where
     let node = req.node;
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
+        // The leader address a forward could not reach this round, if any.
+        let mut unreachable = None;
         let route = match check_first.then(|| node.leader_route()) {
             Some(Route::Forward(leader)) => Route::Forward(leader),
             Some(Route::Done(())) | None => local().await?,
@@ -111,6 +113,7 @@ where
                     Ok(reply) => return Ok(reply),
                     Err(ForwardError::NotSent(reason)) if Instant::now() < deadline => {
                         tracing::debug!("forward to {} not sent: {reason}", leader.addr);
+                        unreachable = Some(leader.addr);
                     }
                     Err(ForwardError::NotSent(reason)) => {
                         return Err(ErrorBody::new(
@@ -132,7 +135,7 @@ where
                 ))
             }
         }
-        node.wait_for_leader().await;
+        node.wait_for_leader(unreachable.as_deref()).await;
     }
 }
 
