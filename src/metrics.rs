@@ -45,6 +45,8 @@ pub struct Metrics {
     /// One observation per batch the log writer makes durable (write + fdatasync).
     pub log_fsync_seconds: Histogram,
     pub log_fsync_records: IntCounter,
+    /// Client writes per Raft entry the leader's group commit proposed.
+    pub proposal_ops: Histogram,
     pub leader_changes: IntCounter,
     /// Snapshots built here or installed from the leader.
     pub snapshots: IntCounterVec,
@@ -119,7 +121,15 @@ impl Metrics {
             ))?,
             log_fsync_records: IntCounter::new(
                 "push_raft_log_records_total",
-                "Raft log records made durable (appends, votes, commits, purges).",
+                "Raft log records made durable by an fdatasync (appends, votes, truncations, \
+                 purges; committed indexes ride along with the next one).",
+            )?,
+            proposal_ops: Histogram::with_opts(
+                HistogramOpts::new(
+                    "push_raft_proposal_ops",
+                    "Client writes grouped into one Raft entry by the leader's group commit.",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             )?,
             leader_changes: IntCounter::new(
                 "push_raft_leader_changes_total",
@@ -180,6 +190,7 @@ impl Metrics {
             Box::new(m.http_seconds.clone()),
             Box::new(m.log_fsync_seconds.clone()),
             Box::new(m.log_fsync_records.clone()),
+            Box::new(m.proposal_ops.clone()),
             Box::new(m.leader_changes.clone()),
             Box::new(m.snapshots.clone()),
             Box::new(m.daemon_restarts.clone()),

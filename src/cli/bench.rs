@@ -280,12 +280,39 @@ async fn deploy(target: &Target, args: &DeployBench, json: bool) -> anyhow::Resu
     report(json, "deploy", params, &[(name, s)])
 }
 
+/// Every member's status once all of them answer and name the same leader in the same term
+/// (right after a restart, one node may still call itself leader of an older term; killing it
+/// would time nothing). Waits at most 10 s.
+async fn settled_statuses(target: &Target) -> anyhow::Result<Vec<push_protocol::NodeStatus>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let nodes = statuses(target).await?;
+        let members = nodes.first().map_or(0, |s| s.members.len());
+        let leaders: Vec<_> = nodes.iter().filter(|s| s.role == "leader").collect();
+        if let [leader] = leaders[..] {
+            if nodes.len() == members
+                && nodes
+                    .iter()
+                    .all(|s| s.leader == Some(leader.id) && s.term == leader.term)
+            {
+                return Ok(nodes);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the members do not agree on one leader within 10 s; check `push status` and retry"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn failover(target: &Target, args: &FailoverBench, json: bool) -> anyhow::Result<()> {
     if !args.yes {
         bail!("`push bench failover` kills the leader's process; run it on a local test cluster with --yes");
     }
     let token = target.token()?;
-    let nodes = statuses(target).await?;
+    let nodes = settled_statuses(target).await?;
     let leader = nodes
         .iter()
         .find(|s| s.role == "leader")

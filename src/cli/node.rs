@@ -30,13 +30,13 @@ pub struct NodeArgs {
     /// File holding the cluster token (a new cluster creates DATA/token)
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Raft heartbeat interval in ms
+    /// Raft heartbeat interval in ms (default 40)
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout in ms
+    /// Minimum election timeout in ms (default 140)
     #[arg(long)]
     pub election_min_ms: Option<u64>,
-    /// Maximum election timeout in ms
+    /// Maximum election timeout in ms, also the leader's lease (default 220)
     #[arg(long)]
     pub election_max_ms: Option<u64>,
     /// Build a snapshot every N applied entries

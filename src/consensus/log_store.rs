@@ -100,6 +100,19 @@ struct Job {
     bytes: Vec<u8>,
     done: Option<Done>,
     purge: bool,
+    /// Whether the record must be on disk before the batch completes (see [`needs_sync`]).
+    sync: bool,
+}
+
+/// Whether `record` needs an `fdatasync` of its own.
+///
+/// The committed index need not be durable: Raft recovers it from a quorum, so a lost one only
+/// means re-learning it from the leader. It is still written (to the page cache, so it
+/// survives a process kill) and becomes durable with the next synced batch. Records are read
+/// back in order and a torn one cuts off everything after it, so a committed index is only
+/// ever seen together with the entries written before it.
+fn needs_sync(record: &Record) -> bool {
+    !matches!(record, Record::Committed(_))
 }
 
 struct Shared {
@@ -241,6 +254,7 @@ impl LogStore {
     ) -> io::Result<()> {
         let bytes = frame_record(&record)?;
         let purge = matches!(record, Record::Purge(_));
+        let sync = needs_sync(&record);
         let mut mem = self.mem();
         change(&mut mem);
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
@@ -249,7 +263,12 @@ impl LogStore {
             .tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(Job { bytes, done, purge });
+            .send(Job {
+                bytes,
+                done,
+                purge,
+                sync,
+            });
         drop(mem);
         sent.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "raft log writer stopped"))
     }
@@ -346,14 +365,7 @@ impl Writer {
                 buf.extend_from_slice(&job.bytes);
                 self.purged_since_rewrite |= job.purge;
             }
-            let started = std::time::Instant::now();
-            let result = self
-                .file
-                .write_all(&buf)
-                .and_then(|()| self.file.sync_data());
-            let m = crate::metrics::metrics();
-            m.log_fsync_seconds.observe(started.elapsed().as_secs_f64());
-            m.log_fsync_records.inc_by(jobs.len() as u64);
+            let result = self.write_batch(&buf, &jobs);
             if result.is_ok() {
                 self.len += buf.len() as u64;
             }
@@ -385,6 +397,20 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Writes one batch with one `write`, then one `fdatasync` if any record in it needs one.
+    fn write_batch(&mut self, buf: &[u8], jobs: &[Job]) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        self.file.write_all(buf)?;
+        if !jobs.iter().any(|j| j.sync) {
+            return Ok(());
+        }
+        let result = self.file.sync_data();
+        let m = crate::metrics::metrics();
+        m.log_fsync_seconds.observe(started.elapsed().as_secs_f64());
+        m.log_fsync_records.inc_by(jobs.len() as u64);
+        result
     }
 
     /// Writes the mirror as a fresh file, when nothing is queued (mirror == durable state).

@@ -210,6 +210,17 @@ impl PeerConnection {
         let version = self.version;
         let body =
             format::encode(version, rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Several entries over the budget: ask openraft for fewer, so each AppendEntries can
+        // answer within its timeout (one heartbeat) even when the entries are large blobs.
+        if let RaftRpc::Append(req) = rpc {
+            let entries = req.entries.len() as u64;
+            if entries > 1 && body.len() > APPEND_BUDGET {
+                let fit = entries * APPEND_BUDGET as u64 / body.len() as u64;
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(fit.clamp(1, entries - 1)),
+                ));
+            }
+        }
         if body.len() + 1 > MAX_PEER_FRAME {
             let entries = match rpc {
                 RaftRpc::Append(req) => req.entries.len() as u64,

@@ -98,6 +98,9 @@ pub enum CommandOp {
     },
     /// Audit records of things that change no replicated state (evals, hot-patches, lambdas).
     Audit(Vec<AuditNote>),
+    /// Client writes the leader grouped into one entry (one append, one fsync, one round of
+    /// replication), applied in order as if each were its own entry; see [`Applied::Batch`].
+    Batch(Vec<CommandOp>),
 }
 
 impl CommandOp {
@@ -233,6 +236,8 @@ pub enum Applied {
     },
     /// The command was refused; the state is unchanged.
     Failed(ErrorBody),
+    /// One outcome per op of a [`CommandOp::Batch`], in order.
+    Batch(Vec<Applied>),
 }
 
 #[cfg(test)]

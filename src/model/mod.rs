@@ -186,6 +186,9 @@ fn apply_op(state: &mut State, time_ms: u64, op: &CommandOp) -> Applied {
             Ok((from, to)) => Applied::Activated { from, to },
             Err(e) => Applied::Failed(e),
         },
+        CommandOp::Batch(ops) => {
+            Applied::Batch(ops.iter().map(|op| apply_op(state, time_ms, op)).collect())
+        }
     }
 }
 

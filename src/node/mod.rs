@@ -7,6 +7,7 @@
 //! a node together from its config is `crate::assemble`'s.
 
 pub mod audit;
+pub mod batch;
 pub mod peers;
 pub mod quorum;
 pub mod reload;
@@ -21,7 +22,7 @@ use push_protocol::{Client, ErrorBody, ErrorCode, Member, NodeInfo, NodeStatus};
 
 use crate::clock::now_ms;
 use crate::consensus::{Raft, SharedState};
-use crate::model::{Applied, Command, CommandOp, State};
+use crate::model::{Applied, CommandOp, State};
 use crate::runtime::Runtime;
 
 /// Where a leader-only request ended up.
@@ -64,6 +65,8 @@ pub struct Node {
     membership: tokio::sync::Mutex<()>,
     /// Audit notes of evals and lambdas waiting to be proposed.
     pub audit: audit::Recorder,
+    /// Group commit of small client writes.
+    batcher: batch::Batcher,
 }
 
 fn internal(e: impl std::fmt::Display) -> ErrorBody {
@@ -90,6 +93,7 @@ impl Node {
         Node {
             id,
             addr,
+            batcher: batch::Batcher::start(raft.clone()),
             raft,
             state,
             token,
@@ -113,13 +117,18 @@ impl Node {
         f(&self.state.read().state)
     }
 
-    /// Proposes a command on this node; `Forward` when it is not the leader.
+    /// Proposes a command on this node; `Forward` when it is not the leader. Small client
+    /// writes go through the group commit ([`batch`]), the rest on their own.
     pub async fn propose(&self, op: CommandOp) -> Result<Route<(Applied, u64)>, ErrorBody> {
-        let command = Command {
-            time_ms: now_ms(),
-            op,
+        let write = async {
+            if batch::batchable(&op) {
+                let size = push_protocol::codec::encode(&op).map_or(usize::MAX, |b| b.len());
+                if size <= batch::SOLO_BYTES {
+                    return self.batcher.propose(op, size).await;
+                }
+            }
+            batch::write_one(&self.raft, op).await
         };
-        let write = self.raft.client_write(command);
         tokio::pin!(write);
         // A leader that lost its majority would wait for it forever: while the write waits,
         // check now and then, and say so once the other voters do not answer.
@@ -127,14 +136,7 @@ impl Node {
         check.tick().await;
         loop {
             tokio::select! {
-                result = &mut write => return match result {
-                    Ok(resp) => Ok(Route::Done((resp.data, resp.log_id.index))),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => forward_of(&f),
-                    Err(e) => Err(ErrorBody::new(
-                        ErrorCode::Unavailable,
-                        format!("write failed: {e}; retry, and check `push status` if it persists"),
-                    )),
-                },
+                result = &mut write => return result,
                 _ = check.tick() => {
                     if !self.leader_without_quorum() {
                         continue;
@@ -324,17 +326,31 @@ impl Node {
         }
     }
 
-    /// Waits briefly (at most 200 ms, then 20 ms more) for a leader to be known, when a
-    /// request found none or found the leadership moving.
-    pub async fn wait_for_leader(&self) {
+    /// Waits for a leader to be known, when a request found none or could not reach the one
+    /// it knew (`unreachable`, its address): until Raft reports a leader other than that one,
+    /// or this node leads — a hint from Raft's own state, not polling — then 20 ms more for
+    /// the new leader to settle. Bounded: 200 ms when no leader was known, 1 s otherwise.
+    pub async fn wait_for_leader(&self, unreachable: Option<&str>) {
+        let bound = Duration::from_millis(if unreachable.is_some() { 1000 } else { 200 });
         let _ = self
             .raft
-            .wait(Some(Duration::from_millis(200)))
+            .wait(Some(bound))
             .metrics(
                 |m| {
-                    m.current_leader.is_some_and(|l| l != self.id) || m.state == ServerState::Leader
+                    if m.state == ServerState::Leader {
+                        return true;
+                    }
+                    let Some(leader) = m.current_leader.filter(|l| *l != self.id) else {
+                        return false;
+                    };
+                    let addr = m
+                        .membership_config
+                        .membership()
+                        .get_node(&leader)
+                        .map(|n| n.addr.as_str());
+                    unreachable.is_none() || addr != unreachable
                 },
-                "leader known",
+                "a reachable leader known",
             )
             .await;
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -98,6 +98,8 @@ where
     let deadline = started + LEADER_WAIT;
     let mut quorum_checked = false;
     loop {
+        // The leader address a forward could not reach this round, if any.
+        let mut unreachable = None;
         let route = match check_first.then(|| node.leader_route()) {
             Some(Route::Forward(leader)) => Route::Forward(leader),
             Some(Route::Done(())) | None => local().await?,
@@ -115,6 +117,7 @@ where
                     Ok(reply) => return Ok(reply),
                     Err(ForwardError::NotSent(reason)) if Instant::now() < deadline => {
                         tracing::debug!("forward to {} not sent: {reason}", leader.addr);
+                        unreachable = Some(leader.addr);
                     }
                     Err(ForwardError::NotSent(reason)) => {
                         return Err(ErrorBody::new(
@@ -147,7 +150,7 @@ where
                 ));
             }
         }
-        node.wait_for_leader().await;
+        node.wait_for_leader(unreachable.as_deref()).await;
     }
 }
 
@@ -184,6 +187,13 @@ pub fn reply_of(applied: Applied, index: u64) -> Outcome {
         Applied::Fired { .. } => Reply::Written { index },
         Applied::Appended { seqs } => Reply::Appended { seqs },
         Applied::Failed(body) => return Err(body),
+        // The node splits a batch's outcomes before they reach a request.
+        Applied::Batch(_) => {
+            return Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "a batch outcome reached a single request; this is a bug, please report it",
+            ))
+        }
     })
 }
 

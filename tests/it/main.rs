@@ -11,6 +11,7 @@ mod bench;
 mod chaos;
 mod cluster;
 mod code_store;
+mod durability;
 mod eval;
 mod flood;
 mod formats;
