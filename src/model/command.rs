@@ -98,6 +98,18 @@ pub enum CommandOp {
     },
     /// Audit records of things that change no replicated state (evals, hot-patches, lambdas).
     Audit(Vec<AuditNote>),
+    /// Add a user (its secret drawn, and hashed, by the proposer).
+    UserAdd(Box<crate::model::users::User>),
+    /// Replace user `name`'s secret hash.
+    UserRotate {
+        name: String,
+        secret_hash: String,
+        by: String,
+    },
+    /// Remove the user with this name or accessor.
+    UserRevoke {
+        user: String,
+    },
 }
 
 impl CommandOp {
@@ -233,6 +245,10 @@ pub enum Applied {
     },
     /// The command was refused; the state is unchanged.
     Failed(ErrorBody),
+    /// The users a user command added, rotated or removed.
+    Users {
+        names: Vec<String>,
+    },
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod metrics;
 mod python;
 mod queue;
 mod repl;
+mod roles;
 mod shell;
 mod smoke;
 mod tasks;
