@@ -289,12 +289,17 @@ async fn client_loop(
             }
         };
         // Checked once, here, before anything runs.
+        let checked = std::time::Instant::now();
         let answered = match access::authorize(&node, &principal, &op) {
             Err(refused) => Some(Err(refused)),
             Ok(identity) if matches!(op, Op::WhoAmI) => Some(Ok(Reply::WhoAmI(identity))),
             Ok(_) => None,
         };
         if let Some(outcome) = answered {
+            if let Err(refused) = &outcome {
+                let kind = crate::metrics::op_kind(&op);
+                crate::metrics::metrics().op(kind, false, checked.elapsed(), Some(refused.code));
+            }
             if tx.send(response(id, true, &outcome)).await.is_err() {
                 break;
             }

@@ -270,12 +270,25 @@ async fn every_role_tries_every_operation_class() {
     for role in ROLES {
         assert!(users.contains(&format!("u-{role}")), "{users}");
     }
+    // Refusals are counted where they happen, and no secret shows anywhere.
+    let metrics = crate::support::http::get(&cluster.http(3), "/metrics")
+        .await
+        .text();
+    assert!(
+        metrics.contains("code=\"Forbidden\"") && metrics.contains("op=\"user_list\""),
+        "{metrics}"
+    );
+    let logs = cluster.logs();
     for (_, secret) in &secrets {
         let hidden = secret.rsplit('_').next().expect("secret half");
-        assert!(
-            !users.contains(hidden) && !audit.contains(hidden),
-            "a secret leaked"
-        );
+        for (what, text) in [
+            ("users", &users),
+            ("audit", &audit),
+            ("metrics", &metrics),
+            ("logs", &logs),
+        ] {
+            assert!(!text.contains(hidden), "a secret leaked into {what}");
+        }
     }
 }
 
