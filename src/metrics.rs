@@ -321,6 +321,11 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Audited { op, .. } => op_kind(op),
         Op::AuditRecord(_) => "audit_record",
         Op::Logs { .. } => "logs",
+        Op::UserAdd { .. } => "user_add",
+        Op::UserList => "user_list",
+        Op::UserRevoke { .. } => "user_revoke",
+        Op::UserRotate { .. } => "user_rotate",
+        Op::WhoAmI => "whoami",
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`message`]: handshake, request and reply enums.
 //! - [`records`]: the data requests and replies carry (status, reports, results, entries).
 //! - [`client`]: the async client that multiplexes requests over one connection.
+//! - [`users`]: roles, users as listed, who a connection is, the shape of a user secret.
 //! - [`tls`]: optional TLS (rustls) for every connection, and the stream type they share.
 
 pub mod client;
@@ -22,6 +23,7 @@ pub mod frame;
 pub mod message;
 pub mod records;
 pub mod tls;
+pub mod users;
 pub mod value;
 
 pub use client::{Client, ClientError};
@@ -29,6 +31,7 @@ pub use frame::{FrameError, Kind};
 pub use message::*;
 pub use records::*;
 pub use serde_bytes::ByteBuf;
+pub use users::{Identity, UserInfo, UserRole, UserSecret};
 pub use value::Value;
 
 pub use format::{FORMAT_VERSION, MIN_FORMAT_VERSION};

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::records::*;
+use crate::users::{Identity, UserInfo, UserRole};
 use crate::Value;
 
 /// Magic bytes opening every hello, so stray connections are told apart from clients.
@@ -67,6 +68,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or an unexpected failure inside the node.
     Internal,
+    /// Authenticated, but the user's role does not allow this request.
+    Forbidden,
 }
 
 /// An error sent to a client: a code and a message that says what to do next.
@@ -309,6 +312,27 @@ pub enum Op {
         level: Option<String>,
         here: bool,
     },
+    /// Create user `name` with `role` (for `apps`, or every app when empty), valid for
+    /// `ttl_ms` (None: until revoked). The reply carries the secret, shown this once.
+    UserAdd {
+        name: String,
+        role: UserRole,
+        apps: Vec<String>,
+        ttl_ms: Option<u64>,
+    },
+    /// Every user (never a secret or its hash).
+    UserList,
+    /// Remove the user with this name or accessor: its secret is refused from then on,
+    /// on open connections too.
+    UserRevoke {
+        user: String,
+    },
+    /// Give user `name` a new secret; the old one is refused from then on.
+    UserRotate {
+        name: String,
+    },
+    /// Who this connection is, as the node authenticated it.
+    WhoAmI,
 }
 
 /// A successful reply.
@@ -401,6 +425,15 @@ pub enum Reply {
     TsStats(Vec<TsStat>),
     Audit(Vec<AuditEntry>),
     Logs(Vec<LogRecord>),
+    /// A user created or rotated, with its secret (shown this once; nodes keep only a hash).
+    UserSecret {
+        user: UserInfo,
+        secret: String,
+    },
+    Users(Vec<UserInfo>),
+    /// The names of the users removed.
+    Revoked(Vec<String>),
+    WhoAmI(Identity),
 }
 
 /// The body of a response frame.

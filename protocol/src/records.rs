@@ -322,7 +322,8 @@ pub struct AuditEntry {
     pub time_ms: u64,
     /// The node that took the request.
     pub node: u64,
-    /// The client as it named itself in its hello (program, user and host).
+    /// The authenticated user (a user's name, or `cluster-token`), then the client as it
+    /// named itself in its hello (program, user and host) and its IP.
     pub who: String,
     /// "deploy", "rollback", "eval", "hot-patch" or "restart".
     pub action: String,

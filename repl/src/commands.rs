@@ -93,9 +93,13 @@ fn help_text() -> String {
 
 /// The greeting line.
 pub fn banner(conn: &Conn) -> String {
+    let you = conn
+        .me()
+        .map(|me| format!(" You are {}.", me.describe()))
+        .unwrap_or_default();
     match conn.status() {
         Some(s) => format!(
-            "Push REPL — node {} ({}) at {}, {} nodes in the cluster, Python {}. :help for commands, Ctrl-D to leave.",
+            "Push REPL — node {} ({}) at {}, {} nodes in the cluster, Python {}.{you} :help for commands, Ctrl-D to leave.",
             s.id,
             s.role,
             s.addr,

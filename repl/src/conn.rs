@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use push_protocol::{Client, Member, NodeStatus, Op, Reply};
+use push_protocol::{Client, ClientError, ErrorCode, Identity, Member, NodeStatus, Op, Reply};
 use tokio::runtime::Handle;
 
 use crate::error::ReplError;
@@ -20,6 +20,8 @@ struct Link {
     members: Vec<Member>,
     /// `:in MODULE`: evaluate inside this module's namespace.
     module: Option<String>,
+    /// Who the node says this connection is (None from a node too old to say).
+    me: Option<Identity>,
 }
 
 /// Shared by the loop, the completer and the validator.
@@ -51,14 +53,22 @@ impl Conn {
         let token = self.token.clone();
         let client = self.handle.block_on(Client::connect(&addr, &token))?;
         let client = Arc::new(client);
-        let session = match self.handle.block_on(client.call(Op::SessionOpen))? {
-            Reply::Session { id } => id,
-            other => return Err(ReplError::Unexpected(format!("{other:?}"))),
+        // A user whose role may not run code still gets the meta commands: no session.
+        let session = match self.handle.block_on(client.call(Op::SessionOpen)) {
+            Ok(Reply::Session { id }) => Some(id),
+            Err(ClientError::Server(e)) if e.code == ErrorCode::Forbidden => None,
+            Err(e) => return Err(e.into()),
+            Ok(other) => return Err(ReplError::Unexpected(format!("{other:?}"))),
+        };
+        let me = match self.handle.block_on(client.call(Op::WhoAmI)) {
+            Ok(Reply::WhoAmI(me)) => Some(me),
+            _ => None,
         };
         {
             let mut link = self.link();
             link.client = Some(client);
-            link.session = Some(session);
+            link.session = session;
+            link.me = me;
         }
         self.refresh();
         Ok(())
@@ -113,6 +123,11 @@ impl Conn {
 
     pub fn members(&self) -> Vec<Member> {
         self.link().members.clone()
+    }
+
+    /// Who the node says this connection is.
+    pub fn me(&self) -> Option<Identity> {
+        self.link().me.clone()
     }
 
     pub fn module(&self) -> Option<String> {

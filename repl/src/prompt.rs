@@ -1,5 +1,6 @@
 //! The prompt names where code will run and the HEAD of the app the session works on:
-//! `node1(leader)@v7 >>> ` for `main`, `node1(leader) bench@v3 >>> ` after `:app bench`.
+//! `node1(leader)@v7 >>> ` for `main`, `node1(leader) bench@v3 >>> ` after `:app bench`; a
+//! user other than the cluster token is named first: `alice@node1(leader)@v7 >>> `.
 
 use std::borrow::Cow;
 
@@ -18,10 +19,15 @@ impl NodePrompt {
             .module()
             .map(|m| format!(" in {m}"))
             .unwrap_or_default();
+        let user = conn
+            .me()
+            .filter(|me| !me.bootstrap)
+            .map(|me| format!("{}@", me.user))
+            .unwrap_or_default();
         let left = match conn.status() {
             Some(s) => {
                 let head = head_label(&s.heads, &crate::commands::current_app());
-                format!("node{}({}){head}{module}", s.id, s.role)
+                format!("{user}node{}({}){head}{module}", s.id, s.role)
             }
             None => format!("{}(disconnected){module}", conn.addr()),
         };

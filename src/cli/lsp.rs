@@ -15,7 +15,8 @@ pub struct LspArgs {
 }
 
 /// Addresses and token for a workspace: `--to`/`--token*`, `$PUSH_ADDR`/`$PUSH_TOKEN`, then the
-/// nearest `.push/` at or above `root` (else the current directory).
+/// nearest `.push/` at or above `root` (else the current directory); the token of a
+/// `push login` to the cluster comes before that `.push/token`.
 fn resolve(target: &Target, root: Option<&Path>) -> push_lsp::Targets {
     let mut found = push_lsp::Targets::default();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -49,7 +50,18 @@ fn resolve(target: &Target, root: Option<&Path>) -> push_lsp::Targets {
             found.token = Some(token);
             None
         }
-        (None, None) => local_token,
+        // A `push login` for this cluster comes before the workspace's `.push/token`.
+        (None, None) => match found.addrs.first().map(|a| super::credentials::lookup(a)) {
+            Some(Ok(Some((secret, _)))) => {
+                found.token = Some(secret);
+                None
+            }
+            Some(Err(e)) => {
+                found.problem = Some(format!("{e:#}"));
+                None
+            }
+            _ => local_token,
+        },
     };
     if let Some(file) = token_file {
         match auth::read_token(&file) {

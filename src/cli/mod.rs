@@ -3,8 +3,10 @@
 pub mod audit;
 pub mod bench;
 pub mod code;
+pub mod credentials;
 pub mod eval;
 pub mod kv;
+pub mod login;
 pub mod logs;
 pub mod lsp;
 pub mod node;
@@ -18,6 +20,7 @@ pub mod tasks;
 pub mod tls;
 pub mod top;
 pub mod up;
+pub mod user;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -91,6 +94,12 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Live terminal dashboard: nodes, queues, daemons, deploys and audit (q quits).
     Top(top::TopArgs),
+    /// The cluster's users and roles: add (prints a secret once), list, revoke, rotate.
+    User(user::UserArgs),
+    /// Store a user's secret (read from stdin) for a cluster, for the CLI, REPL and editors.
+    Login(login::LoginArgs),
+    /// Forget the stored secret for a cluster.
+    Logout(login::LogoutArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
     Lsp(lsp::LspArgs),
 }
@@ -129,6 +138,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Lsp(args) => lsp::run(args).await,
         Command::Top(args) => top::run(args).await,
+        Command::User(args) => user::run(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
     }
 }
 

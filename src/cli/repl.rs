@@ -60,7 +60,7 @@ pub fn run_repl(addr: String, token: String) -> i32 {
 
 pub async fn run(args: ReplArgs) -> anyhow::Result<()> {
     let addr = args.target.addr(args.node.as_deref())?;
-    let token = args.target.token()?;
+    let (token, _) = args.target.token_for(Some(&addr))?;
     let code = tokio::task::spawn_blocking(move || run_repl(addr, token)).await?;
     if code != 0 {
         std::process::exit(code);

@@ -34,19 +34,40 @@ pub async fn status_of(addr: &str, token: &str) -> Result<NodeStatus, String> {
         .unwrap_or_else(|_| Err("no answer within 3 s".into()))
 }
 
+/// Who this token is to the node at `addr` (None from a node too old to say).
+pub async fn whoami(addr: &str, token: &str) -> Option<push_protocol::Identity> {
+    let ask = async {
+        let client = Client::connect(addr, token).await.ok()?;
+        match client.call(Op::WhoAmI).await.ok()? {
+            Reply::WhoAmI(me) => Some(me),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
 fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let token = args.target.token()?;
+    let candidates = args.target.candidates(args.node.as_deref())?;
+    let (token, _) = args
+        .target
+        .token_for(candidates.first().map(String::as_str))?;
     let mut first = Err("no node address".to_string());
-    for addr in args.target.candidates(args.node.as_deref())? {
+    let mut answered = String::new();
+    for addr in candidates {
         first = status_of(&addr, &token).await;
         if first.is_ok() {
+            answered = addr;
             break;
         }
     }
+    let you = whoami(&answered, &token).await;
     let first = first.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rows = Vec::new();
     for member in &first.members {
@@ -88,7 +109,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes }))?
+            serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes, "you": you }))?
         );
         return Ok(());
     }
@@ -98,6 +119,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         opt(first.leader),
         first.term
     );
+    if let Some(you) = &you {
+        println!("you are {}", you.describe());
+    }
     println!(
         "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} {:<8} {:<6} HEAD",
         "ID",

@@ -50,13 +50,16 @@ impl Target {
         bail!("no node address: pass HOST:PORT (or --to HOST:PORT), set PUSH_ADDR, or run `push up` in this directory first")
     }
 
-    /// The token: `--token`, `--token-file`, `$PUSH_TOKEN`, or `.push/token`.
+    /// The token: `--token`, `--token-file`, `$PUSH_TOKEN`, the secret `push login` stored
+    /// for the node this command talks to, or `.push/token`.
     pub fn token(&self) -> anyhow::Result<String> {
-        self.token_and_source().map(|(token, _)| token)
+        self.token_for(self.addr(None).ok().as_deref())
+            .map(|(token, _)| token)
     }
 
-    /// The token and where it came from, for a refusal to name.
-    pub fn token_and_source(&self) -> anyhow::Result<(String, String)> {
+    /// The token for talking to `addr` (a user's `push login` is per cluster) and where it
+    /// came from, for a refusal to name.
+    pub fn token_for(&self, addr: Option<&str>) -> anyhow::Result<(String, String)> {
         if let Some(t) = &self.token {
             return Ok((t.clone(), "--token".into()));
         }
@@ -79,19 +82,23 @@ impl Target {
                 return Ok((t, note));
             }
         }
+        if let Some(found) = addr.map(super::credentials::lookup).transpose()?.flatten() {
+            return Ok(found);
+        }
         if local.exists() {
             let token =
                 auth::read_token(&local).with_context(|| format!("reading {}", local.display()))?;
             return Ok((token, local.display().to_string()));
         }
-        bail!("no cluster token: pass --token or --token-file, set PUSH_TOKEN, or run from the directory where `push up` wrote .push/token (a node started with `push node` keeps its token in DATA/token)")
+        bail!("no cluster token: pass --token or --token-file, set PUSH_TOKEN, `push login HOST:PORT` with a user secret, or run from the directory where `push up` wrote .push/token (a node started with `push node` keeps its token in DATA/token)")
     }
 
     /// Connects to the first reachable candidate node.
     pub async fn connect(&self, positional: Option<&str>) -> anyhow::Result<Client> {
-        let (token, source) = self.token_and_source()?;
+        let candidates = self.candidates(positional)?;
+        let (token, source) = self.token_for(candidates.first().map(String::as_str))?;
         let mut last = None;
-        for addr in self.candidates(positional)? {
+        for addr in candidates {
             match Client::connect(&addr, &token).await {
                 Ok(client) => return Ok(client),
                 // A refused token or version is the same everywhere: say it at once.

@@ -101,6 +101,18 @@ pub enum CommandOp {
     /// Client writes the leader grouped into one entry (one append, one fsync, one round of
     /// replication), applied in order as if each were its own entry; see [`Applied::Batch`].
     Batch(Vec<CommandOp>),
+    /// Add a user (its secret drawn, and hashed, by the proposer).
+    UserAdd(Box<crate::model::users::User>),
+    /// Replace user `name`'s secret hash.
+    UserRotate {
+        name: String,
+        secret_hash: String,
+        by: String,
+    },
+    /// Remove the user with this name or accessor.
+    UserRevoke {
+        user: String,
+    },
 }
 
 impl CommandOp {
@@ -238,6 +250,10 @@ pub enum Applied {
     Failed(ErrorBody),
     /// One outcome per op of a [`CommandOp::Batch`], in order.
     Batch(Vec<Applied>),
+    /// The users a user command added, rotated or removed.
+    Users {
+        names: Vec<String>,
+    },
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod spec;
 pub mod tasks;
 pub mod timeseries;
+pub mod users;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ pub use queue::Queues;
 pub use registry::Registry;
 pub use tasks::Tasks;
 pub use timeseries::Timeseries;
+pub use users::Users;
 
 /// Everything the state machine holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -36,6 +38,7 @@ pub struct State {
     pub tasks: Tasks,
     pub timeseries: Timeseries,
     pub audit: AuditLog,
+    pub users: Users,
 }
 
 /// Applies one command. Failures are outcomes (returned to the proposer), never panics, and
@@ -189,6 +192,26 @@ fn apply_op(state: &mut State, time_ms: u64, op: &CommandOp) -> Applied {
         CommandOp::Batch(ops) => {
             Applied::Batch(ops.iter().map(|op| apply_op(state, time_ms, op)).collect())
         }
+        CommandOp::UserAdd(user) => match state.users.add(user.as_ref().clone()) {
+            Ok(()) => Applied::Users {
+                names: vec![user.name.clone()],
+            },
+            Err(e) => Applied::Failed(e),
+        },
+        CommandOp::UserRotate {
+            name,
+            secret_hash,
+            by,
+        } => match state.users.rotate(name, secret_hash, time_ms, by) {
+            Ok(()) => Applied::Users {
+                names: vec![name.clone()],
+            },
+            Err(e) => Applied::Failed(e),
+        },
+        CommandOp::UserRevoke { user } => match state.users.revoke(user) {
+            Ok(name) => Applied::Users { names: vec![name] },
+            Err(e) => Applied::Failed(e),
+        },
     }
 }
 

@@ -58,6 +58,34 @@ pub fn wrap(node: &Node, op: Op, who: &str) -> Op {
                 op: Box::new(op),
             };
         }
+        Op::UserAdd {
+            name, role, apps, ..
+        } => {
+            let scope = if apps.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", apps.join(", "))
+            };
+            let note = note("user-add", None, format!("{name} as {role}{scope}"));
+            return Op::Audited {
+                note,
+                op: Box::new(op),
+            };
+        }
+        Op::UserRotate { name } => {
+            let note = note("user-rotate", None, name.clone());
+            return Op::Audited {
+                note,
+                op: Box::new(op),
+            };
+        }
+        Op::UserRevoke { user } => {
+            let note = note("user-revoke", None, user.clone());
+            return Op::Audited {
+                note,
+                op: Box::new(op),
+            };
+        }
         // Only code that defines or rebinds names in the module patches it; a read-only call
         // evaluated there is an eval.
         Op::Eval {

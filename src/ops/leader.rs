@@ -186,6 +186,7 @@ pub fn reply_of(applied: Applied, index: u64) -> Outcome {
         Applied::Restarted { units } => Reply::Restarted { units },
         Applied::Fired { .. } => Reply::Written { index },
         Applied::Appended { seqs } => Reply::Appended { seqs },
+        Applied::Users { names } => Reply::Revoked(names),
         Applied::Failed(body) => return Err(body),
         // The node splits a batch's outcomes before they reach a request.
         Applied::Batch(_) => {

@@ -10,6 +10,7 @@
 //! - [`cluster`]: ping, status, join, the node registry, logs, the audit log.
 //! - [`audit`]: noting what a person asks for, and proposing the notes; [`statements`]: whether
 //!   code evaluated in a module changes it (a hot-patch) or only reads (an eval).
+//! - [`users`]: users and their secrets (`push user`).
 //! - [`bridge`]: the cluster as the Python runtime sees it.
 //!
 //! **Architecture Invariant:** a request descends: edge → here → one family file →
@@ -27,6 +28,7 @@ pub mod queue;
 pub mod statements;
 pub mod tasks;
 pub mod ts;
+pub mod users;
 
 use push_protocol::{ErrorBody, ErrorCode, Op, Outcome, Reply};
 use tokio::sync::mpsc;
@@ -116,6 +118,16 @@ async fn route(req: &Req<'_>) -> Outcome {
         } => ts::range(req, series, *t0, *t1, *last, *read).await,
         Op::TsStats => ts::stats(req).await,
         Op::TsCursor { .. } => leader::write(req).await,
+
+        Op::Audited { op, .. } if users::is_change(op) => users::change(req).await,
+        Op::UserAdd { .. } | Op::UserRevoke { .. } | Op::UserRotate { .. } => {
+            users::change(req).await
+        }
+        Op::UserList => users::list(req).await,
+        Op::WhoAmI => Err(ErrorBody::new(
+            ErrorCode::Invalid,
+            "`WhoAmI` is answered by the node a client connects to, about that connection",
+        )),
 
         Op::MissingBlobs { hashes } => code::missing_blobs(req, hashes).await,
         Op::PutBlobs { blobs } => code::put_blobs(req, blobs).await,

@@ -8,12 +8,12 @@ use std::time::Duration;
 use push_protocol::format::{self, handshake as layout};
 use push_protocol::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME, MAX_PEER_FRAME};
 use push_protocol::tls::Stream;
-use push_protocol::{ErrorBody, ErrorCode, Hello, Op, Outcome, Role, Welcome, MAGIC};
+use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
 use tokio::io::AsyncWriteExt;
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 
-use super::auth;
+use super::access::{self, Principal};
 use super::limits::{Stage, Waiting};
 use crate::consensus::network::{serve_rpc, RaftRpc};
 use crate::node::Node;
@@ -128,16 +128,14 @@ pub async fn handle(
             return;
         }
     };
-    if !auth::token_matches(&hello.token, &node.token) {
-        tracing::warn!(%peer, client = %hello.client, "refused connection: wrong cluster token");
-        send_error(
-            &mut stream,
-            ErrorCode::Unauthorized,
-            "wrong or missing cluster token; pass --token, set PUSH_TOKEN, or run from the directory holding `.push/token`".into(),
-        )
-        .await;
-        return;
-    }
+    let principal = match access::authenticate(&node, &hello.token, hello.role) {
+        Ok(principal) => principal,
+        Err(refused) => {
+            tracing::warn!(%peer, client = %hello.client, "refused connection: {}", refused.message);
+            send_error(&mut stream, refused.code, refused.message).await;
+            return;
+        }
+    };
     let stage = match hello.role {
         Role::Client => Stage::Client,
         Role::Peer => Stage::Peer,
@@ -165,9 +163,13 @@ pub async fn handle(
     match hello.role {
         Role::Client => {
             // The cluster's own requests between nodes are not a person's: not audited.
-            let who = (!hello.client.starts_with(crate::NODE_CLIENT))
-                .then(|| Arc::<str>::from(format!("{} from {}", hello.client, peer.ip())));
-            client_loop(stream, peer, node, shutdown, who, version).await
+            let from_node = matches!(principal, Principal::ClusterToken)
+                && hello.client.starts_with(crate::NODE_CLIENT);
+            let who = (!from_node).then(|| {
+                let user = access::user_name(&node, &principal);
+                Arc::<str>::from(format!("{user}: {} from {}", hello.client, peer.ip()))
+            });
+            client_loop(stream, peer, node, shutdown, principal, who, version).await
         }
         Role::Peer => peer_loop(stream, peer, node, shutdown, version).await,
     }
@@ -256,6 +258,7 @@ async fn client_loop(
     peer: SocketAddr,
     node: Arc<Node>,
     mut shutdown: Shutdown,
+    principal: Principal,
     who: Option<Arc<str>>,
     version: u32,
 ) {
@@ -319,6 +322,23 @@ async fn client_loop(
                 continue;
             }
         };
+        // Checked once, here, before anything runs.
+        let checked = std::time::Instant::now();
+        let answered = match access::authorize(&node, &principal, &op) {
+            Err(refused) => Some(Err(refused)),
+            Ok(identity) if matches!(op, Op::WhoAmI) => Some(Ok(Reply::WhoAmI(identity))),
+            Ok(_) => None,
+        };
+        if let Some(outcome) = answered {
+            if let Err(refused) = &outcome {
+                let kind = crate::metrics::op_kind(&op);
+                crate::metrics::metrics().op(kind, false, checked.elapsed(), Some(refused.code));
+            }
+            if tx.send(response(id, true, &outcome)).await.is_err() {
+                break;
+            }
+            continue;
+        }
         let node = node.clone();
         let tx = tx.clone();
         let who = who.clone();

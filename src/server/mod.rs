@@ -2,9 +2,11 @@
 //! request to `ops`), the app HTTP front and its `/metrics` page.
 //!
 //! **API Boundary:** everything that arrives from the network enters here. A connection first
-//! proves it knows the cluster token; malformed or oversized input gets an error frame and
+//! proves it knows the cluster token or a user's secret, and every request is checked against
+//! the user's role (`access`) before anything runs; malformed or oversized input gets an error frame and
 //! closes only that connection.
 
+pub mod access;
 pub mod auth;
 pub mod connection;
 pub mod http;

@@ -27,6 +27,7 @@ mod queue;
 mod quorum;
 mod repl;
 mod repl_code;
+mod roles;
 mod shell;
 mod shell_data;
 mod smoke;
