@@ -38,6 +38,7 @@ pub struct State {
     pub tasks: Tasks,
     pub timeseries: Timeseries,
     pub audit: AuditLog,
+    #[serde(deserialize_with = "push_protocol::format::added_in_2")]
     pub users: Users,
 }
 

@@ -29,7 +29,6 @@ fn default_config() -> TsConfig {
 
 /// One series.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(from = "SeriesShapes")]
 pub struct Series {
     pub config: TsConfig,
     points: VecDeque<TsPoint>,
@@ -38,68 +37,8 @@ pub struct Series {
     /// How far each partition handler unit has processed.
     cursors: BTreeMap<String, u64>,
     /// Points dropped by retention that a handler has not processed yet, oldest first.
+    #[serde(deserialize_with = "push_protocol::format::added_in_2")]
     backlog: VecDeque<TsPoint>,
-}
-
-/// A series as format 1 stored it: no handler backlog. Frozen: never change it.
-#[derive(Deserialize)]
-struct SeriesV1 {
-    config: TsConfig,
-    points: VecDeque<TsPoint>,
-    next_seq: u64,
-    appended: u64,
-    cursors: BTreeMap<String, u64>,
-}
-
-/// A series as format 2 stores it (the same fields as [`Series`]).
-#[derive(Deserialize)]
-struct SeriesV2 {
-    config: TsConfig,
-    points: VecDeque<TsPoint>,
-    next_seq: u64,
-    appended: u64,
-    cursors: BTreeMap<String, u64>,
-    backlog: VecDeque<TsPoint>,
-}
-
-/// Whichever shape the bytes being decoded have (the codecs carry no field count, so the
-/// format being read decides).
-enum SeriesShapes {
-    V1(SeriesV1),
-    V2(SeriesV2),
-}
-
-impl<'de> Deserialize<'de> for SeriesShapes {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if push_protocol::format::decoding_version() < 2 {
-            SeriesV1::deserialize(d).map(SeriesShapes::V1)
-        } else {
-            SeriesV2::deserialize(d).map(SeriesShapes::V2)
-        }
-    }
-}
-
-impl From<SeriesShapes> for Series {
-    fn from(shape: SeriesShapes) -> Series {
-        match shape {
-            SeriesShapes::V1(s) => Series {
-                config: s.config,
-                points: s.points,
-                next_seq: s.next_seq,
-                appended: s.appended,
-                cursors: s.cursors,
-                backlog: VecDeque::new(),
-            },
-            SeriesShapes::V2(s) => Series {
-                config: s.config,
-                points: s.points,
-                next_seq: s.next_seq,
-                appended: s.appended,
-                cursors: s.cursors,
-                backlog: s.backlog,
-            },
-        }
-    }
 }
 
 impl Default for Series {

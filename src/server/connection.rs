@@ -8,7 +8,7 @@ use std::time::Duration;
 use push_protocol::format::{self, handshake as layout};
 use push_protocol::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME, MAX_PEER_FRAME};
 use push_protocol::tls::Stream;
-use push_protocol::{codec, ErrorBody, ErrorCode, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
+use push_protocol::{ErrorBody, ErrorCode, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
 use tokio::io::AsyncWriteExt;
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
@@ -334,7 +334,11 @@ async fn client_loop(
                 let kind = crate::metrics::op_kind(&op);
                 crate::metrics::metrics().op(kind, false, checked.elapsed(), Some(refused.code));
             }
-            if tx.send(response(id, true, &outcome)).await.is_err() {
+            if tx
+                .send(response(version, id, true, &outcome))
+                .await
+                .is_err()
+            {
                 break;
             }
             continue;

@@ -8,7 +8,7 @@
 //! | version | release | encoding | what changed |
 //! |---|---|---|---|
 //! | 1 | up to f6f8f84 | bincode 1.3 (varint), files without a header | the first |
-//! | 2 | this one | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version` |
+//! | 2 | this one | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
 //!
 //! **Rule:** any change to the shape of a replicated or wire type bumps [`FORMAT_VERSION`],
 //! keeps the previous version readable here (and in `consensus::format`), and adds a golden
@@ -72,10 +72,24 @@ thread_local! {
 }
 
 /// The format being decoded on this thread. A replicated type whose shape changed since an
-/// older format reads that format's shape when this says so (see `model::timeseries::Series`):
-/// the codecs carry no field counts, so the type must know which shape the bytes have.
+/// older format reads that format's shape when this says so (see [`added_in_2`]): the codecs
+/// carry no field counts, so the type must know which shape the bytes have.
 pub fn decoding_version() -> u32 {
     DECODING.with(Cell::get)
+}
+
+/// Reads a field added in format 2 (`#[serde(deserialize_with = "added_in_2")]`): bytes of
+/// an older format have no such field, so it reads as its default without consuming any.
+pub fn added_in_2<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    if decoding_version() < 2 {
+        Ok(T::default())
+    } else {
+        T::deserialize(deserializer)
+    }
 }
 
 /// Runs `decode` with [`decoding_version`] set to `version`, restoring it afterwards.
