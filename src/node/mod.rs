@@ -10,6 +10,7 @@ pub mod audit;
 pub mod batch;
 pub mod peers;
 pub mod quorum;
+pub mod reads;
 pub mod reload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -67,6 +68,8 @@ pub struct Node {
     pub audit: audit::Recorder,
     /// Group commit of small client writes.
     batcher: batch::Batcher,
+    /// Leadership confirmations shared by concurrent linearizable reads.
+    reads: reads::ReadBarrier,
 }
 
 fn internal(e: impl std::fmt::Display) -> ErrorBody {
@@ -104,6 +107,7 @@ impl Node {
             peers: tokio::sync::Mutex::new(HashMap::new()),
             membership: tokio::sync::Mutex::new(()),
             audit: Default::default(),
+            reads: Default::default(),
         }
     }
 
@@ -164,7 +168,8 @@ impl Node {
         Route::Forward(leader)
     }
 
-    /// Confirms leadership with a quorum so that a local read is linearizable.
+    /// Confirms leadership with a quorum so that a local read is linearizable. Concurrent
+    /// reads share rounds ([`reads`]).
     ///
     /// One round of confirmations can miss its 100 ms deadline on a busy machine (a peer busy
     /// importing a 10,000-module deploy, say), so a failed round is retried, up to
@@ -172,8 +177,11 @@ impl Node {
     pub async fn linearizable(&self) -> Result<Route<()>, ErrorBody> {
         let mut attempt = 1;
         loop {
-            match self.raft.ensure_linearizable().await {
-                Ok(_) => return Ok(Route::Done(())),
+            let round = self
+                .reads
+                .confirmed(|| async { self.raft.ensure_linearizable().await.map(|_| ()) });
+            match round.await {
+                Ok(()) => return Ok(Route::Done(())),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
                     f,
                 ))) => return forward_of(&f),
