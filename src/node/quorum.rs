@@ -4,7 +4,6 @@
 //! A write that cannot reach a majority would otherwise wait until the client gives up; with
 //! this the node says at once that quorum is lost and what to bring back.
 
-use std::future::Future;
 use std::time::Duration;
 
 use push_protocol::Op;
@@ -30,24 +29,7 @@ impl Node {
             let up = *id == self.id || self.ask(*id, Op::Ping, PROBE_LIMIT).await.is_ok();
             (*id, up)
         });
-        let mut answers = Vec::with_capacity(voters.len());
-        let mut pending: Vec<_> = asks.map(Box::pin).collect();
-        // Concurrently: each ask waits at most PROBE_LIMIT.
-        std::future::poll_fn(|cx| {
-            pending.retain_mut(|f| match f.as_mut().poll(cx) {
-                std::task::Poll::Ready(out) => {
-                    answers.push(out);
-                    false
-                }
-                std::task::Poll::Pending => true,
-            });
-            if pending.is_empty() {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await;
+        let mut answers = super::peers::concurrently(asks).await;
         answers.sort_unstable();
         quorum_lost_message(&answers)
     }

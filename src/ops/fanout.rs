@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use push_protocol::{Op, Outcome};
 
+use crate::node::peers::concurrently;
 use crate::node::Node;
 
 /// Asks each of `targets` (node ids) `op` — this node through `local` — within `limit`
@@ -22,7 +23,7 @@ where
     Fut: Future<Output = Outcome>,
 {
     let others = targets.iter().copied().filter(|id| *id != node.id);
-    let asks = futures_of(others.map(|id| {
+    let asks = concurrently(others.map(|id| {
         let op = op.clone();
         async move { (id, node.ask(id, op, limit).await) }
     }));
@@ -37,26 +38,4 @@ where
     results.extend(here);
     results.sort_by_key(|(id, _)| *id);
     results
-}
-
-/// Runs `futures` concurrently on this task and collects their outputs.
-async fn futures_of<T>(futures: impl Iterator<Item = impl Future<Output = T>>) -> Vec<T> {
-    let mut pending: Vec<_> = futures.map(Box::pin).collect();
-    let mut done = Vec::with_capacity(pending.len());
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|f| match f.as_mut().poll(cx) {
-            std::task::Poll::Ready(out) => {
-                done.push(out);
-                false
-            }
-            std::task::Poll::Pending => true,
-        });
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    done
 }
