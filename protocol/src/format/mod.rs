@@ -8,7 +8,8 @@
 //! | version | release | encoding | what changed |
 //! |---|---|---|---|
 //! | 1 | up to f6f8f84 | bincode 1.3 (varint), files without a header | the first |
-//! | 2 | this one | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
+//! | 2 | up to a920e0a | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
+//! | 3 | this one | postcard, files with a header | (see the shapes recorded in `tests/fixtures/shapes/format-3.txt`) |
 //!
 //! **Rule:** any change to the shape of a replicated or wire type bumps [`FORMAT_VERSION`],
 //! keeps the previous version readable here (and in `consensus::format`), and adds a golden
@@ -30,7 +31,7 @@ use crate::codec::{self, CodecError};
 use crate::message::Outcome;
 
 /// The format this release writes and prefers to speak.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format this release reads and speaks.
 pub const MIN_FORMAT_VERSION: u32 = 1;
@@ -69,6 +70,33 @@ pub fn negotiate(theirs: u32) -> Result<u32, VersionError> {
 
 thread_local! {
     static DECODING: Cell<u32> = const { Cell::new(FORMAT_VERSION) };
+    static ENCODING: Cell<u32> = const { Cell::new(FORMAT_VERSION) };
+}
+
+/// The format being encoded on this thread (see [`absent_before_3`]).
+pub fn encoding_version() -> u32 {
+    ENCODING.with(Cell::get)
+}
+
+/// Leaves out a field added in format 3 while encoding for an older format
+/// (`#[serde(skip_serializing_if = "push_protocol::format::absent_before_3")]`, together with
+/// `deserialize_with = "push_protocol::format::added_in_3"`), so an older peer or client reads
+/// the shape it knows.
+pub fn absent_before_3<T>(_: &T) -> bool {
+    encoding_version() < 3
+}
+
+/// Reads a field added in format 3; see [`added_in_2`].
+pub fn added_in_3<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    if decoding_version() < 3 {
+        Ok(T::default())
+    } else {
+        T::deserialize(deserializer)
+    }
 }
 
 /// The format being decoded on this thread. A replicated type whose shape changed since an
@@ -100,20 +128,23 @@ pub(crate) fn decoding<R>(version: u32, decode: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Encodes `value` in format `version`.
+/// Encodes `value` in format `version`, with [`encoding_version`] set to it meanwhile.
 pub fn encode<T: Serialize + ?Sized>(version: u32, value: &T) -> Result<Vec<u8>, CodecError> {
-    match version {
+    let before = ENCODING.with(|e| e.replace(version));
+    let result = match version {
         1 => v1::encode(value),
-        2 => codec::encode(value),
+        2 | 3 => codec::encode(value),
         other => Err(CodecError::new(format!("no encoder for format {other}"))),
-    }
+    };
+    ENCODING.with(|e| e.set(before));
+    result
 }
 
 /// Decodes a `T` from exactly `bytes`, written in format `version`.
 pub fn decode<T: DeserializeOwned>(version: u32, bytes: &[u8]) -> Result<T, CodecError> {
     match version {
         1 => v1::decode(bytes),
-        2 => codec::decode(bytes),
+        2 | 3 => decoding(version, || codec::decode(bytes)),
         other => Err(CodecError::new(format!("no decoder for format {other}"))),
     }
 }
