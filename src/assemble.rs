@@ -16,7 +16,7 @@ use push_protocol::{Client, Op, Reply};
 use crate::config::NodeConfig;
 use crate::node::{Node, NodeParts};
 use crate::ops::bridge::NodeCluster;
-use crate::runtime::Runtime;
+use crate::workers::{Pool, PoolConfig};
 use crate::server::{self, auth};
 use crate::{consensus, shutdown};
 
@@ -84,10 +84,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let threads = config.py_threads;
-    let runtime = tokio::task::spawn_blocking(move || Runtime::start(threads)).await??;
-    let (version, prefix) = tokio::task::spawn_blocking(Runtime::python_info).await?;
-    tracing::info!(python = %version.lines().next().unwrap_or(""), %prefix, "embedded python ready");
+    let workers = Pool::new(PoolConfig {
+        workers: config.py_workers,
+        threads: config.py_threads,
+        max_rss: config.py_worker_max_rss,
+    });
     let (raft, state) = consensus::start(
         config.id,
         &config.data,
@@ -102,13 +103,15 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         raft,
         state,
         token,
-        runtime: runtime.clone(),
+        workers: workers.clone(),
         http: config.http.map(|h| h.to_string()),
         peer_via: config.peer_via.clone(),
     }));
-    crate::runtime::native::install(
-        Arc::new(NodeCluster(node.clone())),
-        tokio::runtime::Handle::current(),
+    workers.start(Arc::new(NodeCluster(node.clone())));
+    tracing::info!(
+        workers = config.py_workers,
+        threads = config.py_threads,
+        "starting python workers"
     );
     tokio::spawn(crate::node::watch_leader(node.clone()));
     let (trigger, shutdown) = shutdown::channel();
@@ -122,7 +125,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::ops::audit::flush(node.clone(), shutdown.clone()));
     tokio::spawn(crate::node::reload::follow_heads(
         node.clone(),
-        runtime,
+        workers,
         shutdown.clone(),
     ));
     let (cores, memory_mb, gpu, tags) = crate::tasks::capabilities(&config.tags, config.gpu);

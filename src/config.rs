@@ -22,6 +22,10 @@ pub struct NodeFile {
     pub listen: Option<String>,
     pub http: Option<String>,
     pub py_threads: Option<usize>,
+    /// Python worker processes (default: the machine's cores, at least 2).
+    pub py_workers: Option<usize>,
+    /// Restart a Python worker whose resident memory passes this many MiB (default: no limit).
+    pub py_worker_max_rss: Option<u64>,
     pub data: Option<PathBuf>,
     pub join: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -90,6 +94,8 @@ impl NodeFile {
             listen: over.listen.or(self.listen),
             http: over.http.or(self.http),
             py_threads: over.py_threads.or(self.py_threads),
+            py_workers: over.py_workers.or(self.py_workers),
+            py_worker_max_rss: over.py_worker_max_rss.or(self.py_worker_max_rss),
             data: over.data.or(self.data),
             join: over.join.or(self.join),
             token_file: over.token_file.or(self.token_file),
@@ -206,6 +212,25 @@ impl NodeFile {
             listen: addr,
             http,
             py_threads: self.py_threads.unwrap_or(4).clamp(1, 64),
+            py_workers: match self.py_workers {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "--py-workers must be at least 1 (app code runs only in workers)".into(),
+                    ))
+                }
+                Some(n) => n.min(256),
+                None => std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .max(2),
+            },
+            py_worker_max_rss: match self.py_worker_max_rss {
+                Some(mb) if mb < 32 => {
+                    return Err(ConfigError::Invalid(format!(
+                        "--py-worker-max-rss {mb} (MiB) is below what a Python worker needs to start; give at least 32"
+                    )))
+                }
+                other => other.map(|mb| mb << 20),
+            },
             data,
             join: self.join,
             token_file: self.token_file,
@@ -225,8 +250,12 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Where app HTTP handlers are served (none when absent).
     pub http: Option<SocketAddr>,
-    /// Python threads running handlers.
+    /// Python threads in each worker process.
     pub py_threads: usize,
+    /// Python worker processes.
+    pub py_workers: usize,
+    /// A worker over this many bytes of resident memory is restarted.
+    pub py_worker_max_rss: Option<u64>,
     pub data: PathBuf,
     pub join: Option<String>,
     pub token_file: Option<PathBuf>,

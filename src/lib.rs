@@ -8,7 +8,9 @@
 //! - [`ops`]: request handling by family (kv, queue, ts, code, eval, tasks, cluster).
 //! - [`node`]: a running node's primitives (propose, read, forward, ask).
 //! - [`consensus`]: openraft glue — durable log, peer network, state machine.
-//! - [`runtime`]: embedded CPython — app code at HEAD, the `push` module, HTTP handlers.
+//! - [`workers`]: the node's Python worker processes — start, supervise, hand them work.
+//! - [`runtime`]: embedded CPython, inside each worker process (`push worker`) — app code at
+//!   HEAD, the `push` module, HTTP handlers — and the messages between node and worker.
 //! - [`model`]: the deterministic replicated state (kv maps, code store, queues, timeseries,
 //!   node and task registries) and `apply`.
 //! - [`tasks`]: heartbeats, the leader's placement of daemons and firing of schedules.
@@ -17,6 +19,7 @@
 //! - [`logs`]: the ring of structured log records behind `push logs`.
 //! - [`procstat`]: the process's memory and CPU time, for status reports.
 //! - [`clock`]: the wall clock, read by proposers (never inside apply).
+//! - [`join`]: waiting on several futures at once.
 //!
 //! The wire protocol and its client are the `push-protocol` crate, shared with every front end.
 
@@ -25,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consensus;
+pub mod join;
 pub mod logs;
 pub mod metrics;
 pub mod model;
@@ -35,6 +39,7 @@ pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod tasks;
+pub mod workers;
 
 /// The name nodes give themselves when one asks another something: their requests are the
 /// cluster's own work, not a person's, so the audit log does not record them.

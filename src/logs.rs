@@ -204,6 +204,21 @@ pub fn level_of_python(levelno: i64) -> Level {
     }
 }
 
+/// Logging of a Python worker process: its own events to stderr (which it shares with its
+/// node), named by `label`; app `logging` records go to the node instead (see
+/// `runtime::cluster::Cluster::log`).
+pub fn init_worker(label: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PUSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    tracing::debug!(worker = label, "python worker starting");
+}
+
 /// Emits one app `logging` record as a tracing event (target [`APP_TARGET`]).
 pub fn app_event(
     levelno: i64,

@@ -4,6 +4,15 @@ use clap::Parser;
 
 fn main() {
     let cli = push::cli::Cli::parse();
+    if let push::cli::Command::Worker(args) = &cli.command {
+        // A Python worker of a node: its own runtime, no CLI around it.
+        push::logs::init_worker(&args.label);
+        if let Err(e) = push::runtime::worker::main(args.fd, args.threads) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     push::cli::pipe::exit_quietly_on_broken_pipe(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

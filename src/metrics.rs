@@ -48,6 +48,8 @@ pub struct Metrics {
     /// Client writes per Raft entry the leader's group commit proposed.
     pub proposal_ops: Histogram,
     pub leader_changes: IntCounter,
+    /// Python worker processes that ended and were replaced.
+    pub worker_restarts: IntCounter,
     /// Snapshots built here or installed from the leader.
     pub snapshots: IntCounterVec,
     /// From the latest task report: restarts per unit and units running per app.
@@ -131,6 +133,10 @@ impl Metrics {
                 )
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             )?,
+            worker_restarts: IntCounter::new(
+                "push_python_worker_restarts_total",
+                "Python worker processes that ended (crash, signal, memory limit, stuck handler) and were replaced.",
+            )?,
             leader_changes: IntCounter::new(
                 "push_raft_leader_changes_total",
                 "Times this node saw the cluster's leader change (including to none).",
@@ -192,6 +198,7 @@ impl Metrics {
             Box::new(m.log_fsync_records.clone()),
             Box::new(m.proposal_ops.clone()),
             Box::new(m.leader_changes.clone()),
+            Box::new(m.worker_restarts.clone()),
             Box::new(m.snapshots.clone()),
             Box::new(m.daemon_restarts.clone()),
             Box::new(m.units_running.clone()),
@@ -265,6 +272,11 @@ impl Metrics {
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// Counts one Python worker that ended and is being replaced.
+pub fn worker_restarted() {
+    metrics().worker_restarts.inc();
+}
 
 /// This process's metrics.
 pub fn metrics() -> &'static Metrics {

@@ -1,5 +1,5 @@
 //! This process's resource use (resident memory, CPU time, open descriptors) from `/proc/self`
-//! and `getrlimit`, for the node's status report. Elsewhere than Linux, or if `/proc` cannot be
+//! and `getrlimit`, and its worker processes' from `/proc/PID`, for the node's status report. Elsewhere than Linux, or if `/proc` cannot be
 //! read, the figures are 0.
 
 /// Resident memory and cumulative CPU time of the current process.
@@ -27,6 +27,20 @@ impl ProcessUsage {
             fd_limit: fd_limit(),
             fds_open: fds_open(),
         }
+    }
+}
+
+/// Resident memory and CPU time of another process of ours (a Python worker), from
+/// `/proc/PID`; zeros when it cannot be read (the process is gone).
+pub fn of_pid(pid: u32) -> ProcessUsage {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    ProcessUsage {
+        rss_bytes: rss_pages(&statm).saturating_mul(page_size()),
+        cpu_ms: cpu_ticks(&stat).saturating_mul(1000) / clock_ticks_per_second(),
+        threads: stat_field(&stat, 20),
+        fd_limit: 0,
+        fds_open: 0,
     }
 }
 

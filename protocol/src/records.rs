@@ -253,6 +253,37 @@ pub struct NodeStatus {
     pub format_version: u32,
     /// The oldest format the node reads and speaks.
     pub min_format_version: u32,
+    /// The node's Python worker processes (added in format 3).
+    #[serde(
+        default,
+        deserialize_with = "crate::format::added_in_3",
+        skip_serializing_if = "crate::format::absent_before_3"
+    )]
+    pub workers: Vec<WorkerRow>,
+}
+
+/// One Python worker process of a node, for `push status`, `push top` and the REPL's
+/// `:workers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    /// 1-based slot ("w1"); the slot keeps its number across restarts.
+    pub slot: u32,
+    /// 0 while no worker is up in this slot.
+    pub pid: u32,
+    pub up: bool,
+    /// Requests and evals in flight on it.
+    pub busy: u32,
+    pub rss_bytes: u64,
+    pub cpu_ms: u64,
+    /// Times this slot's worker ended and was replaced.
+    pub restarts: u64,
+    pub uptime_ms: u64,
+    /// How the previous worker of this slot ended ("was killed by signal 11 (SIGSEGV)").
+    pub last_exit: Option<String>,
+    /// Eval sessions living on it.
+    pub sessions: u32,
+    /// Whether it runs the node's daemons and schedules.
+    pub tasks: bool,
 }
 
 /// One version in an app's history.

@@ -46,6 +46,20 @@ pub struct Cli {
     pub tls_ca: Option<std::path::PathBuf>,
 }
 
+/// `push worker`: started by `push node`, never by hand.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// The file descriptor of the socket to the node
+    #[arg(long)]
+    pub fd: i32,
+    /// Python threads
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// The worker's name in logs ("w1", "gate")
+    #[arg(long, default_value = "worker")]
+    pub label: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a local 3-node cluster on 127.0.0.1 with data under .push/ and open a REPL on
@@ -53,6 +67,9 @@ pub enum Command {
     Up(up::UpArgs),
     /// Run one node.
     Node(Box<node::NodeArgs>),
+    /// Internal: a Python worker process; `push node` starts these itself.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
     /// Show every node of the cluster: role, term, log and applied index, lag, HEAD.
     Status(status::StatusArgs),
     /// Store a directory of Python modules as a new version (and make it HEAD).
@@ -113,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::Worker(_) => anyhow::bail!("`push worker` runs outside the async runtime (main)"),
         Command::Node(mut args) => {
             args.tls_ca = cli.tls_ca;
             node::run(*args).await

@@ -18,9 +18,15 @@ pub struct NodeArgs {
     /// Serve the app's HTTP handlers on this address
     #[arg(long, value_name = "HOST:PORT")]
     pub http: Option<String>,
-    /// Python threads that run handlers [default: 4]
+    /// Python threads in each worker process [default: 4]
     #[arg(long)]
     pub py_threads: Option<usize>,
+    /// Python worker processes that run the app's code [default: cores, at least 2]
+    #[arg(long, value_name = "N")]
+    pub py_workers: Option<usize>,
+    /// Restart a Python worker whose resident memory passes this many MiB [default: no limit]
+    #[arg(long, value_name = "MIB")]
+    pub py_worker_max_rss: Option<u64>,
     /// Data directory (raft log, snapshots, token)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -102,6 +108,8 @@ impl NodeArgs {
             listen: self.listen.clone(),
             http: self.http.clone(),
             py_threads: self.py_threads,
+            py_workers: self.py_workers,
+            py_worker_max_rss: self.py_worker_max_rss,
             data: self.data.clone(),
             join: self.join.clone(),
             token_file: self.token_file.clone(),

@@ -24,7 +24,7 @@ use push_protocol::{Client, ErrorBody, ErrorCode, Member, NodeInfo, NodeStatus};
 use crate::clock::now_ms;
 use crate::consensus::{Raft, SharedState};
 use crate::model::{Applied, CommandOp, State};
-use crate::runtime::Runtime;
+use crate::workers::Pool;
 
 /// Where a leader-only request ended up.
 pub enum Route<T> {
@@ -43,7 +43,7 @@ pub struct NodeParts {
     pub raft: Raft,
     pub state: Arc<SharedState>,
     pub token: String,
-    pub runtime: Arc<Runtime>,
+    pub workers: Arc<Pool>,
     pub http: Option<String>,
     pub peer_via: BTreeMap<u64, String>,
 }
@@ -55,7 +55,8 @@ pub struct Node {
     pub raft: Raft,
     pub state: Arc<SharedState>,
     pub token: String,
-    pub runtime: Arc<Runtime>,
+    /// The Python worker processes that run the app's code.
+    pub workers: Arc<Pool>,
     /// Where app HTTP handlers are served, if anywhere.
     pub http: Option<String>,
     /// Peer id -> address to dial it at instead of its advertised one (`--peer-via`).
@@ -89,7 +90,7 @@ impl Node {
             raft,
             state,
             token,
-            runtime,
+            workers,
             http,
             peer_via,
         } = parts;
@@ -100,7 +101,7 @@ impl Node {
             raft,
             state,
             token,
-            runtime,
+            workers,
             http,
             peer_via,
             started: Instant::now(),
@@ -292,7 +293,7 @@ impl Node {
             .as_ref()
             .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
             .unwrap_or_default();
-        let apps = self.runtime.apps();
+        let apps = self.workers.apps();
         let usage = crate::procstat::ProcessUsage::current();
         let (heads, committed) = {
             let applier = self.state.read();
@@ -328,11 +329,12 @@ impl Node {
                 .collect(),
             rss_bytes: usage.rss_bytes,
             cpu_ms: usage.cpu_ms,
-            python_version: self.runtime.python_version().to_string(),
+            python_version: self.workers.python_version(),
             fd_limit: usage.fd_limit,
             fds_open: usage.fds_open,
             format_version: push_protocol::FORMAT_VERSION,
             min_format_version: push_protocol::MIN_FORMAT_VERSION,
+            workers: self.workers.rows(),
         }
     }
 

@@ -6,7 +6,6 @@
 //! is retried only when it provably did not reach the leader (the connection could not be
 //! opened); once sent, a lost answer is an unknown outcome, never a second attempt.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,24 +134,4 @@ fn forward_limit(op: &Op) -> Duration {
     }
 }
 
-/// Runs `futures` concurrently on this task and collects their outputs.
-pub async fn concurrently<T>(futures: impl Iterator<Item = impl Future<Output = T>>) -> Vec<T> {
-    let mut pending: Vec<_> = futures.map(Box::pin).collect();
-    let mut done = Vec::with_capacity(pending.len());
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|f| match f.as_mut().poll(cx) {
-            std::task::Poll::Ready(out) => {
-                done.push(out);
-                false
-            }
-            std::task::Poll::Pending => true,
-        });
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    done
-}
+pub use crate::join::concurrently;

@@ -1,8 +1,8 @@
 //! Hot reload: follows every app's HEAD in the applied state and loads new versions.
 //!
 //! Runs as one task per node. When HEAD moves (deploy or rollback), the version's files are
-//! read from the local state and loaded on a Python thread; the swap happens inside Python
-//! under its lock, so requests in flight finish on the old code and new ones see the new.
+//! read from the local state and loaded into every Python worker; the swap happens inside
+//! each worker's Python under its lock, so requests in flight finish on the old code and new ones see the new.
 //! A version that fails to load here is recorded (see `push status`) and the node keeps
 //! serving the previous one.
 
@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Node;
-use crate::runtime::{entry_module, sources, Runtime};
+use crate::runtime::{entry_module, sources};
+use crate::workers::Pool;
 use crate::shutdown::Shutdown;
 
 /// Follows HEADs until shutdown.
-pub async fn follow_heads(node: Arc<Node>, runtime: Arc<Runtime>, mut shutdown: Shutdown) {
+pub async fn follow_heads(node: Arc<Node>, workers: Arc<Pool>, mut shutdown: Shutdown) {
     let mut applied = node.state.subscribe();
     let mut attempted: BTreeMap<String, u64> = BTreeMap::new();
     loop {
@@ -28,12 +29,14 @@ pub async fn follow_heads(node: Arc<Node>, runtime: Arc<Runtime>, mut shutdown: 
             let loaded = match files {
                 Ok((_, files)) => match sources(files) {
                     Ok(files) => match entry_module(&files) {
-                        Ok(entry) => runtime.load(&app, head, files, entry).await,
-                        Err(e) => Err(e),
+                        Ok(entry) => workers
+                            .load(&app, head, files, entry)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
                     },
-                    Err(e) => Err(e),
-                }
-                .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
                 Err(e) => Err(e.message),
             };
             match loaded {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use push_protocol::{ByteBuf, Member, NodeStatus, Op, Outcome, TsPoint};
+use push_protocol::{ByteBuf, ErrorBody, Member, NodeStatus, Op, Outcome, TsPoint};
 
 use crate::node::Node;
 use crate::runtime::cluster::{Answer, Cluster};
@@ -19,24 +19,30 @@ impl Cluster for NodeCluster {
         Box::pin(super::handle(&self.0, op))
     }
 
-    fn status(&self) -> NodeStatus {
-        self.0.status()
+    fn status(&self) -> Result<NodeStatus, ErrorBody> {
+        Ok(self.0.status())
     }
 
-    fn members(&self) -> Vec<Member> {
-        self.0.members()
+    fn members(&self) -> Result<Vec<Member>, ErrorBody> {
+        Ok(self.0.members())
     }
 
-    fn version_files(&self, app: &str, number: u64) -> Option<BTreeMap<String, ByteBuf>> {
-        self.0
+    fn version_files(
+        &self,
+        app: &str,
+        number: u64,
+    ) -> Result<Option<BTreeMap<String, ByteBuf>>, ErrorBody> {
+        Ok(self
+            .0
             .read(|s| s.code.files(app, Some(number)))
             .ok()
-            .map(|(_, files)| files)
+            .map(|(_, files)| files))
     }
 
-    fn ts_cursor(&self, series: &str, unit: &str) -> u64 {
-        self.0
-            .read(|s| s.timeseries.get(series).map_or(0, |x| x.cursor(unit)))
+    fn ts_cursor(&self, series: &str, unit: &str) -> Result<u64, ErrorBody> {
+        Ok(self
+            .0
+            .read(|s| s.timeseries.get(series).map_or(0, |x| x.cursor(unit))))
     }
 
     fn ts_after(
@@ -46,7 +52,7 @@ impl Cluster for NodeCluster {
         after: u64,
         limit: usize,
         wait: Duration,
-    ) -> Answer<'_, Vec<TsPoint>> {
+    ) -> Answer<'_, Result<Vec<TsPoint>, ErrorBody>> {
         let node = &self.0;
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + wait;
@@ -59,7 +65,7 @@ impl Cluster for NodeCluster {
                         .unwrap_or_default()
                 });
                 if !points.is_empty() || tokio::time::Instant::now() >= deadline {
-                    return points;
+                    return Ok(points);
                 }
                 let _ = tokio::time::timeout_at(deadline, applied.changed()).await;
             }

@@ -97,7 +97,7 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
         crate::runtime::sources(files).map_err(|e| invalid(format!("deploy rejected: {e}")))?;
     let entry = crate::runtime::entry_module(&files)
         .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
-    match node.runtime.gate(app, number, files, entry).await {
+    match node.workers.gate(app, number, files, entry).await {
         Ok(None) => Ok(()),
         Ok(Some(error)) => Err(invalid(format!(
             "deploy rejected, HEAD unchanged — {error}"

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::fanout::fan_out;
 use crate::node::Node;
-use crate::runtime::RuntimeError;
+use crate::workers::WorkerError;
 
 /// Most bytes one `Output` frame carries; smaller prints are merged up to this.
 const OUTPUT_CHUNK: usize = 64 << 10;
@@ -16,7 +16,7 @@ const OUTPUT_CHUNK: usize = 64 << 10;
 const EVAL_ALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A runtime failure as the client sees it.
-pub fn runtime_error(e: RuntimeError) -> ErrorBody {
+pub fn runtime_error(e: WorkerError) -> ErrorBody {
     ErrorBody::new(ErrorCode::Internal, format!("python runtime: {e}"))
 }
 
@@ -29,7 +29,7 @@ pub async fn eval(
     progress: &mpsc::UnboundedSender<Reply>,
 ) -> Outcome {
     let started = Instant::now();
-    let (mut output, mut done) = node.runtime.eval(session, code, module, node.id);
+    let (mut output, mut done) = node.workers.eval(session, code, module, node.id);
     let result = loop {
         tokio::select! {
             chunk = output.recv() => match chunk {
@@ -113,7 +113,7 @@ pub async fn eval_all(node: &Node, code: String) -> Outcome {
 
 /// Sessions and the editor's questions, answered by this node's Python.
 pub async fn session(node: &Node, op: &Op) -> Outcome {
-    let rt = &node.runtime;
+    let rt = &node.workers;
     match op {
         Op::SessionOpen => rt
             .open_session()

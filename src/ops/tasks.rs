@@ -32,7 +32,7 @@ pub async fn daemons(node: &Node) -> Vec<DaemonRow> {
     let live = node.live_nodes();
     let mut reasons: BTreeMap<(String, String), String> = BTreeMap::new();
     for app in unplaced {
-        let specs = match node.runtime.head_tasks(app.clone()).await {
+        let specs = match node.workers.head_tasks(app.clone()).await {
             Ok(Some(head)) => head.tasks,
             Ok(None) => continue,
             Err(e) => {
@@ -161,7 +161,7 @@ pub async fn tail(
     };
     let since = |id: u64| after.iter().find(|(n, _)| *n == id).map_or(0, |(_, s)| *s);
     let local = || async {
-        node.runtime
+        node.workers
             .lines(app.clone(), name.to_string(), since(node.id))
             .await
             .map(|lines| {
@@ -242,7 +242,7 @@ pub async fn run(node: &Node, func: &RunFunc, args: &[Value], on: &RunOn) -> Out
     };
     let local = || async {
         let result = node
-            .runtime
+            .workers
             .run_lambda(func.clone(), args.to_vec())
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::Invalid, e.to_string()));

@@ -256,13 +256,14 @@ class Request:
 
 
 def _match(routes, method, path):
+    """(handler, wants_request, method_not_allowed, timeout) of the route for a request."""
     allowed = False
-    for r_method, r_path, fn, wants_request in reversed(routes):
+    for r_method, r_path, fn, wants_request, timeout in reversed(routes):
         if r_path == path:
             if r_method == "*" or r_method == method:
-                return fn, wants_request, False
+                return fn, wants_request, False, timeout
             allowed = True
-    return None, False, allowed
+    return None, False, allowed, None
 
 
 def _to_response(result):
@@ -291,8 +292,11 @@ def _to_response(result):
     return int(status), {str(k): str(v) for k, v in headers.items()}, body
 
 
-def handle_http(app, pinned, method, path, query, headers, body):
-    """Run the handler for one request. Returns (status, headers, body, version, error_log)."""
+def handle_http(app, pinned, method, path, query, headers, body, on_route=None):
+    """Run the handler for one request. Returns (status, headers, body, version, error_log).
+
+    ``on_route(timeout, thread_ident)`` is called once the route is known, before the handler
+    runs, so the worker can hold the request to the route's timeout and interrupt this thread."""
     state = _apps.get(app)
     if state is None or state["head"] is None:
         return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node; deploy one with `push deploy DIR`\n".encode(), None, None
@@ -303,7 +307,9 @@ def handle_http(app, pinned, method, path, query, headers, body):
             version, error = _load_pinned(app, pinned)
             if version is None:
                 return 404, {"content-type": "text/plain"}, f"{error}\n".encode(), None, None
-    fn, wants_request, allowed = _match(version.routes, method, path)
+    fn, wants_request, allowed, timeout = _match(version.routes, method, path)
+    if fn is not None and on_route is not None:
+        on_route(timeout, threading.get_ident())
     if fn is None:
         status = 405 if allowed else 404
         text = "method not allowed\n" if allowed else f"no route for {method} {path} in {app}@v{version.number}\n"
@@ -322,7 +328,7 @@ def handle_http(app, pinned, method, path, query, headers, body):
         clear_origin()
 
 
-def register_route(method, path, fn):
+def register_route(method, path, fn, timeout=None):
     routes = _current_routes()
     if routes is None:
         raise RuntimeError("push.route can only be used while a version is being loaded (at module level)")
@@ -330,7 +336,7 @@ def register_route(method, path, fn):
         wants_request = len(inspect.signature(fn).parameters) > 0
     except (TypeError, ValueError):
         wants_request = True
-    routes.append((method.upper(), path, fn, wants_request))
+    routes.append((method.upper(), path, fn, wants_request, timeout))
 
 
 def register_task(spec, fn):

@@ -3,15 +3,15 @@
 //!
 //! **API Boundary:** the runtime talks to the cluster as a client does — it sends an [`Op`]
 //! and gets a [`Reply`] — plus a few reads of this node's own applied state that a client
-//! has no op for yet. When Python moves into worker processes, this trait becomes a client
-//! of the node's Unix socket.
+//! has no op for yet. In a worker process it is implemented over the Unix socket to the node
+//! (`worker.rs`); on the node, by the ops layer (`ops::bridge`), which answers those calls.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use push_protocol::{ByteBuf, Member, NodeStatus, Op, Outcome, TsPoint};
+use push_protocol::{ByteBuf, ErrorBody, Member, NodeStatus, Op, Outcome, TsPoint};
 
 /// A future the cluster answers with.
 pub type Answer<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -21,13 +21,18 @@ pub trait Cluster: Send + Sync {
     /// Sends `op` as a client would: a follower forwards what the leader must do.
     fn call(&self, op: Op) -> Answer<'_, Outcome>;
     /// This node's status report (local, no Raft round).
-    fn status(&self) -> NodeStatus;
+    fn status(&self) -> Result<NodeStatus, ErrorBody>;
     /// The members as this node's Raft knows them.
-    fn members(&self) -> Vec<Member>;
+    fn members(&self) -> Result<Vec<Member>, ErrorBody>;
     /// The files of version `number` of `app` in this node's applied state.
-    fn version_files(&self, app: &str, number: u64) -> Option<BTreeMap<String, ByteBuf>>;
+    #[allow(clippy::type_complexity)]
+    fn version_files(
+        &self,
+        app: &str,
+        number: u64,
+    ) -> Result<Option<BTreeMap<String, ByteBuf>>, ErrorBody>;
     /// Where partition handler `unit` of `series` left off, in this node's applied state.
-    fn ts_cursor(&self, series: &str, unit: &str) -> u64;
+    fn ts_cursor(&self, series: &str, unit: &str) -> Result<u64, ErrorBody>;
     /// Up to `limit` points of one partition after `after`, waiting up to `wait` for some to
     /// be applied here.
     fn ts_after(
@@ -37,5 +42,16 @@ pub trait Cluster: Send + Sync {
         after: u64,
         limit: usize,
         wait: Duration,
-    ) -> Answer<'_, Vec<TsPoint>>;
+    ) -> Answer<'_, Result<Vec<TsPoint>, ErrorBody>>;
+    /// One app `logging` record for the node's log (and `push logs`).
+    fn log(&self, record: super::wire::AppLog) {
+        crate::logs::app_event(
+            record.levelno,
+            &record.logger,
+            &record.message,
+            record.app.as_deref(),
+            record.version,
+            record.source.as_deref(),
+        );
+    }
 }

@@ -14,6 +14,8 @@ pub mod convert;
 pub mod eval;
 pub mod native;
 pub mod tasks;
+pub mod wire;
+pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc, Arc, Mutex};
@@ -73,16 +75,7 @@ pub enum LoadError {
     Runtime(#[from] RuntimeError),
 }
 
-/// An HTTP request for a handler.
-pub struct HttpRequest {
-    pub app: String,
-    pub pinned: Option<u64>,
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use wire::{HttpRequest, HttpResponse};
 
 /// `handle_http`'s return value: status, headers, body, version, traceback.
 type HandlerTuple = (
@@ -93,14 +86,21 @@ type HandlerTuple = (
     Option<String>,
 );
 
-/// A handler's answer.
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-    pub version: Option<u64>,
-    /// The traceback when the handler raised (logged by the node, never sent).
-    pub error: Option<String>,
+/// What a request's thread reports once its route is known: the route's timeout (seconds)
+/// and the thread's ident (to interrupt it past that timeout).
+pub type RouteStart = (Option<f64>, u64);
+
+/// The `on_route` callback handed to `handle_http`: passes [`RouteStart`] to the caller.
+#[pyclass]
+struct OnRoute(Mutex<Option<oneshot::Sender<RouteStart>>>);
+
+#[pymethods]
+impl OnRoute {
+    fn __call__(&self, timeout: Option<f64>, ident: u64) {
+        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send((timeout, ident));
+        }
+    }
 }
 
 /// Per-app load state on this node, for `push status`.
@@ -262,8 +262,13 @@ impl Runtime {
         self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Runs the handler for one HTTP request.
-    pub async fn http(&self, req: HttpRequest) -> Result<HttpResponse, RuntimeError> {
+    /// Runs the handler for one HTTP request. `started` learns the route's timeout and the
+    /// thread running it once the route is matched (not for 404s and 405s).
+    pub async fn http(
+        &self,
+        req: HttpRequest,
+        started: Option<oneshot::Sender<RouteStart>>,
+    ) -> Result<HttpResponse, RuntimeError> {
         let boot = self.bootstrap.clone();
         self.run(move |py| -> Result<HttpResponse, RuntimeError> {
             let call = || -> PyResult<HttpResponse> {
@@ -276,6 +281,10 @@ impl Runtime {
                     headers.set_item(k, v)?;
                 }
                 let body = PyBytes::new(py, &req.body);
+                let on_route = match started {
+                    Some(tx) => Some(Py::new(py, OnRoute(Mutex::new(Some(tx))))?),
+                    None => None,
+                };
                 let result = boot.bind(py).getattr("handle_http")?.call1((
                     req.app.as_str(),
                     req.pinned,
@@ -284,12 +293,13 @@ impl Runtime {
                     query,
                     headers,
                     body,
+                    on_route,
                 ))?;
                 let (status, headers, body, version, error): HandlerTuple = result.extract()?;
                 Ok(HttpResponse {
                     status,
                     headers,
-                    body,
+                    body: body.into(),
                     version,
                     error,
                 })
@@ -297,6 +307,16 @@ impl Runtime {
             call().map_err(|e| RuntimeError::Python(e.to_string()))
         })
         .await?
+    }
+
+    /// Raises KeyboardInterrupt in the Python thread `ident` (a handler past its timeout).
+    /// Says whether such a thread existed.
+    pub fn interrupt_thread(ident: u64) -> bool {
+        Python::attach(|py| {
+            py.import("_push_session")
+                .and_then(|m| m.getattr("interrupt_thread")?.call1((ident,))?.extract::<bool>())
+                .unwrap_or(false)
+        })
     }
 
     /// The running interpreter's version ("3.11.7"), for `push status` and the REPL banner.

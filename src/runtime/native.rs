@@ -132,7 +132,9 @@ fn kv_keys(py: Python<'_>, map: String, prefix: String) -> PyResult<Vec<String>>
 #[pyfunction]
 fn node_info(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let ctx = context()?;
-    let status = ctx.cluster.status();
+    let status = py
+        .detach(|| ctx.cluster.status())
+        .map_err(|e| PushError::new_err(e.message))?;
     let dict = PyDict::new(py);
     dict.set_item("id", status.id)?;
     dict.set_item("addr", status.addr)?;
@@ -145,8 +147,8 @@ fn node_info(py: Python<'_>) -> PyResult<Py<PyAny>> {
 #[pyfunction]
 fn members(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
     let ctx = context()?;
-    ctx.cluster
-        .members()
+    py.detach(|| ctx.cluster.members())
+        .map_err(|e| PushError::new_err(e.message))?
         .into_iter()
         .map(|m| {
             let dict = PyDict::new(py);
@@ -221,11 +223,15 @@ fn queue_stats(py: Python<'_>, queue: String) -> PyResult<(usize, usize)> {
 /// The files and entry module of a version, read from this node's state (None if absent).
 #[pyfunction]
 fn version_source(
+    py: Python<'_>,
     app: String,
     number: u64,
 ) -> PyResult<Option<(std::collections::BTreeMap<String, String>, String)>> {
     let ctx = context()?;
-    let Some(files) = ctx.cluster.version_files(&app, number) else {
+    let files = py
+        .detach(|| ctx.cluster.version_files(&app, number))
+        .map_err(|e| PushError::new_err(e.message))?;
+    let Some(files) = files else {
         return Ok(None);
     };
     let files = super::sources(files).map_err(|e| PushError::new_err(e.to_string()))?;
@@ -314,9 +320,10 @@ fn ts_stats(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
 
 /// Where partition handler `unit` of `series` left off (this node's copy of the state).
 #[pyfunction]
-fn ts_cursor(series: String, unit: String) -> PyResult<u64> {
+fn ts_cursor(py: Python<'_>, series: String, unit: String) -> PyResult<u64> {
     let ctx = context()?;
-    Ok(ctx.cluster.ts_cursor(&series, &unit))
+    py.detach(|| ctx.cluster.ts_cursor(&series, &unit))
+        .map_err(|e| PushError::new_err(e.message))
 }
 
 /// (seq, t_ms, key, value) as a partition handler receives it.
@@ -337,7 +344,8 @@ fn ts_after(
     let points = py.detach(|| {
         ctx.handle
             .block_on(ctx.cluster.ts_after(series, partition, after, limit, wait))
-    });
+    })
+    .map_err(|e| PushError::new_err(e.message))?;
     points
         .iter()
         .map(|p| Ok((p.seq, p.t_ms, p.key.clone(), to_py(py, &p.value)?)))
@@ -412,9 +420,9 @@ fn run(
 #[pyfunction]
 fn nodes(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
     let ctx = context()?;
-    let voters: std::collections::BTreeMap<u64, bool> = ctx
-        .cluster
-        .members()
+    let voters: std::collections::BTreeMap<u64, bool> = py
+        .detach(|| ctx.cluster.members())
+        .map_err(|e| PushError::new_err(e.message))?
         .into_iter()
         .map(|m| (m.id, m.voter))
         .collect();
@@ -452,15 +460,24 @@ fn log(
     version: Option<u64>,
     source: Option<String>,
 ) {
-    py.detach(|| {
-        crate::logs::app_event(
-            levelno,
-            &logger,
-            &message,
-            app.as_deref(),
-            version,
-            source.as_deref(),
-        )
+    let record = super::wire::AppLog {
+        levelno,
+        logger,
+        message,
+        app,
+        version,
+        source,
+    };
+    py.detach(|| match CONTEXT.get() {
+        Some(ctx) => ctx.cluster.log(record),
+        None => crate::logs::app_event(
+            record.levelno,
+            &record.logger,
+            &record.message,
+            record.app.as_deref(),
+            record.version,
+            record.source.as_deref(),
+        ),
     });
 }
 

@@ -181,17 +181,25 @@ def queue(name):
     return Queue(name)
 
 
-def route(method, path):
+def route(method, path, timeout=None):
     """Decorator: serve ``method path`` over HTTP with this function.
 
     The function may take a ``request`` (method, path, query, headers, body, text, json())
     and returns a str, bytes, a JSON-able dict/list, ``(status, body)``,
     ``(status, body, headers)`` or a ``push.Response``. Use method ``"*"`` for any method.
+
+    ``timeout`` (seconds, default 30, at most 300): past it the client gets 504 and the
+    handler is interrupted (KeyboardInterrupt); a worker whose handler does not stop within
+    2 s more is restarted.
     """
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
+            raise ValueError(f"push.route timeout must be a number of seconds in (0, 300], not {timeout!r}")
+        timeout = float(timeout)
 
     def register(fn):
         import _push_runtime
-        _push_runtime.register_route(method, path, fn)
+        _push_runtime.register_route(method, path, fn, timeout)
         return fn
 
     return register

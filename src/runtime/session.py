@@ -255,6 +255,12 @@ def interrupt(sid):
     return n == 1
 
 
+def interrupt_thread(ident):
+    """Raise KeyboardInterrupt in thread ``ident`` (a handler past its timeout)."""
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+    return n == 1
+
+
 def is_complete(code):
     """As the interactive interpreter decides: an open block needs more lines, and an
     indented block ends with an empty last line (the code ends with a newline); invalid code

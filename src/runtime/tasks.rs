@@ -30,25 +30,29 @@ fn py_err(e: PyErr) -> RuntimeError {
     RuntimeError::Python(e.to_string())
 }
 
+/// Task specs as `head_tasks_json` gives them.
+pub fn parse_head_tasks(json: &str) -> Result<HeadTasks, RuntimeError> {
+    serde_json::from_str(json).map_err(|e| RuntimeError::Python(format!("task specs: {e}")))
+}
+
+/// Unit reports as `reports_json` gives them.
+pub fn parse_reports(json: &str) -> Result<Vec<UnitReport>, RuntimeError> {
+    serde_json::from_str(json).map_err(|e| RuntimeError::Python(format!("task reports: {e}")))
+}
+
 impl Runtime {
-    /// The task specs of `app`'s HEAD loaded here (None before a version loaded).
-    pub async fn head_tasks(&self, app: String) -> Result<Option<HeadTasks>, RuntimeError> {
+    /// The task specs of `app`'s HEAD loaded here as JSON (None before a version loaded);
+    /// the node parses them with [`parse_head_tasks`].
+    pub async fn head_tasks_json(&self, app: String) -> Result<Option<String>, RuntimeError> {
         let boot = self.bootstrap.clone();
-        let json = self
-            .run(move |py| -> PyResult<Option<String>> {
-                boot.bind(py)
-                    .getattr("head_tasks")?
-                    .call1((app,))?
-                    .extract()
-            })
-            .await?
-            .map_err(py_err)?;
-        match json {
-            Some(j) => serde_json::from_str(&j)
-                .map(Some)
-                .map_err(|e| RuntimeError::Python(format!("task specs: {e}"))),
-            None => Ok(None),
-        }
+        self.run(move |py| -> PyResult<Option<String>> {
+            boot.bind(py)
+                .getattr("head_tasks")?
+                .call1((app,))?
+                .extract()
+        })
+        .await?
+        .map_err(py_err)
     }
 
     /// Runs exactly `wanted` (unit, generation) of `app` on this node.
@@ -79,16 +83,13 @@ impl Runtime {
         .map_err(py_err)
     }
 
-    /// What every unit and schedule on this node is doing.
-    pub async fn reports(&self) -> Result<Vec<UnitReport>, RuntimeError> {
-        let json = self
-            .run(|py| -> PyResult<String> {
-                tasks_module(py)?.getattr("reports")?.call0()?.extract()
-            })
-            .await?
-            .map_err(py_err)?;
-        serde_json::from_str::<Vec<UnitReport>>(&json)
-            .map_err(|e| RuntimeError::Python(format!("task reports: {e}")))
+    /// What every unit and schedule here is doing, as JSON ([`parse_reports`]).
+    pub async fn reports_json(&self) -> Result<String, RuntimeError> {
+        self.run(|py| -> PyResult<String> {
+            tasks_module(py)?.getattr("reports")?.call0()?.extract()
+        })
+        .await?
+        .map_err(py_err)
     }
 
     /// Log lines of `unit` numbered above `after`.

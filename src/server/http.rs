@@ -1,7 +1,7 @@
 //! The app's HTTP endpoint: every request goes to the handler registered by the code at HEAD,
 //! or at the version named by the `X-Push-Version` header.
 //!
-//! Handlers run on the Python threads; this module only translates HTTP to a runtime call and
+//! Handlers run in the node's Python worker processes; this module only translates HTTP to a runtime call and
 //! back. A handler that raises becomes a 500 whose traceback goes to the node log only.
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use axum::Router;
 use super::limits::{AcceptErrors, Admitted, Limits, Stage, Waiting};
 use crate::node::Node;
 use crate::runtime::HttpRequest;
+use crate::workers::WorkerError;
 use crate::shutdown::Shutdown;
 
 /// Largest request body accepted.
@@ -136,22 +137,38 @@ async fn handle_app(front: &Front, app: String, req: Request) -> Response {
                     .map(|v| (k.as_str().to_string(), v.to_string()))
             })
             .collect(),
-        body,
+        body: body.into(),
     };
-    let out = match front.node.runtime.http(request).await {
+    let out = match front.node.workers.http(request).await {
         Ok(out) => out,
         Err(e) => {
-            tracing::error!(%app, "handler dispatch failed: {e}");
+            tracing::error!(%app, path = %parts.uri.path(), "no answer from python: {e}");
+            let status = match e {
+                // The worker running it died: the gateway's upstream failed.
+                WorkerError::Lost(_) => StatusCode::BAD_GATEWAY,
+                WorkerError::NoWorker(_) | WorkerError::Stopped(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
             return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal server error\n".into(),
+                status,
+                format!(
+                    "{}: the python worker running this request {}\n",
+                    status.as_u16(),
+                    if status == StatusCode::BAD_GATEWAY {
+                        "ended; see the node's log (it restarts by itself)"
+                    } else {
+                        "is not available; see the node's log"
+                    }
+                ),
             );
         }
     };
     if let Some(traceback) = &out.error {
         tracing::error!(%app, version = ?out.version, path = %parts.uri.path(), "handler raised:\n{traceback}");
     }
-    let mut response = Response::new(Body::from(out.body));
+    let mut response = Response::new(Body::from(out.body.into_vec()));
     *response.status_mut() =
         StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();

@@ -85,6 +85,36 @@ fn scrape_levels(node: &Node) -> Result<Registry, prometheus::Error> {
     registry.register(Box::new(puts))?;
     registry.register(Box::new(acks))?;
 
+    let workers = node.workers.rows();
+    let worker_rss = IntGaugeVec::new(
+        Opts::new(
+            "push_python_worker_resident_memory_bytes",
+            "Resident memory of each Python worker process (0 while it restarts).",
+        ),
+        &["worker"],
+    )?;
+    let worker_busy = IntGaugeVec::new(
+        Opts::new(
+            "push_python_worker_busy",
+            "Requests and evals in flight on each Python worker.",
+        ),
+        &["worker"],
+    )?;
+    for w in &workers {
+        let label = format!("w{}", w.slot);
+        worker_rss
+            .with_label_values(&[&label])
+            .set(w.rss_bytes as i64);
+        worker_busy.with_label_values(&[&label]).set(w.busy as i64);
+    }
+    registry.register(Box::new(worker_rss))?;
+    registry.register(Box::new(worker_busy))?;
+    gauge(
+        "push_python_workers_up",
+        "Python worker processes up and serving.",
+        workers.iter().filter(|w| w.up).count() as i64,
+    )?;
+
     let p = crate::procstat::ProcessUsage::current();
     if p.rss_bytes > 0 {
         gauge(

@@ -64,7 +64,7 @@ pub async fn run(node: Arc<Node>, info: NodeInfo, mut shutdown: Shutdown) {
         if last_beat.elapsed() >= HEARTBEAT {
             last_beat = Instant::now();
             let node2 = node.clone();
-            let runtime = node.runtime.clone();
+            let runtime = node.workers.clone();
             let info = info.clone();
             tokio::spawn(async move {
                 let units = runtime.reports().await.unwrap_or_default();
@@ -90,19 +90,19 @@ pub async fn run(node: Arc<Node>, info: NodeInfo, mut shutdown: Shutdown) {
             _ = tokio::time::sleep(TICK) => {}
         }
     }
-    node.runtime.stop_tasks().await;
+    node.workers.stop_tasks().await;
 }
 
 /// Reads the task specs of every app whose HEAD this node has loaded.
 async fn refresh_specs(node: &Node, specs: &mut BTreeMap<String, HeadTasks>) {
     let heads = node.read(|s| s.code.heads());
-    let serving = node.runtime.apps();
+    let serving = node.workers.apps();
     for (app, head) in heads {
         let loaded = serving.get(&app).and_then(|a| a.serving);
         if loaded != Some(head) || specs.get(&app).is_some_and(|h| h.version == head) {
             continue;
         }
-        match node.runtime.head_tasks(app.clone()).await {
+        match node.workers.head_tasks(app.clone()).await {
             Ok(Some(tasks)) => {
                 specs.insert(app, tasks);
             }
@@ -138,7 +138,7 @@ async fn reconcile(
         if fresh {
             continue;
         }
-        match node.runtime.reconcile(app.clone(), wanted.clone()).await {
+        match node.workers.reconcile(app.clone(), wanted.clone()).await {
             Ok(()) => {
                 done.insert(app.clone(), (head.version, wanted, Instant::now()));
             }
@@ -162,7 +162,7 @@ async fn run_firings(node: &Node, seen: &mut HashMap<(String, String), u64>) {
         seen.insert(key.clone(), seq);
         if mine {
             let (app, name) = key;
-            if let Err(e) = node.runtime.fire(app.clone(), name.clone()).await {
+            if let Err(e) = node.workers.fire(app.clone(), name.clone()).await {
                 tracing::warn!(%app, %name, "schedule firing failed to start: {e}");
             }
         }

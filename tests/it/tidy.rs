@@ -53,6 +53,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ops", 5),
     ("node", 4),
     ("config", 4),
+    ("workers", 4),
     ("runtime", 3),
     ("consensus", 3),
     ("model", 2),
@@ -62,6 +63,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("procstat", 1),
     ("clock", 1),
     ("shutdown", 1),
+    ("join", 1),
 ];
 
 /// Imports that the ranks alone allow but that must not exist.
@@ -79,6 +81,12 @@ const NEVER: &[(&str, &str, &str)] = &[
         "Python reaches the cluster through its Cluster interface",
     ),
     ("consensus", "runtime", "openraft glue knows no Python"),
+    (
+        "workers",
+        "node",
+        "the worker pool gets the cluster as an interface at assembly",
+    ),
+    ("node", "assemble", "the node never imports its assembly"),
 ];
 
 /// The module path of a file under `src/` (`src/ops/kv.rs` → `ops::kv`).

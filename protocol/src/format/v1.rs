@@ -125,6 +125,7 @@ impl From<NodeStatusV1> for NodeStatus {
             // A format-1 node writes and speaks format 1 only.
             format_version: 1,
             min_format_version: 1,
+            workers: Vec::new(),
         }
     }
 }
@@ -192,6 +193,7 @@ mod tests {
             fds_open: 12,
             format_version: 2,
             min_format_version: 1,
+            workers: Vec::new(),
         }
     }
 

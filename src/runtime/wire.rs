@@ -1,0 +1,259 @@
+//! The messages between a node and its Python worker processes, and their framing.
+//!
+//! A worker is a child process of its node (the same `push` executable, `push worker`),
+//! connected by a Unix socket pair. Both directions carry push-protocol frames
+//! (`[u32 len][u8 kind][payload]`) with a postcard payload: the node sends [`ToWorker`]
+//! (kind `Request`), the worker sends [`FromWorker`] (kind `Response`). Jobs flow from the node
+//! to the worker (run a handler, an eval, load a version); calls flow the other way (the
+//! worker's `push.kv` and friends are [`Call`]s the node answers like a client's request).
+//!
+//! These types never leave one machine or one release: the node starts its workers from
+//! its own executable (`/proc/self/exe`), so both ends are always the same build and the
+//! messages are not part of the versioned formats.
+
+use std::collections::{BTreeMap, HashMap};
+
+use push_protocol::frame::{self, Kind};
+use push_protocol::{
+    ByteBuf, ErrorBody, EvalResult, Inspection, Member, NodeStatus, Op, Outcome, RunFunc, Stream,
+    TsPoint, Value,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Largest frame either end accepts (a version's files travel in one).
+pub const MAX_FRAME: usize = frame::MAX_PEER_FRAME;
+
+/// An HTTP request for a handler.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub app: String,
+    pub pinned: Option<u64>,
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: ByteBuf,
+}
+
+/// A handler's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: ByteBuf,
+    pub version: Option<u64>,
+    /// The traceback when the handler raised (logged by the node, never sent).
+    pub error: Option<String>,
+}
+
+/// Work the node hands a worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Job {
+    Load {
+        app: String,
+        number: u64,
+        files: BTreeMap<String, String>,
+        entry: String,
+    },
+    Gate {
+        app: String,
+        number: u64,
+        files: BTreeMap<String, String>,
+        entry: String,
+    },
+    Http(HttpRequest),
+    /// An eval; its prints stream back as [`FromWorker::Output`] frames.
+    Eval {
+        session: Option<u64>,
+        code: String,
+        module: Option<String>,
+        node: u64,
+    },
+    Interrupt {
+        session: u64,
+    },
+    OpenSession,
+    CloseSession {
+        session: u64,
+    },
+    IsComplete {
+        code: String,
+    },
+    Complete {
+        session: Option<u64>,
+        code: String,
+        cursor: usize,
+    },
+    Inspect {
+        session: Option<u64>,
+        expr: String,
+    },
+    HeadTasks {
+        app: String,
+    },
+    Reconcile {
+        app: String,
+        wanted: Vec<(String, u64)>,
+    },
+    Fire {
+        app: String,
+        name: String,
+    },
+    Reports,
+    Lines {
+        app: String,
+        unit: String,
+        after: u64,
+    },
+    StopTasks,
+    RunLambda {
+        func: RunFunc,
+        args: Vec<Value>,
+    },
+}
+
+/// A worker's answer to a [`Job`]. `Failed` carries a runtime failure's text.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Done {
+    Failed(String),
+    /// A gate's or load's refusal (None: it went well).
+    Refusal(Option<String>),
+    Http(HttpResponse),
+    Eval(EvalResult),
+    Bool(bool),
+    Session(u64),
+    Completions(usize, Vec<String>),
+    Inspection(Inspection),
+    /// JSON text (task specs, unit reports), parsed by the node.
+    Json(Option<String>),
+    Lines(Vec<(u64, String)>),
+    Unit,
+    Lambda(Result<Value, String>),
+}
+
+/// What a worker asks its node: the runtime's [`super::cluster::Cluster`] interface.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Call {
+    Op(Op),
+    Status,
+    Members,
+    VersionFiles {
+        app: String,
+        number: u64,
+    },
+    TsCursor {
+        series: String,
+        unit: String,
+    },
+    TsAfter {
+        series: String,
+        partition: u32,
+        after: u64,
+        limit: usize,
+        wait_ms: u64,
+    },
+}
+
+/// The node's answer to a [`Call`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Answer {
+    Outcome(Outcome),
+    Status(Box<NodeStatus>),
+    Members(Vec<Member>),
+    Files(Option<BTreeMap<String, ByteBuf>>),
+    Cursor(u64),
+    Points(Vec<TsPoint>),
+    /// The node could not answer (the worker's app code gets it as `push.PushError`).
+    Error(ErrorBody),
+}
+
+/// Node → worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    Job { id: u64, job: Job },
+    Answer { id: u64, answer: Answer },
+}
+
+/// Worker → node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// First frame: the worker is ready.
+    Hello { pid: u32, python: String },
+    Done { id: u64, done: Done },
+    Output { id: u64, stream: Stream, text: String },
+    Call { id: u64, call: Call },
+    /// One app `logging` record, for the node's log (and `push logs`).
+    Log(AppLog),
+}
+
+/// An app `logging` record as `push logs` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppLog {
+    pub levelno: i64,
+    pub logger: String,
+    pub message: String,
+    pub app: Option<String>,
+    pub version: Option<u64>,
+    pub source: Option<String>,
+}
+
+/// Why a message could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("undecodable worker message: {0}")]
+    Codec(String),
+}
+
+/// Encodes one message as a whole frame.
+pub fn encode<T: Serialize>(kind: Kind, message: &T) -> Result<Vec<u8>, WireError> {
+    let body = push_protocol::codec::encode(message).map_err(|e| WireError::Codec(e.to_string()))?;
+    Ok(frame::encode_frame(kind, &[&body]))
+}
+
+/// Reads one message; `Ok(None)` when the other end closed cleanly.
+pub async fn read<T: serde::de::DeserializeOwned, R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<T>, WireError> {
+    match frame::read_frame(reader, MAX_FRAME).await? {
+        None => Ok(None),
+        Some(f) => push_protocol::codec::decode(&f.payload)
+            .map(Some)
+            .map_err(|e| WireError::Codec(e.to_string())),
+    }
+}
+
+/// Writes a frame made by [`encode`].
+pub async fn write<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    writer.write_all(bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_round_trip_through_frames() {
+        let message = FromWorker::Call {
+            id: 7,
+            call: Call::TsAfter {
+                series: "temps".into(),
+                partition: 2,
+                after: 9,
+                limit: 100,
+                wait_ms: 50,
+            },
+        };
+        let bytes = encode(Kind::Response, &message).unwrap();
+        let mut reader = &bytes[..];
+        let back: FromWorker = read(&mut reader).await.unwrap().unwrap();
+        assert!(matches!(back, FromWorker::Call { id: 7, call: Call::TsAfter { partition: 2, .. } }));
+        let none: Option<FromWorker> = read(&mut reader).await.unwrap();
+        assert!(none.is_none());
+    }
+}

@@ -1,0 +1,418 @@
+//! The worker process (`push worker`, started by `push node`): one embedded CPython that runs
+//! an app's code for its node, over the Unix socket it inherited as a file descriptor.
+//!
+//! It answers the node's [`Job`]s on its Python threads (handlers, evals, loads, tasks) and
+//! reaches the cluster only through [`SocketCluster`], the runtime's [`Cluster`] interface
+//! over the same socket: `push.kv(...)` in app code becomes a [`Call`] the node answers as it
+//! would a client's request. The worker exits when its node closes the socket (and, through
+//! `PR_SET_PDEATHSIG`, when its node dies), and by itself when a handler does not stop within
+//! [`GRACE`] of being interrupted at its route's timeout: its node then starts a fresh one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use push_protocol::frame::Kind;
+use push_protocol::{
+    ByteBuf, ErrorBody, ErrorCode, Member, NodeStatus, Op, Outcome, TsPoint,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::cluster::{Answer as Pending, Cluster};
+use super::wire::{self, Answer, Call, Done, FromWorker, Job, ToWorker};
+use super::{Runtime, RuntimeError};
+
+/// How long a handler may keep running after its timeout's interrupt before the worker gives
+/// up on it and exits (its node restarts it; other requests in flight on it get 502).
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// A route's timeout when it names none.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The exit code of a worker that gave up on a handler stuck past its timeout.
+pub const EXIT_STUCK: i32 = 70;
+
+/// The worker's half of the socket: frames out through one writer task, calls awaiting answers.
+struct Link {
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    next: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+}
+
+impl Link {
+    fn send(&self, message: &FromWorker) {
+        match wire::encode(Kind::Response, message) {
+            Ok(bytes) => {
+                let _ = self.out.send(bytes);
+            }
+            Err(e) => tracing::error!("cannot encode a message for the node: {e}"),
+        }
+    }
+
+    async fn call(&self, call: Call) -> Result<Answer, ErrorBody> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        self.send(&FromWorker::Call { id, call });
+        rx.await.map_err(|_| {
+            ErrorBody::new(
+                ErrorCode::Unavailable,
+                "this worker lost its node; it is being replaced, try again".to_string(),
+            )
+        })
+    }
+}
+
+fn unexpected(answer: Answer) -> ErrorBody {
+    if let Answer::Error(e) = answer {
+        return e;
+    }
+    ErrorBody::new(
+        ErrorCode::Internal,
+        format!("unexpected answer from the node: {answer:?}"),
+    )
+}
+
+/// The cluster as app code in a worker reaches it: every call is a message to the node.
+struct SocketCluster {
+    link: Arc<Link>,
+    handle: tokio::runtime::Handle,
+}
+
+impl SocketCluster {
+    /// A call from a Python thread (never a tokio worker), blocking until the node answers.
+    fn blocking(&self, call: Call) -> Result<Answer, ErrorBody> {
+        self.handle.block_on(self.link.call(call))
+    }
+}
+
+impl Cluster for SocketCluster {
+    fn call(&self, op: Op) -> Pending<'_, Outcome> {
+        Box::pin(async move {
+            match self.link.call(Call::Op(op)).await? {
+                Answer::Outcome(outcome) => outcome,
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    fn status(&self) -> Result<NodeStatus, ErrorBody> {
+        match self.blocking(Call::Status)? {
+            Answer::Status(status) => Ok(*status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn members(&self) -> Result<Vec<Member>, ErrorBody> {
+        match self.blocking(Call::Members)? {
+            Answer::Members(members) => Ok(members),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn version_files(
+        &self,
+        app: &str,
+        number: u64,
+    ) -> Result<Option<BTreeMap<String, ByteBuf>>, ErrorBody> {
+        let call = Call::VersionFiles {
+            app: app.to_string(),
+            number,
+        };
+        match self.blocking(call)? {
+            Answer::Files(files) => Ok(files),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn ts_cursor(&self, series: &str, unit: &str) -> Result<u64, ErrorBody> {
+        let call = Call::TsCursor {
+            series: series.to_string(),
+            unit: unit.to_string(),
+        };
+        match self.blocking(call)? {
+            Answer::Cursor(cursor) => Ok(cursor),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn ts_after(
+        &self,
+        series: String,
+        partition: u32,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Pending<'_, Result<Vec<TsPoint>, ErrorBody>> {
+        Box::pin(async move {
+            let call = Call::TsAfter {
+                series,
+                partition,
+                after,
+                limit,
+                wait_ms: wait.as_millis() as u64,
+            };
+            match self.link.call(call).await? {
+                Answer::Points(points) => Ok(points),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    fn log(&self, record: wire::AppLog) {
+        self.link.send(&FromWorker::Log(record));
+    }
+}
+
+/// Runs the worker process on the socket at file descriptor `fd` with `threads` Python
+/// threads. Returns when the node closes the socket.
+pub fn main(fd: i32, threads: usize) -> Result<(), RuntimeError> {
+    // SAFETY: fcntl on an arbitrary descriptor number only reads its flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(RuntimeError::Start(format!(
+            "no socket on file descriptor {fd}: `push worker` is started by `push node` for its Python code, not by hand"
+        )));
+    }
+    // SAFETY: the descriptor is open (checked above) and owned by nothing else in this process:
+    // the node passed it for this purpose.
+    let socket = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| RuntimeError::Start(format!("worker socket: {e}")))?;
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("worker-io")
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::Start(format!("worker async runtime: {e}")))?;
+    io.block_on(serve(socket, threads))
+}
+
+async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result<(), RuntimeError> {
+    let socket = tokio::net::UnixStream::from_std(socket)
+        .map_err(|e| RuntimeError::Start(format!("worker socket: {e}")))?;
+    let (mut reader, mut writer) = socket.into_split();
+    let (out, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(first) = queued.recv().await {
+            // Everything queued meanwhile goes out in the same write.
+            let mut bytes = first;
+            while let Ok(more) = queued.try_recv() {
+                bytes.extend_from_slice(&more);
+            }
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let link = Arc::new(Link {
+        out,
+        next: AtomicU64::new(1),
+        pending: Mutex::new(HashMap::new()),
+    });
+    let runtime = tokio::task::spawn_blocking(move || Runtime::start(threads))
+        .await
+        .map_err(|e| RuntimeError::Start(e.to_string()))??;
+    super::native::install(
+        Arc::new(SocketCluster {
+            link: link.clone(),
+            handle: tokio::runtime::Handle::current(),
+        }),
+        tokio::runtime::Handle::current(),
+    );
+    link.send(&FromWorker::Hello {
+        pid: std::process::id(),
+        python: runtime.python_version().to_string(),
+    });
+    loop {
+        let message = match wire::read::<ToWorker, _>(&mut reader).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::error!("worker: bad message from the node, leaving: {e}");
+                return Ok(());
+            }
+        };
+        match message {
+            ToWorker::Answer { id, answer } => {
+                let waiter = link
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(answer);
+                }
+            }
+            ToWorker::Job { id, job } => {
+                let (runtime, link) = (runtime.clone(), link.clone());
+                tokio::spawn(async move {
+                    let done = run(&runtime, &link, id, job).await;
+                    link.send(&FromWorker::Done { id, done });
+                });
+            }
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Done {
+    Done::Failed(e.to_string())
+}
+
+/// Runs one job and says how it went.
+async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
+    match job {
+        Job::Load {
+            app,
+            number,
+            files,
+            entry,
+        } => match runtime.load(&app, number, files, entry).await {
+            Ok(()) => Done::Refusal(None),
+            Err(e) => Done::Refusal(Some(e.to_string())),
+        },
+        Job::Gate {
+            app,
+            number,
+            files,
+            entry,
+        } => match runtime.gate(&app, number, files, entry).await {
+            Ok(refusal) => Done::Refusal(refusal),
+            Err(e) => failed(e),
+        },
+        Job::Http(request) => http(runtime, request).await,
+        Job::Eval {
+            session,
+            code,
+            module,
+            node,
+        } => {
+            let (mut output, done) = runtime.eval(session, code, module, node);
+            while let Some((stream, text)) = output.recv().await {
+                link.send(&FromWorker::Output { id, stream, text });
+            }
+            match done.await {
+                Ok(Ok(result)) => Done::Eval(result),
+                Ok(Err(e)) => failed(e),
+                Err(_) => failed(RuntimeError::Stopped),
+            }
+        }
+        Job::Interrupt { session } => match runtime.interrupt(session).await {
+            Ok(ran) => Done::Bool(ran),
+            Err(e) => failed(e),
+        },
+        Job::OpenSession => match runtime.open_session().await {
+            Ok(session) => Done::Session(session),
+            Err(e) => failed(e),
+        },
+        Job::CloseSession { session } => match runtime.close_session(session).await {
+            Ok(existed) => Done::Bool(existed),
+            Err(e) => failed(e),
+        },
+        Job::IsComplete { code } => match runtime.is_complete(code).await {
+            Ok(complete) => Done::Bool(complete),
+            Err(e) => failed(e),
+        },
+        Job::Complete {
+            session,
+            code,
+            cursor,
+        } => match runtime.complete(session, code, cursor).await {
+            Ok((start, items)) => Done::Completions(start, items),
+            Err(e) => failed(e),
+        },
+        Job::Inspect { session, expr } => match runtime.inspect(session, expr).await {
+            Ok(inspection) => Done::Inspection(inspection),
+            Err(e) => failed(e),
+        },
+        Job::HeadTasks { app } => match runtime.head_tasks_json(app).await {
+            Ok(json) => Done::Json(json),
+            Err(e) => failed(e),
+        },
+        Job::Reconcile { app, wanted } => match runtime.reconcile(app, wanted).await {
+            Ok(()) => Done::Unit,
+            Err(e) => failed(e),
+        },
+        Job::Fire { app, name } => match runtime.fire(app, name).await {
+            Ok(started) => Done::Bool(started),
+            Err(e) => failed(e),
+        },
+        Job::Reports => match runtime.reports_json().await {
+            Ok(json) => Done::Json(Some(json)),
+            Err(e) => failed(e),
+        },
+        Job::Lines { app, unit, after } => match runtime.lines(app, unit, after).await {
+            Ok(lines) => Done::Lines(lines),
+            Err(e) => failed(e),
+        },
+        Job::StopTasks => {
+            runtime.stop_tasks().await;
+            Done::Unit
+        }
+        Job::RunLambda { func, args } => {
+            Done::Lambda(runtime.run_lambda(func, args).await.map_err(|e| e.to_string()))
+        }
+    }
+}
+
+/// Runs a handler held to its route's timeout: past it the client gets 504 and the thread a
+/// KeyboardInterrupt; a handler still running [`GRACE`] later ends this worker.
+async fn http(runtime: &Arc<Runtime>, request: wire::HttpRequest) -> Done {
+    let runtime = runtime.clone();
+    let (started_tx, started) = oneshot::channel();
+    let path = format!("{} {}", request.method, request.path);
+    let app = request.app.clone();
+    let mut answer =
+        Box::pin(async move { runtime.http(request, Some(started_tx)).await });
+    let (timeout, ident) = tokio::select! {
+        out = &mut answer => return http_done(out),
+        started = started => match started {
+            Ok(started) => started,
+            // The route was not matched (404/405) or the call failed: the answer is due now.
+            Err(_) => return http_done(answer.await),
+        },
+    };
+    let limit = timeout.map_or(DEFAULT_ROUTE_TIMEOUT, Duration::from_secs_f64);
+    match tokio::time::timeout(limit, &mut answer).await {
+        Ok(out) => http_done(out),
+        Err(_) => {
+            tracing::warn!(%app, route = %path, "handler passed its timeout of {limit:?}: interrupting it");
+            let _ = tokio::task::spawn_blocking(move || Runtime::interrupt_thread(ident)).await;
+            let (app, route) = (app.clone(), path.clone());
+            tokio::spawn(async move {
+                if tokio::time::timeout(GRACE, answer).await.is_err() {
+                    tracing::error!(%app, %route, "handler did not stop within {GRACE:?} of its interrupt (stuck in C code?): this worker exits and its node starts a fresh one");
+                    std::process::exit(EXIT_STUCK);
+                }
+            });
+            Done::Http(wire::HttpResponse {
+                status: 504,
+                headers: HashMap::from([(
+                    "content-type".to_string(),
+                    "text/plain; charset=utf-8".to_string(),
+                )]),
+                body: format!(
+                    "the handler of {path} did not answer within its timeout of {} s\n",
+                    limit.as_secs_f64()
+                )
+                .into_bytes()
+                .into(),
+                version: None,
+                error: None,
+            })
+        }
+    }
+}
+
+fn http_done(out: Result<wire::HttpResponse, RuntimeError>) -> Done {
+    match out {
+        Ok(response) => Done::Http(response),
+        Err(e) => failed(e),
+    }
+}

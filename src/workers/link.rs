@@ -1,0 +1,320 @@
+//! The node's side of one worker's socket: jobs go out with ids, their answers (and an
+//! eval's streamed output) come back, and the worker's calls are answered through the node's
+//! [`Cluster`], as a client's requests would be.
+//!
+//! When the worker dies, its supervisor closes the link with the reason (signal or exit
+//! code): every job in flight on it fails at once with that reason.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use push_protocol::frame::Kind;
+use push_protocol::{ErrorBody, ErrorCode, Op, Stream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::WorkerError;
+use crate::runtime::cluster::Cluster;
+use crate::runtime::wire::{self, Answer, Call, Done, FromWorker, Job, ToWorker};
+
+/// An eval's output chunks while it runs.
+pub type Output = mpsc::UnboundedReceiver<(Stream, String)>;
+
+/// Where a job's answer goes.
+enum Waiter {
+    Done(oneshot::Sender<Result<Done, WorkerError>>),
+    Eval {
+        output: mpsc::UnboundedSender<(Stream, String)>,
+        done: oneshot::Sender<Result<Done, WorkerError>>,
+    },
+}
+
+impl Waiter {
+    fn finish(self, result: Result<Done, WorkerError>) {
+        let (Waiter::Done(done) | Waiter::Eval { done, .. }) = self;
+        let _ = done.send(result);
+    }
+}
+
+/// A connected worker.
+pub struct Link {
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    next: AtomicU64,
+    pending: Mutex<HashMap<u64, Waiter>>,
+    /// Why the link closed, once it has; jobs sent after that fail with it.
+    closed: Mutex<Option<String>>,
+    /// Flips to true when the worker's socket ends.
+    ended: watch::Sender<bool>,
+    /// Jobs in flight (the pool sends a request to the least busy worker).
+    pub inflight: AtomicUsize,
+    /// The worker's process id and Python version, from its hello.
+    pub pid: u32,
+    pub python: String,
+}
+
+/// Counts a job in flight for as long as it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Ops a scratch worker (the deploy gate's) may send: reads only. Anything else would make
+/// an import-time side effect of an unactivated version real.
+fn gate_allows(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Ping
+            | Op::Status
+            | Op::Nodes
+            | Op::KvGet { .. }
+            | Op::KvList { .. }
+            | Op::QueuePeek { .. }
+            | Op::QueueStats
+            | Op::TsRange { .. }
+            | Op::TsStats
+            | Op::Versions { .. }
+            | Op::Files { .. }
+            | Op::Daemons
+    )
+}
+
+/// The refusal a deploy gate's write gets.
+pub fn gate_refusal() -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Invalid,
+        "the deploy gate imports a new version in a scratch worker, where cluster writes are refused (the version is not active yet): move module-level writes into a function, a @push.daemon or a route",
+    )
+}
+
+impl Link {
+    /// Reads the worker's hello on `stream` (within `within`), then serves the link: answers
+    /// come back to their jobs, the worker's calls go to `cluster` (reads only when
+    /// `scratch`).
+    pub async fn connect(
+        stream: tokio::net::UnixStream,
+        cluster: Arc<dyn Cluster>,
+        scratch: bool,
+        within: Duration,
+    ) -> Result<Arc<Link>, WorkerError> {
+        let (mut reader, mut writer) = stream.into_split();
+        let hello = tokio::time::timeout(within, wire::read::<FromWorker, _>(&mut reader)).await;
+        let (pid, python) = match hello {
+            Ok(Ok(Some(FromWorker::Hello { pid, python }))) => (pid, python),
+            Ok(Ok(other)) => {
+                return Err(WorkerError::Start(format!(
+                    "the worker's first message was not its hello: {other:?}"
+                )))
+            }
+            Ok(Err(e)) => return Err(WorkerError::Start(format!("reading its hello: {e}"))),
+            Err(_) => {
+                return Err(WorkerError::Start(format!(
+                    "no hello within {within:?} (is the machine overloaded?)"
+                )))
+            }
+        };
+        let (out, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(first) = queued.recv().await {
+                let mut bytes = first;
+                while let Ok(more) = queued.try_recv() {
+                    bytes.extend_from_slice(&more);
+                }
+                if writer.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (ended, _) = watch::channel(false);
+        let link = Arc::new(Link {
+            out,
+            next: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+            ended,
+            inflight: AtomicUsize::new(0),
+            pid,
+            python,
+        });
+        tokio::spawn(read_loop(link.clone(), reader, cluster, scratch));
+        Ok(link)
+    }
+
+    /// Waits until the worker's socket ends.
+    pub async fn ended(&self) {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|e| *e).await;
+    }
+
+    /// Fails every job in flight (and every later one) with `why`.
+    pub fn close(&self, why: String) {
+        let waiters: Vec<Waiter> = {
+            let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+            if closed.is_none() {
+                *closed = Some(why.clone());
+            }
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.drain().map(|(_, w)| w).collect()
+        };
+        for waiter in waiters {
+            waiter.finish(Err(WorkerError::Lost(why.clone())));
+        }
+    }
+
+    fn send(&self, id: u64, job: Job, waiter: Waiter) {
+        if let Some(why) = self
+            .closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return waiter.finish(Err(WorkerError::Lost(why)));
+        }
+        let bytes = match wire::encode(Kind::Request, &ToWorker::Job { id, job }) {
+            Ok(bytes) => bytes,
+            Err(e) => return waiter.finish(Err(WorkerError::Failed(e.to_string()))),
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, waiter);
+        let _ = self.out.send(bytes);
+    }
+
+    /// Runs `job` on the worker and waits for its answer.
+    pub async fn job(&self, job: Job) -> Result<Done, WorkerError> {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        let _busy = Busy(&self.inflight);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.send(id, job, Waiter::Done(tx));
+        match rx.await {
+            Ok(Ok(Done::Failed(text))) => Err(WorkerError::Failed(text)),
+            Ok(result) => result,
+            Err(_) => Err(WorkerError::Lost("the worker's link closed".into())),
+        }
+    }
+
+    /// Starts an eval job: its output while it runs, then its answer.
+    pub fn eval(&self, job: Job) -> (Output, oneshot::Receiver<Result<Done, WorkerError>>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (output, output_rx) = mpsc::unbounded_channel();
+        let (done, done_rx) = oneshot::channel();
+        self.send(id, job, Waiter::Eval { output, done });
+        (output_rx, done_rx)
+    }
+
+    fn finish(&self, id: u64, done: Done) {
+        let waiter = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(waiter) = waiter {
+            waiter.finish(Ok(done));
+        }
+    }
+
+    fn output(&self, id: u64, stream: Stream, text: String) {
+        if let Some(Waiter::Eval { output, .. }) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            let _ = output.send((stream, text));
+        }
+    }
+
+    fn answer(&self, id: u64, answer: Answer) {
+        if let Ok(bytes) = wire::encode(Kind::Request, &ToWorker::Answer { id, answer }) {
+            let _ = self.out.send(bytes);
+        }
+    }
+}
+
+async fn read_loop(
+    link: Arc<Link>,
+    mut reader: OwnedReadHalf,
+    cluster: Arc<dyn Cluster>,
+    scratch: bool,
+) {
+    loop {
+        match wire::read::<FromWorker, _>(&mut reader).await {
+            Ok(Some(FromWorker::Done { id, done })) => link.finish(id, done),
+            Ok(Some(FromWorker::Output { id, stream, text })) => link.output(id, stream, text),
+            Ok(Some(FromWorker::Call { id, call })) => {
+                let (link, cluster) = (link.clone(), cluster.clone());
+                tokio::spawn(async move {
+                    let answer = serve_call(cluster.as_ref(), call, scratch).await;
+                    link.answer(id, answer);
+                });
+            }
+            Ok(Some(FromWorker::Log(record))) => cluster.log(record),
+            Ok(Some(FromWorker::Hello { .. })) => {}
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(pid = link.pid, "unreadable message from a python worker: {e}");
+                break;
+            }
+        }
+    }
+    link.ended.send_replace(true);
+}
+
+/// Answers one call of a worker's app code.
+async fn serve_call(cluster: &dyn Cluster, call: Call, scratch: bool) -> Answer {
+    let result = match call {
+        Call::Op(op) => {
+            if scratch && !gate_allows(&op) {
+                return Answer::Outcome(Err(gate_refusal()));
+            }
+            return Answer::Outcome(cluster.call(op).await);
+        }
+        Call::Status => cluster.status().map(|s| Answer::Status(Box::new(s))),
+        Call::Members => cluster.members().map(Answer::Members),
+        Call::VersionFiles { app, number } => cluster.version_files(&app, number).map(Answer::Files),
+        Call::TsCursor { series, unit } => cluster.ts_cursor(&series, &unit).map(Answer::Cursor),
+        Call::TsAfter {
+            series,
+            partition,
+            after,
+            limit,
+            wait_ms,
+        } => cluster
+            .ts_after(series, partition, after, limit, Duration::from_millis(wait_ms))
+            .await
+            .map(Answer::Points),
+    };
+    result.unwrap_or_else(Answer::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_may_read_but_not_write() {
+        assert!(gate_allows(&Op::KvGet {
+            map: "m".into(),
+            key: "k".into(),
+            read: push_protocol::ReadMode::Stale,
+        }));
+        assert!(!gate_allows(&Op::KvSet {
+            map: "m".into(),
+            key: "k".into(),
+            value: push_protocol::Value::Int(1),
+        }));
+        assert!(!gate_allows(&Op::QueueTake {
+            queue: "q".into(),
+            lease_ms: 1000,
+            wait_ms: 0,
+        }));
+        assert!(gate_refusal().message.contains("move module-level writes"));
+    }
+}

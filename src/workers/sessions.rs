@@ -1,0 +1,359 @@
+//! Live evaluation on the pool: each eval session lives on one worker (its names are that
+//! worker's); an eval without a session goes to the least busy worker. A session whose
+//! worker restarted moves to a live one, saying its names are gone. A hot-patch (an eval in a
+//! module) reaches every worker of the node, and says how many. Ctrl-C interrupts as in one
+//! process; an eval still running 2 s later is reported, and a second Ctrl-C then restarts
+//! its worker.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use push_protocol::{EvalResult, Inspection, Stream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::link::Output;
+use super::{slot_label, unexpected, Link, Pool, WorkerError, WAIT_FOR_WORKER};
+use crate::runtime::wire::{Done, Job};
+
+/// How long after a Ctrl-C an eval may run before a second one restarts its worker.
+pub const STUCK_AFTER: Duration = Duration::from_secs(2);
+
+/// A started evaluation: its output chunks as they are printed, then its result.
+pub type Running = (Output, oneshot::Receiver<Result<EvalResult, WorkerError>>);
+
+/// Where a session lives: the slot, which worker of it (generation), its id there.
+#[derive(Clone, Copy, Debug)]
+pub struct Place {
+    pub slot: usize,
+    generation: u64,
+    sid: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: u64,
+    places: HashMap<u64, Place>,
+    /// Sessions with an eval running, and when it was first interrupted (if it was).
+    running: HashMap<u64, Option<Instant>>,
+}
+
+/// The pool's sessions.
+#[derive(Default)]
+pub struct Sessions(Mutex<Inner>);
+
+impl Sessions {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn place(&self, session: u64) -> Option<Place> {
+        self.inner().places.get(&session).copied()
+    }
+
+    pub fn on_slot(&self, slot: usize) -> usize {
+        self.inner().places.values().filter(|p| p.slot == slot).count()
+    }
+
+    fn add(&self, place: Place) -> u64 {
+        let mut inner = self.inner();
+        inner.next += 1;
+        let id = inner.next;
+        inner.places.insert(id, place);
+        id
+    }
+}
+
+impl Pool {
+    fn current(&self, place: &Place) -> Option<Arc<Link>> {
+        let slot = self.slots.get(place.slot)?;
+        (slot.generation.load(Ordering::Relaxed) == place.generation)
+            .then(|| slot.link())
+            .flatten()
+    }
+
+    /// Opens a session on a live worker (the one with fewest sessions) at slot `prefer` if given.
+    async fn open_on(&self, prefer: Option<usize>) -> Result<Place, WorkerError> {
+        let (slot, link) = match prefer.and_then(|i| self.slots.get(i)?.link().map(|l| (i, l))) {
+            Some(found) => found,
+            None => {
+                self.any(WAIT_FOR_WORKER).await?;
+                self.live()
+                    .into_iter()
+                    .min_by_key(|(i, _)| self.sessions.on_slot(*i))
+                    .ok_or_else(|| WorkerError::NoWorker(self.why_none()))?
+            }
+        };
+        let generation = self.slots[slot].generation.load(Ordering::Relaxed);
+        match link.job(Job::OpenSession).await? {
+            Done::Session(sid) => Ok(Place {
+                slot,
+                generation,
+                sid,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Opens an eval session; its id is the node's.
+    pub async fn open_session(&self) -> Result<u64, WorkerError> {
+        let place = self.open_on(None).await?;
+        Ok(self.sessions.add(place))
+    }
+
+    /// Closes a session; says whether it existed.
+    pub async fn close_session(&self, session: u64) -> Result<bool, WorkerError> {
+        let place = {
+            let mut inner = self.sessions.inner();
+            inner.running.remove(&session);
+            inner.places.remove(&session)
+        };
+        let Some(place) = place else {
+            return Ok(false);
+        };
+        if let Some(link) = self.current(&place) {
+            let _ = link.job(Job::CloseSession { session: place.sid }).await;
+        }
+        Ok(true)
+    }
+
+    /// The session's worker; a session whose worker restarted moves to a live one (the note
+    /// says so).
+    async fn session_link(
+        &self,
+        session: u64,
+    ) -> Result<(Place, Arc<Link>, Option<String>), WorkerError> {
+        let place = self.sessions.place(session).ok_or_else(|| {
+            WorkerError::Failed(format!(
+                "no session {session} on this node (it was closed, or the node restarted); open a new one"
+            ))
+        })?;
+        if let Some(link) = self.current(&place) {
+            return Ok((place, link, None));
+        }
+        let moved = self.open_on(None).await?;
+        self.sessions.inner().places.insert(session, moved);
+        let link = self
+            .current(&moved)
+            .ok_or_else(|| WorkerError::NoWorker(self.why_none()))?;
+        let note = format!(
+            "(python worker {} that held this session restarted: names defined before are gone; now on {})\n",
+            slot_label(place.slot),
+            slot_label(moved.slot)
+        );
+        Ok((moved, link, Some(note)))
+    }
+
+    /// Starts an evaluation: output chunks arrive while it runs, then its result.
+    pub fn eval(
+        self: &Arc<Self>,
+        session: Option<u64>,
+        code: String,
+        module: Option<String>,
+        node: u64,
+    ) -> Running {
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (done, done_rx) = oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let result = pool.run_eval(session, code, module, node, &out).await;
+            if let Some(s) = session {
+                pool.sessions.inner().running.remove(&s);
+            }
+            let _ = done.send(result);
+        });
+        (out_rx, done_rx)
+    }
+
+    async fn run_eval(
+        &self,
+        session: Option<u64>,
+        code: String,
+        module: Option<String>,
+        node: u64,
+        out: &mpsc::UnboundedSender<(Stream, String)>,
+    ) -> Result<EvalResult, WorkerError> {
+        let (slot, link, sid) = match session {
+            Some(session) => {
+                let (place, link, note) = self.session_link(session).await?;
+                if let Some(note) = note {
+                    let _ = out.send((Stream::Stderr, note));
+                }
+                self.sessions.inner().running.insert(session, None);
+                (place.slot, link, Some(place.sid))
+            }
+            None => {
+                let (slot, link) = self.any(WAIT_FOR_WORKER).await?;
+                (slot, link, None)
+            }
+        };
+        let job = Job::Eval {
+            session: sid,
+            code: code.clone(),
+            module: module.clone(),
+            node,
+        };
+        let (mut output, mut done) = link.eval(job);
+        let mut warned = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let answer = loop {
+            tokio::select! {
+                chunk = output.recv() => match chunk {
+                    Some(chunk) => { let _ = out.send(chunk); }
+                    None => break (&mut done).await,
+                },
+                answer = &mut done => break answer,
+                _ = tick.tick(), if !warned && session.is_some() => {
+                    let stuck = session
+                        .and_then(|s| self.sessions.inner().running.get(&s).copied().flatten())
+                        .is_some_and(|at| at.elapsed() >= STUCK_AFTER);
+                    if stuck {
+                        warned = true;
+                        let _ = out.send((Stream::Stderr, format!(
+                            "this eval has not stopped {} s after Ctrl-C (blocked in C code?); press Ctrl-C again to restart python worker {} on node {node} (this session's names will be lost)\n",
+                            STUCK_AFTER.as_secs(), slot_label(slot)
+                        )));
+                    }
+                }
+            }
+        };
+        while let Ok(chunk) = output.try_recv() {
+            let _ = out.send(chunk);
+        }
+        let result = match answer {
+            Ok(Ok(Done::Eval(result))) => result,
+            Ok(Ok(Done::Failed(text))) => return Err(WorkerError::Failed(text)),
+            Ok(Ok(other)) => return Err(unexpected(other)),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(WorkerError::Lost("the worker's link closed".into())),
+        };
+        if let (Some(module), None) = (&module, &result.error) {
+            self.patch_others(slot, module, &code, node, out).await;
+        }
+        Ok(result)
+    }
+
+    /// Applies a hot-patch (an eval in `module`) on every other live worker, so every request
+    /// sees it; reports how many it reached when there is more than one.
+    async fn patch_others(
+        &self,
+        done_on: usize,
+        module: &str,
+        code: &str,
+        node: u64,
+        out: &mpsc::UnboundedSender<(Stream, String)>,
+    ) {
+        if self.slots.len() < 2 {
+            return;
+        }
+        let others: Vec<Arc<Link>> = self
+            .live()
+            .into_iter()
+            .filter(|(i, _)| *i != done_on)
+            .map(|(_, l)| l)
+            .collect();
+        let answers = crate::join::concurrently(others.iter().map(|link| {
+            let job = Job::Eval {
+                session: None,
+                code: code.to_string(),
+                module: Some(module.to_string()),
+                node,
+            };
+            let (_output, done) = link.eval(job);
+            done
+        }))
+        .await;
+        let reached = 1 + answers
+            .iter()
+            .filter(|a| matches!(a, Ok(Ok(Done::Eval(r))) if r.error.is_none()))
+            .count();
+        let _ = out.send((
+            Stream::Stderr,
+            format!(
+                "(hot-patch of {module} applied in {reached} of {} python workers on node {node})\n",
+                self.slots.len()
+            ),
+        ));
+    }
+
+    /// Interrupts the eval running in `session`; says whether one was running. A second
+    /// interrupt at least [`STUCK_AFTER`] after a first that did not stop it restarts the worker.
+    pub async fn interrupt(&self, session: u64) -> Result<bool, WorkerError> {
+        let Some(place) = self.sessions.place(session) else {
+            return Ok(false);
+        };
+        let Some(link) = self.current(&place) else {
+            return Ok(false);
+        };
+        let first = {
+            let mut inner = self.sessions.inner();
+            match inner.running.get_mut(&session) {
+                Some(at) => {
+                    let first = *at;
+                    at.get_or_insert_with(Instant::now);
+                    first
+                }
+                None => None,
+            }
+        };
+        if first.is_some_and(|at| at.elapsed() >= STUCK_AFTER) {
+            tracing::warn!(
+                session,
+                worker = %slot_label(place.slot),
+                pid = link.pid,
+                "an eval did not stop after Ctrl-C: restarting its python worker"
+            );
+            self.kill(place.slot);
+            return Ok(true);
+        }
+        match link.job(Job::Interrupt { session: place.sid }).await? {
+            Done::Bool(ran) => Ok(ran),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The worker to ask about `session` (or any worker).
+    async fn ask(&self, session: Option<u64>) -> Result<(Option<u64>, Arc<Link>), WorkerError> {
+        if let Some(place) = session.and_then(|s| self.sessions.place(s)) {
+            if let Some(link) = self.current(&place) {
+                return Ok((Some(place.sid), link));
+            }
+        }
+        let (_, link) = self.any(WAIT_FOR_WORKER).await?;
+        Ok((None, link))
+    }
+
+    pub async fn is_complete(&self, code: String) -> Result<bool, WorkerError> {
+        let (_, link) = self.ask(None).await?;
+        match link.job(Job::IsComplete { code }).await? {
+            Done::Bool(complete) => Ok(complete),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn complete(
+        &self,
+        session: Option<u64>,
+        code: String,
+        cursor: usize,
+    ) -> Result<(usize, Vec<String>), WorkerError> {
+        let (session, link) = self.ask(session).await?;
+        match link.job(Job::Complete { session, code, cursor }).await? {
+            Done::Completions(start, items) => Ok((start, items)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn inspect(
+        &self,
+        session: Option<u64>,
+        expr: String,
+    ) -> Result<Inspection, WorkerError> {
+        let (session, link) = self.ask(session).await?;
+        match link.job(Job::Inspect { session, expr }).await? {
+            Done::Inspection(inspection) => Ok(inspection),
+            other => Err(unexpected(other)),
+        }
+    }
+}
