@@ -16,8 +16,8 @@ use push_protocol::{Client, Op, Reply};
 use crate::config::NodeConfig;
 use crate::node::{Node, NodeParts};
 use crate::ops::bridge::NodeCluster;
-use crate::workers::{Pool, PoolConfig};
 use crate::server::{self, auth};
+use crate::workers::{Pool, PoolConfig};
 use crate::{consensus, shutdown};
 
 /// The token this node uses: --token-file, DATA/token, or (new cluster) a fresh one.

@@ -103,6 +103,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                     "fd_limit": s.fd_limit, "fds_open": s.fds_open, "cpu_ms": s.cpu_ms,
                     "release": s.push_version, "format": s.format_version,
                     "min_format": s.min_format_version,
+                    "workers": s.workers,
                 }),
                 Err(e) => serde_json::json!({"id": m.id, "addr": m.addr, "up": false, "error": e, "voter": m.voter}),
             })
@@ -136,6 +137,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         "FORMAT"
     );
     let mut load_errors = Vec::new();
+    let mut worker_lines = Vec::new();
     for (member, status) in rows {
         match status {
             Ok(s) => {
@@ -169,6 +171,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 for (app, v, e) in &s.load_errors {
                     load_errors.push(format!("node {}: {app}@v{v} failed to load: {e}", s.id));
                 }
+                if !s.workers.is_empty() {
+                    worker_lines.push(format!(
+                        "node {} python workers: {}",
+                        s.id,
+                        workers_line(&s.workers)
+                    ));
+                }
                 println!(
                     "{:<4} {:<22} {:<10} {:>5} {:>9} {:>9} {:>6}  {:<8} {:<8} {:<6} {heads}",
                     s.id,
@@ -186,13 +195,42 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             Err(e) => println!("{:<4} {:<22} {:<10} ({e})", member.id, member.addr, "down"),
         }
     }
-    for line in load_errors {
+    for line in worker_lines.into_iter().chain(load_errors) {
         println!("{line}");
     }
     if let Some(line) = quorum_line(&voters_up) {
         println!("{line}");
     }
     Ok(())
+}
+
+/// One node's workers in a line: "w1 pid 4242 24 MiB busy 1 (daemons), w2 restarting (last
+/// was killed by signal 11 (SIGSEGV)), restarts 3".
+fn workers_line(workers: &[push_protocol::WorkerRow]) -> String {
+    let each: Vec<String> = workers
+        .iter()
+        .map(|w| {
+            let mut text = if w.up {
+                format!(
+                    "w{} pid {} {} MiB busy {}",
+                    w.slot,
+                    w.pid,
+                    w.rss_bytes >> 20,
+                    w.busy
+                )
+            } else {
+                format!("w{} restarting", w.slot)
+            };
+            if w.tasks {
+                text.push_str(" (daemons)");
+            }
+            if let Some(last) = w.last_exit.as_ref().filter(|_| w.restarts > 0) {
+                text.push_str(&format!(" [{} restarts; last {last}]", w.restarts));
+            }
+            text
+        })
+        .collect();
+    each.join(", ")
 }
 
 /// Says that quorum is lost (writes and linearizable reads cannot succeed) and how many more

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::Node;
 use crate::runtime::{entry_module, sources};
-use crate::workers::Pool;
 use crate::shutdown::Shutdown;
+use crate::workers::Pool;
 
 /// Follows HEADs until shutdown.
 pub async fn follow_heads(node: Arc<Node>, workers: Arc<Pool>, mut shutdown: Shutdown) {

@@ -314,7 +314,11 @@ impl Runtime {
     pub fn interrupt_thread(ident: u64) -> bool {
         Python::attach(|py| {
             py.import("_push_session")
-                .and_then(|m| m.getattr("interrupt_thread")?.call1((ident,))?.extract::<bool>())
+                .and_then(|m| {
+                    m.getattr("interrupt_thread")?
+                        .call1((ident,))?
+                        .extract::<bool>()
+                })
                 .unwrap_or(false)
         })
     }

@@ -341,11 +341,12 @@ fn ts_after(
 ) -> PyResult<Vec<PartitionPoint>> {
     let ctx = context()?;
     let wait = Duration::from_millis(wait_ms);
-    let points = py.detach(|| {
-        ctx.handle
-            .block_on(ctx.cluster.ts_after(series, partition, after, limit, wait))
-    })
-    .map_err(|e| PushError::new_err(e.message))?;
+    let points = py
+        .detach(|| {
+            ctx.handle
+                .block_on(ctx.cluster.ts_after(series, partition, after, limit, wait))
+        })
+        .map_err(|e| PushError::new_err(e.message))?;
     points
         .iter()
         .map(|p| Ok((p.seq, p.t_ms, p.key.clone(), to_py(py, &p.value)?)))

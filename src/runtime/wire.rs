@@ -179,10 +179,23 @@ pub enum ToWorker {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FromWorker {
     /// First frame: the worker is ready.
-    Hello { pid: u32, python: String },
-    Done { id: u64, done: Done },
-    Output { id: u64, stream: Stream, text: String },
-    Call { id: u64, call: Call },
+    Hello {
+        pid: u32,
+        python: String,
+    },
+    Done {
+        id: u64,
+        done: Done,
+    },
+    Output {
+        id: u64,
+        stream: Stream,
+        text: String,
+    },
+    Call {
+        id: u64,
+        call: Call,
+    },
     /// One app `logging` record, for the node's log (and `push logs`).
     Log(AppLog),
 }
@@ -211,7 +224,8 @@ pub enum WireError {
 
 /// Encodes one message as a whole frame.
 pub fn encode<T: Serialize>(kind: Kind, message: &T) -> Result<Vec<u8>, WireError> {
-    let body = push_protocol::codec::encode(message).map_err(|e| WireError::Codec(e.to_string()))?;
+    let body =
+        push_protocol::codec::encode(message).map_err(|e| WireError::Codec(e.to_string()))?;
     Ok(frame::encode_frame(kind, &[&body]))
 }
 
@@ -252,7 +266,13 @@ mod tests {
         let bytes = encode(Kind::Response, &message).unwrap();
         let mut reader = &bytes[..];
         let back: FromWorker = read(&mut reader).await.unwrap().unwrap();
-        assert!(matches!(back, FromWorker::Call { id: 7, call: Call::TsAfter { partition: 2, .. } }));
+        assert!(matches!(
+            back,
+            FromWorker::Call {
+                id: 7,
+                call: Call::TsAfter { partition: 2, .. }
+            }
+        ));
         let none: Option<FromWorker> = read(&mut reader).await.unwrap();
         assert!(none.is_none());
     }

@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use push_protocol::frame::Kind;
-use push_protocol::{
-    ByteBuf, ErrorBody, ErrorCode, Member, NodeStatus, Op, Outcome, TsPoint,
-};
+use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Member, NodeStatus, Op, Outcome, TsPoint};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -355,9 +353,12 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
             runtime.stop_tasks().await;
             Done::Unit
         }
-        Job::RunLambda { func, args } => {
-            Done::Lambda(runtime.run_lambda(func, args).await.map_err(|e| e.to_string()))
-        }
+        Job::RunLambda { func, args } => Done::Lambda(
+            runtime
+                .run_lambda(func, args)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
     }
 }
 
@@ -368,8 +369,7 @@ async fn http(runtime: &Arc<Runtime>, request: wire::HttpRequest) -> Done {
     let (started_tx, started) = oneshot::channel();
     let path = format!("{} {}", request.method, request.path);
     let app = request.app.clone();
-    let mut answer =
-        Box::pin(async move { runtime.http(request, Some(started_tx)).await });
+    let mut answer = Box::pin(async move { runtime.http(request, Some(started_tx)).await });
     let (timeout, ident) = tokio::select! {
         out = &mut answer => return http_done(out),
         started = started => match started {

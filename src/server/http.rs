@@ -18,8 +18,8 @@ use axum::Router;
 use super::limits::{AcceptErrors, Admitted, Limits, Stage, Waiting};
 use crate::node::Node;
 use crate::runtime::HttpRequest;
-use crate::workers::WorkerError;
 use crate::shutdown::Shutdown;
+use crate::workers::WorkerError;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 << 20;

@@ -259,7 +259,10 @@ async fn read_loop(
             Ok(Some(FromWorker::Hello { .. })) => {}
             Ok(None) => break,
             Err(e) => {
-                tracing::warn!(pid = link.pid, "unreadable message from a python worker: {e}");
+                tracing::warn!(
+                    pid = link.pid,
+                    "unreadable message from a python worker: {e}"
+                );
                 break;
             }
         }
@@ -278,7 +281,9 @@ async fn serve_call(cluster: &dyn Cluster, call: Call, scratch: bool) -> Answer 
         }
         Call::Status => cluster.status().map(|s| Answer::Status(Box::new(s))),
         Call::Members => cluster.members().map(Answer::Members),
-        Call::VersionFiles { app, number } => cluster.version_files(&app, number).map(Answer::Files),
+        Call::VersionFiles { app, number } => {
+            cluster.version_files(&app, number).map(Answer::Files)
+        }
         Call::TsCursor { series, unit } => cluster.ts_cursor(&series, &unit).map(Answer::Cursor),
         Call::TsAfter {
             series,
@@ -287,7 +292,13 @@ async fn serve_call(cluster: &dyn Cluster, call: Call, scratch: bool) -> Answer 
             limit,
             wait_ms,
         } => cluster
-            .ts_after(series, partition, after, limit, Duration::from_millis(wait_ms))
+            .ts_after(
+                series,
+                partition,
+                after,
+                limit,
+                Duration::from_millis(wait_ms),
+            )
             .await
             .map(Answer::Points),
     };

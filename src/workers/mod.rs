@@ -60,6 +60,10 @@ pub enum WorkerError {
     Timeout(Duration),
     #[error("unexpected answer from a python worker: {0}")]
     Unexpected(String),
+    #[error(
+        "session {0} does not exist on this node (closed, or the node restarted); open a new one"
+    )]
+    NoSession(u64),
 }
 
 fn unexpected(done: Done) -> WorkerError {
@@ -126,6 +130,8 @@ pub struct Pool {
     sessions: sessions::Sessions,
     python: Mutex<String>,
     up: Notify,
+    /// Where the next search for a free worker starts.
+    turn: AtomicU64,
     /// A started scratch worker waiting for the next deploy gate.
     spare: tokio::sync::Mutex<Option<(Child, Arc<Link>)>>,
 }
@@ -157,6 +163,7 @@ impl Pool {
             sessions: sessions::Sessions::default(),
             python: Mutex::new(String::new()),
             up: Notify::new(),
+            turn: AtomicU64::new(0),
             spare: tokio::sync::Mutex::new(None),
         })
     }
@@ -194,11 +201,17 @@ impl Pool {
     }
 
     fn loaded_versions(&self) -> BTreeMap<String, LoadedVersion> {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn wanted_units(&self) -> BTreeMap<String, Vec<(String, u64)>> {
-        self.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn live(&self) -> Vec<(usize, Arc<Link>)> {
@@ -213,12 +226,14 @@ impl Pool {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.up.notified();
-            if let Some(best) = self
-                .live()
-                .into_iter()
-                .min_by_key(|(_, l)| l.inflight.load(Ordering::Relaxed))
-            {
-                return Ok(best);
+            // Ties go round the slots, so idle workers take turns.
+            let live = self.live();
+            let start = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
+            let best = (0..live.len())
+                .map(|i| &live[(start + i) % live.len()])
+                .min_by_key(|(_, l)| l.inflight.load(Ordering::Relaxed));
+            if let Some(best) = best {
+                return Ok(best.clone());
             }
             self.cluster()?;
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -247,7 +262,11 @@ impl Pool {
             .slots
             .iter()
             .filter_map(|s| {
-                let last = s.last_exit.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let last = s
+                    .last_exit
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 last.map(|e| format!("{} last {e}", s.label()))
             })
             .collect();
@@ -304,14 +323,17 @@ impl Pool {
             None => {
                 state.serving = Some(number);
                 state.error = None;
-                self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    app.to_string(),
-                    LoadedVersion {
-                        number,
-                        files,
-                        entry,
-                    },
-                );
+                self.loaded
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        app.to_string(),
+                        LoadedVersion {
+                            number,
+                            files,
+                            entry,
+                        },
+                    );
                 Ok(())
             }
         }
@@ -370,7 +392,10 @@ impl Pool {
 
     /// The running interpreter's version ("3.11.7"), as the workers report it.
     pub fn python_version(&self) -> String {
-        self.python.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.python
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The task specs of `app`'s HEAD as loaded on this node.
@@ -386,7 +411,11 @@ impl Pool {
     }
 
     /// Runs exactly `wanted` (unit, generation) of `app` on this node's tasks worker.
-    pub async fn reconcile(&self, app: String, wanted: Vec<(String, u64)>) -> Result<(), WorkerError> {
+    pub async fn reconcile(
+        &self,
+        app: String,
+        wanted: Vec<(String, u64)>,
+    ) -> Result<(), WorkerError> {
         self.wanted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -517,4 +546,3 @@ async fn prepare_spare(pool: Arc<Pool>) {
 pub fn slot_label(index: usize) -> String {
     format!("w{}", index + 1)
 }
-

@@ -84,7 +84,11 @@ pub fn describe(status: &ExitStatus) -> String {
             libc::SIGILL => "SIGILL",
             _ => "",
         };
-        let dumped = if status.core_dumped() { ", core dumped" } else { "" };
+        let dumped = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
         if name.is_empty() {
             format!("was killed by signal {signal}{dumped}")
         } else {
@@ -109,7 +113,10 @@ mod tests {
             describe(&ExitStatus::from_raw(libc::SIGSEGV)),
             "was killed by signal 11 (SIGSEGV)"
         );
-        assert_eq!(describe(&ExitStatus::from_raw(3 << 8)), "exited with code 3");
+        assert_eq!(
+            describe(&ExitStatus::from_raw(3 << 8)),
+            "exited with code 3"
+        );
         assert_eq!(describe(&ExitStatus::from_raw(0)), "exited");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use push_protocol::{EvalResult, Inspection, Stream};
+use push_protocol::{EvalResult, Inspection, PyException, Stream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::link::Output;
@@ -22,6 +22,27 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(2);
 
 /// A started evaluation: its output chunks as they are printed, then its result.
 pub type Running = (Output, oneshot::Receiver<Result<EvalResult, WorkerError>>);
+
+/// An eval's answer for a session this node does not know: a `LookupError` as Python's own
+/// would read, which clients (the LSP, the REPL) recognise and open a new session for.
+fn no_session(session: u64, node: u64) -> EvalResult {
+    let message = format!(
+        "session {session} does not exist on this node (closed, or the node restarted); open a new one"
+    );
+    EvalResult {
+        value: None,
+        type_name: None,
+        error: Some(PyException {
+            type_name: "LookupError".into(),
+            formatted: format!("LookupError: {message}\n"),
+            message,
+            frames: Vec::new(),
+        }),
+        truncated: None,
+        micros: 0,
+        node,
+    }
+}
 
 /// Where a session lives: the slot, which worker of it (generation), its id there.
 #[derive(Clone, Copy, Debug)]
@@ -53,7 +74,11 @@ impl Sessions {
     }
 
     pub fn on_slot(&self, slot: usize) -> usize {
-        self.inner().places.values().filter(|p| p.slot == slot).count()
+        self.inner()
+            .places
+            .values()
+            .filter(|p| p.slot == slot)
+            .count()
     }
 
     fn add(&self, place: Place) -> u64 {
@@ -124,11 +149,10 @@ impl Pool {
         &self,
         session: u64,
     ) -> Result<(Place, Arc<Link>, Option<String>), WorkerError> {
-        let place = self.sessions.place(session).ok_or_else(|| {
-            WorkerError::Failed(format!(
-                "no session {session} on this node (it was closed, or the node restarted); open a new one"
-            ))
-        })?;
+        let place = self
+            .sessions
+            .place(session)
+            .ok_or(WorkerError::NoSession(session))?;
         if let Some(link) = self.current(&place) {
             return Ok((place, link, None));
         }
@@ -176,7 +200,10 @@ impl Pool {
     ) -> Result<EvalResult, WorkerError> {
         let (slot, link, sid) = match session {
             Some(session) => {
-                let (place, link, note) = self.session_link(session).await?;
+                let (place, link, note) = match self.session_link(session).await {
+                    Err(WorkerError::NoSession(_)) => return Ok(no_session(session, node)),
+                    other => other?,
+                };
                 if let Some(note) = note {
                     let _ = out.send((Stream::Stderr, note));
                 }
@@ -264,14 +291,30 @@ impl Pool {
             done
         }))
         .await;
-        let reached = 1 + answers
-            .iter()
-            .filter(|a| matches!(a, Ok(Ok(Done::Eval(r))) if r.error.is_none()))
-            .count();
+        let mut reached = 1;
+        let mut missed = Vec::new();
+        for answer in answers {
+            match answer {
+                Ok(Ok(Done::Eval(r))) if r.error.is_none() => reached += 1,
+                Ok(Ok(Done::Eval(r))) => missed.push(
+                    r.error
+                        .map(|e| format!("{}: {}", e.type_name, e.message))
+                        .unwrap_or_default(),
+                ),
+                Ok(Ok(other)) => missed.push(format!("{other:?}")),
+                Ok(Err(e)) => missed.push(e.to_string()),
+                Err(_) => missed.push("no answer".into()),
+            }
+        }
+        let why = if missed.is_empty() {
+            String::new()
+        } else {
+            format!("; not applied: {}", missed.join("; "))
+        };
         let _ = out.send((
             Stream::Stderr,
             format!(
-                "(hot-patch of {module} applied in {reached} of {} python workers on node {node})\n",
+                "(hot-patch of {module} applied in {reached} of {} python workers on node {node}{why})\n",
                 self.slots.len()
             ),
         ));
@@ -339,7 +382,14 @@ impl Pool {
         cursor: usize,
     ) -> Result<(usize, Vec<String>), WorkerError> {
         let (session, link) = self.ask(session).await?;
-        match link.job(Job::Complete { session, code, cursor }).await? {
+        match link
+            .job(Job::Complete {
+                session,
+                code,
+                cursor,
+            })
+            .await?
+        {
             Done::Completions(start, items) => Ok((start, items)),
             other => Err(unexpected(other)),
         }

@@ -24,7 +24,11 @@ const STEADY: Duration = Duration::from_secs(10);
 const RSS_EVERY: Duration = Duration::from_millis(500);
 
 /// Starts a worker and waits for its hello.
-pub async fn start(pool: &Pool, label: &str, scratch: bool) -> Result<(Child, Arc<Link>), WorkerError> {
+pub async fn start(
+    pool: &Pool,
+    label: &str,
+    scratch: bool,
+) -> Result<(Child, Arc<Link>), WorkerError> {
     let cluster = pool.cluster()?;
     let (mut child, socket) = process::spawn(pool.config.threads, label)?;
     match Link::connect(socket, cluster, scratch, HELLO_WITHIN).await {
@@ -132,13 +136,23 @@ pub async fn replay(pool: &Pool, link: &Link, index: usize) {
         };
         match link.job(job).await {
             Ok(crate::runtime::wire::Done::Refusal(None)) => {}
-            Ok(other) => tracing::error!(%app, version = version.number, "a restarted python worker cannot load the version its node serves: {other:?}"),
-            Err(e) => tracing::error!(%app, version = version.number, "a restarted python worker cannot load the version its node serves: {e}"),
+            Ok(other) => {
+                tracing::error!(%app, version = version.number, "a restarted python worker cannot load the version its node serves: {other:?}")
+            }
+            Err(e) => {
+                tracing::error!(%app, version = version.number, "a restarted python worker cannot load the version its node serves: {e}")
+            }
         }
     }
     if index == super::TASKS_SLOT {
         for (app, wanted) in pool.wanted_units() {
-            if let Err(e) = link.job(Job::Reconcile { app: app.clone(), wanted }).await {
+            if let Err(e) = link
+                .job(Job::Reconcile {
+                    app: app.clone(),
+                    wanted,
+                })
+                .await
+            {
                 tracing::warn!(%app, "cannot restart daemons on a new python worker: {e}");
             }
         }

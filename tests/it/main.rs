@@ -36,3 +36,4 @@ mod tidy;
 mod tls;
 mod top;
 mod up;
+mod workers;

@@ -1,14 +1,16 @@
 //! `push bench`: bounded load generators printing throughput and latency percentiles. One
-//! file per load (`kv`, `queue`, `eval`, `cluster` for deploy and failover); this one holds the
+//! file per load (`kv`, `queue`, `eval`, `http`, `cluster` for deploy and failover); this one holds the
 //! arguments, the summary and the report they share.
 
 mod cluster;
 mod eval;
+mod http;
 mod kv;
 mod queue;
 
 pub use cluster::{DeployBench, FailoverBench};
 pub use eval::EvalBench;
+pub use http::HttpBench;
 pub use kv::KvBench;
 pub use queue::QueueBench;
 
@@ -65,6 +67,8 @@ pub enum BenchCommand {
     Failover(FailoverBench),
     /// Queue puts from N producers, then take+ack from N consumers until the queue is empty
     Queue(QueueBench),
+    /// HTTP keep-alive load on an app URL; --compare-workers N: 1 worker against N
+    Http(HttpBench),
 }
 
 /// Latency summary of one run.
@@ -124,6 +128,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Deploy(a) => cluster::deploy(&args.target, a, args.json).await,
         BenchCommand::Failover(a) => cluster::failover(&args.target, a, args.json).await,
         BenchCommand::Queue(a) => queue::queue(&args.target, a, args.json).await,
+        BenchCommand::Http(a) => http::http(a, args.json).await,
     }
 }
 

@@ -1,0 +1,347 @@
+//! Python in worker processes: every kind of worker death (os._exit, a segfault in app code,
+//! kill -9, memory over `--py-worker-max-rss`) costs only the requests on that worker (502),
+//! the worker comes back, and Raft does not notice; handler timeouts (504, and a worker stuck
+//! in C code is recycled); the deploy gate's scratch worker refuses cluster writes; a
+//! hot-patch reaches every worker; an eval stuck in C code is restarted by a second Ctrl-C.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use push_protocol::{Client, Op, ReadMode, Reply, Value, WorkerRow};
+
+use crate::support::cluster::{fails, get as kv_get, ok, set as kv_set};
+use crate::support::eval::eval_streams;
+use crate::support::http::get;
+use crate::support::Cluster;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const APP: &str = r#"
+import ctypes, os, time
+import push
+
+def greet():
+    return "hello"
+
+@push.route("GET", "/pid")
+def pid():
+    return f"{os.getpid()} {greet()}"
+
+@push.route("GET", "/exit")
+def exit_now():
+    os._exit(3)
+
+@push.route("GET", "/segv")
+def segv():
+    ctypes.string_at(0)
+
+@push.route("GET", "/hog")
+def hog():
+    global held
+    held = bytearray(400 << 20)
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    time.sleep(30)
+    return "survived"
+
+@push.route("GET", "/sleep", timeout=1)
+def sleep_in_c():
+    time.sleep(60)
+    return "woke"
+
+@push.route("GET", "/spin", timeout=1)
+def spin():
+    while True:
+        pass
+"#;
+
+async fn rows(cluster: &Cluster, id: u64) -> Vec<WorkerRow> {
+    cluster
+        .status(id)
+        .await
+        .map(|s| s.workers)
+        .unwrap_or_default()
+}
+
+fn restarts(rows: &[WorkerRow]) -> u64 {
+    rows.iter().map(|w| w.restarts).sum()
+}
+
+/// Waits until node `id` has had at least `at_least` worker restarts and every worker is up.
+async fn wait_restarted(cluster: &Cluster, id: u64, at_least: u64) -> Vec<WorkerRow> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = rows(cluster, id).await;
+        if restarts(&now) >= at_least && !now.is_empty() && now.iter().all(|w| w.up) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id}'s workers did not come back: {now:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_serving(cluster: &Cluster, id: u64) {
+    let deadline = Instant::now() + WAIT;
+    while get(&cluster.http(id), "/pid").await.status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never served\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes and reads through node 1 every ~50 ms until stopped; counts failures.
+fn canary(
+    cluster: &Cluster,
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<u64> {
+    let (addr, token) = (cluster.addr(1), cluster.token.clone());
+    tokio::spawn(async move {
+        let client = Client::connect(&addr, &token)
+            .await
+            .expect("canary connects");
+        let mut n = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            n += 1;
+            let key = format!("k{}", n % 10);
+            let wrote = tokio::time::timeout(
+                Duration::from_secs(5),
+                kv_set(&client, "canary", &key, Value::Int(n as i64)),
+            )
+            .await;
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                kv_get(&client, "canary", &key, ReadMode::Linearizable),
+            )
+            .await;
+            if wrote.is_err() || !matches!(read, Ok(Some(Value::Int(v))) if v == n as i64) {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        n
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dying_worker_costs_its_requests_a_502_and_raft_does_not_notice() {
+    let cluster =
+        Cluster::start_with(3, &["--py-workers", "2", "--py-worker-max-rss", "200"]).await;
+    cluster.deploy_app("crashes", APP, 1, "crash kinds");
+    wait_serving(&cluster, 1).await;
+    let before = cluster.status(1).await.expect("status");
+    let (stop, failures) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let canary = canary(&cluster, stop.clone(), failures.clone());
+
+    let mut expected = restarts(&rows(&cluster, 1).await);
+    for (path, said) in [
+        ("/exit", "exited with code 3"),
+        ("/segv", "was killed by signal 11 (SIGSEGV)"),
+        ("/hog", "over its memory limit"),
+    ] {
+        let r = get(&cluster.http(1), path).await;
+        assert_eq!(r.status, 502, "{path}: {}", r.text());
+        expected += 1;
+        wait_restarted(&cluster, 1, expected).await;
+        assert!(
+            cluster.logs().contains(said),
+            "the log says how the worker of {path} ended ({said})\n{}",
+            cluster.logs()
+        );
+        assert_eq!(
+            get(&cluster.http(1), "/pid").await.status,
+            200,
+            "serving again after {path}"
+        );
+    }
+    // kill -9 from outside.
+    let victim = rows(&cluster, 1).await[0].pid;
+    assert!(victim > 0);
+    // SAFETY: kill(2) on a worker of a node this test started.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    expected += 1;
+    let after = wait_restarted(&cluster, 1, expected).await;
+    assert!(
+        after.iter().all(|w| w.pid != victim),
+        "a new process took the slot: {after:?}"
+    );
+    assert!(cluster.logs().contains("was killed by signal 9 (SIGKILL)"));
+    assert_eq!(get(&cluster.http(1), "/pid").await.status, 200);
+
+    stop.store(true, Ordering::Relaxed);
+    let writes = canary.await.expect("canary");
+    assert!(writes > 0);
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "the canary saw failures\n{}",
+        cluster.logs()
+    );
+    let now = cluster.status(1).await.expect("status");
+    assert_eq!(
+        (now.term, now.leader),
+        (before.term, before.leader),
+        "no election happened"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_past_its_timeout_gets_504_and_a_worker_stuck_in_c_is_recycled() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    cluster.deploy_app("timeouts", APP, 1, "timeouts");
+    wait_serving(&cluster, 1).await;
+    let start = restarts(&rows(&cluster, 1).await);
+    // Interruptible: the KeyboardInterrupt stops the loop, the worker stays.
+    let r = get(&cluster.http(1), "/spin").await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains("timeout of 1 s"), "{}", r.text());
+    assert_eq!(get(&cluster.http(1), "/pid").await.status, 200);
+    // Stuck in C (time.sleep): 504 at once, then the worker is replaced.
+    let r = get(&cluster.http(1), "/sleep").await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    wait_restarted(&cluster, 1, start + 1).await;
+    assert!(cluster
+        .logs()
+        .contains("did not stop within 2s of its interrupt"));
+    assert_eq!(get(&cluster.http(1), "/pid").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_gate_imports_in_a_scratch_worker_that_refuses_writes() {
+    let cluster = Cluster::start(1).await;
+    cluster.deploy_app(
+        "gate",
+        "import push\n\n@push.route('GET', '/')\ndef index():\n    return 'v1'\n",
+        1,
+        "v1",
+    );
+    let dir = cluster.dir.path().join("gate");
+    std::fs::write(
+        dir.join("app.py"),
+        "import push\n\nseen = push.kv('cfg').get('x')\npush.kv('cfg')['x'] = 'set at import'\n",
+    )
+    .expect("write");
+    let err = fails(&cluster.cli(&[
+        "deploy",
+        dir.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ]));
+    assert!(
+        err.contains("HEAD unchanged") && err.contains("move module-level writes"),
+        "{err}"
+    );
+    let c = cluster.client(1).await;
+    assert_eq!(
+        kv_get(&c, "cfg", "x", ReadMode::Linearizable).await,
+        None,
+        "the import's write never reached the cluster"
+    );
+    let out = ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]));
+    assert!(out.contains("v1"), "{out}");
+    // Reads at import time are fine.
+    std::fs::write(
+        dir.join("app.py"),
+        "import push\n\nseen = push.kv('cfg').get('x')\n",
+    )
+    .expect("write");
+    ok(&cluster.cli(&[
+        "deploy",
+        dir.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_patch_reaches_every_worker_of_the_node() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    cluster.deploy_app("patch", APP, 1, "patch");
+    wait_serving(&cluster, 1).await;
+    let out = cluster.cli(&[
+        "eval",
+        &cluster.addr(1),
+        "--module",
+        "app",
+        "def greet():\n    return 'patched'\n",
+    ]);
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("applied in 2 of 2 python workers"), "{said}");
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let text = get(&cluster.http(1), "/pid").await.text();
+        let (pid, greeting) = text.split_once(' ').expect("pid and greeting");
+        assert_eq!(greeting, "patched", "every worker serves the patch");
+        pids.insert(pid.to_string());
+    }
+    assert_eq!(pids.len(), 2, "requests reached both workers: {pids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eval_stuck_in_c_is_restarted_by_a_second_interrupt_and_says_names_are_lost() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    let c = cluster.client(1).await;
+    let s = match c.call(Op::SessionOpen).await.expect("open") {
+        Reply::Session { id } => id,
+        other => panic!("{other:?}"),
+    };
+    let (_, _, r) = eval_streams(&c, Some(s), "x = 41").await;
+    assert!(r.error.is_none());
+    let (addr, token) = (cluster.addr(1), cluster.token.clone());
+    let stuck = tokio::spawn(async move {
+        let c = Client::connect(&addr, &token).await.expect("connect");
+        let mut replies = c
+            .call_stream(Op::Eval {
+                session: Some(s),
+                code: "import time\ntime.sleep(120)".into(),
+                module: None,
+            })
+            .await
+            .expect("send eval");
+        let mut said = String::new();
+        while let Some(reply) = replies.recv().await {
+            match reply {
+                Ok(Reply::Output { text, .. }) => said.push_str(&text),
+                Ok(other) => said.push_str(&format!("{other:?}")),
+                Err(e) => said.push_str(&e.message),
+            }
+        }
+        said
+    });
+    // Interrupt until the node restarts the worker (a Ctrl-C 2 s after the first one).
+    let deadline = Instant::now() + WAIT;
+    while !stuck.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the stuck eval was never restarted\n{}",
+            cluster.logs()
+        );
+        let _ = c.call(Op::Interrupt { session: s }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let said = stuck.await.expect("task");
+    assert!(
+        said.contains("has not stopped 2 s after Ctrl-C") && said.contains("SIGKILL"),
+        "the REPL is told the eval is stuck, then that its worker was restarted: {said}"
+    );
+    let (_, err, r) = eval_streams(&c, Some(s), "'x' in globals()").await;
+    assert_eq!(
+        r.value.as_deref(),
+        Some("False"),
+        "the session's names went with its worker"
+    );
+    assert!(err.contains("names defined before are gone"), "{err}");
+}
