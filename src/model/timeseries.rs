@@ -313,7 +313,10 @@ mod tests {
         let bytes = push_protocol::format::encode(2, &s).unwrap();
         let back: Series = push_protocol::format::decode(2, &bytes).unwrap();
         assert_eq!(back.backlog.len(), 1);
-        assert_eq!(push_protocol::format::decoding_version(), 2);
+        assert_eq!(
+            push_protocol::format::decoding_version(),
+            push_protocol::FORMAT_VERSION
+        );
     }
 
     #[test]

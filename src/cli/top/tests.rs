@@ -48,6 +48,7 @@ fn status(id: u64, role: &str) -> NodeStatus {
         fds_open: 10,
         format_version: 2,
         min_format_version: 1,
+        workers: Vec::new(),
     }
 }
 
