@@ -307,6 +307,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Files { .. } => "files",
         Op::Forwarded { op, .. } => op_kind(op),
         Op::SessionOpen => "session_open",
+        Op::SessionOpenOn { .. } => "session_open_on",
         Op::SessionClose { .. } => "session_close",
         Op::Eval { .. } => "eval",
         Op::Complete { .. } => "complete",

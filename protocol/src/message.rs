@@ -333,6 +333,11 @@ pub enum Op {
     },
     /// Who this connection is, as the node authenticated it.
     WhoAmI,
+    /// Open an eval session on this node's Python worker `worker` (1-based, as `push status`
+    /// numbers them); answered like `SessionOpen`. (Format 3.)
+    SessionOpenOn {
+        worker: u32,
+    },
 }
 
 /// A successful reply.

@@ -280,8 +280,8 @@ pub struct WorkerRow {
     pub uptime_ms: u64,
     /// How the previous worker of this slot ended ("was killed by signal 11 (SIGSEGV)").
     pub last_exit: Option<String>,
-    /// Eval sessions living on it.
-    pub sessions: u32,
+    /// The eval sessions living on it.
+    pub sessions: Vec<u64>,
     /// Whether it runs the node's daemons and schedules.
     pub tasks: bool,
 }

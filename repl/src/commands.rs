@@ -28,6 +28,17 @@ pub fn current_app() -> String {
         .unwrap_or_else(|| DEFAULT_APP.to_string())
 }
 
+/// `ID` or `ID/W` of `:use`.
+fn parse_use(arg: &str) -> Option<(u64, Option<u32>)> {
+    match arg.split_once('/') {
+        Some((id, w)) => Some((
+            id.trim().parse().ok()?,
+            Some(w.trim().trim_start_matches('w').parse().ok()?),
+        )),
+        None => Some((arg.trim().parse().ok()?, None)),
+    }
+}
+
 /// One line per command, for `:help` and for unknown commands.
 pub const HELP: &[(&str, &str)] = &[
     (":help", "this list"),
@@ -36,8 +47,12 @@ pub const HELP: &[(&str, &str)] = &[
         "every node: id, address, role, term, applied index, HEAD",
     ),
     (
-        ":use ID",
-        "switch to node ID (the REPL keeps the member list)",
+        ":use ID[/W]",
+        "switch to node ID (its python worker W); the REPL keeps the member list",
+    ),
+    (
+        ":workers",
+        "this node's python workers: pid, memory, CPU, busy, sessions, restarts",
     ),
     (
         ":on all EXPR",
@@ -129,10 +144,13 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         "help" | "h" | "?" => println!("{}", help_text()),
         "quit" | "q" | "exit" => return Flow::Quit,
         "nodes" => nodes(conn),
-        "use" => match rest.parse::<u64>() {
-            Ok(id) => match conn.members().into_iter().find(|m| m.id == id) {
-                Some(m) => match conn.use_addr(m.addr.clone()) {
-                    Ok(()) => println!("now on node {id} at {}", m.addr),
+        "use" => match parse_use(rest) {
+            Some((id, worker)) => match conn.members().into_iter().find(|m| m.id == id) {
+                Some(m) => match conn.use_addr(m.addr.clone(), worker) {
+                    Ok(()) => match worker {
+                        Some(w) => println!("now on node {id} at {}, python worker w{w}", m.addr),
+                        None => println!("now on node {id} at {}", m.addr),
+                    },
                     Err(e) => eprintln!("{}", error_text(format!("node {id} at {}: {e}", m.addr))),
                 },
                 None => eprintln!(
@@ -140,8 +158,18 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                     error_text(format!("no node {id}; `:nodes` lists them"))
                 ),
             },
-            Err(_) => eprintln!("{}", error_text("usage: :use ID (a node id from `:nodes`)")),
+            None => eprintln!(
+                "{}",
+                error_text("usage: :use ID or :use ID/W (a node id from `:nodes`, a worker from `:workers`)")
+            ),
         },
+        "workers" => {
+            conn.refresh();
+            match conn.status() {
+                Some(s) => println!("{}", crate::views::workers_table(&s, conn.session())),
+                None => eprintln!("{}", error_text("not connected; :reconnect or :use ID")),
+            }
+        }
         "reconnect" => match conn.connect() {
             Ok(()) => println!("reconnected to {} (new session)", conn.addr()),
             Err(e) => eprintln!("{}", error_text(&e)),
@@ -514,5 +542,19 @@ fn nodes(conn: &Conn) {
             ),
             None => println!("{mark}{:<3} {:<22} {:<10}", m.id, m.addr, "down"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_use;
+
+    #[test]
+    fn use_takes_a_node_and_optionally_its_worker() {
+        assert_eq!(parse_use("2"), Some((2, None)));
+        assert_eq!(parse_use("1/2"), Some((1, Some(2))));
+        assert_eq!(parse_use("1/w2"), Some((1, Some(2))));
+        assert_eq!(parse_use("x"), None);
+        assert_eq!(parse_use("1/"), None);
     }
 }

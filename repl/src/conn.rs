@@ -22,6 +22,8 @@ struct Link {
     module: Option<String>,
     /// Who the node says this connection is (None from a node too old to say).
     me: Option<Identity>,
+    /// `:use ID/W`: open the session on the node's Python worker W.
+    worker: Option<u32>,
 }
 
 /// Shared by the loop, the completer and the validator.
@@ -49,12 +51,27 @@ impl Conn {
 
     /// (Re)connects to the current address and opens a session there.
     pub fn connect(&self) -> Result<(), ReplError> {
+        // The session being left goes (best effort), so its worker does not keep its names.
+        let (old_client, old_session) = {
+            let link = self.link();
+            (link.client.clone(), link.session)
+        };
+        if let (Some(client), Some(session)) = (old_client, old_session) {
+            let close = client.call(Op::SessionClose { session });
+            let _ = self
+                .handle
+                .block_on(async { tokio::time::timeout(Duration::from_secs(1), close).await });
+        }
         let addr = self.link().addr.clone();
         let token = self.token.clone();
         let client = self.handle.block_on(Client::connect(&addr, &token))?;
         let client = Arc::new(client);
         // A user whose role may not run code still gets the meta commands: no session.
-        let session = match self.handle.block_on(client.call(Op::SessionOpen)) {
+        let open = match self.link().worker {
+            Some(worker) => Op::SessionOpenOn { worker },
+            None => Op::SessionOpen,
+        };
+        let session = match self.handle.block_on(client.call(open)) {
             Ok(Reply::Session { id }) => Some(id),
             Err(ClientError::Server(e)) if e.code == ErrorCode::Forbidden => None,
             Err(e) => return Err(e.into()),
@@ -74,11 +91,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Switches to another address (keeping the member list), connecting there.
-    pub fn use_addr(&self, addr: String) -> Result<(), ReplError> {
+    /// Switches to another address (keeping the member list), connecting there, with the
+    /// session on Python worker `worker` of that node if given.
+    pub fn use_addr(&self, addr: String, worker: Option<u32>) -> Result<(), ReplError> {
         {
             let mut link = self.link();
             link.addr = addr;
+            link.worker = worker;
             link.client = None;
             link.session = None;
             link.status = None;

@@ -1,5 +1,5 @@
 //! The prompt names where code will run and the HEAD of the app the session works on:
-//! `node1(leader)@v7 >>> ` for `main`, `node1(leader) bench@v3 >>> ` after `:app bench`; a
+//! `node1/w2(leader)@v7 >>> ` for `main` (node 1, its Python worker 2), `node1(leader) bench@v3 >>> ` after `:app bench`; a
 //! user other than the cluster token is named first: `alice@node1(leader)@v7 >>> `.
 
 use std::borrow::Cow;
@@ -27,7 +27,12 @@ impl NodePrompt {
         let left = match conn.status() {
             Some(s) => {
                 let head = head_label(&s.heads, &crate::commands::current_app());
-                format!("{user}node{}({}){head}{module}", s.id, s.role)
+                let worker = conn
+                    .session()
+                    .and_then(|id| s.workers.iter().find(|w| w.sessions.contains(&id)))
+                    .map(|w| format!("/w{}", w.slot))
+                    .unwrap_or_default();
+                format!("{user}node{}{worker}({}){head}{module}", s.id, s.role)
             }
             None => format!("{}(disconnected){module}", conn.addr()),
         };

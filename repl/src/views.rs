@@ -1,5 +1,5 @@
 //! Text views of tasks and timeseries shared by the REPL's meta commands and the `push` CLI:
-//! the daemons table, the node registry, timeseries stats and points, and log tailing.
+//! the daemons table, a node's Python workers, the node registry, timeseries stats and points, and log tailing.
 
 use std::time::Duration;
 
@@ -50,6 +50,51 @@ pub fn daemon_table(rows: &[DaemonRow]) -> String {
             ));
         }
     }
+    out
+}
+
+/// `:workers`: one node's Python workers; `*` marks the one holding `session`.
+pub fn workers_table(status: &push_protocol::NodeStatus, session: Option<u64>) -> String {
+    if status.workers.is_empty() {
+        return format!(
+            "node {} reports no python workers (a release before workers?)\n",
+            status.id
+        );
+    }
+    let serving = status
+        .serving
+        .iter()
+        .map(|(app, v)| format!("{app}@v{v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = format!(
+        "node {} python workers (each serves {}):\n{:<4} {:>8} {:>8} {:>8} {:>5} {:>9} {:>9}  LAST EXIT\n",
+        status.id,
+        if serving.is_empty() { "nothing yet".to_string() } else { serving },
+        "", "PID", "RSS MiB", "CPU s", "BUSY", "SESSIONS", "RESTARTS"
+    );
+    for w in &status.workers {
+        let mine = session.is_some_and(|s| w.sessions.contains(&s));
+        let name = format!("{}w{}", if mine { "*" } else { " " }, w.slot);
+        let pid = if w.up {
+            w.pid.to_string()
+        } else {
+            "down".into()
+        };
+        out.push_str(&format!(
+            "{:<4} {:>8} {:>8} {:>8.1} {:>5} {:>9} {:>9}  {}{}\n",
+            name,
+            pid,
+            w.rss_bytes >> 20,
+            w.cpu_ms as f64 / 1000.0,
+            w.busy,
+            w.sessions.len(),
+            w.restarts,
+            w.last_exit.as_deref().unwrap_or("-"),
+            if w.tasks { "  (runs daemons)" } else { "" },
+        ));
+    }
+    out.push_str("`:use ID/W` moves this REPL to worker W of node ID (a new session)\n");
     out
 }
 

@@ -148,6 +148,7 @@ async fn route(req: &Req<'_>) -> Outcome {
         }
         Op::EvalAll { code } => eval::eval_all(node, code.clone()).await,
         Op::SessionOpen
+        | Op::SessionOpenOn { .. }
         | Op::SessionClose { .. }
         | Op::IsComplete { .. }
         | Op::Complete { .. }

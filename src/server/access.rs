@@ -70,6 +70,7 @@ pub fn required(op: &Op) -> Need {
         | Op::EvalAll { .. }
         | Op::Run { .. }
         | Op::SessionOpen
+        | Op::SessionOpenOn { .. }
         | Op::SessionClose { .. }
         | Op::Complete { .. }
         | Op::Inspect { .. }

@@ -64,6 +64,8 @@ pub enum WorkerError {
         "session {0} does not exist on this node (closed, or the node restarted); open a new one"
     )]
     NoSession(u64),
+    #[error("this node has no python worker w{0}: its workers are w1 to w{1} (see `push status` or :workers)")]
+    NoSuchWorker(u32, usize),
 }
 
 fn unexpected(done: Done) -> WorkerError {
@@ -511,7 +513,7 @@ impl Pool {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .clone(),
-                    sessions: self.sessions.on_slot(slot.index) as u32,
+                    sessions: self.sessions.ids_on(slot.index),
                     tasks: slot.index == TASKS_SLOT,
                 }
             })

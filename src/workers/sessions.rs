@@ -81,6 +81,19 @@ impl Sessions {
             .count()
     }
 
+    /// The sessions living on `slot`.
+    pub fn ids_on(&self, slot: usize) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .inner()
+            .places
+            .iter()
+            .filter(|(_, p)| p.slot == slot)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     fn add(&self, place: Place) -> u64 {
         let mut inner = self.inner();
         inner.next += 1;
@@ -124,6 +137,17 @@ impl Pool {
     /// Opens an eval session; its id is the node's.
     pub async fn open_session(&self) -> Result<u64, WorkerError> {
         let place = self.open_on(None).await?;
+        Ok(self.sessions.add(place))
+    }
+
+    /// Opens an eval session on worker `worker` (1-based), waiting for it if it is restarting.
+    pub async fn open_session_on(&self, worker: u32) -> Result<u64, WorkerError> {
+        let index = (worker as usize).wrapping_sub(1);
+        if index >= self.slots.len() {
+            return Err(WorkerError::NoSuchWorker(worker, self.slots.len()));
+        }
+        self.slot(index, WAIT_FOR_WORKER).await?;
+        let place = self.open_on(Some(index)).await?;
         Ok(self.sessions.add(place))
     }
 

@@ -163,13 +163,13 @@ async fn the_prompt_shows_the_head_of_the_app_the_session_works_on() {
     }
     cluster.deploy_app("main-app", "import push\n", 1, "v1");
     let term = Tmux::start(&repl_command(&cluster, 1));
-    let screen = term.wait_for("node1(leader)@v1 >>>", WAIT);
+    let screen = term.wait_for("node1/w1(leader)@v1 >>>", WAIT);
     assert!(!screen.contains("@v2"), "{screen}");
     term.line(":app bench");
-    term.wait_for("node1(leader) bench@v2 >>>", WAIT);
+    term.wait_for("node1/w1(leader) bench@v2 >>>", WAIT);
     term.line(":versions");
     term.wait_for("* v2", WAIT);
     term.line(":app");
     term.wait_for("working on app main", WAIT);
-    term.wait_for_n("node1(leader)@v1 >>>", 2, WAIT);
+    term.wait_for_n("node1/w1(leader)@v1 >>>", 2, WAIT);
 }

@@ -345,3 +345,106 @@ async fn an_eval_stuck_in_c_is_restarted_by_a_second_interrupt_and_says_names_ar
     );
     assert!(err.contains("names defined before are gone"), "{err}");
 }
+
+const DAEMON_APP: &str = r#"
+import os
+import push
+
+starts = push.kv("starts")
+
+@push.daemon
+def beat(ctx):
+    while True:
+        n = starts.get("beat")
+        if starts.cas("beat", n, [(n or [0])[0] + 1, os.getpid()]):
+            break
+    while ctx.sleep(0.2):
+        pass
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_of_a_dead_worker_start_again_on_its_replacement() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    cluster.deploy_app("daemons", DAEMON_APP, 1, "a daemon");
+    let c = cluster.client(1).await;
+    let started = |v: Option<Value>| match v {
+        Some(Value::List(items)) => match (items.first(), items.get(1)) {
+            (Some(Value::Int(n)), Some(Value::Int(pid))) => Some((*n, *pid as u32)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let deadline = Instant::now() + WAIT;
+    let (first, pid) = loop {
+        if let Some(s) = started(kv_get(&c, "starts", "beat", ReadMode::Linearizable).await) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never started\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let tasks_worker = rows(&cluster, 1)
+        .await
+        .into_iter()
+        .find(|w| w.tasks)
+        .expect("a tasks worker");
+    assert_eq!(tasks_worker.pid, pid, "daemons run on the tasks worker");
+    // SAFETY: kill(2) on a worker of a node this test started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some((n, new_pid)) =
+            started(kv_get(&c, "starts", "beat", ReadMode::Linearizable).await)
+        {
+            if n > first {
+                assert_ne!(new_pid, pid, "started again in the new worker");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not start again\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repl_lists_workers_and_moves_to_one() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    let (fine, out, err) = crate::repl::run_script(
+        &cluster,
+        ":workers\n:use 1/2\n:workers\nimport os\nos.getpid()\n:use 1/9\n",
+    );
+    assert!(fine, "{err}");
+    assert!(
+        out.contains("node 1 python workers") && out.contains("*w1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("now on node 1 at") && out.contains("python worker w2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("*w2"),
+        "after :use 1/2 the session is on w2: {out}"
+    );
+    let w2 = rows(&cluster, 1)
+        .await
+        .into_iter()
+        .find(|w| w.slot == 2)
+        .expect("w2")
+        .pid;
+    assert!(
+        out.contains(&w2.to_string()),
+        "os.getpid() is w2's pid {w2}: {out}"
+    );
+    assert!(
+        err.contains("no python worker w9") && err.contains("w1 to w2"),
+        "{err}"
+    );
+}

@@ -110,6 +110,46 @@ pub fn node_cells(n: &NodeRow) -> Vec<String> {
     }
 }
 
+/// The workers table under the nodes: one row per Python worker of every node that answered.
+pub const WORKERS: [Column; 9] = [
+    fixed("NODE", 5),
+    fixed("WORKER", 7),
+    fixed("PID", 8),
+    fixed("RSS", 9),
+    fixed("CPU s", 8),
+    fixed("BUSY", 5),
+    fixed("SESS", 5),
+    fixed("RESTARTS", 9),
+    fill("LAST EXIT", 20),
+];
+
+/// Rows of [`WORKERS`]: every worker of every node that answered, in node order.
+pub fn worker_rows(snap: &Snapshot) -> Vec<Vec<String>> {
+    snap.nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().ok())
+        .flat_map(|s| {
+            s.workers.iter().map(move |w| {
+                vec![
+                    s.id.to_string(),
+                    format!("w{}{}", w.slot, if w.tasks { "*" } else { "" }),
+                    if w.up {
+                        w.pid.to_string()
+                    } else {
+                        "down".into()
+                    },
+                    bytes(w.rss_bytes),
+                    format!("{:.1}", w.cpu_ms as f64 / 1000.0),
+                    w.busy.to_string(),
+                    w.sessions.len().to_string(),
+                    w.restarts.to_string(),
+                    w.last_exit.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+        })
+        .collect()
+}
+
 pub const QUEUES: [Column; 7] = [
     fill("QUEUE", 16),
     fixed("READY", 8),

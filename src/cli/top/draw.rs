@@ -167,11 +167,43 @@ fn draw_nodes(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {
         })
         .collect();
     let count = rows.len();
+    let workers = columns::worker_rows(snap);
+    let [area, below] = Layout::vertical([
+        Constraint::Min(4),
+        Constraint::Length(if workers.is_empty() {
+            0
+        } else {
+            (workers.len() as u16 + 3).min(12)
+        }),
+    ])
+    .areas(area);
     let kept: Vec<Column> = keep.iter().map(|i| columns::NODES[*i]).collect();
-    let table = table(rows, &kept)
+    let nodes = table(rows, &kept)
         .block(boxed(format!("Nodes ({})", snap.nodes.len())))
         .row_highlight_style(highlight());
-    frame.render_stateful_widget(table, area, &mut table_state(ui, count));
+    frame.render_stateful_widget(nodes, area, &mut table_state(ui, count));
+    if !workers.is_empty() {
+        let keep = columns::fit(&columns::WORKERS, below.width);
+        let kept: Vec<Column> = keep.iter().map(|i| columns::WORKERS[*i]).collect();
+        let rows: Vec<Row> = workers
+            .into_iter()
+            .map(|cells| {
+                let down = cells.get(2).is_some_and(|pid| pid == "down");
+                let row = Row::new(
+                    keep.iter()
+                        .map(|i| cells.get(*i).cloned().unwrap_or_default())
+                        .collect::<Vec<_>>(),
+                );
+                if down {
+                    row.style(Style::default().fg(Color::Red))
+                } else {
+                    row
+                }
+            })
+            .collect();
+        let workers = table(rows, &kept).block(boxed("Python workers (* runs the daemons)".into()));
+        frame.render_widget(workers, below);
+    }
 }
 
 fn draw_queues(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {

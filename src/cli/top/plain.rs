@@ -21,6 +21,12 @@ pub fn plain(snap: &Snapshot) -> String {
         &columns::NODES,
         snap.nodes.iter().map(columns::node_cells).collect(),
     );
+    table(
+        &mut out,
+        "PYTHON WORKERS (* runs the daemons)",
+        &columns::WORKERS,
+        columns::worker_rows(snap),
+    );
     let queues = snap
         .queues
         .as_ref()

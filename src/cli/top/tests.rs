@@ -48,7 +48,19 @@ fn status(id: u64, role: &str) -> NodeStatus {
         fds_open: 10,
         format_version: 2,
         min_format_version: 1,
-        workers: Vec::new(),
+        workers: vec![push_protocol::WorkerRow {
+            slot: 1,
+            pid: 4000 + id as u32,
+            up: true,
+            busy: 1,
+            rss_bytes: 30 << 20,
+            cpu_ms: 2500,
+            restarts: 2,
+            uptime_ms: 1000,
+            last_exit: Some("was killed by signal 11 (SIGSEGV)".into()),
+            sessions: vec![1],
+            tasks: true,
+        }],
     }
 }
 
@@ -279,6 +291,10 @@ fn plain_text_snapshot_has_every_section() {
         "leader 1  term 4",
         "NODES",
         "DOWN",
+        "PYTHON WORKERS",
+        "w1*",
+        "4001",
+        "was killed by signal 11 (SIGSEGV)",
         "QUEUES",
         "jobs",
         "DAEMONS",
