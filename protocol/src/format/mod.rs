@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | 1 | up to f6f8f84 | bincode 1.3 (varint), files without a header | the first |
 //! | 2 | up to a920e0a | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
-//! | 3 | this one | postcard, files with a header | (see the shapes recorded in `tests/fixtures/shapes/format-3.txt`) |
+//! | 3 | this one | postcard, files with a header | `Op::Remove`, `Op::JoinLearner`, `Op::Promote` (membership; refused over format-2 connections, [`introduced_in`]); see the shapes recorded in `tests/fixtures/shapes/format-3.txt` |
 //!
 //! **Rule:** any change to the shape of a replicated or wire type bumps [`FORMAT_VERSION`],
 //! keeps the previous version readable here (and in `consensus::format`), and adds a golden
