@@ -171,10 +171,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             let seed = seed.clone();
             let node = node.clone();
             let mut stop = shutdown.clone();
+            let learner = config.learner;
             tokio::spawn(async move {
                 tokio::select! {
                     _ = stop.wait() => {}
-                    _ = join(&node, &seed) => {}
+                    _ = join(&node, &seed, learner) => {}
                 }
             });
         }
@@ -182,6 +183,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
 
     shutdown::signal().await;
+    if config.leave {
+        leave(&node).await;
+    }
     tracing::info!("shutting down");
     trigger.trigger();
     // Daemons get their stop deadline while Raft still runs, so their last writes land.
@@ -191,23 +195,64 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks the cluster at `seed` to add this node, retrying until it answers.
-async fn join(node: &Node, seed: &str) {
+/// How long `--leave` waits for the cluster to commit this node's removal.
+const LEAVE_LIMIT: Duration = Duration::from_secs(8);
+
+/// `--leave`: asks the cluster (through this node, which forwards to the leader) to remove
+/// this node and waits, bounded, for the removal to commit. A refusal or a timeout is
+/// logged with what to do; the node shuts down either way.
+async fn leave(node: &Node) {
+    if !node.members().iter().any(|m| m.id == node.id) {
+        tracing::info!("leaving: this node is not a member, nothing to do");
+        return;
+    }
+    tracing::info!("leaving the cluster: asking to be removed");
+    let removal = crate::ops::handle(node, Op::Remove { id: node.id });
+    match tokio::time::timeout(LEAVE_LIMIT, removal).await {
+        Ok(Ok(Reply::Joined { members })) => tracing::info!(
+            members = %crate::node::membership::describe(&members),
+            "left the cluster"
+        ),
+        Ok(Ok(other)) => tracing::warn!("leaving: unexpected reply {other:?}"),
+        Ok(Err(e)) => tracing::warn!(
+            "could not leave the cluster: {e}; this node stays a member (down once it exits): remove it later with `push remove {}`",
+            node.id
+        ),
+        Err(_) => tracing::warn!(
+            "leaving: the removal did not commit within {}s; check `push status` and run `push remove {}` if it is still a member",
+            LEAVE_LIMIT.as_secs(),
+            node.id
+        ),
+    }
+}
+
+/// Asks the cluster at `seed` to add this node (as a voter, or a learner), retrying until it
+/// answers.
+async fn join(node: &Node, seed: &str, learner: bool) {
     let mut attempt = 0u32;
     loop {
-        if node.members().iter().any(|m| m.id == node.id && m.voter) {
-            tracing::info!("already a voting member");
+        let me = node.members().into_iter().find(|m| m.id == node.id);
+        if me.as_ref().is_some_and(|m| m.voter || learner) {
+            tracing::info!(
+                "already a {} member",
+                if me.is_some_and(|m| m.voter) {
+                    "voting"
+                } else {
+                    "learning"
+                }
+            );
             return;
         }
         attempt += 1;
+        let (id, addr) = (node.id, node.addr.clone());
+        let op = if learner {
+            Op::JoinLearner { id, addr }
+        } else {
+            Op::Join { id, addr }
+        };
         let result = async {
             let client = Client::connect_as(seed, &node.token, crate::NODE_CLIENT).await?;
-            client
-                .call(Op::Join {
-                    id: node.id,
-                    addr: node.addr.clone(),
-                })
-                .await
+            client.call(op).await
         }
         .await;
         match result {

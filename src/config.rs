@@ -69,6 +69,10 @@ pub struct NodeFile {
     pub http_body_timeout_ms: Option<u64>,
     /// How the node writes its log to stderr: "text" (default) or "json".
     pub log_format: Option<String>,
+    /// Join as a learner: replicate and serve reads, without a vote (needs `join`).
+    pub learner: Option<bool>,
+    /// On shutdown (SIGINT/SIGTERM), ask the cluster to remove this node first.
+    pub leave: Option<bool>,
 }
 
 impl NodeFile {
@@ -126,6 +130,8 @@ impl NodeFile {
             http_header_timeout_ms: over.http_header_timeout_ms.or(self.http_header_timeout_ms),
             http_body_timeout_ms: over.http_body_timeout_ms.or(self.http_body_timeout_ms),
             log_format: over.log_format.or(self.log_format),
+            learner: over.learner.or(self.learner),
+            leave: over.leave.or(self.leave),
         }
     }
 
@@ -205,7 +211,15 @@ impl NodeFile {
                 ))
             }
         };
+        let learner = self.learner.unwrap_or(false);
+        if learner && self.join.is_none() {
+            return Err(ConfigError::Invalid(
+                "--learner joins an existing cluster as a non-voting member: give --join HOST:PORT of one of its nodes too".into(),
+            ));
+        }
         Ok(NodeConfig {
+            learner,
+            leave: self.leave.unwrap_or(false),
             connections,
             id,
             tls,
@@ -270,6 +284,10 @@ pub struct NodeConfig {
     pub connections: ConnectionSettings,
     /// How the node's log is written to stderr.
     pub log_format: LogFormat,
+    /// Join as a learner (a non-voting member) rather than a voter.
+    pub learner: bool,
+    /// Ask the cluster to remove this node when it is shut down.
+    pub leave: bool,
 }
 
 /// How a node writes its log to stderr.
@@ -419,6 +437,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--peer-via 3="), "{err}");
+        let err = NodeFile {
+            learner: Some(true),
+            ..NodeFile::load(&path).unwrap()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("give --join HOST:PORT"), "{err}");
 
         std::fs::write(
             &path,

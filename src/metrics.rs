@@ -339,6 +339,9 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::UserRevoke { .. } => "user_revoke",
         Op::UserRotate { .. } => "user_rotate",
         Op::WhoAmI => "whoami",
+        Op::Remove { .. } => "remove",
+        Op::JoinLearner { .. } => "join_learner",
+        Op::Promote { .. } => "promote",
     }
 }
 

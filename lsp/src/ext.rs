@@ -88,7 +88,7 @@ pub struct PushStatus {
     pub connected: bool,
     pub address: Option<String>,
     pub node: Option<u64>,
-    /// "leader", "follower", "learner" or "candidate".
+    /// "leader", "follower", "learner", "candidate" or "non-member" (removed, or not yet joined).
     pub role: Option<String>,
     /// HEAD of the app.
     pub version: Option<u64>,

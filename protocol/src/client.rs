@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::codec::CodecError;
-use crate::format::{self, handshake as layout, FORMAT_VERSION, MIN_FORMAT_VERSION};
+use crate::format::{self, handshake as layout, MIN_FORMAT_VERSION};
 use crate::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME};
 use crate::message::{ErrorBody, ErrorCode, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
 use crate::tls::Stream;
@@ -110,7 +110,7 @@ impl Client {
             .await
             .map_err(|_| ClientError::ConnectTimeout(addr.to_string()))?
         };
-        let (stream, welcome) = match shake(dial().await?, FORMAT_VERSION).await {
+        let (stream, welcome) = match shake(dial().await?, format::highest()).await {
             // A node of format 1 wants its own version exactly: ask again for that.
             Err(e) if needs_older_hello(&e) => shake(dial().await?, MIN_FORMAT_VERSION).await?,
             other => other?,
@@ -173,6 +173,8 @@ impl Client {
         &self,
         op: Op,
     ) -> Result<mpsc::UnboundedReceiver<Outcome>, ClientError> {
+        format::check_op(&op, self.version, &self.welcome.push_version)
+            .map_err(ClientError::Server)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         {
@@ -220,7 +222,8 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Performs the hello/welcome exchange on a fresh stream, offering this release's format;
+/// Performs the hello/welcome exchange on a fresh stream, offering this process's highest
+/// format ([`format::highest`]);
 /// the welcome names the format of the connection. Used by clients and by peers, which
 /// retry with [`MIN_FORMAT_VERSION`] when [`needs_older_hello`] says so.
 pub async fn handshake(
@@ -230,13 +233,13 @@ pub async fn handshake(
     role: Role,
     client: &str,
 ) -> Result<(Stream, Welcome), ClientError> {
-    handshake_offering(stream, addr, token, role, client, FORMAT_VERSION).await
+    handshake_offering(stream, addr, token, role, client, format::highest()).await
 }
 
 /// Whether a failed [`handshake`] should be retried on a new connection offering
 /// [`MIN_FORMAT_VERSION`]: a node of format 1 refuses any hello but its own version exactly.
 pub fn needs_older_hello(e: &ClientError) -> bool {
-    MIN_FORMAT_VERSION < FORMAT_VERSION
+    MIN_FORMAT_VERSION < format::highest()
         && matches!(e, ClientError::Refused(body) if body.code == ErrorCode::VersionMismatch)
 }
 

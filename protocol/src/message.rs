@@ -333,6 +333,22 @@ pub enum Op {
     },
     /// Who this connection is, as the node authenticated it.
     WhoAmI,
+    /// Remove node `id` (a voter or a learner, running or dead) from the members. Refused
+    /// for a node that is not a member, for the last voter, and when the voters left would
+    /// not have a live majority. Answered with [`Reply::Joined`] (the members after it).
+    Remove {
+        id: u64,
+    },
+    /// Add node `id` at `addr` as a learner (a non-voting member that replicates and serves
+    /// reads). Answered with [`Reply::Joined`].
+    JoinLearner {
+        id: u64,
+        addr: String,
+    },
+    /// Make learner `id` a voter. Answered with [`Reply::Joined`].
+    Promote {
+        id: u64,
+    },
     /// Open an eval session on this node's Python worker `worker` (1-based, as `push status`
     /// numbers them); answered like `SessionOpen`. (Format 3.)
     SessionOpenOn {

@@ -5,10 +5,12 @@ pub mod bench;
 pub mod code;
 pub mod credentials;
 pub mod eval;
+pub mod export;
 pub mod kv;
 pub mod login;
 pub mod logs;
 pub mod lsp;
+pub mod members;
 pub mod node;
 pub mod pipe;
 pub mod progress;
@@ -119,6 +121,13 @@ pub enum Command {
     Logout(login::LogoutArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
     Lsp(lsp::LspArgs),
+    /// Remove a node (dead or alive) from the cluster's members; refused if the voters left
+    /// would lose their majority.
+    Remove(members::RemoveArgs),
+    /// Make a learner (a node started with --learner) a voter.
+    Promote(members::PromoteArgs),
+    /// Write a version's files (VERSION or APP@VERSION) into a directory, as deployed.
+    Export(export::ExportArgs),
 }
 
 /// Runs the parsed command.
@@ -159,6 +168,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(args) => user::run(args).await,
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
+        Command::Remove(args) => members::remove(args).await,
+        Command::Promote(args) => members::promote(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }
 

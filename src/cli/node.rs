@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use crate::config::{LogFormat, NodeConfig, NodeFile};
 
 #[derive(clap::Args, Debug)]
@@ -95,6 +97,18 @@ pub struct NodeArgs {
     /// Time an HTTP request has to send its body, in ms [default: 30000]
     #[arg(long, value_name = "MS")]
     pub http_body_timeout_ms: Option<u64>,
+    /// Join (with --join) as a learner: a non-voting member that replicates and serves reads;
+    /// `push promote ID` makes it a voter
+    #[arg(long)]
+    pub learner: bool,
+    /// On Ctrl-C/SIGTERM, ask the cluster to remove this node (and wait for it) before
+    /// exiting, instead of staying a member that is down
+    #[arg(long)]
+    pub leave: bool,
+    /// Run as the release of format N would: write, read and speak formats up to N only
+    /// (the previous release's format, for rehearsing a rolling upgrade with one binary)
+    #[arg(long, value_name = "N", env = "PUSH_FORMAT", hide = true)]
+    pub format: Option<u32>,
 }
 
 impl NodeArgs {
@@ -132,6 +146,8 @@ impl NodeArgs {
             http_header_timeout_ms: self.http_header_timeout_ms,
             http_body_timeout_ms: self.http_body_timeout_ms,
             log_format: self.log_format.clone(),
+            learner: self.learner.then_some(true),
+            leave: self.leave.then_some(true),
         };
         Ok(file.merge(flags).check()?)
     }
@@ -176,6 +192,15 @@ fn init_logging(format: LogFormat) {
 /// Runs one node with the configuration the arguments give, until SIGINT/SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    if let Some(format) = args.format {
+        push_protocol::format::limit_to(format).context("--format (PUSH_FORMAT)")?;
+    }
     init_logging(config.log_format);
+    if let Some(format) = args.format {
+        tracing::info!(
+            format,
+            "running as format {format}: writing and speaking formats up to {format} only"
+        );
+    }
     crate::assemble::run(config).await
 }

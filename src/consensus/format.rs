@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use push_protocol::format::{self, VersionError, FORMAT_VERSION};
+use push_protocol::format::{self, VersionError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -54,7 +54,7 @@ impl From<FormatError> for io::Error {
 /// The header of a file in the current format.
 pub fn header(magic: [u8; 8]) -> Vec<u8> {
     let mut out = magic.to_vec();
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&format::highest().to_le_bytes());
     out
 }
 
@@ -107,7 +107,7 @@ pub fn decode_state<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, 
 /// A header and `value` in the current format.
 pub fn encode_file<T: Serialize>(magic: [u8; 8], value: &T) -> io::Result<Vec<u8>> {
     let mut out = header(magic);
-    let body = format::encode(FORMAT_VERSION, value)
+    let body = format::encode(format::highest(), value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     out.extend_from_slice(&body);
     Ok(out)
@@ -143,6 +143,7 @@ pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use push_protocol::FORMAT_VERSION;
 
     #[test]
     fn headers_name_the_version_and_newer_ones_are_refused() {

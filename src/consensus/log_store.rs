@@ -28,7 +28,7 @@ use openraft::{
     AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
     StorageIOError, Vote,
 };
-use push_protocol::{format as versions, FORMAT_VERSION};
+use push_protocol::format as versions;
 use serde::{Deserialize, Serialize};
 
 use super::format::{self, LOG_MAGIC};
@@ -135,7 +135,7 @@ fn io_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
 }
 
 fn frame_record(record: &Record) -> io::Result<Vec<u8>> {
-    let body = versions::encode(FORMAT_VERSION, record)
+    let body = versions::encode(versions::highest(), record)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -204,13 +204,13 @@ impl LogStore {
                 bytes.len() - good
             );
         }
-        let good = if bytes.is_empty() || version != FORMAT_VERSION {
+        let good = if bytes.is_empty() || version != versions::highest() {
             migrate(dir, &mem, version, !bytes.is_empty())?
         } else {
             good as u64
         };
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if problem.is_some() && version == FORMAT_VERSION {
+        if problem.is_some() && version == versions::highest() {
             file.set_len(good)?;
             file.sync_all()?;
         }
@@ -326,7 +326,7 @@ fn migrate(dir: &Path, mem: &Mem, from: u32, existed: bool) -> io::Result<u64> {
     if existed {
         tracing::info!(
             from,
-            to = FORMAT_VERSION,
+            to = versions::highest(),
             entries = mem.entries.len(),
             "migrated the raft log to the current format"
         );
@@ -533,6 +533,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use push_protocol::FORMAT_VERSION;
 
     #[test]
     fn torn_tail_is_cut_and_earlier_records_survive() {

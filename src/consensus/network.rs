@@ -18,7 +18,7 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 use push_protocol::client::{handshake_offering, needs_older_hello};
-use push_protocol::format::{self, FORMAT_VERSION, MIN_FORMAT_VERSION};
+use push_protocol::format::{self, MIN_FORMAT_VERSION};
 use push_protocol::frame::{self, Kind, MAX_PEER_FRAME};
 use push_protocol::tls::Stream;
 use push_protocol::Role;
@@ -74,7 +74,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .unwrap_or_else(|| node.addr.clone()),
             token: self.token.clone(),
             stream: None,
-            version: FORMAT_VERSION,
+            version: format::highest(),
         }
     }
 }
@@ -116,7 +116,7 @@ impl PeerConnection {
                 addr: self.addr.clone(),
                 reason,
             };
-            let mut offer = FORMAT_VERSION;
+            let mut offer = format::highest();
             let (stream, welcome) = loop {
                 let stream = tokio::time::timeout(
                     Duration::from_secs(1),

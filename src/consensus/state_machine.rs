@@ -17,7 +17,6 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use push_protocol::FORMAT_VERSION;
 use serde::{Deserialize, Serialize};
 
 use super::format::{self, SNAPSHOT_MAGIC};
@@ -92,7 +91,7 @@ impl StateMachineStore {
             let (stored, version): (StoredSnapshot, u32) =
                 format::decode_file(&bytes, SNAPSHOT_MAGIC, &what)?;
             let applier: Applier = format::decode_state(&stored.data, &what)?;
-            let stored = if version == FORMAT_VERSION {
+            let stored = if version == push_protocol::format::highest() {
                 stored
             } else {
                 // Rewrite in the current format, state bytes included (they are what
@@ -105,7 +104,7 @@ impl StateMachineStore {
                 format::replace_file(dir, SNAPSHOT_FILE, &bytes)?;
                 tracing::info!(
                     from = version,
-                    to = FORMAT_VERSION,
+                    to = push_protocol::format::highest(),
                     "migrated the snapshot to the current format"
                 );
                 stored

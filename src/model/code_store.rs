@@ -288,14 +288,25 @@ impl CodeStore {
         let app = self
             .apps
             .get(app_name)
-            .ok_or_else(|| not_found(format!("no app named {app_name:?}")))?;
+            .ok_or_else(|| {
+                not_found(format!(
+                    "no app named {app_name:?}; deploy it first with `push deploy DIR --app {app_name}`"
+                ))
+            })?;
         let number = match version.or(app.head) {
             Some(n) => n,
             None => return Err(not_found(format!("{app_name} has no active version"))),
         };
-        let v = app
-            .version(number)
-            .ok_or_else(|| not_found(format!("{app_name} has no version {number}")))?;
+        let v = app.version(number).ok_or_else(|| {
+            let has = match app.versions.len() {
+                0 => "it has no versions yet".to_string(),
+                1 => "it has v1".to_string(),
+                n => format!("it has v1..v{n}"),
+            };
+            not_found(format!(
+                "{app_name} has no version {number} ({has}); see `push versions --app {app_name}`"
+            ))
+        })?;
         let files = v
             .tree
             .iter()

@@ -1,6 +1,6 @@
 //! A running node and its primitives: propose a command, read the applied state (locally or
 //! linearizably), learn where the leader is, forward an op to it or ask another member
-//! ([`peers`]), join members.
+//! ([`peers`]), join, promote and remove members ([`membership`]).
 //!
 //! **Architecture Invariant:** the node knows no request families and calls nothing above
 //! it. Routing a request (which primitive, forward or not) is the `ops` layer's job; putting
@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod membership;
 pub mod peers;
 pub mod quorum;
 pub mod reads;
@@ -281,10 +282,13 @@ impl Node {
         let m = self.raft.metrics().borrow().clone();
         let members = self.members();
         let is_voter = members.iter().any(|x| x.id == self.id && x.voter);
+        let is_member = members.iter().any(|x| x.id == self.id);
         let role = match m.state {
             ServerState::Leader => "leader",
             ServerState::Candidate => "candidate",
             ServerState::Follower if is_voter => "follower",
+            // Removed, or not yet joined: it takes no part until it is added.
+            ServerState::Follower | ServerState::Learner if !is_member => "non-member",
             ServerState::Follower | ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
@@ -332,7 +336,7 @@ impl Node {
             python_version: self.workers.python_version(),
             fd_limit: usage.fd_limit,
             fds_open: usage.fds_open,
-            format_version: push_protocol::FORMAT_VERSION,
+            format_version: push_protocol::format::highest(),
             min_format_version: push_protocol::MIN_FORMAT_VERSION,
             workers: self.workers.rows(),
         }

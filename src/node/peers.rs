@@ -125,7 +125,9 @@ impl Node {
 /// wait), short enough that a paused or partitioned leader cannot hold a client forever.
 fn forward_limit(op: &Op) -> Duration {
     match op {
-        Op::Commit { .. } | Op::Join { .. } => Duration::from_secs(120),
+        Op::Commit { .. } | Op::Join { .. } | Op::JoinLearner { .. } | Op::Promote { .. } => {
+            Duration::from_secs(120)
+        }
         Op::Audited { op, .. } => forward_limit(op),
         Op::QueueTake { wait_ms, .. } => {
             Duration::from_millis(*wait_ms).saturating_add(Duration::from_secs(10))

@@ -19,6 +19,11 @@ impl Node {
     /// Asks every other voter for a ping; the message when fewer than a majority (this node
     /// included) answer, None while quorum holds.
     pub async fn quorum_lost(&self) -> Option<String> {
+        quorum_lost_message(&self.voters_answering().await)
+    }
+
+    /// Every voter with whether it answers a ping now (this node always does), by id.
+    pub async fn voters_answering(&self) -> Vec<(u64, bool)> {
         let voters: Vec<u64> = self
             .members()
             .into_iter()
@@ -31,7 +36,7 @@ impl Node {
         });
         let mut answers = super::peers::concurrently(asks).await;
         answers.sort_unstable();
-        quorum_lost_message(&answers)
+        answers
     }
 
     /// Whether this node leads but has not heard from a majority for a while.

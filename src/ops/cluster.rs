@@ -1,5 +1,6 @@
-//! The cluster itself: membership changes (`Join`), the node registry (`push registry`), the
-//! structured logs of every member (`push logs`) and the audit log (`push audit`).
+//! The cluster itself: membership changes (`Join`, `JoinLearner`, `Promote`, `Remove`), the
+//! node registry (`push registry`), the structured logs of every member (`push logs`) and
+//! the audit log (`push audit`).
 
 use std::time::Duration;
 
@@ -22,6 +23,35 @@ pub async fn join(req: &Req<'_>, id: u64, addr: &str) -> Outcome {
         })
     })
     .await
+}
+
+/// `JoinLearner`: adds node `id` at `addr` as a non-voting member (on the leader).
+pub async fn join_learner(req: &Req<'_>, id: u64, addr: &str) -> Outcome {
+    let node = req.node;
+    leader::run(req, || async {
+        members_reply(node.join_learner(id, addr).await?)
+    })
+    .await
+}
+
+/// `Promote`: makes learner `id` a voter (on the leader).
+pub async fn promote(req: &Req<'_>, id: u64) -> Outcome {
+    let node = req.node;
+    leader::exclusive(req, || async { members_reply(node.promote(id).await?) }).await
+}
+
+/// `Remove`: takes node `id` out of the members (on the leader, which first checks that
+/// the voters left keep a live majority).
+pub async fn remove(req: &Req<'_>, id: u64) -> Outcome {
+    let node = req.node;
+    leader::exclusive(req, || async { members_reply(node.remove(id).await?) }).await
+}
+
+fn members_reply(route: Route<Vec<push_protocol::Member>>) -> Result<Route<Reply>, ErrorBody> {
+    Ok(match route {
+        Route::Done(members) => Route::Done(Reply::Joined { members }),
+        Route::Forward(l) => Route::Forward(l),
+    })
 }
 
 /// `Nodes`: the registry as this node has applied it, with liveness judged now.

@@ -81,6 +81,9 @@ async fn route(req: &Req<'_>) -> Outcome {
         Op::Ping => Ok(Reply::Pong),
         Op::Status => Ok(Reply::Status(Box::new(node.status()))),
         Op::Join { id, addr } => cluster::join(req, *id, addr).await,
+        Op::JoinLearner { id, addr } => cluster::join_learner(req, *id, addr).await,
+        Op::Promote { id } => cluster::promote(req, *id).await,
+        Op::Remove { id } => cluster::remove(req, *id).await,
         Op::Nodes => Ok(cluster::nodes(node)),
         Op::Heartbeat(_) | Op::AuditRecord(_) => leader::write(req).await,
         Op::Logs {

@@ -120,7 +120,7 @@ pub async fn handle(
                     hello.protocol,
                     push_protocol::PUSH_VERSION,
                     push_protocol::MIN_FORMAT_VERSION,
-                    push_protocol::FORMAT_VERSION,
+                    push_protocol::format::highest(),
                     push_protocol::MIN_FORMAT_VERSION,
                 ),
             )
@@ -305,7 +305,17 @@ async fn client_loop(
         let mut id = [0u8; 8];
         id.copy_from_slice(&frame.payload[..8]);
         let id = u64::from_be_bytes(id);
-        let op: Op = match format::decode(version, &frame.payload[8..]) {
+        // A kind of request newer than the connection's format is what a node of that format
+        // could not decode: answered the same way.
+        let decoded = format::decode::<Op>(version, &frame.payload[8..])
+            .map_err(|e| e.to_string())
+            .and_then(|op| match format::introduced_in(&op) {
+                needs if needs > version => Err(format!(
+                    "a request of format {needs} on a connection of format {version}"
+                )),
+                _ => Ok(op),
+            });
+        let op: Op = match decoded {
             Ok(op) => op,
             Err(e) => {
                 let outcome = Err(ErrorBody::new(

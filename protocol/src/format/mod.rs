@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | 1 | up to f6f8f84 | bincode 1.3 (varint), files without a header | the first |
 //! | 2 | up to a920e0a | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
-//! | 3 | this one | postcard, files with a header | (see the shapes recorded in `tests/fixtures/shapes/format-3.txt`) |
+//! | 3 | this one | postcard, files with a header | `Op::Remove`, `Op::JoinLearner`, `Op::Promote` (membership; refused over format-2 connections, [`introduced_in`]); see the shapes recorded in `tests/fixtures/shapes/format-3.txt` |
 //!
 //! **Rule:** any change to the shape of a replicated or wire type bumps [`FORMAT_VERSION`],
 //! keeps the previous version readable here (and in `consensus::format`), and adds a golden
@@ -18,17 +18,22 @@
 //! Connections: the hello names the highest version the sender speaks, the node answers with
 //! the lowest common one in its welcome ([`negotiate`]), and both ends use it for every later
 //! frame. The hello itself ([`handshake`]) has one frozen layout that every release reads.
+//!
+//! A process can be held to an older format ([`limit_to`]; `push node --format N`), so that
+//! one binary plays the previous release in a rolling upgrade: [`highest`] is what it
+//! writes and speaks.
 
 pub mod handshake;
 pub mod v1;
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{self, CodecError};
-use crate::message::Outcome;
+use crate::message::{ErrorBody, ErrorCode, Op, Outcome};
 
 /// The format this release writes and prefers to speak.
 pub const FORMAT_VERSION: u32 = 3;
@@ -36,18 +41,78 @@ pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format this release reads and speaks.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 
+/// The highest format this process writes, reads and speaks: [`FORMAT_VERSION`] unless
+/// lowered at start by [`limit_to`].
+static HIGHEST: AtomicU32 = AtomicU32::new(FORMAT_VERSION);
+
+/// The highest format this process writes, reads and speaks right now: [`FORMAT_VERSION`],
+/// or lower when the process was started as a previous release would run ([`limit_to`]).
+pub fn highest() -> u32 {
+    HIGHEST.load(Ordering::Relaxed)
+}
+
+/// A format this release cannot be limited to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this release (push {release}) can run as format {MIN_FORMAT_VERSION} to {FORMAT_VERSION}, not {asked}; pick one of those or leave the setting out", release = crate::PUSH_VERSION)]
+pub struct LimitError {
+    pub asked: u32,
+}
+
+/// Makes this process write, read and speak formats only up to `version`, as the release
+/// that introduced `version` would: its files get that version's header, its connections
+/// offer and accept at most that version, and newer data or peers are refused. Used to run
+/// a node "as the previous release" (a rolling upgrade rehearsed with one binary, or a node
+/// kept at the old format while a cluster is half upgraded). Call it before anything is
+/// read or written.
+pub fn limit_to(version: u32) -> Result<(), LimitError> {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Err(LimitError { asked: version });
+    }
+    HIGHEST.store(version, Ordering::Relaxed);
+    Ok(())
+}
+
 /// A version outside what this release handles.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("{what} is in format {found}, newer than this release (push {release}) reads (formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}); run a newer Push release", release = crate::PUSH_VERSION)]
+    #[error("{what} is in format {found}, newer than this release (push {release}) reads (formats {MIN_FORMAT_VERSION} to {highest}); run a newer Push release", release = crate::PUSH_VERSION, highest = highest())]
     Newer { what: String, found: u32 },
-    #[error("{what} is in format {found}, older than this release (push {release}) reads (formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}); upgrade it with an older Push release first", release = crate::PUSH_VERSION)]
+    #[error("{what} is in format {found}, older than this release (push {release}) reads (formats {MIN_FORMAT_VERSION} to {highest}); upgrade it with an older Push release first", release = crate::PUSH_VERSION, highest = highest())]
     Older { what: String, found: u32 },
+}
+
+/// The format that introduced `op`'s kind of request (1 for the kinds every format knows;
+/// tracked from format 3 on): a connection of an older format cannot carry it, because the
+/// other end cannot decode it.
+pub fn introduced_in(op: &Op) -> u32 {
+    match op {
+        Op::Remove { .. }
+        | Op::JoinLearner { .. }
+        | Op::Promote { .. }
+        | Op::SessionOpenOn { .. } => 3,
+        Op::Forwarded { op, .. } | Op::Audited { op, .. } => introduced_in(op),
+        _ => 1,
+    }
+}
+
+/// Refuses `op` on a connection of format `version` that cannot carry it, naming both
+/// formats and the other end's release (`theirs`), instead of sending what it cannot decode.
+pub fn check_op(op: &Op, version: u32, theirs: &str) -> Result<(), ErrorBody> {
+    let needs = introduced_in(op);
+    if needs <= version {
+        return Ok(());
+    }
+    Err(ErrorBody::new(
+        ErrorCode::VersionMismatch,
+        format!(
+            "this request needs format {needs}, but the node (push {theirs}) speaks format {version}; upgrade that node (or send it to an upgraded one) first"
+        ),
+    ))
 }
 
 /// Checks that `found` (the format of `what`) is one this release reads.
 pub fn check(what: &str, found: u32) -> Result<u32, VersionError> {
-    if found > FORMAT_VERSION {
+    if found > highest() {
         Err(VersionError::Newer {
             what: what.to_string(),
             found,
@@ -65,7 +130,7 @@ pub fn check(what: &str, found: u32) -> Result<u32, VersionError> {
 /// The version a connection uses when the other end speaks up to `theirs`: the lowest
 /// common one. Refused when the other end is older than everything this release speaks.
 pub fn negotiate(theirs: u32) -> Result<u32, VersionError> {
-    check("the other end", theirs.min(FORMAT_VERSION))
+    check("the other end", theirs.min(highest()))
 }
 
 thread_local! {
@@ -180,6 +245,40 @@ mod tests {
         );
         assert!(text.contains(&format!("to {FORMAT_VERSION}")), "{text}");
         assert!(check("x", 0).unwrap_err().to_string().contains("older"));
+    }
+
+    #[test]
+    fn a_limit_outside_the_formats_of_this_release_is_refused() {
+        // (Setting a valid limit changes the whole process, so the node tests try that.)
+        for asked in [0, FORMAT_VERSION + 1] {
+            let e = limit_to(asked).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!(
+                    "format {MIN_FORMAT_VERSION} to {FORMAT_VERSION}, not {asked}"
+                )),
+                "{e}"
+            );
+        }
+        assert_eq!(highest(), FORMAT_VERSION);
+    }
+
+    #[test]
+    fn requests_newer_than_a_connection_are_refused_naming_both_formats() {
+        let remove = Op::Remove { id: 3 };
+        assert!(check_op(&remove, 3, "0.1.0").is_ok());
+        assert!(check_op(&Op::Ping, 2, "0.1.0").is_ok());
+        let forwarded = Op::Forwarded {
+            hops: 1,
+            op: Box::new(remove),
+        };
+        let e = check_op(&forwarded, 2, "0.0.9").unwrap_err();
+        assert_eq!(e.code, ErrorCode::VersionMismatch);
+        assert!(
+            e.message.contains("needs format 3")
+                && e.message.contains("(push 0.0.9) speaks format 2"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

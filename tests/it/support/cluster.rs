@@ -353,6 +353,13 @@ impl Cluster {
         *self.node_mut(id) = node;
     }
 
+    /// Changes the flags node `id` gets from its next start on: drops `remove`, adds `add`.
+    pub fn set_flags(&mut self, id: u64, remove: &[&str], add: &[&str]) {
+        let node = self.node_mut(id);
+        node.extra.retain(|f| !remove.contains(&f.as_str()));
+        node.extra.extend(add.iter().map(|f| f.to_string()));
+    }
+
     pub async fn client(&self, id: u64) -> Client {
         let addr = self.addr(id);
         let deadline = Instant::now() + Duration::from_secs(10);

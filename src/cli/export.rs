@@ -1,0 +1,135 @@
+//! `push export VERSION DIR`: writes a deployed version's files back to disk, byte for byte
+//! as they were deployed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use push_protocol::{Op, Reply, DEFAULT_APP};
+
+use super::code::parse_version;
+use super::target::Target;
+use crate::model::code_store::check_path;
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The version: `3` or `v3` (of the default app), or `APP@3`
+    pub version: String,
+    /// Directory to write the files into (created if missing; must be empty unless --force)
+    pub dir: PathBuf,
+    /// Write into a directory that is not empty, replacing files of the same names
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `APP@3`, `APP@v3`, `3` or `v3` → (app, version).
+pub fn parse_spec(spec: &str) -> anyhow::Result<(String, u64)> {
+    let (app, version) = match spec.rsplit_once('@') {
+        Some(("", _)) => bail!("{spec:?} names no app before '@'; write APP@VERSION, like main@3"),
+        Some((app, version)) => (app, version),
+        None => (DEFAULT_APP, spec),
+    };
+    let version = parse_version(version)
+        .with_context(|| format!("{spec:?} is not VERSION or APP@VERSION (like 3 or main@3)"))?;
+    Ok((app.to_string(), version))
+}
+
+/// Refuses a directory that holds anything, unless `force`.
+fn check_target(dir: &Path, force: bool) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{} exists and is not a directory; pick a directory to export into",
+            dir.display()
+        );
+    }
+    if force || !dir.exists() {
+        return Ok(());
+    }
+    let mut entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if entries.next().is_some() {
+        bail!(
+            "{} is not empty; export into a new or empty directory, or pass --force to write over files of the same names",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes every file under `dir`; the paths come from the node, so each is checked to stay
+/// inside `dir` before anything is written.
+pub fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
+    for path in files.keys() {
+        check_path(path).map_err(|e| anyhow::anyhow!("the node sent a bad file name: {e}"))?;
+    }
+    for (path, bytes) in files {
+        let target = path
+            .split('/')
+            .fold(dir.to_path_buf(), |p, part| p.join(part));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let (app, version) = parse_spec(&args.version)?;
+    check_target(&args.dir, args.force)?;
+    let client = args.target.connect(None).await?;
+    let files = match client
+        .call(Op::Files {
+            app: app.clone(),
+            version: Some(version),
+        })
+        .await?
+    {
+        Reply::Files { files, .. } => files,
+        other => bail!("unexpected reply {other:?}"),
+    };
+    let files: BTreeMap<String, Vec<u8>> = files
+        .into_iter()
+        .map(|(path, bytes)| (path, bytes.into_vec()))
+        .collect();
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    write_files(&args.dir, &files)?;
+    let bytes: usize = files.values().map(Vec::len).sum();
+    println!(
+        "exported {app}@v{version}: {} files, {bytes} bytes, into {}",
+        files.len(),
+        args.dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_name_an_app_and_a_version() {
+        assert_eq!(parse_spec("3").unwrap(), (DEFAULT_APP.to_string(), 3));
+        assert_eq!(parse_spec("v3").unwrap(), (DEFAULT_APP.to_string(), 3));
+        assert_eq!(parse_spec("web@v12").unwrap(), ("web".to_string(), 12));
+        let e = format!("{:#}", parse_spec("web@latest").unwrap_err());
+        assert!(e.contains("not VERSION or APP@VERSION"), "{e}");
+        assert!(parse_spec("@3").is_err());
+    }
+
+    #[test]
+    fn a_path_leaving_the_directory_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BTreeMap::from([
+            ("a.py".to_string(), b"x = 1\n".to_vec()),
+            ("../evil.py".to_string(), b"y = 2\n".to_vec()),
+        ]);
+        let e = write_files(dir.path(), &files).unwrap_err().to_string();
+        assert!(e.contains("bad file name"), "{e}");
+        assert!(!dir.path().join("a.py").exists());
+    }
+}

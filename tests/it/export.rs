@@ -1,0 +1,91 @@
+//! `push export VERSION DIR`: a version's files come back byte for byte as deployed; a
+//! non-empty directory and a missing version or app are refused with what to do.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::support::cluster::{fails, ok};
+use crate::support::Cluster;
+
+/// Every file under `dir`, by `/`-separated relative path.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(dir).expect("inside").to_string_lossy();
+            out.insert(rel.replace('\\', "/"), std::fs::read(&path).expect("read"));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_back_the_bytes_that_were_deployed() {
+    let cluster = Cluster::start(1).await;
+    let app = cluster.dir.path().join("app");
+    let files: [(&str, &[u8]); 5] = [
+        ("app.py", b"import pkg\nfrom pkg.sub import deep\n\nx = deep.caf\xc3\xa9\n"),
+        // CRLF line ends, a tab and no final newline.
+        (
+            "pkg/__init__.py",
+            b"# -*- coding: utf-8 -*-\r\nname = 'pkg'\r\nif True:\r\n\tpass",
+        ),
+        // Non-ASCII identifiers and text, control characters in a comment, a lone CR.
+        (
+            "pkg/sub/deep.py",
+            "caf\u{e9} = \"\u{65e5}\u{672c}\u{8a9e} \u{2713} \u{1f389}\"\n# \u{1}\u{7}\u{1b}[0m \u{c} end\rz = 1\n"
+                .as_bytes(),
+        ),
+        ("pkg/sub/__init__.py", b""),
+        ("push.ron", b"// the manifest\n(entry: \"app\")\n"),
+    ];
+    for (path, bytes) in files {
+        let target = app.join(path);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&target, bytes).expect("write");
+    }
+    // Not deployed (not a module), so not exported either.
+    std::fs::write(app.join("notes.txt"), "kept at home").expect("write");
+    let a1 = cluster.addr(1);
+    ok(&cluster.cli(&["deploy", app.to_str().expect("utf8"), "--to", &a1]));
+
+    let out_dir = cluster.dir.path().join("exported");
+    let out = ok(&cluster.cli(&["export", "1", out_dir.to_str().expect("utf8"), "--to", &a1]));
+    assert!(out.contains("exported main@v1: 5 files"), "{out}");
+    let deployed: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .map(|(p, b)| (p.to_string(), b.to_vec()))
+        .collect();
+    assert_eq!(tree(&out_dir), deployed);
+
+    // A directory with anything in it is refused unless --force, which writes over.
+    let dir = out_dir.to_str().expect("utf8");
+    let err = fails(&cluster.cli(&["export", "main@v1", dir, "--to", &a1]));
+    assert!(
+        err.contains("is not empty") && err.contains("pass --force"),
+        "{err}"
+    );
+    std::fs::write(out_dir.join("app.py"), "changed locally").expect("write");
+    ok(&cluster.cli(&["export", "main@v1", dir, "--force", "--to", &a1]));
+    assert_eq!(tree(&out_dir), deployed);
+
+    // A version or app that does not exist: named, with what exists; nothing is created.
+    let missing = cluster.dir.path().join("missing");
+    let m = missing.to_str().expect("utf8");
+    let err = fails(&cluster.cli(&["export", "7", m, "--to", &a1]));
+    assert!(
+        err.contains("main has no version 7 (it has v1); see `push versions --app main`"),
+        "{err}"
+    );
+    let err = fails(&cluster.cli(&["export", "web@2", m, "--to", &a1]));
+    assert!(err.contains("no app named \"web\""), "{err}");
+    let err = fails(&cluster.cli(&["export", "latest", m, "--to", &a1]));
+    assert!(err.contains("not VERSION or APP@VERSION"), "{err}");
+    assert!(!missing.exists());
+}
