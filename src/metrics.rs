@@ -326,6 +326,11 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::UserRevoke { .. } => "user_revoke",
         Op::UserRotate { .. } => "user_rotate",
         Op::WhoAmI => "whoami",
+        Op::SecretSet { .. } => "secret_set",
+        Op::Secrets { .. } => "secrets",
+        Op::SecretGet { .. } => "secret_get",
+        Op::ConfigSet { .. } => "config_set",
+        Op::Config { .. } => "config",
     }
 }
 

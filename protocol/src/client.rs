@@ -173,6 +173,18 @@ impl Client {
         &self,
         op: Op,
     ) -> Result<mpsc::UnboundedReceiver<Outcome>, ClientError> {
+        if op.since_format() > self.version {
+            return Err(ClientError::Server(ErrorBody::new(
+                crate::ErrorCode::VersionMismatch,
+                format!(
+                    "this request needs format {} and the node at {} (Push {}) speaks format {}; upgrade that node first",
+                    op.since_format(),
+                    self.addr,
+                    self.welcome.push_version,
+                    self.version
+                ),
+            )));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         {
