@@ -93,21 +93,17 @@ async fn two_apps_keep_their_data_apart() {
     deploy(&cluster, "shop", SHOP);
     // Code running in app shop writes shop's realm by default.
     let answer = get_app(&cluster, 1, "shop", "/order").await;
-    assert!(answer.contains("\"app\":\"shop\""), "{answer}");
+    assert!(answer.contains("\"app\": \"shop\""), "{answer}");
     assert!(answer.contains("app='shop'"), "{answer}");
 
     // The CLI's --app selects the realm; without it, main's (where it always was).
     let out = ok(&cluster.cli(&["kv", "get", "orders", "o1", "--app", "shop", "--to", &to]));
-    assert_eq!(out.trim(), "\"from-shop\"");
+    assert_eq!(out.trim(), "'from-shop'");
     let err = fails(&cluster.cli(&["kv", "get", "orders", "o1", "--to", &to]));
     assert!(err.contains("no such key"), "{err}");
     ok(&cluster.cli(&["kv", "set", "orders", "o1", "from-main", "--to", &to]));
     let out = ok(&cluster.cli(&["kv", "get", "orders", "o1", "--app", "shop", "--to", &to]));
-    assert_eq!(
-        out.trim(),
-        "\"from-shop\"",
-        "main's write left shop's alone"
-    );
+    assert_eq!(out.trim(), "'from-shop'", "main's write left shop's alone");
     let queues = ok(&cluster.cli(&["queues", "--app", "shop", "--to", &to]));
     assert!(queues.contains("jobs"), "{queues}");
     let queues = ok(&cluster.cli(&["queues", "--to", &to]));
@@ -159,7 +155,7 @@ async fn two_apps_keep_their_data_apart() {
             .expect("run push")
     };
     let out = ok(&as_shopper(&["kv", "get", "orders", "o1", "--app", "shop"]));
-    assert_eq!(out.trim(), "\"from-shop\"");
+    assert_eq!(out.trim(), "'from-shop'");
     let err = fails(&as_shopper(&["kv", "get", "orders", "o1"]));
     assert!(
         err.contains("`kv_get` on app \"main\" needs the viewer role on that app; you are shopper (viewer for shop)"),
@@ -261,13 +257,13 @@ async fn a_planted_secret_shows_nowhere_but_in_the_code_that_reads_it() {
     // Running code reads it, and config, without a deploy; the next read sees a change.
     let answer = get_app(&cluster, 2, "shop", "/check").await;
     assert!(
-        answer.contains(&format!("\"len\":{}", planted.len())),
+        answer.contains(&format!("\"len\": {}", planted.len())),
         "{answer}"
     );
-    assert!(answer.contains("\"mode\":\"unset\""), "{answer}");
+    assert!(answer.contains("\"mode\": \"unset\""), "{answer}");
     ok(&cluster.cli(&["config", "set", "shop", "mode", "fast", "--to", &to]));
     let answer = get_app(&cluster, 2, "shop", "/check").await;
-    assert!(answer.contains("\"mode\":\"fast\""), "{answer}");
+    assert!(answer.contains("\"mode\": \"fast\""), "{answer}");
     let out = ok(&cluster.cli(&["config", "get", "shop", "mode", "--to", &to]));
     assert_eq!(out.trim(), "fast");
     let out = ok(&cluster.cli(&["config", "list", "shop", "--to", &to]));
