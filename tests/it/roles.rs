@@ -45,8 +45,22 @@ fn cli_as(cluster: &Cluster, token: &str, args: &[&str]) -> std::process::Output
         .expect("run push")
 }
 
+/// Connects with a user's secret, waiting (bounded) until the node has applied the user: a
+/// user added through another node may not have reached this one yet.
 async fn connect(addr: &str, token: &str) -> Client {
-    Client::connect(addr, token).await.expect("connect")
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Client::connect(addr, token).await {
+            Ok(client) => return client,
+            Err(e)
+                if e.to_string().contains("no user has the accessor")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
+    }
 }
 
 type Call = fn(&Client) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>>;
