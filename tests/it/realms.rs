@@ -213,6 +213,15 @@ def leak():
     logging.getLogger("shop").error("careless: the key is %s", key)
     raise RuntimeError(f"the payment API refused key {key}")
 
+@push.daemon
+def careless(ctx):
+    while not ctx.stopping.is_set():
+        try:
+            print("daemon sees key", push.secret("API_KEY"))
+        except KeyError:
+            print("daemon has no key yet")
+        ctx.sleep(0.2)
+
 @push.route("GET", "/missing")
 def missing():
     try:
@@ -294,6 +303,21 @@ async fn a_planted_secret_shows_nowhere_but_in_the_code_that_reads_it() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut seen = Vec::new();
+    // A daemon printing it: `push tail` and the node's log show "[secret]".
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let tail = ok(&cluster.cli(&["tail", "careless", "--app", "shop", "--to", &to]));
+        if tail.contains("daemon sees key [secret]") {
+            seen.push(("push tail".into(), tail));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no redacted daemon line:\n{tail}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let answer = get_app(&cluster, 1, "shop", "/missing").await;
     assert!(answer.contains("push secret set shop NOPE"), "{answer}");
 
@@ -302,7 +326,6 @@ async fn a_planted_secret_shows_nowhere_but_in_the_code_that_reads_it() {
     assert_eq!(out.trim(), planted);
     let out = ok(&cluster.cli(&["eval", &to, "import push; push.kv('x')['y'] = 1"]));
     assert!(out.is_empty() || !out.contains(&planted), "{out}");
-    let mut seen = Vec::new();
     for id in 1..=3 {
         seen.push((
             format!("push status of node {id}"),
