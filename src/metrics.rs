@@ -342,6 +342,11 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Remove { .. } => "remove",
         Op::JoinLearner { .. } => "join_learner",
         Op::Promote { .. } => "promote",
+        Op::SecretSet { .. } => "secret_set",
+        Op::Secrets { .. } => "secrets",
+        Op::SecretGet { .. } => "secret_get",
+        Op::ConfigSet { .. } => "config_set",
+        Op::Config { .. } => "config",
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`format`]: format versions, the codec of each, the frozen handshake layout.
 //! - [`value`]: [`Value`], the plain data that replicated structures hold.
 //! - [`message`]: handshake, request and reply enums.
+//! - [`realm`]: each app's namespace of kv maps, queues and timeseries.
 //! - [`records`]: the data requests and replies carry (status, reports, results, entries).
 //! - [`client`]: the async client that multiplexes requests over one connection.
 //! - [`users`]: roles, users as listed, who a connection is, the shape of a user secret.
@@ -21,6 +22,7 @@ pub mod codec;
 pub mod format;
 pub mod frame;
 pub mod message;
+pub mod realm;
 pub mod records;
 pub mod tls;
 pub mod users;

@@ -354,6 +354,32 @@ pub enum Op {
     SessionOpenOn {
         worker: u32,
     },
+    /// Set secret `name` of `app`, or remove it when `value` is None. The value is never
+    /// logged, audited or shown; only admins and the app's own code read it back.
+    SecretSet {
+        app: String,
+        name: String,
+        value: Option<SecretText>,
+    },
+    /// The secrets of `app`: names, who set them and when, never their values.
+    Secrets {
+        app: String,
+    },
+    /// The value of secret `name` of `app`.
+    SecretGet {
+        app: String,
+        name: String,
+    },
+    /// Set config entry `key` of `app`, or remove it when `value` is None.
+    ConfigSet {
+        app: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// Every config entry of `app`, with its value.
+    Config {
+        app: String,
+    },
 }
 
 /// A successful reply.
@@ -455,6 +481,10 @@ pub enum Reply {
     /// The names of the users removed.
     Revoked(Vec<String>),
     WhoAmI(Identity),
+    /// An app's secrets (without values) or config entries (with values), by name.
+    Settings(Vec<SettingInfo>),
+    /// One secret's value, or None when the app has no such secret.
+    Secret(Option<SecretText>),
 }
 
 /// The body of a response frame.

@@ -362,3 +362,27 @@ pub struct AuditEntry {
     /// The version made or activated, the evaluated source (cut to 4 KiB), or the units restarted.
     pub detail: String,
 }
+
+/// A secret's value. Stored and sent as a plain string, but `{:?}` never prints it, so no
+/// log line of a request, command or reply can show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(..)")
+    }
+}
+
+/// One secret or config entry of an app as listed: a secret's value is never listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingInfo {
+    pub name: String,
+    /// The config value; always None for a secret.
+    pub value: Option<String>,
+    /// Who set it, as the audit log names them.
+    pub set_by: String,
+    /// Milliseconds since the Unix epoch.
+    pub set_ms: u64,
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use push_protocol::{Client, Op, ReadMode, Reply};
+use push_protocol::{realm, Client, Op, ReadMode, Reply};
 
 use crate::conn::Conn;
 use crate::output::{error_text, print_result};
@@ -60,10 +60,10 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         ":app [NAME]",
-        "work on app NAME (default main): versions, rollback, diff, prompt",
+        "work on app NAME (default main): versions, deploy, rollback, diff, kv, queues, peek, ts",
     ),
     (":versions", "the app's versions; * marks HEAD"),
-    (":deploy DIR", "deploy DIR as a new version of main"),
+    (":deploy DIR", "deploy DIR as a new version of the app"),
     (":rollback [V]", "HEAD back to its parent, or to version V"),
     (":diff A B", "unified diff between versions A and B"),
     (":kv NAME", "the keys and values of replicated map NAME"),
@@ -222,6 +222,13 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         }
         "app" => {
             let name = rest.trim();
+            if let Err(e) = realm::check_app(name).or_else(|e| match name {
+                "" => Ok(()),
+                _ => Err(e),
+            }) {
+                eprintln!("{}", error_text(e.to_string()));
+                return Flow::Continue;
+            }
             let chosen = (!name.is_empty()).then(|| name.to_string());
             if let Ok(mut app) = APP.lock() {
                 *app = chosen;
@@ -229,20 +236,15 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             conn.refresh();
             println!("working on app {}", current_app());
         }
-        "deploy" if !rest.is_empty() && current_app() != DEFAULT_APP => eprintln!(
-            "{}",
-            error_text(format!(
-                "`:deploy` deploys app {DEFAULT_APP}; `:app {DEFAULT_APP}` first, or from the shell `push deploy {rest} --app {}`",
-                current_app()
-            ))
-        ),
-        "deploy" if !rest.is_empty() => match (hooks.deploy)(&conn.addr(), conn.token(), rest) {
-            Ok(line) => {
-                println!("{line}");
-                conn.refresh();
+        "deploy" if !rest.is_empty() => {
+            match (hooks.deploy)(&conn.addr(), conn.token(), &current_app(), rest) {
+                Ok(line) => {
+                    println!("{line}");
+                    conn.refresh();
+                }
+                Err(e) => eprintln!("{}", error_text(&e)),
             }
-            Err(e) => eprintln!("{}", error_text(&e)),
-        },
+        }
         "rollback" => {
             let version = match rest.trim_start_matches('v') {
                 "" => None,
@@ -297,10 +299,17 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             }
         }
         "kv" if !rest.is_empty() => {
+            let map = match realm::qualify(&current_app(), rest) {
+                Ok(map) => map,
+                Err(e) => {
+                    eprintln!("{}", error_text(e.to_string()));
+                    return Flow::Continue;
+                }
+            };
             if let Some(Reply::Keys(keys)) = call(
                 conn,
                 Op::KvList {
-                    map: rest.into(),
+                    map: map.clone(),
                     prefix: String::new(),
                     read: ReadMode::Linearizable,
                 },
@@ -312,7 +321,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
                     if let Some(Reply::Value(Some(v))) = call(
                         conn,
                         Op::KvGet {
-                            map: rest.into(),
+                            map: map.clone(),
                             key: key.clone(),
                             read: ReadMode::Stale,
                         },
@@ -326,7 +335,8 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             }
         }
         "queues" => {
-            if let Some(Reply::QueueStats(stats)) = call(conn, Op::QueueStats) {
+            if let Some(Reply::QueueStats(mut stats)) = call(conn, Op::QueueStats) {
+                realm::keep_local(&current_app(), &mut stats, |s| &mut s.name);
                 print!("{}", queue_table(&stats));
             }
         }
@@ -337,7 +347,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             if let Some(Reply::Peeked(items)) = call(
                 conn,
                 Op::QueuePeek {
-                    queue: queue.clone(),
+                    queue: realm::qualify(&current_app(), &queue).unwrap_or_default(),
                     n,
                 },
             ) {
@@ -413,7 +423,8 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             }
         }
         "ts" if rest.is_empty() => {
-            if let Some(Reply::TsStats(stats)) = call(conn, Op::TsStats) {
+            if let Some(Reply::TsStats(mut stats)) = call(conn, Op::TsStats) {
+                realm::keep_local(&current_app(), &mut stats, |s| &mut s.name);
                 print!("{}", crate::views::ts_table(&stats));
             }
         }
@@ -421,7 +432,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             if let Some(Reply::Points(points)) = call(
                 conn,
                 Op::TsRange {
-                    series: rest.into(),
+                    series: realm::qualify(&current_app(), rest).unwrap_or_default(),
                     t0: None,
                     t1: None,
                     last: Some(20),
@@ -493,7 +504,11 @@ pub fn queue_table(stats: &[push_protocol::QueueStat]) -> String {
     for s in stats {
         out.push_str(&format!(
             "{:<24} {:>8} {:>8} {:>10} {:>10}\n",
-            s.name, s.ready, s.leased, s.puts, s.acks
+            realm::display(&s.name),
+            s.ready,
+            s.leased,
+            s.puts,
+            s.acks
         ));
     }
     out

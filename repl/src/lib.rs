@@ -34,13 +34,14 @@ use reedline::{
 pub use conn::Conn;
 pub use error::{DeployError, ReplError};
 
-/// Deploys directory `dir` to the node at `addr` with `token`; returns the line to print.
-pub type DeployFn = dyn Fn(&str, &str, &str) -> Result<String, DeployError> + Send + Sync;
+/// Deploys directory `dir` as app `app` to the node at `addr` with `token`; returns the line
+/// to print.
+pub type DeployFn = dyn Fn(&str, &str, &str, &str) -> Result<String, DeployError> + Send + Sync;
 
 /// Work the REPL delegates to its host program (the `push` binary), so this crate stays a
 /// front end: deploying needs the code store's file rules, which live in the node crate.
 pub struct Hooks {
-    /// Deploy a directory: `(addr, token, dir)`.
+    /// Deploy a directory: `(addr, token, app, dir)`.
     pub deploy: Box<DeployFn>,
 }
 

@@ -141,7 +141,7 @@ pub fn ts_table(stats: &[TsStat]) -> String {
         }
         out.push_str(&format!(
             "{:<24} {:>8} {:>10} {:>6} {}\n",
-            s.name,
+            push_protocol::realm::display(&s.name),
             s.points,
             s.appended,
             s.config.partitions,

@@ -1,7 +1,8 @@
-//! `push kv`: the replicated key-value maps from the shell. Values are JSON (else strings).
+//! `push kv`: the replicated key-value maps from the shell, in the realm of `--app` (default
+//! `main`). Values are JSON (else strings).
 
 use anyhow::bail;
-use push_protocol::{Op, ReadMode, Reply, Value};
+use push_protocol::{realm, Op, ReadMode, Reply, Value, DEFAULT_APP};
 
 use super::target::Target;
 
@@ -9,6 +10,9 @@ use super::target::Target;
 pub struct KvArgs {
     #[command(subcommand)]
     pub command: KvCommand,
+    /// The app whose realm holds the map
+    #[arg(long, global = true, default_value = DEFAULT_APP)]
+    pub app: String,
     #[command(flatten)]
     pub target: Target,
 }
@@ -61,32 +65,37 @@ fn optional(text: &str) -> Option<Value> {
 }
 
 pub async fn run(args: KvArgs) -> anyhow::Result<()> {
+    let app = args.app;
     let client = args.target.connect(None).await?;
+    let stored = |map: String| realm::qualify(&app, &map);
     let op = match args.command {
         KvCommand::Get { map, key, stale } => Op::KvGet {
-            map,
+            map: stored(map)?,
             key,
             read: mode(stale),
         },
         KvCommand::Set { map, key, value } => Op::KvSet {
-            map,
+            map: stored(map)?,
             key,
             value: Value::parse_cli(&value),
         },
-        KvCommand::Del { map, key } => Op::KvDelete { map, key },
+        KvCommand::Del { map, key } => Op::KvDelete {
+            map: stored(map)?,
+            key,
+        },
         KvCommand::Cas {
             map,
             key,
             expected,
             new,
         } => Op::KvCas {
-            map,
+            map: stored(map)?,
             key,
             expected: optional(&expected),
             new: optional(&new),
         },
         KvCommand::List { map, prefix, stale } => Op::KvList {
-            map,
+            map: stored(map)?,
             prefix,
             read: mode(stale),
         },

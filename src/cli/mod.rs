@@ -16,6 +16,7 @@ pub mod pipe;
 pub mod progress;
 pub mod queue;
 pub mod repl;
+pub mod settings;
 pub mod status;
 pub mod target;
 pub mod tasks;
@@ -119,6 +120,10 @@ pub enum Command {
     Login(login::LoginArgs),
     /// Forget the stored secret for a cluster.
     Logout(login::LogoutArgs),
+    /// An app's secrets: set (value from stdin), list (names only), get (admins), rm.
+    Secret(settings::SecretArgs),
+    /// An app's config entries: set, get, list, rm. Running code sees changes on its next read.
+    Config(settings::ConfigArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
     Lsp(lsp::LspArgs),
     /// Remove a node (dead or alive) from the cluster's members; refused if the voters left
@@ -171,6 +176,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Remove(args) => members::remove(args).await,
         Command::Promote(args) => members::promote(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Secret(args) => settings::secret(args).await,
+        Command::Config(args) => settings::config(args).await,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::code::{deploy_dir, DeployArgs, DEFAULT_APP};
+use super::code::{deploy_dir, DeployArgs};
 use super::target::Target;
 
 #[derive(clap::Args, Debug)]
@@ -28,12 +28,12 @@ pub fn run_repl(addr: String, token: String) -> i32 {
     let handle = tokio::runtime::Handle::current();
     let hook_handle = handle.clone();
     let hooks = push_repl::Hooks {
-        deploy: Box::new(move |addr, token, dir| {
+        deploy: Box::new(move |addr, token, app, dir| {
             let args = DeployArgs {
                 dir: PathBuf::from(dir),
                 message: "deployed from the REPL".into(),
                 no_activate: false,
-                app: DEFAULT_APP.into(),
+                app: app.into(),
                 target: Target {
                     addr: Some(addr.into()),
                     token: Some(token.into()),

@@ -2,7 +2,7 @@
 //! timeseries from the shell, with the same views as the REPL's meta commands.
 
 use anyhow::bail;
-use push_protocol::{Op, ReadMode, Reply};
+use push_protocol::{Op, ReadMode, Reply, DEFAULT_APP};
 use push_repl::views;
 
 use super::target::Target;
@@ -44,6 +44,9 @@ pub struct TsArgs {
     /// How many of the newest points
     #[arg(long, default_value_t = 20)]
     pub last: usize,
+    /// The app whose realm holds the series
+    #[arg(long, default_value = DEFAULT_APP)]
+    pub app: String,
     #[command(flatten)]
     pub target: Target,
 }
@@ -93,14 +96,15 @@ pub async fn ts(args: TsArgs) -> anyhow::Result<()> {
     let client = args.target.connect(None).await?;
     match args.name {
         None => {
-            let Reply::TsStats(stats) = client.call(Op::TsStats).await? else {
+            let Reply::TsStats(mut stats) = client.call(Op::TsStats).await? else {
                 bail!("unexpected reply");
             };
+            push_protocol::realm::keep_local(&args.app, &mut stats, |s| &mut s.name);
             print!("{}", views::ts_table(&stats));
         }
         Some(series) => {
             let op = Op::TsRange {
-                series: series.clone(),
+                series: push_protocol::realm::qualify(&args.app, &series)?,
                 t0: None,
                 t1: None,
                 last: Some(args.last),

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use push_protocol::FORMAT_VERSION;
 
 /// Files whose serde types are stored or sent.
-const FILES: [&str; 16] = [
+const FILES: [&str; 17] = [
     "protocol/src/message.rs",
     "protocol/src/records.rs",
     "protocol/src/value.rs",
@@ -32,6 +32,7 @@ const FILES: [&str; 16] = [
     "src/model/mod.rs",
     "src/model/queue.rs",
     "src/model/registry.rs",
+    "src/model/settings.rs",
     "src/model/spec.rs",
     "src/model/tasks.rs",
     "src/model/timeseries.rs",

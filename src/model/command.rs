@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use push_protocol::{
-    AuditNote, ByteBuf, CommitOutcome, ErrorBody, NodeReport, Op, TsConfig, Value,
+    AuditNote, ByteBuf, CommitOutcome, ErrorBody, NodeReport, Op, SecretText, TsConfig, Value,
 };
+
+use crate::model::settings::SettingKind;
 use serde::{Deserialize, Serialize};
 
 /// One log entry's payload. `time_ms` is stamped by the proposing node, so apply reads no clock.
@@ -113,6 +115,15 @@ pub enum CommandOp {
     UserRevoke {
         user: String,
     },
+    /// Set one of an app's secrets or config entries (None: remove it); `by` is who, as the
+    /// audit log names them.
+    Setting {
+        app: String,
+        kind: SettingKind,
+        name: String,
+        value: Option<SecretText>,
+        by: String,
+    },
 }
 
 impl CommandOp {
@@ -190,11 +201,36 @@ impl CommandOp {
                 upto: *upto,
             },
             Op::AuditRecord(notes) => CommandOp::Audit(notes.clone()),
+            Op::SecretSet { app, name, value } => CommandOp::Setting {
+                app: app.clone(),
+                kind: SettingKind::Secret,
+                name: name.clone(),
+                value: value.clone(),
+                by: NODE.to_string(),
+            },
+            Op::ConfigSet { app, key, value } => CommandOp::Setting {
+                app: app.clone(),
+                kind: SettingKind::Config,
+                name: key.clone(),
+                value: value.clone().map(SecretText),
+                by: NODE.to_string(),
+            },
             Op::Audited { note, op } => match op.as_ref() {
                 Op::Commit { .. } | Op::Activate { .. } | Op::Restart { .. } => {
                     CommandOp::Audited {
                         note: note.clone(),
                         op: Box::new(CommandOp::from_op(op)?),
+                    }
+                }
+                Op::SecretSet { .. } | Op::ConfigSet { .. } => {
+                    let mut setting = CommandOp::from_op(op)?;
+                    if let CommandOp::Setting { by, .. } = &mut setting {
+                        // The audit note's `who` is "user: client from ip".
+                        *by = note.who.split(": ").next().unwrap_or_default().to_string();
+                    }
+                    CommandOp::Audited {
+                        note: note.clone(),
+                        op: Box::new(setting),
                     }
                 }
                 _ => return None,
@@ -203,6 +239,9 @@ impl CommandOp {
         })
     }
 }
+
+/// Who set a secret or config entry that no person's request carried.
+const NODE: &str = "node";
 
 /// The result of applying a command; travels back to the proposer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod command;
 pub mod kv;
 pub mod queue;
 pub mod registry;
+pub mod settings;
 pub mod spec;
 pub mod tasks;
 pub mod timeseries;
@@ -24,6 +25,7 @@ pub use command::{Applied, Command, CommandOp};
 pub use kv::Kv;
 pub use queue::Queues;
 pub use registry::Registry;
+pub use settings::Settings;
 pub use tasks::Tasks;
 pub use timeseries::Timeseries;
 pub use users::Users;
@@ -40,6 +42,13 @@ pub struct State {
     pub audit: AuditLog,
     #[serde(deserialize_with = "push_protocol::format::added_in_2")]
     pub users: Users,
+    /// Each app's secrets and config.
+    #[serde(
+        default,
+        deserialize_with = "push_protocol::format::added_in_3",
+        skip_serializing_if = "push_protocol::format::absent_before_3"
+    )]
+    pub settings: Settings,
 }
 
 /// Applies one command. Failures are outcomes (returned to the proposer), never panics, and
@@ -213,6 +222,20 @@ fn apply_op(state: &mut State, time_ms: u64, op: &CommandOp) -> Applied {
             Ok(name) => Applied::Users { names: vec![name] },
             Err(e) => Applied::Failed(e),
         },
+        CommandOp::Setting {
+            app,
+            kind,
+            name,
+            value,
+            by,
+        } => match state
+            .settings
+            .set(app, *kind, name, value.as_ref(), by, time_ms)
+        {
+            Ok(existed) if value.is_none() => Applied::Deleted { existed },
+            Ok(_) => Applied::Written,
+            Err(e) => Applied::Failed(e),
+        },
     }
 }
 
@@ -241,6 +264,43 @@ mod tests {
             push_protocol::codec::encode(&state).unwrap()
         };
         assert_eq!(run(), run());
+    }
+
+    /// A secret change is applied with who set it and audited by name; no `{:?}` of the
+    /// command, the state or the audit log shows the value.
+    #[test]
+    fn a_secret_change_is_audited_by_name_only() {
+        use push_protocol::{AuditNote, Op, SecretText};
+        let note = AuditNote {
+            node: 1,
+            time_ms: 5,
+            who: "alice: push-cli from 127.0.0.1".into(),
+            action: "secret-set".into(),
+            app: Some("shop".into()),
+            detail: "API_KEY".into(),
+        };
+        let op = Op::Audited {
+            note,
+            op: Box::new(Op::SecretSet {
+                app: "shop".into(),
+                name: "API_KEY".into(),
+                value: Some(SecretText("sk-hidden".into())),
+            }),
+        };
+        let command = Command {
+            time_ms: 9,
+            op: CommandOp::from_op(&op).expect("a change"),
+        };
+        let mut state = State::default();
+        assert_eq!(apply(&mut state, &command), Applied::Written);
+        let listed = state.settings.list("shop", settings::SettingKind::Secret);
+        assert_eq!((listed[0].set_by.as_str(), listed[0].set_ms), ("alice", 9));
+        assert_eq!(listed[0].value, None);
+        for text in [format!("{command:?}"), format!("{state:?}")] {
+            assert!(!text.contains("sk-hidden"), "{text}");
+        }
+        let entries = state.audit.query(0, 10, None);
+        assert_eq!(entries[0].detail, "API_KEY");
     }
 
     /// The tidy rule: no clocks, randomness, I/O or async in the model.

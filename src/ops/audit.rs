@@ -86,6 +86,31 @@ pub fn wrap(node: &Node, op: Op, who: &str) -> Op {
                 op: Box::new(op),
             };
         }
+        // Names only: a secret's value never reaches the audit log (nor a config value).
+        Op::SecretSet { app, name, value } => {
+            let action = if value.is_some() {
+                "secret-set"
+            } else {
+                "secret-rm"
+            };
+            let note = note(action, Some(app), name.clone());
+            return Op::Audited {
+                note,
+                op: Box::new(op),
+            };
+        }
+        Op::ConfigSet { app, key, value } => {
+            let action = if value.is_some() {
+                "config-set"
+            } else {
+                "config-rm"
+            };
+            let note = note(action, Some(app), key.clone());
+            return Op::Audited {
+                note,
+                op: Box::new(op),
+            };
+        }
         // Only code that defines or rebinds names in the module patches it; a read-only call
         // evaluated there is an eval.
         Op::Eval {

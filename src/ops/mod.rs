@@ -11,6 +11,7 @@
 //! - [`audit`]: noting what a person asks for, and proposing the notes; [`statements`]: whether
 //!   code evaluated in a module changes it (a hot-patch) or only reads (an eval).
 //! - [`users`]: users and their secrets (`push user`).
+//! - [`settings`]: each app's secrets and config (`push secret`, `push config`).
 //! - [`bridge`]: the cluster as the Python runtime sees it.
 //!
 //! **Architecture Invariant:** a request descends: edge → here → one family file →
@@ -25,6 +26,7 @@ pub mod fanout;
 pub mod kv;
 pub mod leader;
 pub mod queue;
+pub mod settings;
 pub mod statements;
 pub mod tasks;
 pub mod ts;
@@ -127,6 +129,12 @@ async fn route(req: &Req<'_>) -> Outcome {
             users::change(req).await
         }
         Op::UserList => users::list(req).await,
+
+        Op::Audited { op, .. } if settings::is_change(op) => leader::write(req).await,
+        Op::SecretSet { .. } | Op::ConfigSet { .. } => leader::write(req).await,
+        Op::Secrets { app } => settings::secrets(req, app).await,
+        Op::SecretGet { app, name } => settings::secret(req, app, name).await,
+        Op::Config { app } => settings::config(req, app).await,
         Op::WhoAmI => Err(ErrorBody::new(
             ErrorCode::Invalid,
             "`WhoAmI` is answered by the node a client connects to, about that connection",

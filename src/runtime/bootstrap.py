@@ -112,7 +112,7 @@ def _error(kind, exc):
     frames = _app_frames(exc)
     last = frames[-1] if frames else None
     where = f"{last.filename}, line {last.lineno}: " if last else ""
-    return f"{kind}: {where}{type(exc).__name__}: {exc}\n" + format_exception(exc)
+    return redact(f"{kind}: {where}{type(exc).__name__}: {exc}\n" + format_exception(exc))
 
 
 def _app_frames(exc):
@@ -128,7 +128,7 @@ def format_exception(exc):
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.format_list(_app_frames(exc))
     lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).rstrip()
+    return redact("".join(lines).rstrip())
 
 
 def _load(app, number, files, entry):
@@ -150,6 +150,7 @@ def _load(app, number, files, entry):
         _registry.routes = []
         _registry.tasks = []
         _registry.version = number
+        _registry.app = app
         loaded = {}
         try:
             importlib.import_module(entry)
@@ -160,6 +161,7 @@ def _load(app, number, files, entry):
             _registry.routes = None
             _registry.tasks = None
             _registry.version = None
+            _registry.app = None
             for n in list(sys.modules):
                 if n.split(".")[0] in tops:
                     del sys.modules[n]
@@ -377,6 +379,37 @@ def current_version():
     return serving("main")
 
 
+# -- secrets kept out of logs ----------------------------------------------------------------
+# Values `push.secret` returned on this node, newest last: log records and tracebacks (which
+# viewers read through `push logs`, `push daemons`) show "[secret]" in their place.
+
+_secrets = {}
+_MAX_SECRETS = 1000
+
+
+def remember_secret(value):
+    """Note a secret value code read here, so log records and tracebacks hide it."""
+    if len(value) >= 4:
+        _secrets.pop(value, None)
+        _secrets[value] = None
+        while len(_secrets) > _MAX_SECRETS:
+            _secrets.pop(next(iter(_secrets)))
+
+
+def redact(text):
+    """``text`` with every remembered secret value replaced by "[secret]"."""
+    for value in list(_secrets):
+        if value in text:
+            text = text.replace(value, "[secret]")
+    return text
+
+
+def current_app():
+    """The app whose code runs on this thread: the one loading, else the origin's (handler,
+    daemon, schedule), else "main" (evals and lambdas)."""
+    return getattr(_registry, "app", None) or getattr(_origin, "app", None) or "main"
+
+
 # -- app logging ---------------------------------------------------------------------------
 # Every `logging` record reaches the node's log (stderr, text or JSON) and its `push logs`
 # ring as a tracing event, tagged with where the code runs: set per thread by the runtime.
@@ -403,6 +436,7 @@ class _NodeLogHandler(logging.Handler):
             message = record.getMessage()
             if record.exc_info:
                 message += "\n" + self._formatter.formatException(record.exc_info)
+            message = redact(message)
             import _push_native
             _push_native.log(record.levelno, record.name, message,
                              getattr(_origin, "app", None), getattr(_origin, "version", None),

@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
 
-use push_protocol::{ErrorBody, Op, Outcome, ReadMode, Reply, RunFunc, RunOn, TsConfig, TsPoint};
+use push_protocol::{
+    realm, ErrorBody, Op, Outcome, ReadMode, Reply, RunFunc, RunOn, TsConfig, TsPoint,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -448,6 +450,39 @@ fn nodes(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
     }
 }
 
+/// The stored name of `name` in `app`'s realm (see `push_protocol::realm`).
+#[pyfunction]
+fn qualify(app: String, name: String) -> PyResult<String> {
+    realm::qualify(&app, &name).map_err(|e| PushError::new_err(e.to_string()))
+}
+
+/// The value of secret `name` of `app`, or None. Code reads its app's secrets as the node,
+/// which the edge does not check.
+#[pyfunction]
+fn secret_get(py: Python<'_>, app: String, name: String) -> PyResult<Option<String>> {
+    match call(py, Op::SecretGet { app, name })? {
+        Reply::Secret(value) => Ok(value.map(|v| v.0)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The value of config entry `key` of `app`, or `default`.
+#[pyfunction]
+fn config_get(py: Python<'_>, app: String, key: String, default: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    match call(py, Op::Config { app })? {
+        Reply::Settings(entries) => match entries.into_iter().find(|e| e.name == key) {
+            Some(entry) => Ok(entry
+                .value
+                .unwrap_or_default()
+                .into_pyobject(py)?
+                .into_any()
+                .unbind()),
+            None => Ok(default),
+        },
+        other => Err(unexpected(other)),
+    }
+}
+
 /// One app `logging` record: becomes a tracing event (node log sink and `push logs` ring).
 /// Works without a node too (the record still reaches the process's subscriber).
 #[pyfunction]
@@ -507,6 +542,9 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(run, &m)?)?;
     m.add_function(wrap_pyfunction!(nodes, &m)?)?;
     m.add_function(wrap_pyfunction!(log, &m)?)?;
+    m.add_function(wrap_pyfunction!(qualify, &m)?)?;
+    m.add_function(wrap_pyfunction!(secret_get, &m)?)?;
+    m.add_function(wrap_pyfunction!(config_get, &m)?)?;
     m.add("PushError", py.get_type::<PushError>())?;
     Ok(m)
 }

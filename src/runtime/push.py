@@ -14,7 +14,10 @@ Everything here is replicated through Raft or describes the cluster:
 Values stored in the cluster are plain data: None, bool, int, float, str, bytes, list, dict.
 Anything else raises TypeError naming the type.
 
-Data:     kv(name), queue(name), timeseries(name, keep=, max_points=, partitions=)
+Data:     kv(name), queue(name), timeseries(name, keep=, max_points=, partitions=); each
+          in the running app's realm, another app's with app="other"
+Settings: secret(name), config(key, default=None), app() — read at every call, so a
+          change (`push secret set`, `push config set`) needs no deploy
 Web:      @route(method, path), Response
 Tasks:    @daemon(on=, replicas=, where=), @every("5s"), @cron("*/5 * * * *"),
           @series.handler (partitioned), run(fn, *args, on="any"|"all"|node|"tag:T")
@@ -28,7 +31,7 @@ Attributes computed on access:
 import _push_native as _native
 
 __all__ = [
-    "kv", "queue", "timeseries", "route", "Response", "daemon", "every", "cron", "run",
+    "kv", "queue", "timeseries", "secret", "config", "app", "route", "Response", "daemon", "every", "cron", "run",
     "version", "node", "cluster", "PushError", "RemoteError",
 ]
 
@@ -53,48 +56,50 @@ class KV:
     majority has durably stored them.
     """
 
-    def __init__(self, name):
+    def __init__(self, name, app=None):
         self.name = str(name)
+        self.app = _realm(app)
+        self._key = _native.qualify(self.app, self.name)
 
     def get(self, key, default=None, *, stale=False):
         """The value of ``key``, or ``default`` when it is absent."""
-        found, value = _native.kv_get(self.name, str(key), stale)
+        found, value = _native.kv_get(self._key, str(key), stale)
         return value if found else default
 
     def __getitem__(self, key):
-        found, value = _native.kv_get(self.name, str(key), False)
+        found, value = _native.kv_get(self._key, str(key), False)
         if not found:
             raise KeyError(key)
         return value
 
     def __setitem__(self, key, value):
-        _native.kv_set(self.name, str(key), value)
+        _native.kv_set(self._key, str(key), value)
 
     def set(self, key, value):
         """Store ``value`` under ``key`` (durable when this returns)."""
-        _native.kv_set(self.name, str(key), value)
+        _native.kv_set(self._key, str(key), value)
 
     def __delitem__(self, key):
-        if not _native.kv_delete(self.name, str(key)):
+        if not _native.kv_delete(self._key, str(key)):
             raise KeyError(key)
 
     def delete(self, key):
         """Remove ``key``; returns whether it existed."""
-        return _native.kv_delete(self.name, str(key))
+        return _native.kv_delete(self._key, str(key))
 
     def cas(self, key, expected, new):
         """Set ``key`` to ``new`` only if it currently equals ``expected``.
 
         ``expected=None`` means "absent"; ``new=None`` deletes. Returns True if it was set.
         """
-        return _native.kv_cas(self.name, str(key), expected, new)
+        return _native.kv_cas(self._key, str(key), expected, new)
 
     def keys(self, prefix=""):
         """Keys in order, optionally only those starting with ``prefix``."""
-        return _native.kv_keys(self.name, str(prefix))
+        return _native.kv_keys(self._key, str(prefix))
 
     def __contains__(self, key):
-        return _native.kv_get(self.name, str(key), False)[0]
+        return _native.kv_get(self._key, str(key), False)[0]
 
     def __iter__(self):
         return iter(self.keys())
@@ -107,12 +112,13 @@ class KV:
         return [(k, self.get(k)) for k in self.keys()]
 
     def __repr__(self):
-        return f"push.kv({self.name!r})"
+        return f"push.kv({self.name!r}, app={self.app!r})"
 
 
-def kv(name):
-    """The replicated dict called ``name`` (created on first write)."""
-    return KV(name)
+def kv(name, app=None):
+    """The replicated dict called ``name`` (created on first write) in this app's realm, or
+    in app ``app``'s when named: each app's dicts, queues and timeseries are its own."""
+    return KV(name, app)
 
 
 class Item:
@@ -139,45 +145,48 @@ class Queue:
     offered again (at-least-once delivery). While leased it is never given to anyone else.
     """
 
-    def __init__(self, name):
+    def __init__(self, name, app=None):
         self.name = str(name)
+        self.app = _realm(app)
+        self._key = _native.qualify(self.app, self.name)
 
     def put(self, value):
         """Append one value; returns its id once a majority has stored it."""
-        return _native.queue_put(self.name, [value])[0]
+        return _native.queue_put(self._key, [value])[0]
 
     def put_many(self, values):
         """Append several values in one replicated write; returns their ids."""
-        return _native.queue_put(self.name, list(values))
+        return _native.queue_put(self._key, list(values))
 
     def take(self, timeout=None, lease=30.0):
         """The next item, leased for ``lease`` seconds; waits up to ``timeout`` seconds
         (None: up to 60 s) for one to arrive. Returns None when none came."""
         wait = 60.0 if timeout is None else float(timeout)
-        found = _native.queue_take(self.name, int(lease * 1000), int(wait * 1000))
-        return None if found is None else Item(self.name, found[0], found[1], found[2])
+        found = _native.queue_take(self._key, int(lease * 1000), int(wait * 1000))
+        return None if found is None else Item(self._key, found[0], found[1], found[2])
 
     def size(self):
         """Items ready to be taken now."""
-        return _native.queue_stats(self.name)[0]
+        return _native.queue_stats(self._key)[0]
 
     def leased(self):
         """Items taken and not yet acknowledged (lease still running)."""
-        return _native.queue_stats(self.name)[1]
+        return _native.queue_stats(self._key)[1]
 
     def peek(self, n=10):
         """The first ``n`` ready values, without taking them."""
-        return _native.queue_peek(self.name, int(n))
+        return _native.queue_peek(self._key, int(n))
 
     def __len__(self):
         return self.size()
 
     def __repr__(self):
-        return f"push.queue({self.name!r})"
+        return f"push.queue({self.name!r}, app={self.app!r})"
 
 
-def queue(name):
-    """The replicated queue called ``name`` (created on first put)."""
+def queue(name, app=None):
+    """The replicated queue called ``name`` (created on first put) in this app's realm, or in
+    app ``app``'s when named."""
     return Queue(name)
 
 
@@ -249,8 +258,10 @@ class Timeseries:
     seeing its partition's points in order (at least once).
     """
 
-    def __init__(self, name, keep=None, max_points=None, partitions=None):
+    def __init__(self, name, keep=None, max_points=None, partitions=None, app=None):
         self.name = str(name)
+        self.app = _realm(app)
+        self._key = _native.qualify(self.app, self.name)
         self._config = None
         if keep is not None or max_points is not None or partitions is not None:
             self._config = (
@@ -267,16 +278,16 @@ class Timeseries:
     def append_many(self, points):
         """Add several ``(t, key, value)`` points in one replicated write; returns their seqs."""
         rows = [(None if t is None else int(t * 1000), None if k is None else str(k), v) for t, k, v in points]
-        return _native.ts_append(self.name, rows, self._config)
+        return _native.ts_append(self._key, rows, self._config)
 
     def range(self, t0=None, t1=None):
         """Points with ``t0 <= t < t1`` (seconds; None leaves a side open), oldest first, as
         ``(t, key, value)`` tuples."""
-        return _native.ts_range(self.name, _ms(t0), _ms(t1), None)
+        return _native.ts_range(self._key, _ms(t0), _ms(t1), None)
 
     def last(self, n=1):
         """The last ``n`` points as ``(t, key, value)`` tuples."""
-        return _native.ts_range(self.name, None, None, int(n))
+        return _native.ts_range(self._key, None, None, int(n))
 
     def handler(self, fn=None, *, name=None, where=None):
         """Decorator: run ``fn(point)`` for every point, one instance per partition.
@@ -287,7 +298,7 @@ class Timeseries:
         """
         def register(fn):
             spec = {
-                "kind": "partition", "name": name or fn.__name__, "series": self.name,
+                "kind": "partition", "name": name or fn.__name__, "series": self._key,
                 "partitions": self.partitions, "where": _where(where), "on": "any", "replicas": 1,
             }
             import _push_runtime
@@ -297,22 +308,58 @@ class Timeseries:
 
     def __len__(self):
         for stat in _native.ts_stats():
-            if stat["name"] == self.name:
+            if stat["name"] == self._key:
                 return stat["points"]
         return 0
 
     def __repr__(self):
-        return f"push.timeseries({self.name!r})"
+        return f"push.timeseries({self.name!r}, app={self.app!r})"
 
 
 def _ms(t):
     return None if t is None else int(t * 1000)
 
 
-def timeseries(name, keep=None, max_points=None, partitions=None):
-    """The replicated timeseries called ``name``; ``keep`` ("1h", seconds) and ``max_points``
-    set its retention, ``partitions`` how many handler instances split its points (default 4)."""
-    return Timeseries(name, keep, max_points, partitions)
+def timeseries(name, keep=None, max_points=None, partitions=None, app=None):
+    """The replicated timeseries called ``name`` in this app's realm (or app ``app``'s);
+    ``keep`` ("1h", seconds) and ``max_points`` set its retention, ``partitions`` how many
+    handler instances split its points (default 4)."""
+    return Timeseries(name, keep, max_points, partitions, app)
+
+
+def _realm(app):
+    """The app whose realm a name lives in: ``app`` when given, else the app whose code is
+    running (the one loading, or the handler's, daemon's or schedule's), else "main"."""
+    if app is not None:
+        return str(app)
+    import _push_runtime
+    return _push_runtime.current_app()
+
+
+def app():
+    """The name of the app whose code is running ("main" in the REPL and in lambdas)."""
+    return _realm(None)
+
+
+def secret(name):
+    """The value of this app's secret ``name`` (set with ``push secret set APP NAME``, value
+    from stdin). Raises KeyError when the app has no such secret. Every call reads the
+    cluster's current value, so a change reaches running code without a deploy: the next
+    read sees it. Log records and tracebacks on this node show "[secret]" in place of a
+    value read here; still, keep it out of responses and messages."""
+    value = _native.secret_get(_realm(None), str(name))
+    if value is None:
+        raise KeyError(f"app {_realm(None)!r} has no secret {name!r}; set it with `push secret set {_realm(None)} {name}` (value on stdin)")
+    import _push_runtime
+    _push_runtime.remember_secret(value)
+    return value
+
+
+def config(key, default=None):
+    """The value (a str) of this app's config entry ``key`` (``push config set APP KEY
+    VALUE``), or ``default`` when unset. Every call reads the cluster's current value, so
+    a change reaches running code without a deploy: the next read sees it."""
+    return _native.config_get(_realm(None), str(key), default)
 
 
 def _where(where):

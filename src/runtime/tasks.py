@@ -36,7 +36,8 @@ _rings = {}       # (app, unit) -> _Ring, kept across restarts
 
 
 class _Ring:
-    """The last MAX_LINES lines a unit printed or logged, numbered from 1."""
+    """The last MAX_LINES lines a unit printed or logged, numbered from 1 (secret values the
+    node's code read show as "[secret]")."""
 
     def __init__(self, label):
         self.label = label
@@ -50,6 +51,7 @@ class _Ring:
             text = self.partial + str(text)
             *complete, self.partial = text.split("\n")
             for line in complete:
+                line = _push_runtime.redact(line)
                 self.seq += 1
                 self.lines.append((self.seq, line))
                 if not echo:

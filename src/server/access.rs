@@ -7,7 +7,9 @@
 //! so a request forwarded between nodes is not checked again: the node that took it from the
 //! person checked it, and its audit note names them.
 
-use push_protocol::{ErrorBody, ErrorCode, Identity, Op, Role, UserRole, UserSecret, DEFAULT_APP};
+use push_protocol::{
+    realm, ErrorBody, ErrorCode, Identity, Op, Role, UserRole, UserSecret, DEFAULT_APP,
+};
 
 use super::auth;
 use crate::clock::now_ms;
@@ -55,7 +57,9 @@ pub fn required(op: &Op) -> Need {
         | Op::Diff { .. }
         | Op::Files { .. }
         | Op::Daemons
-        | Op::Tail { .. } => Viewer,
+        | Op::Tail { .. }
+        | Op::Secrets { .. }
+        | Op::Config { .. } => Viewer,
         Op::KvSet { .. }
         | Op::KvDelete { .. }
         | Op::KvCas { .. }
@@ -68,7 +72,11 @@ pub fn required(op: &Op) -> Need {
         | Op::JoinLearner { .. }
         | Op::Promote { .. }
         | Op::Remove { .. } => Operator,
-        Op::PutBlobs { .. } | Op::Commit { .. } | Op::Activate { .. } => Deployer,
+        Op::PutBlobs { .. }
+        | Op::Commit { .. }
+        | Op::Activate { .. }
+        | Op::SecretSet { .. }
+        | Op::ConfigSet { .. } => Deployer,
         Op::Eval { .. }
         | Op::EvalAll { .. }
         | Op::Run { .. }
@@ -79,7 +87,11 @@ pub fn required(op: &Op) -> Need {
         | Op::Inspect { .. }
         | Op::IsComplete { .. }
         | Op::Interrupt { .. } => Developer,
-        Op::UserAdd { .. } | Op::UserList | Op::UserRevoke { .. } | Op::UserRotate { .. } => Admin,
+        Op::UserAdd { .. }
+        | Op::UserList
+        | Op::UserRevoke { .. }
+        | Op::UserRotate { .. }
+        | Op::SecretGet { .. } => Admin,
         Op::Forwarded { .. }
         | Op::Audited { .. }
         | Op::AuditRecord(_)
@@ -88,14 +100,30 @@ pub fn required(op: &Op) -> Need {
     })
 }
 
-/// The app an op acts on, for a user whose role is scoped to apps.
+/// The app an op acts on, for a user whose role is scoped to apps. A kv map, queue or
+/// timeseries belongs to the app whose realm its name is in ([`realm::split`]).
 fn app_of(op: &Op) -> Option<&str> {
     match op {
         Op::Commit { app, .. }
         | Op::Versions { app }
         | Op::Activate { app, .. }
         | Op::Diff { app, .. }
-        | Op::Files { app, .. } => Some(app),
+        | Op::Files { app, .. }
+        | Op::SecretSet { app, .. }
+        | Op::Secrets { app }
+        | Op::SecretGet { app, .. }
+        | Op::ConfigSet { app, .. }
+        | Op::Config { app } => Some(app),
+        Op::KvGet { map, .. }
+        | Op::KvList { map, .. }
+        | Op::KvSet { map, .. }
+        | Op::KvDelete { map, .. }
+        | Op::KvCas { map, .. } => Some(realm::split(map).0),
+        Op::QueuePut { queue, .. }
+        | Op::QueueTake { queue, .. }
+        | Op::QueueAck { queue, .. }
+        | Op::QueuePeek { queue, .. } => Some(realm::split(queue).0),
+        Op::TsAppend { series, .. } | Op::TsRange { series, .. } => Some(realm::split(series).0),
         Op::Restart { app, .. } | Op::Tail { app, .. } => {
             Some(app.as_deref().unwrap_or(DEFAULT_APP))
         }
@@ -252,5 +280,16 @@ mod tests {
         assert_eq!(app_of(&restart), Some(DEFAULT_APP));
         assert_eq!(app_of(&Op::Versions { app: "shop".into() }), Some("shop"));
         assert_eq!(app_of(&Op::Status), None);
+        let shop_kv = Op::KvGet {
+            map: realm::qualify("shop", "carts").unwrap(),
+            key: "k".into(),
+            read: push_protocol::ReadMode::Stale,
+        };
+        assert_eq!(app_of(&shop_kv), Some("shop"));
+        let main_queue = Op::QueuePeek {
+            queue: "jobs".into(),
+            n: 1,
+        };
+        assert_eq!(app_of(&main_queue), Some(DEFAULT_APP));
     }
 }

@@ -193,6 +193,15 @@ async fn format_1_data_dir_upgrades_in_place_on_first_start() {
         "{row}"
     );
 
+    // Data written before realms is app main's: the CLI's `--app main` and main's code read it.
+    let a1 = cluster.addr(1);
+    let out = ok(&cluster.cli(&[
+        "kv", "get", "settings", "greeting", "--app", "main", "--to", &a1,
+    ]));
+    assert_eq!(out.trim(), "'hello'");
+    let out = ok(&cluster.cli(&["eval", &a1, "import push; push.kv('settings')['greeting']"]));
+    assert!(out.contains("'hello'"), "{out}");
+
     // A restart reads the upgraded files.
     cluster.stop(1);
     cluster.restart(1);

@@ -27,6 +27,7 @@ mod placement;
 mod python;
 mod queue;
 mod quorum;
+mod realms;
 mod repl;
 mod repl_code;
 mod roles;

@@ -1,5 +1,6 @@
-//! Users and roles (issue 18) against a real 3-node cluster: one table where every role tries
-//! every class of operation (allowed, or refused naming the role it needs and the user's);
+//! Users and roles (issue 18) against a real 3-node cluster: one table where every role, and a
+//! user scoped to one app, tries every class of operation (allowed, or refused naming the role
+//! it needs, the app, and the user's), secrets and config and another app's realm included;
 //! revocation and rotation while a connection and a REPL are open; an expired user; the audit
 //! log naming the authenticated user; `push login`'s 0600 credentials file.
 
@@ -9,7 +10,9 @@ use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use push_protocol::{ByteBuf, Client, ClientError, ErrorCode, Op, Outcome, ReadMode, Value};
+use push_protocol::{
+    ByteBuf, Client, ClientError, ErrorCode, Op, Outcome, ReadMode, SecretText, Value,
+};
 
 use crate::support::cluster::{fails, ok, push_bin};
 use crate::support::tmux::Tmux;
@@ -42,27 +45,52 @@ fn cli_as(cluster: &Cluster, token: &str, args: &[&str]) -> std::process::Output
         .expect("run push")
 }
 
+/// Connects with a user's secret, waiting (bounded) until the node has applied the user: a
+/// user added through another node may not have reached this one yet.
 async fn connect(addr: &str, token: &str) -> Client {
-    Client::connect(addr, token).await.expect("connect")
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Client::connect(addr, token).await {
+            Ok(client) => return client,
+            Err(e)
+                if e.to_string().contains("no user has the accessor")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
+    }
 }
 
 type Call = fn(&Client) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>>;
 
-/// One operation class: its name, the weakest role allowed it, and one request of it.
+/// One operation class: its name, the weakest role allowed it, the app it acts on (for a
+/// user scoped to apps), and one request of it.
 struct Class {
     name: &'static str,
     needs: &'static str,
+    app: Option<&'static str>,
     call: Call,
 }
 
 macro_rules! class {
-    ($name:literal, $needs:literal, $op:expr) => {
+    ($name:literal, $needs:literal, $app:expr, $op:expr) => {
         Class {
             name: $name,
             needs: $needs,
+            app: $app,
             call: |c| Box::pin(call_outcome(c, $op)),
         }
     };
+}
+
+/// The app of the scoped user in the table, and of the realm classes.
+const SHOP: &str = "shop";
+const MAIN: Option<&str> = Some("main");
+
+fn in_shop(name: &str) -> String {
+    push_protocol::realm::qualify(SHOP, name).expect("a realm name")
 }
 
 /// A request's outcome: the reply or the node's error (a transport failure fails the test).
@@ -82,10 +110,11 @@ fn rank(role: &str) -> usize {
 
 fn classes() -> Vec<Class> {
     vec![
-        class!("status", "viewer", Op::Status),
+        class!("status", "viewer", None, Op::Status),
         class!(
             "kv read",
             "viewer",
+            MAIN,
             Op::KvGet {
                 map: "m".into(),
                 key: "k".into(),
@@ -95,17 +124,24 @@ fn classes() -> Vec<Class> {
         class!(
             "audit read",
             "viewer",
+            None,
             Op::Audit {
                 after: 0,
                 limit: 5,
                 action: None,
             }
         ),
-        class!("versions", "viewer", Op::Versions { app: "main".into() }),
-        class!("queue stats", "viewer", Op::QueueStats),
+        class!(
+            "versions",
+            "viewer",
+            MAIN,
+            Op::Versions { app: "main".into() }
+        ),
+        class!("queue stats", "viewer", None, Op::QueueStats),
         class!(
             "kv write",
             "operator",
+            MAIN,
             Op::KvSet {
                 map: "m".into(),
                 key: "k".into(),
@@ -115,6 +151,7 @@ fn classes() -> Vec<Class> {
         class!(
             "queue write",
             "operator",
+            MAIN,
             Op::QueuePut {
                 queue: "q".into(),
                 values: vec![Value::Int(1)],
@@ -123,6 +160,7 @@ fn classes() -> Vec<Class> {
         class!(
             "ts write",
             "operator",
+            MAIN,
             Op::TsAppend {
                 series: "s".into(),
                 points: vec![(None, None, Value::Int(1))],
@@ -132,6 +170,7 @@ fn classes() -> Vec<Class> {
         class!(
             "restart",
             "operator",
+            MAIN,
             Op::Restart {
                 app: None,
                 name: "no-such-daemon".into(),
@@ -140,6 +179,7 @@ fn classes() -> Vec<Class> {
         class!(
             "deploy blobs",
             "deployer",
+            None,
             Op::PutBlobs {
                 blobs: vec![ByteBuf::from(b"x = 1\n".to_vec())],
             }
@@ -147,6 +187,7 @@ fn classes() -> Vec<Class> {
         class!(
             "activate",
             "deployer",
+            MAIN,
             Op::Activate {
                 app: "main".into(),
                 version: Some(1),
@@ -155,23 +196,85 @@ fn classes() -> Vec<Class> {
         class!(
             "eval",
             "developer",
+            None,
             Op::Eval {
                 session: None,
                 code: "6 * 7".into(),
                 module: None,
             }
         ),
-        class!("session", "developer", Op::SessionOpen),
+        class!("session", "developer", None, Op::SessionOpen),
         class!(
             "completion",
             "developer",
+            None,
             Op::Complete {
                 session: None,
                 code: "pri".into(),
                 cursor: 3,
             }
         ),
-        class!("users", "admin", Op::UserList),
+        class!("users", "admin", None, Op::UserList),
+        class!(
+            "kv write in another realm",
+            "operator",
+            Some(SHOP),
+            Op::KvSet {
+                map: in_shop("m"),
+                key: "k".into(),
+                value: Value::Int(1),
+            }
+        ),
+        class!(
+            "queue read in another realm",
+            "viewer",
+            Some(SHOP),
+            Op::QueuePeek {
+                queue: in_shop("q"),
+                n: 1,
+            }
+        ),
+        class!(
+            "secret names",
+            "viewer",
+            Some(SHOP),
+            Op::Secrets { app: SHOP.into() }
+        ),
+        class!(
+            "config read",
+            "viewer",
+            Some(SHOP),
+            Op::Config { app: SHOP.into() }
+        ),
+        class!(
+            "secret set",
+            "deployer",
+            Some(SHOP),
+            Op::SecretSet {
+                app: SHOP.into(),
+                name: "API_KEY".into(),
+                value: Some(SecretText("table-value".into())),
+            }
+        ),
+        class!(
+            "config set",
+            "deployer",
+            Some(SHOP),
+            Op::ConfigSet {
+                app: SHOP.into(),
+                key: "mode".into(),
+                value: Some("fast".into()),
+            }
+        ),
+        class!(
+            "secret value",
+            "admin",
+            Some(SHOP),
+            Op::SecretGet {
+                app: SHOP.into(),
+                name: "API_KEY".into(),
+            }
+        ),
     ]
 }
 
@@ -217,6 +320,43 @@ async fn every_role_tries_every_operation_class() {
             .expect_err("internal op");
         assert_eq!(e.code, ErrorCode::Forbidden, "{role}: {e:?}");
         assert!(e.message.contains("needs the cluster token"), "{e:?}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A deployer scoped to app shop: its role within shop, a clear refusal on main's data
+    // and code (kv names without an app are main's realm).
+    let scoped = add_user(&cluster, "u-shop", "deployer", &["--app", SHOP]);
+    let client = connect(&addr, &scoped).await;
+    for class in classes() {
+        let outcome = (class.call)(&client).await;
+        let expected = if rank("deployer") < rank(class.needs) {
+            Some(format!(
+                "needs the {} role; you are u-shop (deployer for shop)",
+                class.needs
+            ))
+        } else if class.app == MAIN {
+            Some(format!(
+                "on app \"main\" needs the {} role on that app; you are u-shop (deployer for shop)",
+                class.needs
+            ))
+        } else {
+            None
+        };
+        match (&outcome, expected) {
+            (Err(e), Some(want)) if e.code == ErrorCode::Forbidden && e.message.contains(&want) => {
+            }
+            (Err(e), Some(want)) => failures.push(format!(
+                "u-shop / {}: wrong refusal {e:?}, wanted {want:?}",
+                class.name
+            )),
+            (Ok(_), Some(_)) => failures.push(format!("u-shop / {}: allowed", class.name)),
+            (Err(e), None)
+                if e.code == ErrorCode::Forbidden || e.code == ErrorCode::Unauthorized =>
+            {
+                failures.push(format!("u-shop / {}: refused: {}", class.name, e.message))
+            }
+            _ => {}
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 

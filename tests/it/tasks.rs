@@ -543,7 +543,16 @@ async fn every_example_deploys_and_the_repl_shows_its_tasks() {
         "the generator's first points and the producer's first batch",
         Duration::from_secs(30),
         || async {
-            let points = ok(&cluster.cli(&["ts", "readings", "--last", "1", "--to", &a1]));
+            let points = ok(&cluster.cli(&[
+                "ts",
+                "readings",
+                "--last",
+                "1",
+                "--app",
+                "timeseries",
+                "--to",
+                &a1,
+            ]));
             let tail = cluster.cli(&["tail", "producer", "--to", &a1]);
             let tail = String::from_utf8_lossy(&tail.stdout).to_string();
             (points.contains("sensor-") && tail.contains("queued 50 jobs")).then_some(())
@@ -552,7 +561,7 @@ async fn every_example_deploys_and_the_repl_shows_its_tasks() {
     .await;
     let (_, out, err) = crate::repl::run_script(
         &cluster,
-        ":daemons\n:ts\n:ts readings\n:registry\n:tail producer\n",
+        ":daemons\n:registry\n:tail producer\n:app timeseries\n:ts\n:ts readings\n",
     );
     for want in [
         "queue-workers/consumer",

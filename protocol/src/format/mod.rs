@@ -89,7 +89,12 @@ pub fn introduced_in(op: &Op) -> u32 {
         Op::Remove { .. }
         | Op::JoinLearner { .. }
         | Op::Promote { .. }
-        | Op::SessionOpenOn { .. } => 3,
+        | Op::SessionOpenOn { .. }
+        | Op::SecretSet { .. }
+        | Op::Secrets { .. }
+        | Op::SecretGet { .. }
+        | Op::ConfigSet { .. }
+        | Op::Config { .. } => 3,
         Op::Forwarded { op, .. } | Op::Audited { op, .. } => introduced_in(op),
         _ => 1,
     }

@@ -162,7 +162,7 @@ pub const QUEUES: [Column; 7] = [
 
 pub fn queue_cells(q: &QueueRow) -> Vec<String> {
     vec![
-        q.stat.name.clone(),
+        push_protocol::realm::display(&q.stat.name),
         q.stat.ready.to_string(),
         q.stat.leased.to_string(),
         q.stat.puts.to_string(),

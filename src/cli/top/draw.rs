@@ -250,14 +250,22 @@ fn draw_queues(frame: &mut Frame, snap: &Snapshot, ui: &Ui, area: Rect) {
     let ack_data = fit(&q.ack_history, acks.width);
     frame.render_widget(
         Sparkline::default()
-            .block(boxed(format!("{} puts/s {:.1}", q.stat.name, q.put_rate)))
+            .block(boxed(format!(
+                "{} puts/s {:.1}",
+                push_protocol::realm::display(&q.stat.name),
+                q.put_rate
+            )))
             .data(&put_data)
             .style(Style::default().fg(Color::Cyan)),
         puts,
     );
     frame.render_widget(
         Sparkline::default()
-            .block(boxed(format!("{} acks/s {:.1}", q.stat.name, q.ack_rate)))
+            .block(boxed(format!(
+                "{} acks/s {:.1}",
+                push_protocol::realm::display(&q.stat.name),
+                q.ack_rate
+            )))
             .data(&ack_data)
             .style(Style::default().fg(Color::Green)),
         acks,
