@@ -326,6 +326,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::UserRevoke { .. } => "user_revoke",
         Op::UserRotate { .. } => "user_rotate",
         Op::WhoAmI => "whoami",
+        Op::Backup => "backup",
     }
 }
 

@@ -333,6 +333,9 @@ pub enum Op {
     },
     /// Who this connection is, as the node authenticated it.
     WhoAmI,
+    /// A consistent copy of the replicated state at a committed index (`push backup`):
+    /// answered with [`BackupPart`]s, `Begin`, then `Chunk`s, the last frame `End`.
+    Backup,
 }
 
 /// A successful reply.
@@ -434,6 +437,24 @@ pub enum Reply {
     /// The names of the users removed.
     Revoked(Vec<String>),
     WhoAmI(Identity),
+    /// A piece of a backup stream (see [`Op::Backup`]).
+    Backup(BackupPart),
+}
+
+/// The frames of a backup stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupPart {
+    /// What follows: `bytes` of state in `format`, as applied at log `index` of `term`.
+    Begin {
+        format: u32,
+        index: u64,
+        term: u64,
+        bytes: u64,
+    },
+    /// The next bytes of the state.
+    Chunk(serde_bytes::ByteBuf),
+    /// The SHA-256 (hex) of all the state bytes sent.
+    End { sha256: String },
 }
 
 /// The body of a response frame.

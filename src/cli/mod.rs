@@ -1,6 +1,7 @@
 //! The command line: one `push` binary, one file per subcommand.
 
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod code;
 pub mod credentials;
@@ -102,6 +103,12 @@ pub enum Command {
     Logout(login::LogoutArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
     Lsp(lsp::LspArgs),
+    /// Copy the replicated state (code, kv, queues, timeseries, audit, users) at a committed
+    /// index into FILE, checksummed; works against any node, under load.
+    Backup(backup::BackupArgs),
+    /// Seed a new cluster's first node from a backup FILE into --data DIR (new token unless
+    /// --keep-token).
+    Restore(backup::RestoreArgs),
 }
 
 /// Runs the parsed command.
@@ -141,6 +148,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(args) => user::run(args).await,
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
     }
 }
 

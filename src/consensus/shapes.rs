@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use push_protocol::FORMAT_VERSION;
 
 /// Files whose serde types are stored or sent.
-const FILES: [&str; 16] = [
+const FILES: [&str; 17] = [
     "protocol/src/message.rs",
     "protocol/src/records.rs",
     "protocol/src/value.rs",
@@ -35,6 +35,7 @@ const FILES: [&str; 16] = [
     "src/model/spec.rs",
     "src/model/tasks.rs",
     "src/model/timeseries.rs",
+    "src/consensus/backup.rs",
     "src/consensus/log_store.rs",
     "src/consensus/network.rs",
     "src/consensus/state_machine.rs",

@@ -149,6 +149,37 @@ impl StateMachineStore {
     }
 }
 
+/// Writes the snapshot file of a new data dir's state directory `dir` (`push restore`): the
+/// state as applied at `last`, with `membership`, so that a node opening the data dir starts
+/// from it (openraft treats the log as purged up to `last`).
+pub fn seed(
+    dir: &Path,
+    last: LogId<u64>,
+    membership: StoredMembership<u64, BasicNode>,
+    state: State,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let applier = Applier {
+        last_applied: Some(last),
+        membership: membership.clone(),
+        state,
+    };
+    let stored = StoredSnapshot {
+        meta: SnapshotMeta {
+            last_log_id: Some(last),
+            last_membership: membership,
+            snapshot_id: format!("restored-{}-{}", last.leader_id.term, last.index),
+        },
+        data: format::encode_state(&applier)?,
+    };
+    let bytes = format::encode_file(SNAPSHOT_MAGIC, &stored)?;
+    let path = dir.join(SNAPSHOT_FILE);
+    let mut f = std::fs::File::create(&path)?;
+    std::io::Write::write_all(&mut f, &bytes)?;
+    f.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (data, last_applied, membership) = {

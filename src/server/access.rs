@@ -64,7 +64,8 @@ pub fn required(op: &Op) -> Need {
         | Op::QueueAck { .. }
         | Op::TsAppend { .. }
         | Op::Restart { .. }
-        | Op::Join { .. } => Operator,
+        | Op::Join { .. }
+        | Op::Backup => Operator,
         Op::PutBlobs { .. } | Op::Commit { .. } | Op::Activate { .. } => Deployer,
         Op::Eval { .. }
         | Op::EvalAll { .. }

@@ -1,16 +1,19 @@
 //! `push bench`: bounded load generators printing throughput and latency percentiles. One
-//! file per load (`kv`, `queue`, `eval`, `cluster` for deploy and failover); this one holds the
+//! file per load (`kv`, `queue`, `eval`, `cluster` for deploy and failover, `snapshot` for a
+//! big state's snapshot, install and reload); this one holds the
 //! arguments, the summary and the report they share.
 
 mod cluster;
 mod eval;
 mod kv;
 mod queue;
+mod snapshot;
 
 pub use cluster::{DeployBench, FailoverBench};
 pub use eval::EvalBench;
 pub use kv::KvBench;
 pub use queue::QueueBench;
+pub use snapshot::SnapshotBench;
 
 use anyhow::bail;
 use push_protocol::{Op, Reply};
@@ -65,6 +68,9 @@ pub enum BenchCommand {
     Failover(FailoverBench),
     /// Queue puts from N producers, then take+ack from N consumers until the queue is empty
     Queue(QueueBench),
+    /// Local nodes only: a state of N kv keys snapshotted, installed on a fresh joiner and
+    /// reloaded on restart; times and each node's peak RSS
+    Snapshot(SnapshotBench),
 }
 
 /// Latency summary of one run.
@@ -124,6 +130,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Deploy(a) => cluster::deploy(&args.target, a, args.json).await,
         BenchCommand::Failover(a) => cluster::failover(&args.target, a, args.json).await,
         BenchCommand::Queue(a) => queue::queue(&args.target, a, args.json).await,
+        BenchCommand::Snapshot(a) => snapshot::snapshot(a, args.json).await,
     }
 }
 
