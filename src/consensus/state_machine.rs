@@ -277,11 +277,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         // Any readable format (a leader of an older release sends its own); kept on disk in
         // the current one.
-        let applier: Applier = format::decode_state(&data, "an installed snapshot")
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let (applier, version): (Applier, u32) =
+            format::decode_file(&data, format::STATE_MAGIC, "an installed snapshot")
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        // Bytes already in the current format are kept as they came (no second copy).
+        let data = if version == FORMAT_VERSION {
+            data
+        } else {
+            format::encode_state(&applier).map_err(|e| sm_err(ErrorVerb::Read, e))?
+        };
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data: format::encode_state(&applier).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+            data,
         };
         self.persist(&stored)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
