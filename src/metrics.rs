@@ -347,6 +347,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::SecretGet { .. } => "secret_get",
         Op::ConfigSet { .. } => "config_set",
         Op::Config { .. } => "config",
+        Op::Backup => "backup",
     }
 }
 

@@ -380,6 +380,9 @@ pub enum Op {
     Config {
         app: String,
     },
+    /// A consistent copy of the replicated state at a committed index (`push backup`):
+    /// answered with [`BackupPart`]s, `Begin`, then `Chunk`s, the last frame `End`.
+    Backup,
 }
 
 /// A successful reply.
@@ -485,6 +488,24 @@ pub enum Reply {
     Settings(Vec<SettingInfo>),
     /// One secret's value, or None when the app has no such secret.
     Secret(Option<SecretText>),
+    /// A piece of a backup stream (see [`Op::Backup`]).
+    Backup(BackupPart),
+}
+
+/// The frames of a backup stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupPart {
+    /// What follows: `bytes` of state in `format`, as applied at log `index` of `term`.
+    Begin {
+        format: u32,
+        index: u64,
+        term: u64,
+        bytes: u64,
+    },
+    /// The next bytes of the state.
+    Chunk(serde_bytes::ByteBuf),
+    /// The SHA-256 (hex) of all the state bytes sent.
+    End { sha256: String },
 }
 
 /// The body of a response frame.

@@ -1,6 +1,7 @@
 //! The command line: one `push` binary, one file per subcommand.
 
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod code;
 pub mod credentials;
@@ -133,6 +134,12 @@ pub enum Command {
     Promote(members::PromoteArgs),
     /// Write a version's files (VERSION or APP@VERSION) into a directory, as deployed.
     Export(export::ExportArgs),
+    /// Copy the replicated state (code, kv, queues, timeseries, audit, users) at a committed
+    /// index into FILE, checksummed; works against any node, under load.
+    Backup(backup::BackupArgs),
+    /// Seed a new cluster's first node from a backup FILE into --data DIR (new token unless
+    /// --keep-token).
+    Restore(backup::RestoreArgs),
 }
 
 /// Runs the parsed command.
@@ -178,6 +185,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(args).await,
         Command::Secret(args) => settings::secret(args).await,
         Command::Config(args) => settings::config(args).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
     }
 }
 

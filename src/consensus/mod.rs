@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** a write is acknowledged only after openraft has committed it on
 //! a majority, and an entry counts toward that majority only after the log store's `fdatasync`.
 
+pub mod backup;
 pub mod format;
 pub mod log_store;
 pub mod network;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use push_protocol::FORMAT_VERSION;
 
 /// Files whose serde types are stored or sent.
-const FILES: [&str; 17] = [
+const FILES: [&str; 18] = [
     "protocol/src/message.rs",
     "protocol/src/records.rs",
     "protocol/src/value.rs",
@@ -36,6 +36,7 @@ const FILES: [&str; 17] = [
     "src/model/spec.rs",
     "src/model/tasks.rs",
     "src/model/timeseries.rs",
+    "src/consensus/backup.rs",
     "src/consensus/log_store.rs",
     "src/consensus/network.rs",
     "src/consensus/state_machine.rs",

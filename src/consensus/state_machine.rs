@@ -148,6 +148,37 @@ impl StateMachineStore {
     }
 }
 
+/// Writes the snapshot file of a new data dir's state directory `dir` (`push restore`): the
+/// state as applied at `last`, with `membership`, so that a node opening the data dir starts
+/// from it (openraft treats the log as purged up to `last`).
+pub fn seed(
+    dir: &Path,
+    last: LogId<u64>,
+    membership: StoredMembership<u64, BasicNode>,
+    state: State,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let applier = Applier {
+        last_applied: Some(last),
+        membership: membership.clone(),
+        state,
+    };
+    let stored = StoredSnapshot {
+        meta: SnapshotMeta {
+            last_log_id: Some(last),
+            last_membership: membership,
+            snapshot_id: format!("restored-{}-{}", last.leader_id.term, last.index),
+        },
+        data: format::encode_state(&applier)?,
+    };
+    let bytes = format::encode_file(SNAPSHOT_MAGIC, &stored)?;
+    let path = dir.join(SNAPSHOT_FILE);
+    let mut f = std::fs::File::create(&path)?;
+    std::io::Write::write_all(&mut f, &bytes)?;
+    f.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (data, last_applied, membership) = {
@@ -245,11 +276,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         // Any readable format (a leader of an older release sends its own); kept on disk in
         // the current one.
-        let applier: Applier = format::decode_state(&data, "an installed snapshot")
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let (applier, version): (Applier, u32) =
+            format::decode_file(&data, format::STATE_MAGIC, "an installed snapshot")
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        // Bytes already in the current format are kept as they came (no second copy).
+        let data = if version == push_protocol::format::highest() {
+            data
+        } else {
+            format::encode_state(&applier).map_err(|e| sm_err(ErrorVerb::Read, e))?
+        };
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data: format::encode_state(&applier).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+            data,
         };
         self.persist(&stored)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;

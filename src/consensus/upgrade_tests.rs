@@ -1,19 +1,23 @@
-//! The format-1 golden fixture (`tests/fixtures/format-1/data`, a data dir written by the
-//! bincode release): it opens, upgrades in place with its contents intact, and a crash at any
-//! point of the upgrade leaves a data dir that still opens with the same contents.
+//! The golden fixtures of the formats before this one (`tests/fixtures/format-N/data`, data
+//! dirs written by the last release of each: format 1 is bincode without headers, format 2
+//! postcard with headers): each opens, upgrades in place with its contents intact, and a crash
+//! at any point of the upgrade leaves a data dir that still opens with the same contents.
 
 use std::path::{Path, PathBuf};
 
 use openraft::storage::RaftLogStorage;
 use openraft::{EntryPayload, RaftLogReader};
-use push_protocol::Value;
+use push_protocol::{Value, FORMAT_VERSION};
 
 use super::format::{self, LOG_MAGIC, SNAPSHOT_MAGIC};
 use super::{LogStore, StateMachineStore};
 use crate::model::{self, State};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1/data")
+/// The formats with a fixture of their own data dir.
+const FIXTURES: [u32; 2] = [1, 2];
+
+fn fixture(format: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-{format}/data"))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -51,8 +55,8 @@ async fn open_state(dir: &Path) -> State {
     state
 }
 
-/// Everything `scripts/fixtures/make-format-1.sh` wrote.
-fn check_contents(state: &State) {
+/// Everything `scripts/fixtures/make-format.sh` wrote for `format`.
+fn check_contents(state: &State, format: u32) {
     let kv = |map: &str, key: &str| state.kv.get(map, key).cloned();
     assert_eq!(kv("settings", "greeting"), Some(Value::Str("hello".into())));
     assert_eq!(
@@ -77,69 +81,85 @@ fn check_contents(state: &State) {
     assert_eq!((jobs.ready_count(now), jobs.leased_count(now)), (2, 1));
     assert_eq!(state.timeseries.get("temps").expect("series").len(), 2);
     assert_eq!(state.audit.query(0, 100, Some("deploy")).len(), 2);
+    // Users arrived in format 2.
+    let users: Vec<_> = state.users.list().into_iter().map(|u| u.name).collect();
+    let expected = if format >= 2 {
+        vec!["fixture-operator".to_string()]
+    } else {
+        vec![]
+    };
+    assert_eq!(users, expected, "format {format}");
 }
 
-fn starts_with(path: &Path, magic: [u8; 8]) -> bool {
-    std::fs::read(path).expect("read").starts_with(&magic)
+/// Whether the file at `path` is in the current format (its header says so).
+fn current(path: &Path, magic: [u8; 8]) -> bool {
+    let bytes = std::fs::read(path).expect("read");
+    bytes.starts_with(&magic) && bytes.get(8..12) == Some(&FORMAT_VERSION.to_le_bytes()[..])
 }
 
 #[tokio::test]
-async fn format_1_fixture_upgrades_in_place() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(&fixture(), dir.path());
-    let (log, snapshot) = (
-        dir.path().join("log/raft.log"),
-        dir.path().join("state/snapshot.bin"),
-    );
-    assert!(!starts_with(&log, LOG_MAGIC) && !starts_with(&snapshot, SNAPSHOT_MAGIC));
+async fn older_fixtures_upgrade_in_place() {
+    for format in FIXTURES {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(&fixture(format), dir.path());
+        let (log, snapshot) = (
+            dir.path().join("log/raft.log"),
+            dir.path().join("state/snapshot.bin"),
+        );
+        assert!(!current(&log, LOG_MAGIC) && !current(&snapshot, SNAPSHOT_MAGIC));
 
-    check_contents(&open_state(dir.path()).await);
-    assert!(starts_with(&log, LOG_MAGIC) && starts_with(&snapshot, SNAPSHOT_MAGIC));
-    let upgraded = (
-        std::fs::read(&log).unwrap(),
-        std::fs::read(&snapshot).unwrap(),
-    );
+        check_contents(&open_state(dir.path()).await, format);
+        assert!(current(&log, LOG_MAGIC) && current(&snapshot, SNAPSHOT_MAGIC));
+        let upgraded = (
+            std::fs::read(&log).unwrap(),
+            std::fs::read(&snapshot).unwrap(),
+        );
 
-    // Opening an upgraded dir changes nothing and reads the same.
-    check_contents(&open_state(dir.path()).await);
-    assert_eq!(std::fs::read(&log).unwrap(), upgraded.0);
-    assert_eq!(std::fs::read(&snapshot).unwrap(), upgraded.1);
+        // Opening an upgraded dir changes nothing and reads the same.
+        check_contents(&open_state(dir.path()).await, format);
+        assert_eq!(std::fs::read(&log).unwrap(), upgraded.0);
+        assert_eq!(std::fs::read(&snapshot).unwrap(), upgraded.1);
+    }
 }
 
 /// The states a kill -9 can leave: a half-written file beside the old one, or one file
 /// renamed and the other not yet.
 #[tokio::test]
 async fn a_crash_during_the_upgrade_leaves_a_loadable_data_dir() {
-    let done = tempfile::tempdir().expect("temp dir");
-    copy_dir(&fixture(), done.path());
-    open_state(done.path()).await;
-    let new_log = std::fs::read(done.path().join("log/raft.log")).unwrap();
-    let new_snapshot = std::fs::read(done.path().join("state/snapshot.bin")).unwrap();
+    for format in FIXTURES {
+        let done = tempfile::tempdir().expect("temp dir");
+        copy_dir(&fixture(format), done.path());
+        open_state(done.path()).await;
+        let new_log = std::fs::read(done.path().join("log/raft.log")).unwrap();
+        let new_snapshot = std::fs::read(done.path().join("state/snapshot.bin")).unwrap();
 
-    for case in ["half-written", "log done", "snapshot done"] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        copy_dir(&fixture(), dir.path());
-        match case {
-            "half-written" => {
-                let half = |b: &[u8]| b[..b.len() / 2].to_vec();
-                std::fs::write(dir.path().join("log/raft.log.migrating"), half(&new_log)).unwrap();
-                std::fs::write(
-                    dir.path().join("state/snapshot.bin.migrating"),
-                    half(&new_snapshot),
-                )
-                .unwrap();
+        for case in ["half-written", "log done", "snapshot done"] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            copy_dir(&fixture(format), dir.path());
+            match case {
+                "half-written" => {
+                    let half = |b: &[u8]| b[..b.len() / 2].to_vec();
+                    std::fs::write(dir.path().join("log/raft.log.migrating"), half(&new_log))
+                        .unwrap();
+                    std::fs::write(
+                        dir.path().join("state/snapshot.bin.migrating"),
+                        half(&new_snapshot),
+                    )
+                    .unwrap();
+                }
+                "log done" => std::fs::write(dir.path().join("log/raft.log"), &new_log).unwrap(),
+                _ => std::fs::write(dir.path().join("state/snapshot.bin"), &new_snapshot).unwrap(),
             }
-            "log done" => std::fs::write(dir.path().join("log/raft.log"), &new_log).unwrap(),
-            _ => std::fs::write(dir.path().join("state/snapshot.bin"), &new_snapshot).unwrap(),
+            check_contents(&open_state(dir.path()).await, format);
+            let what = format!("format {format}, {case}");
+            assert!(
+                current(&dir.path().join("log/raft.log"), LOG_MAGIC),
+                "{what}"
+            );
+            assert!(
+                current(&dir.path().join("state/snapshot.bin"), SNAPSHOT_MAGIC),
+                "{what}"
+            );
         }
-        check_contents(&open_state(dir.path()).await);
-        assert!(
-            starts_with(&dir.path().join("log/raft.log"), LOG_MAGIC),
-            "{case}"
-        );
-        assert!(
-            starts_with(&dir.path().join("state/snapshot.bin"), SNAPSHOT_MAGIC),
-            "{case}"
-        );
     }
 }

@@ -80,6 +80,15 @@ impl Registry {
     pub fn remove(&mut self, id: u64) {
         self.nodes.remove(&id);
     }
+
+    /// Keeps what nodes declared (capabilities, first seen) but not whether they are alive
+    /// or what they run: a backup's registry, which a restored cluster's nodes fill anew.
+    pub fn forget_liveness(&mut self) {
+        for node in self.nodes.values_mut() {
+            node.last_seen_ms = 0;
+            node.units.clear();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,42 @@ impl Node {
         }
     }
 
+    /// Sends `op` to the leader advertised at `advertised` as a forward of `hops` hops and
+    /// returns its reply frames as they arrive (a backup's stream). Refused before sending
+    /// when the leader speaks a format older than `needs` (it could not decode `op`).
+    pub async fn forward_stream(
+        &self,
+        advertised: &str,
+        op: &Op,
+        hops: u8,
+        needs: u32,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Outcome>, ForwardError> {
+        let dial = self.dial_advertised(advertised);
+        let addr = dial.as_str();
+        let client = self
+            .peer(addr)
+            .await
+            .map_err(|e| ForwardError::NotSent(e.to_string()))?;
+        let theirs = client.welcome().protocol;
+        if theirs < needs {
+            return Err(ForwardError::Failed(ErrorBody::new(
+                ErrorCode::VersionMismatch,
+                format!("the leader at {addr} speaks format {theirs}; this request needs format {needs} (this node speaks up to {}): upgrade the leader first", push_protocol::FORMAT_VERSION),
+            )));
+        }
+        let forwarded = Op::Forwarded {
+            hops,
+            op: Box::new(op.clone()),
+        };
+        match client.call_stream(forwarded).await {
+            Ok(replies) => Ok(replies),
+            Err(e) => {
+                self.drop_peer(addr).await;
+                Err(ForwardError::NotSent(e.to_string()))
+            }
+        }
+    }
+
     /// Asks member `id` to answer `op` itself, within `limit`.
     pub async fn ask(&self, id: u64, op: Op, limit: Duration) -> Outcome {
         let Some(addr) = self

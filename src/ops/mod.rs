@@ -12,12 +12,14 @@
 //!   code evaluated in a module changes it (a hot-patch) or only reads (an eval).
 //! - [`users`]: users and their secrets (`push user`).
 //! - [`settings`]: each app's secrets and config (`push secret`, `push config`).
+//! - [`backup`]: a consistent copy of the state, streamed (`push backup`).
 //! - [`bridge`]: the cluster as the Python runtime sees it.
 //!
 //! **Architecture Invariant:** a request descends: edge → here → one family file →
 //! [`leader`] / [`fanout`] → node primitives. Nothing below calls back up into this layer.
 
 pub mod audit;
+pub mod backup;
 pub mod bridge;
 pub mod cluster;
 pub mod code;
@@ -58,6 +60,10 @@ pub async fn handle_streaming(
             code,
             module,
         } => eval::eval(node, session, code, module, progress).await,
+        Op::Backup => backup::backup(node, 0, progress).await,
+        Op::Forwarded { hops, op } if matches!(*op, Op::Backup) => {
+            backup::backup(node, hops, progress).await
+        }
         op => handle(node, op).await,
     }
 }
@@ -174,6 +180,11 @@ async fn route(req: &Req<'_>) -> Outcome {
             here,
         } => tasks::tail(node, app.as_deref(), name, after, *here).await,
         Op::Run { func, args, on } => tasks::run(node, func, args, on).await,
+
+        Op::Backup => {
+            let (sink, _) = mpsc::unbounded_channel();
+            backup::backup(node, req.hops, &sink).await
+        }
 
         Op::Forwarded { .. } => Err(ErrorBody::new(
             ErrorCode::Invalid,

@@ -71,7 +71,8 @@ pub fn required(op: &Op) -> Need {
         | Op::Join { .. }
         | Op::JoinLearner { .. }
         | Op::Promote { .. }
-        | Op::Remove { .. } => Operator,
+        | Op::Remove { .. }
+        | Op::Backup => Operator,
         Op::PutBlobs { .. }
         | Op::Commit { .. }
         | Op::Activate { .. }

@@ -94,7 +94,8 @@ pub fn introduced_in(op: &Op) -> u32 {
         | Op::Secrets { .. }
         | Op::SecretGet { .. }
         | Op::ConfigSet { .. }
-        | Op::Config { .. } => 3,
+        | Op::Config { .. }
+        | Op::Backup => 3,
         Op::Forwarded { op, .. } | Op::Audited { op, .. } => introduced_in(op),
         _ => 1,
     }

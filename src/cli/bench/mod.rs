@@ -1,5 +1,6 @@
 //! `push bench`: bounded load generators printing throughput and latency percentiles. One
-//! file per load (`kv`, `queue`, `eval`, `http`, `cluster` for deploy and failover); this one holds the
+//! file per load (`kv`, `queue`, `eval`, `http`, `cluster` for deploy and failover, `snapshot`
+//! for a big state's snapshot, install and reload); this one holds the
 //! arguments, the summary and the report they share.
 
 mod cluster;
@@ -7,12 +8,14 @@ mod eval;
 mod http;
 mod kv;
 mod queue;
+mod snapshot;
 
 pub use cluster::{DeployBench, FailoverBench};
 pub use eval::EvalBench;
 pub use http::HttpBench;
 pub use kv::KvBench;
 pub use queue::QueueBench;
+pub use snapshot::SnapshotBench;
 
 use anyhow::bail;
 use push_protocol::{Op, Reply};
@@ -69,6 +72,9 @@ pub enum BenchCommand {
     Queue(QueueBench),
     /// HTTP keep-alive load on an app URL; --compare-workers N: 1 worker against N
     Http(HttpBench),
+    /// Local nodes only: a state of N kv keys snapshotted, installed on a fresh joiner and
+    /// reloaded on restart; times and each node's peak RSS
+    Snapshot(SnapshotBench),
 }
 
 /// Latency summary of one run.
@@ -129,6 +135,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Failover(a) => cluster::failover(&args.target, a, args.json).await,
         BenchCommand::Queue(a) => queue::queue(&args.target, a, args.json).await,
         BenchCommand::Http(a) => http::http(a, args.json).await,
+        BenchCommand::Snapshot(a) => snapshot::snapshot(a, args.json).await,
     }
 }
 

@@ -173,11 +173,17 @@ impl Cluster {
     /// Node 1 alone, started on a copy of `data` (a saved data dir, such as a golden
     /// fixture) whose cluster token is `token`. Nothing is waited for.
     pub fn launch_from(data: &Path, token: &str) -> Cluster {
+        Cluster::launch_from_at(data, token, &format!("127.0.0.1:{}", free_port()))
+    }
+
+    /// Like [`Cluster::launch_from`], node 1 listening on `addr` (the address its data dir
+    /// names it by, as a restored one does).
+    pub fn launch_from_at(data: &Path, token: &str, addr: &str) -> Cluster {
         let mut cluster = Cluster::empty();
         cluster.token = token.to_string();
         std::fs::write(&cluster.token_file, token).expect("token file");
         copy_dir(data, &cluster.dir.path().join("node1"));
-        cluster.add_node(1, &[]);
+        cluster.add_node_at(1, addr.to_string(), &[]);
         cluster
     }
 
