@@ -132,6 +132,8 @@ pub struct Pool {
     sessions: sessions::Sessions,
     python: Mutex<String>,
     up: Notify,
+    /// Hot-patches (module, code) made since the last load, replayed to a fresh worker.
+    patches: Mutex<Vec<(String, String)>>,
     /// Where the next search for a free worker starts.
     turn: AtomicU64,
     /// A started scratch worker waiting for the next deploy gate.
@@ -166,6 +168,7 @@ impl Pool {
             python: Mutex::new(String::new()),
             up: Notify::new(),
             turn: AtomicU64::new(0),
+            patches: Mutex::new(Vec::new()),
             spare: tokio::sync::Mutex::new(None),
         })
     }
@@ -176,7 +179,6 @@ impl Pool {
         for index in 0..self.slots.len() {
             tokio::spawn(supervise::keep(self.clone(), index));
         }
-        tokio::spawn(prepare_spare(self.clone()));
     }
 
     fn cluster(&self) -> Result<Arc<dyn Cluster>, WorkerError> {
@@ -204,6 +206,13 @@ impl Pool {
 
     fn loaded_versions(&self) -> BTreeMap<String, LoadedVersion> {
         self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn patches(&self) -> Vec<(String, String)> {
+        self.patches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -325,6 +334,11 @@ impl Pool {
             None => {
                 state.serving = Some(number);
                 state.error = None;
+                // A new version replaces the modules the patches were made in.
+                self.patches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 self.loaded
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -532,7 +546,8 @@ impl Pool {
     }
 }
 
-/// Starts a scratch worker for the next deploy gate, unless one is waiting.
+/// Starts a scratch worker for the next deploy gate, unless one is waiting (after a node's
+/// first gate, so a node that never gates a deploy runs no spare).
 async fn prepare_spare(pool: Arc<Pool>) {
     let mut spare = pool.spare.lock().await;
     if spare.is_some() || pool.stopping.load(Ordering::Relaxed) {

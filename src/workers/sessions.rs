@@ -56,8 +56,9 @@ pub struct Place {
 struct Inner {
     next: u64,
     places: HashMap<u64, Place>,
-    /// Sessions with an eval running, and when it was first interrupted (if it was).
-    running: HashMap<u64, Option<Instant>>,
+    /// Sessions with an eval running: when it was first interrupted (if it was), and whether
+    /// the client was told it has not stopped.
+    running: HashMap<u64, (Option<Instant>, bool)>,
 }
 
 /// The pool's sessions.
@@ -231,13 +232,18 @@ impl Pool {
                 if let Some(note) = note {
                     let _ = out.send((Stream::Stderr, note));
                 }
-                self.sessions.inner().running.insert(session, None);
+                self.sessions.inner().running.insert(session, (None, false));
                 (place.slot, link, Some(place.sid))
             }
             None => {
                 let (slot, link) = self.any(WAIT_FOR_WORKER).await?;
                 (slot, link, None)
             }
+        };
+        // A hot-patch holds the load lock: a worker coming up meanwhile gets it replayed.
+        let _patching = match module {
+            Some(_) => Some(self.load_lock.lock().await),
+            None => None,
         };
         let job = Job::Eval {
             session: sid,
@@ -256,9 +262,16 @@ impl Pool {
                 },
                 answer = &mut done => break answer,
                 _ = tick.tick(), if !warned && session.is_some() => {
-                    let stuck = session
-                        .and_then(|s| self.sessions.inner().running.get(&s).copied().flatten())
-                        .is_some_and(|at| at.elapsed() >= STUCK_AFTER);
+                    let stuck = session.is_some_and(|s| {
+                        let mut inner = self.sessions.inner();
+                        match inner.running.get_mut(&s) {
+                            Some((Some(at), told)) if at.elapsed() >= STUCK_AFTER => {
+                                *told = true;
+                                true
+                            }
+                            _ => false,
+                        }
+                    });
                     if stuck {
                         warned = true;
                         let _ = out.send((Stream::Stderr, format!(
@@ -280,6 +293,10 @@ impl Pool {
             Err(_) => return Err(WorkerError::Lost("the worker's link closed".into())),
         };
         if let (Some(module), None) = (&module, &result.error) {
+            self.patches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((module.clone(), code.clone()));
             self.patch_others(slot, module, &code, node, out).await;
         }
         Ok(result)
@@ -345,7 +362,8 @@ impl Pool {
     }
 
     /// Interrupts the eval running in `session`; says whether one was running. A second
-    /// interrupt at least [`STUCK_AFTER`] after a first that did not stop it restarts the worker.
+    /// interrupt after the client was told the eval has not stopped ([`STUCK_AFTER`] after the
+    /// first) restarts the worker.
     pub async fn interrupt(&self, session: u64) -> Result<bool, WorkerError> {
         let Some(place) = self.sessions.place(session) else {
             return Ok(false);
@@ -353,18 +371,18 @@ impl Pool {
         let Some(link) = self.current(&place) else {
             return Ok(false);
         };
-        let first = {
+        let told = {
             let mut inner = self.sessions.inner();
             match inner.running.get_mut(&session) {
-                Some(at) => {
-                    let first = *at;
+                Some((at, told)) => {
                     at.get_or_insert_with(Instant::now);
-                    first
+                    *told
                 }
-                None => None,
+                None => false,
             }
         };
-        if first.is_some_and(|at| at.elapsed() >= STUCK_AFTER) {
+        // Only once the client was told the eval has not stopped does a Ctrl-C restart it.
+        if told {
             tracing::warn!(
                 session,
                 worker = %slot_label(place.slot),

@@ -123,8 +123,8 @@ async fn watch(pool: &Pool, child: &mut Child, link: &Link) -> String {
     }
 }
 
-/// Replays what a fresh worker must hold: the versions the node serves, then (on the tasks
-/// slot) the daemons placed here.
+/// Replays what a fresh worker must hold: the versions the node serves, the hot-patches made
+/// since, then (on the tasks slot) the daemons placed here.
 pub async fn replay(pool: &Pool, link: &Link, index: usize) {
     let loaded = pool.loaded_versions();
     for (app, version) in loaded {
@@ -142,6 +142,18 @@ pub async fn replay(pool: &Pool, link: &Link, index: usize) {
             Err(e) => {
                 tracing::error!(%app, version = version.number, "a restarted python worker cannot load the version its node serves: {e}")
             }
+        }
+    }
+    for (module, code) in pool.patches() {
+        let (_output, done) = link.eval(Job::Eval {
+            session: None,
+            code,
+            module: Some(module.clone()),
+            node: 0,
+        });
+        if !matches!(done.await, Ok(Ok(crate::runtime::wire::Done::Eval(ref r))) if r.error.is_none())
+        {
+            tracing::warn!(%module, "a hot-patch made before this python worker started did not apply to it");
         }
     }
     if index == super::TASKS_SLOT {

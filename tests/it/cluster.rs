@@ -530,18 +530,37 @@ fn spawn_writer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_forwarded_to_a_paused_leader_fails_in_bounded_time_with_outcome_unknown() {
-    let mut cluster = Cluster::start(3).await;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-    let client = cluster.client(follower).await;
-    // One forwarded write first, so the follower holds a connection to the leader: the next
-    // forward is then surely sent, and only its answer is missing.
-    let warm = Op::KvSet {
-        map: "m".into(),
-        key: "warm".into(),
-        value: Value::Int(0),
+    // Slow elections: the follower must still be forwarding to the paused leader when the
+    // write arrives, not already leading itself (a loaded machine can delay the write).
+    let mut cluster = Cluster::start_with(
+        3,
+        &["--election-min-ms", "1500", "--election-max-ms", "2500"],
+    )
+    .await;
+    // The leader as it is right before the pause (start-up on a loaded machine can still
+    // move it after the first election).
+    let mut attempts = 0;
+    let (leader, client) = loop {
+        attempts += 1;
+        let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+        let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+        let client = cluster.client(follower).await;
+        // One forwarded write first, so the follower holds a connection to the leader: the
+        // next forward is then surely sent, and only its answer is missing.
+        let warm = Op::KvSet {
+            map: "m".into(),
+            key: "warm".into(),
+            value: Value::Int(0),
+        };
+        assert!(matches!(client.call(warm).await, Ok(Reply::Written { .. })));
+        let still = cluster
+            .status(leader)
+            .await
+            .is_some_and(|s| s.role == "leader");
+        if still || attempts >= 5 {
+            break (leader, client);
+        }
     };
-    assert!(matches!(client.call(warm).await, Ok(Reply::Written { .. })));
     cluster.pause(leader);
     let started = Instant::now();
     let op = Op::KvSet {

@@ -28,7 +28,9 @@ async fn typing_completing_interrupting_and_moving_between_nodes() {
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     let first = (1..=3).find(|id| *id != leader).expect("a follower");
     let term = Tmux::start(&repl_command(&cluster, first));
-    term.wait_for(&format!("node{first}(follower) >>>"), WAIT);
+    // The session is on one of the node's workers (`/w1`, `/w2`): the prompt names it.
+    term.wait_for(&format!("node{first}/w"), WAIT);
+    term.wait_for("(follower) >>>", WAIT);
 
     // A multi-line def: the node says when the block is complete.
     term.line("def square(x):");
@@ -163,13 +165,13 @@ async fn the_prompt_shows_the_head_of_the_app_the_session_works_on() {
     }
     cluster.deploy_app("main-app", "import push\n", 1, "v1");
     let term = Tmux::start(&repl_command(&cluster, 1));
-    let screen = term.wait_for("node1/w1(leader)@v1 >>>", WAIT);
+    let screen = term.wait_for("(leader)@v1 >>>", WAIT);
     assert!(!screen.contains("@v2"), "{screen}");
     term.line(":app bench");
-    term.wait_for("node1/w1(leader) bench@v2 >>>", WAIT);
+    term.wait_for("(leader) bench@v2 >>>", WAIT);
     term.line(":versions");
     term.wait_for("* v2", WAIT);
     term.line(":app");
     term.wait_for("working on app main", WAIT);
-    term.wait_for_n("node1/w1(leader)@v1 >>>", 2, WAIT);
+    term.wait_for_n("(leader)@v1 >>>", 2, WAIT);
 }

@@ -23,14 +23,14 @@ async fn deploy_diff_rollback_reconnect_and_history_search_in_the_repl() {
         cluster.addr(1),
         cluster.token_file.display()
     ));
-    term.wait_for("node1/w1(leader) >>>", WAIT);
+    term.wait_for("(leader) >>>", WAIT);
 
     // :deploy makes v1 and the prompt follows HEAD.
     term.line(&format!(":deploy {}", app.display()));
-    term.wait_for("node1/w1(leader)@v1 >>>", WAIT);
+    term.wait_for("(leader)@v1 >>>", WAIT);
     std::fs::write(app.join("app.py"), "PRICE = 2\n").expect("write");
     term.line(&format!(":deploy {}", app.display()));
-    term.wait_for("node1/w1(leader)@v2 >>>", WAIT);
+    term.wait_for("(leader)@v2 >>>", WAIT);
 
     // :diff shows the change between the two versions.
     term.line(":diff 1 2");
@@ -40,7 +40,7 @@ async fn deploy_diff_rollback_reconnect_and_history_search_in_the_repl() {
     // :rollback moves HEAD back; the prompt says so.
     term.line(":rollback");
     term.wait_for("HEAD moved from v2 to v1", WAIT);
-    term.wait_for("node1/w1(leader)@v1 >>>", WAIT);
+    term.wait_for("(leader)@v1 >>>", WAIT);
 
     // :reconnect opens a new session: names defined before are gone.
     term.line("kept = 'sess' + 'ion one'");

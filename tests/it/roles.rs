@@ -539,7 +539,8 @@ async fn the_repl_says_who_you_are_and_a_revoke_stops_it() {
         cluster.addr(1),
     ));
     term.wait_for("You are dev (developer).", WAIT);
-    term.wait_for("dev@node1/w1(leader) >>>", WAIT);
+    term.wait_for("dev@node1/w", WAIT);
+    term.wait_for("(leader) >>>", WAIT);
     term.line("print('before', 20 + 1)");
     term.wait_for("before 21", WAIT);
     ok(&cluster.cli(&["user", "revoke", "dev", "--to", &cluster.addr(1)]));

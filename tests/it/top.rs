@@ -144,7 +144,7 @@ async fn dashboard_shows_nodes_queues_a_dead_node_and_restores_the_terminal() {
 
     // Enter on a node opens a REPL on it; leaving the REPL brings the dashboard back.
     term.key("Enter");
-    term.wait_for("node1(", WAIT);
+    term.wait_for("node1/w", WAIT);
     assert_eq!(
         term.format("#{alternate_on}"),
         "0",

@@ -270,6 +270,7 @@ async fn a_hot_patch_reaches_every_worker_of_the_node() {
     let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
     cluster.deploy_app("patch", APP, 1, "patch");
     wait_serving(&cluster, 1).await;
+    wait_restarted(&cluster, 1, 0).await;
     let out = cluster.cli(&[
         "eval",
         &cluster.addr(1),
