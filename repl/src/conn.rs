@@ -51,17 +51,7 @@ impl Conn {
 
     /// (Re)connects to the current address and opens a session there.
     pub fn connect(&self) -> Result<(), ReplError> {
-        // The session being left goes (best effort), so its worker does not keep its names.
-        let (old_client, old_session) = {
-            let link = self.link();
-            (link.client.clone(), link.session)
-        };
-        if let (Some(client), Some(session)) = (old_client, old_session) {
-            let close = client.call(Op::SessionClose { session });
-            let _ = self
-                .handle
-                .block_on(async { tokio::time::timeout(Duration::from_secs(1), close).await });
-        }
+        self.leave_session();
         let addr = self.link().addr.clone();
         let token = self.token.clone();
         let client = self.handle.block_on(Client::connect(&addr, &token))?;
@@ -91,9 +81,24 @@ impl Conn {
         Ok(())
     }
 
+    /// Closes the session being left (best effort, 1 s), so its worker does not keep its names.
+    fn leave_session(&self) {
+        let (client, session) = {
+            let mut link = self.link();
+            (link.client.clone(), link.session.take())
+        };
+        if let (Some(client), Some(session)) = (client, session) {
+            let close = client.call(Op::SessionClose { session });
+            let _ = self
+                .handle
+                .block_on(async { tokio::time::timeout(Duration::from_secs(1), close).await });
+        }
+    }
+
     /// Switches to another address (keeping the member list), connecting there, with the
     /// session on Python worker `worker` of that node if given.
     pub fn use_addr(&self, addr: String, worker: Option<u32>) -> Result<(), ReplError> {
+        self.leave_session();
         {
             let mut link = self.link();
             link.addr = addr;

@@ -417,6 +417,7 @@ async fn daemons_of_a_dead_worker_start_again_on_its_replacement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_repl_lists_workers_and_moves_to_one() {
     let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    wait_restarted(&cluster, 1, 0).await;
     let (fine, out, err) = crate::repl::run_script(
         &cluster,
         ":workers\n:use 1/2\n:workers\nimport os\nos.getpid()\n:use 1/9\n",
