@@ -562,6 +562,25 @@ async fn a_write_forwarded_to_a_paused_leader_fails_in_bounded_time_with_outcome
         }
     };
     cluster.pause(leader);
+    // A stop takes effect once every thread of the node has stopped (one in an fdatasync
+    // finishes it first): wait until the kernel says the whole process is stopped.
+    if let Some(pid) = cluster.pid(leader) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stopped = |pid: u32| {
+            let dir = format!("/proc/{pid}/task");
+            std::fs::read_dir(&dir).is_ok_and(|tasks| {
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+                        .unwrap_or(true)
+                })
+            })
+        };
+        while !stopped(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let started = Instant::now();
     let op = Op::KvSet {
         map: "m".into(),
