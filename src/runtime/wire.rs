@@ -241,10 +241,25 @@ pub async fn read<T: serde::de::DeserializeOwned, R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes a frame made by [`encode`].
-pub async fn write<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+/// Starts the task that writes frames made by [`encode`] to `writer`, and returns where to
+/// queue them. Frames queued while a write is under way go out together in the next one.
+/// The task ends when the writer fails or every sender is gone.
+pub fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
+    mut writer: W,
+) -> tokio::sync::mpsc::UnboundedSender<Vec<u8>> {
     use tokio::io::AsyncWriteExt;
-    writer.write_all(bytes).await
+    let (out, mut queued) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(mut bytes) = queued.recv().await {
+            while let Ok(more) = queued.try_recv() {
+                bytes.extend_from_slice(&more);
+            }
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    out
 }
 
 #[cfg(test)]

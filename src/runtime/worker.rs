@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use push_protocol::frame::Kind;
 use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Member, NodeStatus, Op, Outcome, TsPoint};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cluster::{Answer as Pending, Cluster};
@@ -195,20 +194,8 @@ pub fn main(fd: i32, threads: usize) -> Result<(), RuntimeError> {
 async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result<(), RuntimeError> {
     let socket = tokio::net::UnixStream::from_std(socket)
         .map_err(|e| RuntimeError::Start(format!("worker socket: {e}")))?;
-    let (mut reader, mut writer) = socket.into_split();
-    let (out, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
-    tokio::spawn(async move {
-        while let Some(first) = queued.recv().await {
-            // Everything queued meanwhile goes out in the same write.
-            let mut bytes = first;
-            while let Ok(more) = queued.try_recv() {
-                bytes.extend_from_slice(&more);
-            }
-            if writer.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (mut reader, writer) = socket.into_split();
+    let out = wire::spawn_writer(writer);
     let link = Arc::new(Link {
         out,
         next: AtomicU64::new(1),

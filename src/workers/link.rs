@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use push_protocol::frame::Kind;
 use push_protocol::{ErrorBody, ErrorCode, Op, Stream};
-use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -102,7 +101,7 @@ impl Link {
         scratch: bool,
         within: Duration,
     ) -> Result<Arc<Link>, WorkerError> {
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, writer) = stream.into_split();
         let hello = tokio::time::timeout(within, wire::read::<FromWorker, _>(&mut reader)).await;
         let (pid, python) = match hello {
             Ok(Ok(Some(FromWorker::Hello { pid, python }))) => (pid, python),
@@ -118,18 +117,7 @@ impl Link {
                 )))
             }
         };
-        let (out, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
-            while let Some(first) = queued.recv().await {
-                let mut bytes = first;
-                while let Ok(more) = queued.try_recv() {
-                    bytes.extend_from_slice(&more);
-                }
-                if writer.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let out = wire::spawn_writer(writer);
         let (ended, _) = watch::channel(false);
         let link = Arc::new(Link {
             out,
