@@ -112,7 +112,7 @@ impl Slot {
     }
 
     fn label(&self) -> String {
-        format!("w{}", self.index + 1)
+        slot_label(self.index)
     }
 }
 

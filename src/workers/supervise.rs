@@ -49,7 +49,7 @@ pub async fn keep(pool: Arc<Pool>, index: usize) {
         if pool.stopping.load(Ordering::Relaxed) {
             return;
         }
-        let label = format!("w{}", index + 1);
+        let label = super::slot_label(index);
         let started = Instant::now();
         let (mut child, link) = match start(&pool, &label, false).await {
             Ok(started) => started,
