@@ -1,6 +1,6 @@
 //! The golden fixtures of the formats before this one (`tests/fixtures/format-N/data`, data
-//! dirs written by the last release of each: format 1 is bincode without headers, format 2
-//! postcard with headers): each opens, upgrades in place with its contents intact, and a crash
+//! dirs written by the last release of each: format 1 is bincode without headers, formats 2
+//! and 3 postcard with headers): each opens, upgrades in place with its contents intact, and a crash
 //! at any point of the upgrade leaves a data dir that still opens with the same contents.
 
 use std::path::{Path, PathBuf};
@@ -11,10 +11,11 @@ use push_protocol::{Value, FORMAT_VERSION};
 
 use super::format::{self, LOG_MAGIC, SNAPSHOT_MAGIC};
 use super::{LogStore, StateMachineStore};
+use crate::model::settings::SettingKind;
 use crate::model::{self, State};
 
 /// The formats with a fixture of their own data dir.
-const FIXTURES: [u32; 2] = [1, 2];
+const FIXTURES: [u32; 3] = [1, 2, 3];
 
 fn fixture(format: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-{format}/data"))
@@ -89,6 +90,21 @@ fn check_contents(state: &State, format: u32) {
         vec![]
     };
     assert_eq!(users, expected, "format {format}");
+    if format < 3 {
+        return;
+    }
+    // Realms, secrets and config arrived in format 3.
+    assert_eq!(
+        kv("other\u{1f}settings", "greeting"),
+        Some(Value::Str("hi from other".into()))
+    );
+    let secret = state
+        .settings
+        .get("main", SettingKind::Secret, "api-key")
+        .expect("secret api-key");
+    assert_eq!(secret.0, "fixture-secret-value");
+    let config = state.settings.get("main", SettingKind::Config, "mode");
+    assert_eq!(config.map(|v| v.0.as_str()), Some("fast"));
 }
 
 /// Whether the file at `path` is in the current format (its header says so).

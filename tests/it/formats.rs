@@ -1,5 +1,6 @@
-//! Formats across releases: the golden fixtures of formats 1 (bincode) and 2 (the first
-//! postcard release) — data dirs and recorded frames — load in this one, their data dirs
+//! Formats across releases: the golden fixtures of formats 1 (bincode), 2 (the first
+//! postcard release) and 3 (realms, secrets, config) — data dirs and recorded frames — load
+//! in this one, their data dirs
 //! upgrade in place on first start (also when killed mid-upgrade), a newer one is refused
 //! naming both versions, and a format-1 client still gets answers in its own shapes.
 
@@ -24,7 +25,7 @@ use crate::support::Cluster;
 const FIXTURE_TOKEN: &str = "fixture-token";
 
 /// The formats of earlier releases, each with a fixture.
-const OLDER: [u32; 2] = [1, 2];
+const OLDER: [u32; 3] = [1, 2, 3];
 
 fn fixture(format: u32, part: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -85,7 +86,8 @@ fn client_frames_decode(f: u32) {
                 ops += 1;
                 if let Op::KvSet { map, .. } = &op {
                     kv_sets += 1;
-                    assert_eq!(map, "settings");
+                    // Format 3 wrote one into app other's realm too.
+                    assert!(map == "settings" || map == "other\u{1f}settings", "{map}");
                 }
             }
             Kind::Response => {
@@ -100,7 +102,7 @@ fn client_frames_decode(f: u32) {
         }
     }
     assert!(
-        ops >= 10 && statuses >= 1 && kv_sets == 3,
+        ops >= 10 && statuses >= 1 && kv_sets == if f >= 3 { 4 } else { 3 },
         "format {f}: {ops} {statuses} {kv_sets}"
     );
 }
@@ -191,6 +193,32 @@ async fn check_fixture_contents(cluster: &Cluster, f: u32) {
     let names: Vec<_> = users.into_iter().map(|u| u.name).collect();
     let expected: &[&str] = if f >= 2 { &["fixture-operator"] } else { &[] };
     assert_eq!(names, expected, "format {f}");
+    if f < 3 {
+        return;
+    }
+    // Format 3 added realms, secrets and config.
+    let other = get(&c, "other\u{1f}settings", "greeting", read).await;
+    assert_eq!(other, Some(Value::Str("hi from other".into())));
+    let secret = c
+        .call(Op::SecretGet {
+            app: "main".into(),
+            name: "api-key".into(),
+        })
+        .await
+        .expect("secret");
+    let Reply::Secret(Some(secret)) = secret else {
+        panic!("no secret api-key: {secret:?}");
+    };
+    assert_eq!(secret.0, "fixture-secret-value");
+    let Reply::Settings(config) = c
+        .call(Op::Config { app: "main".into() })
+        .await
+        .expect("config")
+    else {
+        panic!("not a config list");
+    };
+    let entries: Vec<_> = config.into_iter().map(|e| (e.name, e.value)).collect();
+    assert_eq!(entries, [("mode".to_string(), Some("fast".to_string()))]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

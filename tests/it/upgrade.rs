@@ -1,7 +1,7 @@
 //! The rolling upgrade, rehearsed with one binary: a cluster whose nodes all run as the
-//! previous release (`--format=2`, the switch that makes a node write and speak format 2
-//! only) is upgraded one node at a time to format 3 while a client keeps writing. Mixed
-//! nodes agree on format 2 between them, every acknowledged write is there at the end, and
+//! previous release (`--format=N-1`, the switch that makes a node write and speak the
+//! previous format only) is upgraded one node at a time to this release's format while a
+//! client keeps writing. Mixed nodes agree on the previous format between them, every acknowledged write is there at the end, and
 //! `push status` shows each node's release and format as it goes.
 
 use std::collections::BTreeSet;
@@ -14,7 +14,15 @@ use push_protocol::{Client, Op, ReadMode, Reply, Value, FORMAT_VERSION};
 use crate::support::cluster::{fails, ok};
 use crate::support::Cluster;
 
-const OLD: &str = "--format=2";
+/// The previous release's format, and the switch that makes a node run as it.
+const PREVIOUS: u32 = FORMAT_VERSION - 1;
+fn old_flag() -> String {
+    format!("--format={PREVIOUS}")
+}
+
+/// A `push` command whose request only this release's format knows, when it has one: sent to
+/// a node still at the previous format, it is refused by the client before sending.
+const NEWEST_REQUEST: Option<&[&str]> = None;
 /// The writer stops after this many writes or this long, whichever comes first.
 const MAX_WRITES: u64 = 20_000;
 const MAX_WRITING: Duration = Duration::from_secs(240);
@@ -120,18 +128,19 @@ async fn wait_format(cluster: &Cluster, id: u64, format: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_upgrade_under_writes_keeps_every_acknowledged_write() {
-    assert_eq!(
-        FORMAT_VERSION, 3,
-        "this rehearses the upgrade from format 2 to 3"
-    );
     // No snapshot during the test: a snapshot installed from a newer leader onto an older
     // node is the documented limit of mixed clusters (the lagging node is upgraded instead).
-    let mut cluster = Cluster::start_with(3, &[OLD, "--snapshot-every", "1000000"]).await;
+    let (old, new) = (PREVIOUS as u64, FORMAT_VERSION as u64);
+    let mut cluster = Cluster::start_with(3, &[&old_flag(), "--snapshot-every", "1000000"]).await;
     for id in 1..=3 {
-        wait_format(&cluster, id, 2).await;
-        assert_eq!(log_format(&cluster, id), 2, "node {id} writes format 2");
+        wait_format(&cluster, id, PREVIOUS).await;
+        assert_eq!(
+            log_format(&cluster, id),
+            PREVIOUS,
+            "node {id} writes format {old}"
+        );
     }
-    assert_eq!(status_formats(&cluster), [(1, 2), (2, 2), (3, 2)]);
+    assert_eq!(status_formats(&cluster), [(1, old), (2, old), (3, old)]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -147,34 +156,37 @@ async fn a_rolling_upgrade_under_writes_keeps_every_acknowledged_write() {
     let mut upgraded = Vec::new();
     for id in [3, 2, 1] {
         cluster.stop(id);
-        cluster.set_flags(id, &[OLD], &[]);
+        cluster.set_flags(id, &[&old_flag()], &[]);
         cluster.restart(id);
-        wait_format(&cluster, id, 3).await;
+        wait_format(&cluster, id, FORMAT_VERSION).await;
         upgraded.push(id);
         // The data dir was upgraded in place on start.
         assert_eq!(
             log_format(&cluster, id),
-            3,
+            FORMAT_VERSION,
             "node {id}'s log after its upgrade"
         );
         // The mixed cluster takes writes (through every node, the upgraded ones included).
         let from = acked.lock().expect("acked").len();
         wait_progress(&cluster, &acked, from, 60).await;
         let want: Vec<(u64, u64)> = (1..=3)
-            .map(|n| (n, if upgraded.contains(&n) { 3 } else { 2 }))
+            .map(|n| (n, if upgraded.contains(&n) { new } else { old }))
             .collect();
         assert_eq!(
             status_formats(&cluster),
             want,
             "after upgrading {upgraded:?}"
         );
-        if id == 3 {
-            // A request only format 3 knows, sent to a node still at format 2: refused by
-            // this client before sending, naming both formats.
-            let err = fails(&cluster.cli(&["remove", "9", "--to", &cluster.addr(1)]));
+        if let (3, Some(request)) = (id, NEWEST_REQUEST) {
+            // A request only the new format knows, sent to a node still at the previous one:
+            // refused by this client before sending, naming both formats.
+            let mut args = request.to_vec();
+            let to = cluster.addr(1);
+            args.extend(["--to", &to]);
+            let err = fails(&cluster.cli(&args));
             assert!(
-                err.contains("this request needs format 3")
-                    && err.contains("speaks format 2; upgrade that node"),
+                err.contains(&format!("this request needs format {new}"))
+                    && err.contains(&format!("speaks format {old}; upgrade that node")),
                 "{err}"
             );
         }
@@ -220,26 +232,34 @@ async fn a_rolling_upgrade_under_writes_keeps_every_acknowledged_write() {
             "node {id} misses acknowledged writes"
         );
     }
-    assert_eq!(status_formats(&cluster), [(1, 3), (2, 3), (3, 3)]);
+    assert_eq!(status_formats(&cluster), [(1, new), (2, new), (3, new)]);
 
     // Going back is refused before anything in the data dir is touched.
     cluster.stop(3);
     let data = cluster.data_dir(3).to_path_buf();
     let refused = refused_start(&cluster, &data).await;
     assert!(
-        refused.contains("is in format 3, newer than this release")
-            && refused.contains("formats 1 to 2"),
+        refused.contains(&format!("is in format {new}, newer than this release"))
+            && refused.contains(&format!("formats 1 to {old}")),
         "{refused}"
     );
-    assert_eq!(log_format(&cluster, 3), 3);
+    assert_eq!(log_format(&cluster, 3), FORMAT_VERSION);
 }
 
-/// Starts node 3 on `data` held to format 2 and returns its stderr once it has exited
+/// Starts node 3 on `data` held to the previous format and returns its stderr once it has exited
 /// (bounded: a node that does not refuse is killed and the test fails).
 async fn refused_start(cluster: &Cluster, data: &std::path::Path) -> String {
     let listen = format!("127.0.0.1:{}", crate::support::cluster::free_port());
     let mut child = std::process::Command::new(crate::support::cluster::push_bin())
-        .args(["node", "--id", "3", "--listen", &listen, OLD, "--data"])
+        .args([
+            "node",
+            "--id",
+            "3",
+            "--listen",
+            &listen,
+            &old_flag(),
+            "--data",
+        ])
         .arg(data)
         .arg("--token-file")
         .arg(&cluster.token_file)
@@ -253,7 +273,7 @@ async fn refused_start(cluster: &Cluster, data: &std::path::Path) -> String {
         if let Some(status) = child.try_wait().expect("wait") {
             assert!(
                 !status.success(),
-                "a format-2 node started on format-3 data"
+                "a node of the previous format started on data of this one"
             );
             let mut err = String::new();
             std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
@@ -263,7 +283,7 @@ async fn refused_start(cluster: &Cluster, data: &std::path::Path) -> String {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("a node held to format 2 kept running on format-3 data");
+            panic!("a node held to the previous format kept running on data of this one");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

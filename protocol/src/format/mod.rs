@@ -9,7 +9,8 @@
 //! |---|---|---|---|
 //! | 1 | up to f6f8f84 | bincode 1.3 (varint), files without a header | the first |
 //! | 2 | up to a920e0a | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
-//! | 3 | this one | postcard, files with a header | `Op::Remove`, `Op::JoinLearner`, `Op::Promote` (membership; refused over format-2 connections, [`introduced_in`]); see the shapes recorded in `tests/fixtures/shapes/format-3.txt` |
+//! | 3 | up to faf9308 | postcard, files with a header | membership (`Op::Remove`, `Op::JoinLearner`, `Op::Promote`), worker sessions (`Op::SessionOpenOn`), secrets and config, backup (refused over format-2 connections, [`introduced_in`]), realms; `NodeStatus.workers`; shapes in `tests/fixtures/shapes/format-3.txt` |
+//! | 4 | this one | postcard, files with a header | see the shapes recorded in `tests/fixtures/shapes/format-4.txt` |
 //!
 //! **Rule:** any change to the shape of a replicated or wire type bumps [`FORMAT_VERSION`],
 //! keeps the previous version readable here (and in `consensus::format`), and adds a golden
@@ -36,7 +37,7 @@ use crate::codec::{self, CodecError};
 use crate::message::{ErrorBody, ErrorCode, Op, Outcome};
 
 /// The format this release writes and prefers to speak.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format this release reads and speaks.
 pub const MIN_FORMAT_VERSION: u32 = 1;
@@ -157,6 +158,25 @@ pub fn absent_before_3<T>(_: &T) -> bool {
     encoding_version() < 3
 }
 
+/// Leaves out a field added in format 4 while encoding for an older format; see
+/// [`absent_before_3`].
+pub fn absent_before_4<T>(_: &T) -> bool {
+    encoding_version() < 4
+}
+
+/// Reads a field added in format 4; see [`added_in_2`].
+pub fn added_in_4<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    if decoding_version() < 4 {
+        Ok(T::default())
+    } else {
+        T::deserialize(deserializer)
+    }
+}
+
 /// Reads a field added in format 3; see [`added_in_2`].
 pub fn added_in_3<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -204,7 +224,7 @@ pub fn encode<T: Serialize + ?Sized>(version: u32, value: &T) -> Result<Vec<u8>,
     let before = ENCODING.with(|e| e.replace(version));
     let result = match version {
         1 => v1::encode(value),
-        2 | 3 => codec::encode(value),
+        2..=4 => codec::encode(value),
         other => Err(CodecError::new(format!("no encoder for format {other}"))),
     };
     ENCODING.with(|e| e.set(before));
@@ -215,7 +235,7 @@ pub fn encode<T: Serialize + ?Sized>(version: u32, value: &T) -> Result<Vec<u8>,
 pub fn decode<T: DeserializeOwned>(version: u32, bytes: &[u8]) -> Result<T, CodecError> {
     match version {
         1 => v1::decode(bytes),
-        2 | 3 => decoding(version, || codec::decode(bytes)),
+        2..=4 => decoding(version, || codec::decode(bytes)),
         other => Err(CodecError::new(format!("no decoder for format {other}"))),
     }
 }
