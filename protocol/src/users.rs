@@ -97,6 +97,11 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Whether this identity's role covers `app` (an unscoped role covers every app).
+    pub fn covers(&self, app: &str) -> bool {
+        self.apps.is_empty() || self.apps.iter().any(|a| a == app)
+    }
+
     /// "alice (deployer for shop, blog)", "cluster-token (admin)".
     pub fn describe(&self) -> String {
         if self.apps.is_empty() {

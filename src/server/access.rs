@@ -1,14 +1,15 @@
 //! Who may do what, checked once at the edge: [`authenticate`] turns a hello's credential into
 //! a [`Principal`] (the cluster token, or a user's secret), and [`authorize`] checks every
 //! request against the users table as applied on this node, before anything runs. [`required`]
-//! is the one table from each [`Op`] to the role it needs.
+//! is the one table from each [`Op`] to the role it needs. [`scope_reply`] trims a listing of
+//! every app's queues, series or daemons to the apps a scoped user's role covers.
 //!
 //! The cluster token is the bootstrap admin credential and what nodes present to each other,
 //! so a request forwarded between nodes is not checked again: the node that took it from the
 //! person checked it, and its audit note names them.
 
 use push_protocol::{
-    realm, ErrorBody, ErrorCode, Identity, Op, Role, UserRole, UserSecret, DEFAULT_APP,
+    realm, ErrorBody, ErrorCode, Identity, Op, Reply, Role, UserRole, UserSecret, DEFAULT_APP,
 };
 
 use super::auth;
@@ -214,6 +215,31 @@ pub fn authorize(node: &Node, principal: &Principal, op: &Op) -> Result<Identity
             )),
             _ => Ok(identity),
         },
+    }
+}
+
+/// A reply as `identity` may see it: the cluster-wide listings (`QueueStats`, `TsStats`,
+/// `Daemons`) keep only the apps a scoped role covers, so a user of one app learns neither
+/// the names nor the sizes of another app's queues and series. Everything else is unchanged
+/// (requests naming one app were checked against it by [`authorize`]).
+pub fn scope_reply(identity: &Identity, reply: Reply) -> Reply {
+    if identity.apps.is_empty() {
+        return reply;
+    }
+    let mine = |stored: &str| identity.covers(realm::split(stored).0);
+    match reply {
+        Reply::QueueStats(stats) => {
+            Reply::QueueStats(stats.into_iter().filter(|q| mine(&q.name)).collect())
+        }
+        Reply::TsStats(stats) => {
+            Reply::TsStats(stats.into_iter().filter(|s| mine(&s.name)).collect())
+        }
+        Reply::Daemons(rows) => Reply::Daemons(
+            rows.into_iter()
+                .filter(|d| identity.covers(&d.app))
+                .collect(),
+        ),
+        other => other,
     }
 }
 

@@ -334,10 +334,10 @@ async fn client_loop(
         };
         // Checked once, here, before anything runs.
         let checked = std::time::Instant::now();
-        let answered = match access::authorize(&node, &principal, &op) {
-            Err(refused) => Some(Err(refused)),
-            Ok(identity) if matches!(op, Op::WhoAmI) => Some(Ok(Reply::WhoAmI(identity))),
-            Ok(_) => None,
+        let (answered, identity) = match access::authorize(&node, &principal, &op) {
+            Err(refused) => (Some(Err(refused)), None),
+            Ok(identity) if matches!(op, Op::WhoAmI) => (Some(Ok(Reply::WhoAmI(identity))), None),
+            Ok(identity) => (None, Some(identity)),
         };
         if let Some(outcome) = answered {
             if let Err(refused) = &outcome {
@@ -374,7 +374,12 @@ async fn client_loop(
             let kind = crate::metrics::op_kind(&op);
             let forwarded = matches!(op, Op::Forwarded { .. });
             let started = std::time::Instant::now();
-            let outcome = crate::ops::handle_streaming(&node, op, &progress, who.as_deref()).await;
+            let outcome = crate::ops::handle_streaming(&node, op, &progress, who.as_deref())
+                .await
+                .map(|reply| match &identity {
+                    Some(identity) => access::scope_reply(identity, reply),
+                    None => reply,
+                });
             crate::metrics::metrics().op(
                 kind,
                 forwarded,

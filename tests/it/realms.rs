@@ -1,12 +1,15 @@
 //! Realms, secrets and config (issue 18) against a real 3-node cluster: two apps keep their
 //! kv maps, queues and timeseries apart and reach each other's only by naming the app (and
-//! with a role on it); a planted secret reaches the code that reads it and appears nowhere
+//! with a role on it; a user scoped to one app does not even see the names of another's
+//! queues and series); a planted secret reaches the code that reads it and appears nowhere
 //! else — not in any node's log, the audit log, `/metrics`, `push status`, `push logs` or a
 //! listing — after every command path that touches it.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use push_protocol::{Client, Op, Reply, Value};
 
 use crate::support::cluster::{fails, ok, push_bin};
 use crate::support::http;
@@ -165,6 +168,44 @@ async fn two_apps_keep_their_data_apart() {
         "kv", "set", "orders", "o2", "x", "--app", "shop",
     ]));
     assert!(err.contains("needs the operator role"), "{err}");
+
+    // The listings of every queue and series show a scoped user only its apps' ones: main's
+    // queue and series keep their names and sizes to themselves.
+    let admin = cluster.client(2).await;
+    let main_queue = Op::QueuePut {
+        queue: "payroll".into(),
+        values: vec![Value::Int(1)],
+    };
+    admin.call(main_queue).await.expect("main's queue");
+    let main_series = Op::TsAppend {
+        series: "salaries".into(),
+        points: vec![(None, None, Value::Int(1))],
+        config: None,
+    };
+    admin.call(main_series).await.expect("main's series");
+    let shopper = Client::connect(&to, &secret)
+        .await
+        .expect("connect as shopper");
+    let names = |reply: Reply| -> Vec<String> {
+        match reply {
+            Reply::QueueStats(q) => q.into_iter().map(|q| q.name).collect(),
+            Reply::TsStats(s) => s.into_iter().map(|s| s.name).collect(),
+            other => panic!("not a listing: {other:?}"),
+        }
+    };
+    let all_queues = names(admin.call(Op::QueueStats).await.expect("queues"));
+    assert!(
+        all_queues.contains(&"payroll".to_string()),
+        "{all_queues:?}"
+    );
+    for op in [Op::QueueStats, Op::TsStats] {
+        let seen = names(shopper.call(op).await.expect("listing as shopper"));
+        assert!(!seen.is_empty(), "shop's own are listed");
+        assert!(
+            seen.iter().all(|n| n.starts_with("shop\u{1f}")),
+            "a user of shop sees another app's: {seen:?}"
+        );
+    }
 
     // The REPL's meta commands follow `:app`.
     let term = Tmux::start(&format!(
