@@ -144,6 +144,13 @@ impl Runtime {
                 load(TASKS, c"<push>/tasks.py", "_push_tasks")?;
                 boot.getattr("guard_recursion")?
                     .call1((MAX_RECURSION, PY_STACK))?;
+                // A fatal signal in C code (a segfault in an extension, an abort) prints the
+                // Python traceback of every thread to stderr, which is the node's log.
+                py.run(
+                    c"import faulthandler; faulthandler.enable(all_threads=True)",
+                    None,
+                    None,
+                )?;
                 let version = boot.getattr("PYTHON")?.extract::<String>()?;
                 Ok((boot.unbind(), version))
             })

@@ -166,6 +166,12 @@ async fn a_dying_worker_costs_its_requests_a_502_and_raft_does_not_notice() {
             "serving again after {path}"
         );
     }
+    // A crash in C code leaves the Python traceback of the thread that crashed in the log.
+    let logs = cluster.logs();
+    assert!(
+        logs.contains("Fatal Python error: Segmentation fault") && logs.contains(" in segv"),
+        "no traceback of the segfault\n{logs}"
+    );
     // kill -9 from outside.
     let victim = rows(&cluster, 1).await[0].pid;
     assert!(victim > 0);
