@@ -1,8 +1,13 @@
 //! Line mode for terminals that cannot be driven (`TERM=dumb`, such as an Emacs comint
 //! buffer): print a prompt, read whole lines, let the node decide when a block is complete,
 //! evaluate. No colour editing, completion menu or raw mode; meta commands work as usual.
+//! Ctrl-C (SIGINT, which is what Emacs' comint sends for C-c C-c) interrupts the running
+//! eval on the node, or, at the prompt, drops the block being typed as Python's REPL does;
+//! it never ends the REPL.
 
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use push_protocol::{Op, Reply};
@@ -28,8 +33,55 @@ fn complete(conn: &Conn, code: &str) -> bool {
     }
 }
 
+/// Whether an eval is running (its own Ctrl-C handling interrupts it on the node).
+static EVALUATING: AtomicBool = AtomicBool::new(false);
+/// Set by a Ctrl-C at the prompt: the block typed so far is dropped.
+static DROP_BLOCK: AtomicBool = AtomicBool::new(false);
+
+/// Keeps SIGINT from ending the process: at the prompt it says `KeyboardInterrupt` and
+/// prompts again; during an eval [`output::eval_and_print`] interrupts it on the node.
+fn catch_ctrl_c(conn: &Arc<Conn>) {
+    let conn = conn.clone();
+    let (ready, armed) = std::sync::mpsc::channel();
+    conn.handle().clone().spawn(async move {
+        let mut ready = Some(ready);
+        loop {
+            let signal = tokio::signal::ctrl_c();
+            // The handler is installed on the first poll; say so before reading input.
+            let mut signal = std::pin::pin!(signal);
+            if let Some(ready) = ready.take() {
+                let _ = futures_poll_once(signal.as_mut()).await;
+                let _ = ready.send(());
+            }
+            if signal.await.is_err() {
+                return;
+            }
+            if !EVALUATING.load(Ordering::SeqCst) {
+                DROP_BLOCK.store(true, Ordering::SeqCst);
+                print!(
+                    "\nKeyboardInterrupt\n{} >>> ",
+                    prompt::NodePrompt::from(&conn).text()
+                );
+                let _ = std::io::stdout().flush();
+            }
+        }
+    });
+    let _ = armed.recv_timeout(Duration::from_secs(2));
+}
+
+/// Polls `future` once (installing whatever it installs on its first poll).
+async fn futures_poll_once<F: std::future::Future + Unpin>(future: F) {
+    let mut future = future;
+    std::future::poll_fn(|cx| {
+        let _ = std::pin::Pin::new(&mut future).poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await
+}
+
 /// Runs until end of input or `:quit`; returns the exit code.
-pub fn run(conn: &Conn, hooks: &Hooks) -> i32 {
+pub fn run(conn: &Arc<Conn>, hooks: &Hooks) -> i32 {
+    catch_ctrl_c(conn);
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let mut block = String::new();
@@ -49,6 +101,9 @@ pub fn run(conn: &Conn, hooks: &Hooks) -> i32 {
             }
             None => return 0,
         };
+        if DROP_BLOCK.swap(false, Ordering::SeqCst) {
+            block.clear();
+        }
         if block.is_empty() {
             if line.trim().is_empty() {
                 continue;
@@ -71,7 +126,9 @@ pub fn run(conn: &Conn, hooks: &Hooks) -> i32 {
             block.clone()
         };
         if complete(conn, &code) {
+            EVALUATING.store(true, Ordering::SeqCst);
             output::eval_and_print(conn, code.trim_end());
+            EVALUATING.store(false, Ordering::SeqCst);
             block.clear();
         }
     }
