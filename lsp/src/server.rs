@@ -167,6 +167,18 @@ impl Server {
         });
     }
 
+    /// The module a document is on the node when it is a file of the app (under a folder
+    /// holding push.ron): editor evals and completions there happen in that module, as the
+    /// REPL's `:in MODULE` does; other files keep the scratch session.
+    pub(crate) fn app_module(&self, uri: &Uri) -> Option<String> {
+        let path = file_path(uri)?;
+        let root = paths::app_root(&path, self.root().as_deref());
+        if !root.join(paths::MANIFEST).is_file() {
+            return None;
+        }
+        paths::module_name(&path, &root)
+    }
+
     /// The app root and module name of a document.
     fn module_of(&self, uri: &Uri) -> Result<(PathBuf, String), LspError> {
         let path = file_path(uri).ok_or_else(|| {
@@ -199,6 +211,7 @@ impl Server {
                     session: Some(session),
                     code: prefix.to_string(),
                     cursor,
+                    module: self.app_module(&uri),
                 },
                 REQUEST_TIMEOUT,
             )

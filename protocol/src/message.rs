@@ -191,11 +191,19 @@ pub enum Op {
         code: String,
         module: Option<String>,
     },
-    /// Completions for `code` with the cursor at byte offset `cursor`.
+    /// Completions for `code` with the cursor at byte offset `cursor`: in `module`'s
+    /// namespace when given (an editor's file of the app), else in `session`'s.
     Complete {
         session: Option<u64>,
         code: String,
         cursor: usize,
+        /// Since format 4; a format-3 node completes in the session instead.
+        #[serde(
+            default,
+            deserialize_with = "crate::format::added_in_4",
+            skip_serializing_if = "crate::format::absent_before_4"
+        )]
+        module: Option<String>,
     },
     /// Signature, docstring, source location and short repr of an expression's value.
     Inspect {

@@ -25,6 +25,8 @@ impl Completer for NodeCompleter {
             session: self.conn.session(),
             code: line.to_string(),
             cursor: pos,
+            // Inside `:in MODULE`, names complete from that module, as they evaluate there.
+            module: self.conn.module(),
         };
         let suggestions: Vec<Suggestion> = match self.conn.call_timeout(op, Duration::from_secs(2))
         {

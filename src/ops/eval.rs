@@ -142,8 +142,9 @@ pub async fn session(node: &Node, op: &Op) -> Outcome {
             session,
             code,
             cursor,
+            module,
         } => rt
-            .complete(*session, code.clone(), *cursor)
+            .complete(*session, code.clone(), *cursor, module.clone())
             .await
             .map(|(start, items)| Reply::Completions { start, items })
             .map_err(runtime_error),

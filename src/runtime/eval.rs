@@ -64,10 +64,12 @@ impl Sink {
 
 type RawFrame = (String, u32, String, String);
 
-/// A started evaluation: its output chunks as they are printed, then its result.
+/// A started evaluation: its output chunks as they are printed, then its result and, for an
+/// evaluation in a module, what of it the node replays on the app's other workers
+/// (`_replayed` in session.py: definitions, never a bare expression).
 pub type Running = (
     mpsc::UnboundedReceiver<(Stream, String)>,
-    oneshot::Receiver<Result<EvalResult, RuntimeError>>,
+    oneshot::Receiver<Result<(EvalResult, Option<String>), RuntimeError>>,
 );
 
 fn extract_result(py: Python<'_>, obj: &Bound<'_, PyAny>, node: u64) -> PyResult<EvalResult> {
@@ -125,7 +127,7 @@ impl Runtime {
             .name("python-eval".into())
             .stack_size(super::PY_STACK)
             .spawn(move || {
-                let result = Python::attach(|py| -> PyResult<EvalResult> {
+                let result = Python::attach(|py| -> PyResult<(EvalResult, Option<String>)> {
                     let sink = Py::new(
                         py,
                         Sink {
@@ -141,13 +143,14 @@ impl Runtime {
                         sink.clone_ref(py),
                     ))?;
                     let mut result = extract_result(py, &raw, node)?;
+                    let patch: Option<String> = raw.get_item("patch")?.extract()?;
                     if let Some(cut) = sink.borrow(py).truncation() {
                         result.truncated = Some(match result.truncated.take() {
                             Some(t) => format!("{t}; {cut}"),
                             None => cut,
                         });
                     }
-                    Ok(result)
+                    Ok((result, patch))
                 });
                 let _ = done_tx.send(result.map_err(|e| RuntimeError::Python(e.to_string())));
             });
@@ -206,8 +209,10 @@ impl Runtime {
         session: Option<u64>,
         code: String,
         cursor: usize,
+        module: Option<String>,
     ) -> Result<(usize, Vec<String>), RuntimeError> {
-        self.session_call("complete", (session, code, cursor)).await
+        self.session_call("complete", (session, code, cursor, module))
+            .await
     }
 
     pub async fn inspect(

@@ -129,7 +129,7 @@ _counter = itertools.count(1)
 def evaluate(sid, code, module, sink):
     """Run ``code``; returns a dict describing the outcome. Output goes to ``sink``."""
     started = time.perf_counter()
-    result = {"value": None, "type_name": None, "error": None, "truncated": None}
+    result = {"value": None, "type_name": None, "error": None, "truncated": None, "patch": None}
     _local.sink = sink
     _push_runtime.set_origin(None, None, "eval")
     if sid is not None:
@@ -144,12 +144,17 @@ def evaluate(sid, code, module, sink):
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
         if module:
+            _local.patched = False
+            result["patch"] = _replayed(code, tree)
             for note in _patch_tree(ns, tree, filename):
                 sink.write(1, note + "\n")
         else:
             exec(compile(tree, filename, "exec"), ns)
         if last is not None:
             value = eval(compile(last, filename, "eval"), ns)
+            if module and _local.patched:
+                # An editor's patch (a call of hot_patch) is replayed whole.
+                result["patch"] = code
             if value is not None:
                 result["value"], result["truncated"] = _short_repr(value)
                 result["type_name"] = type(value).__name__
@@ -164,6 +169,43 @@ def evaluate(sid, code, module, sink):
         _push_runtime.clear_origin()
     result["micros"] = int((time.perf_counter() - started) * 1e6)
     return result
+
+
+def _replayed(code, tree):
+    """What of an evaluation in a module the node replays on the app's other workers (and on
+    workers started later), so every request sees it: the top-level statements that define
+    names of the module -- def, class, import, and assignments whose targets are plain names
+    (``LIMIT = 10``). Everything else -- an expression such as ``square(12)`` or
+    ``q.put(1)``, ``push.kv("m")["k"] = 1``, a loop -- runs once, on the worker that evaluated
+    it. None when nothing is to be replayed."""
+    def names_only(target):
+        if isinstance(target, ast.Name):
+            return True
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return all(names_only(t) for t in target.elts)
+        return False
+
+    def defines(stmt):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                             ast.Import, ast.ImportFrom)):
+            return True
+        if isinstance(stmt, ast.Assign):
+            return all(names_only(t) for t in stmt.targets)
+        if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+            return names_only(stmt.target)
+        return False
+
+    kept = [stmt for stmt in tree.body if defines(stmt)]
+    if not kept:
+        return None
+    lines = code.splitlines(True)
+    # Keep line numbers: blank lines stand in for what is left out.
+    out = ["\n"] * len(lines)
+    for stmt in kept:
+        first = (stmt.decorator_list[0].lineno if getattr(stmt, "decorator_list", None) else stmt.lineno) - 1
+        for i in range(first, stmt.end_lineno):
+            out[i] = lines[i]
+    return "".join(out)
 
 
 def hot_patch(g, src, first=1):
@@ -181,6 +223,7 @@ def hot_patch(g, src, first=1):
             e.end_lineno += first - 1
         raise
     ast.increment_lineno(tree, first - 1)
+    _local.patched = True
     notes = _patch_tree(g, tree, filename)
     return "; ".join(notes) if notes else f"evaluated in {g.get('__name__')}"
 
@@ -276,9 +319,16 @@ def is_complete(code):
     return True
 
 
-def complete(sid, code, cursor):
-    """Completions at ``cursor``: (start offset, [candidates])."""
-    ns = _sessions.get(sid) if sid is not None else None
+def complete(sid, code, cursor, module=None):
+    """Completions at ``cursor``: (start offset, [candidates]), in ``module``'s namespace when
+    given and loaded (an editor's file of the app), else in the session's."""
+    ns = None
+    if module:
+        with _push_runtime._lock:
+            mod = sys.modules.get(module)
+        ns = getattr(mod, "__dict__", None)
+    if ns is None and sid is not None:
+        ns = _sessions.get(sid)
     if ns is None:
         ns = _new_namespace()
     text = code[:cursor]

@@ -84,6 +84,7 @@ pub enum Job {
         session: Option<u64>,
         code: String,
         cursor: usize,
+        module: Option<String>,
     },
     Inspect {
         session: Option<u64>,
@@ -120,7 +121,9 @@ pub enum Done {
     /// A gate's or load's refusal (None: it went well).
     Refusal(Option<String>),
     Http(HttpResponse),
-    Eval(EvalResult),
+    /// An evaluation's result, and what of it to replay on the app's other workers (an
+    /// evaluation in a module that defined something).
+    Eval(EvalResult, Option<String>),
     Bool(bool),
     Session(u64),
     Completions(usize, Vec<String>),

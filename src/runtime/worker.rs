@@ -283,7 +283,7 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
                 link.send(&FromWorker::Output { id, stream, text });
             }
             match done.await {
-                Ok(Ok(result)) => Done::Eval(result),
+                Ok(Ok((result, patch))) => Done::Eval(result, patch),
                 Ok(Err(e)) => failed(e),
                 Err(_) => failed(RuntimeError::Stopped),
             }
@@ -308,7 +308,8 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
             session,
             code,
             cursor,
-        } => match runtime.complete(session, code, cursor).await {
+            module,
+        } => match runtime.complete(session, code, cursor, module).await {
             Ok((start, items)) => Done::Completions(start, items),
             Err(e) => failed(e),
         },

@@ -247,7 +247,7 @@ impl Pool {
         };
         let job = Job::Eval {
             session: sid,
-            code: code.clone(),
+            code,
             module: module.clone(),
             node,
         };
@@ -286,18 +286,19 @@ impl Pool {
             let _ = out.send(chunk);
         }
         let result = match answer {
-            Ok(Ok(Done::Eval(result))) => result,
+            Ok(Ok(Done::Eval(result, patch))) => (result, patch),
             Ok(Ok(Done::Failed(text))) => return Err(WorkerError::Failed(text)),
             Ok(Ok(other)) => return Err(unexpected(other)),
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(WorkerError::Lost("the worker's link closed".into())),
         };
-        if let (Some(module), None) = (&module, &result.error) {
+        let (result, patch) = result;
+        if let (Some(module), None, Some(patch)) = (&module, &result.error, patch) {
             self.patches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((module.clone(), code.clone()));
-            self.patch_others(slot, module, &code, node, out).await;
+                .push((module.clone(), patch.clone()));
+            self.patch_others(slot, module, &patch, node, out).await;
         }
         Ok(result)
     }
@@ -336,8 +337,8 @@ impl Pool {
         let mut missed = Vec::new();
         for answer in answers {
             match answer {
-                Ok(Ok(Done::Eval(r))) if r.error.is_none() => reached += 1,
-                Ok(Ok(Done::Eval(r))) => missed.push(
+                Ok(Ok(Done::Eval(r, _))) if r.error.is_none() => reached += 1,
+                Ok(Ok(Done::Eval(r, _))) => missed.push(
                     r.error
                         .map(|e| format!("{}: {}", e.type_name, e.message))
                         .unwrap_or_default(),
@@ -422,6 +423,7 @@ impl Pool {
         session: Option<u64>,
         code: String,
         cursor: usize,
+        module: Option<String>,
     ) -> Result<(usize, Vec<String>), WorkerError> {
         let (session, link) = self.ask(session).await?;
         match link
@@ -429,6 +431,7 @@ impl Pool {
                 session,
                 code,
                 cursor,
+                module,
             })
             .await?
         {

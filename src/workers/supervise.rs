@@ -151,7 +151,7 @@ pub async fn replay(pool: &Pool, link: &Link, index: usize) {
             module: Some(module.clone()),
             node: 0,
         });
-        if !matches!(done.await, Ok(Ok(crate::runtime::wire::Done::Eval(ref r))) if r.error.is_none())
+        if !matches!(done.await, Ok(Ok(crate::runtime::wire::Done::Eval(ref r, _))) if r.error.is_none())
         {
             tracing::warn!(%module, "a hot-patch made before this python worker started did not apply to it");
         }

@@ -152,6 +152,7 @@ async fn completion_inspection_and_completeness() {
             session: Some(s),
             code: code.into(),
             cursor: code.len(),
+            module: None,
         })
         .await
     {
@@ -171,6 +172,7 @@ async fn completion_inspection_and_completeness() {
             session: Some(s),
             code: "gre".into(),
             cursor: 3,
+            module: None,
         })
         .await
     {

@@ -160,16 +160,31 @@ async fn raw_json_rpc_eval_patch_diagnostics_deploy_rollback_interrupt() {
         .expect("eval def");
     assert_eq!(r["range"]["start"]["line"], json!(9), "{r}");
     assert_eq!(r["range"]["end"]["line"], json!(10), "{r}");
+    // A file of the app is its module on the node: the def went there, and a call evaluated
+    // in that file sees it; a file the node has not loaded keeps the scratch session.
+    assert_eq!(r["module"], json!("app"), "{r}");
     let r = lsp
         .command(
             "push.eval",
-            json!({"uri": uri(&scratch), "code": "print('hi'); double(21)"}),
+            json!({"uri": uri(&app.join("app.py")), "code": "print('hi'); double(21)"}),
             WAIT,
         )
         .expect("eval call");
     assert_eq!(
-        (r["value"].clone(), r["stdout"].clone()),
-        (json!("42"), json!("hi\n")),
+        (r["value"].clone(), r["stdout"].clone(), r["module"].clone()),
+        (json!("42"), json!("hi\n"), json!("app")),
+        "{r}"
+    );
+    let r = lsp
+        .command(
+            "push.eval",
+            json!({"uri": uri(&scratch), "code": "'double' in dir()"}),
+            WAIT,
+        )
+        .expect("eval in scratch");
+    assert_eq!(
+        (r["value"].clone(), r["module"].clone()),
+        (json!("False"), json!(null)),
         "{r}"
     );
 
@@ -617,7 +632,7 @@ async fn emacs_push_el_ert_suite_against_a_live_node() {
     let (passed, output) = run_with_timeout(emacs, Duration::from_secs(120));
     assert!(passed, "ERT run failed:\n{output}");
     assert!(
-        output.contains("Ran 9 tests, 9 results as expected"),
+        output.contains("Ran 11 tests, 11 results as expected"),
         "{output}"
     );
     println!("{output}");

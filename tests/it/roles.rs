@@ -212,6 +212,7 @@ fn classes() -> Vec<Class> {
                 session: None,
                 code: "pri".into(),
                 cursor: 3,
+                module: None,
             }
         ),
         class!("users", "admin", None, Op::UserList),

@@ -295,6 +295,34 @@ async fn a_hot_patch_reaches_every_worker_of_the_node() {
         pids.insert(pid.to_string());
     }
     assert_eq!(pids.len(), 2, "requests reached both workers: {pids:?}");
+
+    // What runs in a module without defining a name runs once, on one worker: a queue put
+    // and a kv write are not repeated on the other worker (nor on one started later).
+    let out = cluster.cli(&[
+        "eval",
+        &cluster.addr(1),
+        "--module",
+        "app",
+        "LIMIT = 3\npush.kv('once')['n'] = push.kv('once').get('n', 0) + 1\npush.queue('once').put(1)\n",
+    ]);
+    ok(&out);
+    let out = ok(&cluster.cli(&[
+        "eval",
+        &cluster.addr(1),
+        "import push; (push.kv('once')['n'], len(push.queue('once')))",
+    ]));
+    assert!(out.contains("(1, 1)"), "ran once: {out}");
+    // The name it defined reached both workers: a handler patched to use it works on each.
+    let patch = "def greet():\n    return f'limit {LIMIT}'\n";
+    ok(&cluster.cli(&["eval", &cluster.addr(1), "--module", "app", patch]));
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let text = get(&cluster.http(1), "/pid").await.text();
+        let (pid, greeting) = text.split_once(' ').expect("pid and greeting");
+        assert_eq!(greeting, "limit 3", "every worker has LIMIT");
+        pids.insert(pid.to_string());
+    }
+    assert_eq!(pids.len(), 2, "requests reached both workers: {pids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

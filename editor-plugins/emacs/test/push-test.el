@@ -156,9 +156,19 @@
     (should (integerp (plist-get status :version)))
     (should (string-match-p "node 1" (plist-get status :message)))))
 
+(defun push-test--fresh-repl ()
+  "Start `push repl' in an empty *push-repl* buffer."
+  (let ((buffer (get-buffer-create push-repl-buffer-name)))
+    (when (get-buffer-process buffer)
+      (delete-process (get-buffer-process buffer)))
+    (with-current-buffer buffer
+      (let ((inhibit-read-only t))
+        (erase-buffer))))
+  (push-repl))
+
 (ert-deftest push-repl-buffer-runs-push-repl ()
   (push-test--open "scratch.py")
-  (push-repl)
+  (push-test--fresh-repl)
   (with-current-buffer push-repl-buffer-name
     (let ((found (lambda (regexp)
                    (lambda ()
@@ -171,6 +181,55 @@
       (comint-send-input)
       (should (push-test--wait (funcall found "^42$")))
       (delete-process (get-buffer-process (current-buffer))))))
+
+;; A file of the app is its module on the node: C-x C-e on `double(21)' in app.py runs in
+;; module app (where the running `double' lives), and completion there sees its names.
+(ert-deftest push-a-file-of-the-app-evaluates-in-its-module ()
+  (push-test--open "app.py")
+  (goto-char (point-max))
+  (insert "\ndouble(21)\n")
+  (let ((result (push-test--eval-and-wait #'push-eval-last-statement)))
+    (should (equal (plist-get result :error) nil))
+    (should (equal (plist-get result :value) "42"))
+    (should (equal (plist-get result :module) "app")))
+  (insert "dou")
+  (push--sync)
+  (let* ((capf (eglot-completion-at-point))
+         (found (all-completions "" (nth 2 capf))))
+    (should (member "double" found)))
+  (set-buffer-modified-p nil))
+
+;; In *push-repl*, C-c C-c (comint's interrupt) interrupts the running eval and the REPL
+;; goes on.
+(ert-deftest push-repl-C-c-C-c-interrupts-the-eval ()
+  (push-test--open "scratch.py")
+  (push-test--fresh-repl)
+  (with-current-buffer push-repl-buffer-name
+    (let ((found (lambda (regexp)
+                   (lambda ()
+                     (save-excursion
+                       (goto-char (point-min))
+                       (re-search-forward regexp nil t)))))
+          (proc (get-buffer-process (current-buffer))))
+      (should (push-test--wait (funcall found ">>> $")))
+      ;; At the prompt, before any eval: Python's answer, and the REPL stays.
+      (comint-interrupt-subjob)
+      (should (push-test--wait (funcall found "^KeyboardInterrupt$")))
+      (should (process-live-p proc))
+      (goto-char (point-max))
+      (insert "print('sleep' + 'ing', flush=True)\nwhile True: pass\n")
+      (comint-send-input)
+      (should (push-test--wait (funcall found "^sleeping$")))
+      (comint-interrupt-subjob)
+      (should (push-test--wait
+               (funcall found "sleeping\\(?:.\\|\n\\)*while True: pass\\(?:.\\|\n\\)*KeyboardInterrupt")))
+      (should (push-test--wait (funcall found ">>> $")))
+      (should (process-live-p proc))
+      (goto-char (point-max))
+      (insert "6 * 9")
+      (comint-send-input)
+      (should (push-test--wait (funcall found "^54$")))
+      (delete-process proc))))
 
 (provide 'push-test)
 ;;; push-test.el ends here

@@ -43,10 +43,11 @@ impl Server {
         uri: &Uri,
         range: Range,
         module: Option<String>,
+        patched: bool,
     ) -> EvalOutcome {
         let r = ran.result;
         let mut value = r.value;
-        if module.is_some() {
+        if patched {
             // The patch helper returns a message; show it without Python's quotes.
             value = value.map(|v| v.trim_matches('\'').to_string());
         }
@@ -54,7 +55,7 @@ impl Server {
             value = value.map(|v| format!("{v}  [{t}]"));
         }
         let diagnostic = r.error.as_ref().and_then(|e| {
-            let (place, line) = eval::locate(e, module.is_none())?;
+            let (place, line) = eval::locate(e, !patched)?;
             let (file_uri, line0) = match place {
                 Place::Evaluated => (uri.clone(), range.start.line + line.saturating_sub(1)),
                 Place::AppFile(rel) => {
@@ -126,18 +127,38 @@ impl Server {
                 (text.to_string(), Range::new(Position::new(0, 0), end))
             }
         };
+        // A file of the app: its names are the running module's, as under the REPL's `:in`. A
+        // definition evaluated there replaces the running one on every worker of the node (a
+        // hot-patch); an expression only runs, once. A module the node has not loaded (a new
+        // file) falls back to the session. The session is passed either way, so that
+        // `push.interrupt` reaches the eval.
+        let module = self.app_module(&a.uri);
+        let lost = |ran: &eval::Ran| {
+            ran.result.error.as_ref().is_some_and(|e| {
+                e.type_name == "LookupError" && e.message.contains("does not exist on this node")
+            })
+        };
+        let unloaded = |ran: &eval::Ran| {
+            ran.result.error.as_ref().is_some_and(|e| {
+                e.type_name == "LookupError" && e.message.contains("is loaded on this node")
+            })
+        };
         let mut session = self.link.session().await?;
-        let mut ran = eval::run(&self.link, Some(session), code.clone(), None).await?;
-        let lost = ran.result.error.as_ref().is_some_and(|e| {
-            e.type_name == "LookupError" && e.message.contains("does not exist on this node")
-        });
-        if lost {
+        let mut ran = eval::run(&self.link, Some(session), code.clone(), module.clone()).await?;
+        if lost(&ran) {
             // The node restarted and forgot the session: open a new one and run again.
             self.link.forget_session();
             session = self.link.session().await?;
-            ran = eval::run(&self.link, Some(session), code, None).await?;
+            ran = eval::run(&self.link, Some(session), code.clone(), module.clone()).await?;
         }
-        Ok(self.finish_eval(ran, &a.uri, range, None).await)
+        let module = match module {
+            Some(_) if unloaded(&ran) => {
+                ran = eval::run(&self.link, Some(session), code, None).await?;
+                None
+            }
+            other => other,
+        };
+        Ok(self.finish_eval(ran, &a.uri, range, module, false).await)
     }
 
     async fn cmd_eval_in_module(&self, a: EvalArgs) -> Result<EvalOutcome, LspError> {
@@ -159,7 +180,9 @@ impl Server {
         };
         let code = snippets::patch(&source, range.start.line + 1);
         let ran = eval::run(&self.link, None, code, Some(module.clone())).await?;
-        Ok(self.finish_eval(ran, &a.uri, range, Some(module)).await)
+        Ok(self
+            .finish_eval(ran, &a.uri, range, Some(module), true)
+            .await)
     }
 
     fn default_app_root(&self) -> Result<PathBuf, LspError> {

@@ -40,6 +40,7 @@ pub(super) async fn eval(target: &Target, args: &EvalBench, json: bool) -> anyho
                 session: Some(session),
                 code: code.into(),
                 cursor: code.len(),
+                module: None,
             },
         ),
     ];
