@@ -21,7 +21,7 @@ pyo3::create_exception!(
     push_client,
     RefusedError,
     PushError,
-    "The node refused the request: a wrong token, or a user whose role does not allow it. `role` names the role the request needs (\"reader\", \"writer\", \"deployer\", \"admin\"), when the node said."
+    "The node refused the request: a wrong token, or a user whose role does not allow it. `role` names the role the request needs (\"operator\", \"deployer\", \"developer\", \"admin\"...), when the node said."
 );
 pyo3::create_exception!(
     push_client,
@@ -53,7 +53,7 @@ pub enum Kind {
     Write,
 }
 
-/// The role a refusal says is needed ("`KvSet` needs the writer role; you are ...").
+/// The role a refusal says is needed ("`KvSet` needs the operator role; you are ...").
 pub fn needed_role(message: &str) -> Option<String> {
     let rest = message.split("needs the ").nth(1)?;
     let role = rest.split_whitespace().next()?;
@@ -109,8 +109,8 @@ mod tests {
 
     #[test]
     fn reads_the_role_a_refusal_names() {
-        let m = "`KvSet` needs the writer role; you are user \"bob\" (reader). Ask an admin";
-        assert_eq!(needed_role(m).as_deref(), Some("writer"));
+        let m = "`KvSet` needs the operator role; you are user \"bob\" (viewer). Ask an admin";
+        assert_eq!(needed_role(m).as_deref(), Some("operator"));
         let m = "`Commit` on app \"shop\" needs the deployer role on that app; you are x";
         assert_eq!(needed_role(m).as_deref(), Some("deployer"));
         assert_eq!(needed_role("missing or wrong cluster token"), None);
