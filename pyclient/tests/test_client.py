@@ -238,3 +238,14 @@ def test_not_leader_and_outcome_unknown():
         if paused is not None:
             os.kill(paused.pid, signal.SIGCONT)
         c.stop()
+
+
+def test_kernel_install_refuses_what_it_cannot_do_safely(cluster, tmp_path):
+    import subprocess
+    from conftest import push_bin
+    base = [push_bin(), "kernel", "install", "--to", cluster.addrs[0], "--prefix", str(tmp_path)]
+    out = subprocess.run(base + ["--token", cluster.token], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "--token-file" in out.stderr
+    out = subprocess.run(base + ["--python", "/bin/false"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "pip install ./pyclient" in out.stderr
+    assert not (tmp_path / "share").exists()
