@@ -159,9 +159,15 @@ def test_sessions_complete_inspect_interrupt(conn):
 
 def test_network_calls_release_the_gil(conn, cluster):
     waiting = conn.queue("gil")
-    taken = {}
-    taker = threading.Thread(target=lambda: taken.update(item=waiting.take(timeout=20)))
+    taken, calling = {}, threading.Event()
+
+    def take():
+        calling.set()
+        taken["item"] = waiting.take(timeout=20)
+
+    taker = threading.Thread(target=take)
     taker.start()
+    assert calling.wait(timeout=10)
     # While the other thread waits on the node, this one still runs Python and calls.
     with cluster.connect(2) as other:
         other.kv("gil")["k"] = "v"
