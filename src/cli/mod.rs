@@ -7,6 +7,7 @@ pub mod code;
 pub mod credentials;
 pub mod eval;
 pub mod export;
+pub mod kernel;
 pub mod kv;
 pub mod login;
 pub mod logs;
@@ -127,6 +128,9 @@ pub enum Command {
     Config(settings::ConfigArgs),
     /// Language server on stdio for editors: live completion, hover, eval, deploy.
     Lsp(lsp::LspArgs),
+    /// Jupyter: `push kernel install --to HOST:PORT [--user | --prefix P]` installs a kernel
+    /// whose cells run on that node (needs push_client: `pip install ./pyclient ipykernel`).
+    Kernel(kernel::KernelArgs),
     /// Remove a node (dead or alive) from the cluster's members; refused if the voters left
     /// would lose their majority.
     Remove(members::RemoveArgs),
@@ -176,6 +180,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TlsInit(args) => tls::run(args),
         Command::Bench(args) => bench::run(args).await,
         Command::Lsp(args) => lsp::run(args).await,
+        Command::Kernel(args) => kernel::run(args),
         Command::Top(args) => top::run(args).await,
         Command::User(args) => user::run(args).await,
         Command::Login(args) => login::login(args).await,

@@ -23,7 +23,14 @@ fn root() -> &'static Path {
 #[test]
 fn every_rust_file_opens_with_a_module_doc() {
     let mut files = Vec::new();
-    for dir in ["src", "protocol/src", "repl/src", "lsp/src", "tests"] {
+    for dir in [
+        "src",
+        "protocol/src",
+        "repl/src",
+        "lsp/src",
+        "pyclient/src",
+        "tests",
+    ] {
         let before = files.len();
         rust_files(&root().join(dir), &mut files);
         assert!(files.len() > before, "no Rust files found under {dir}");
