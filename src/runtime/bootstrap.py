@@ -241,6 +241,8 @@ def _load(app, number, files, entry, web=None, scratch=False):
     modules, packages = _index(files, label, base)
     for name, (filename, source, _, _) in modules.items():
         compile(source, filename, "exec", dont_inherit=True)
+    if web and web[1] not in modules:
+        _web_app(web, set(modules) | packages)  # raises, naming push.ron's app
     if entry not in modules:
         listed = ", ".join(sorted(files)[:10]) + (", ..." if len(files) > 10 else "")
         raise ImportError(
@@ -329,12 +331,6 @@ def load(app, number, files, entry, web=None):
         return _error(f"syntax error on Python {PYTHON}", exc)
     except BaseException as exc:  # noqa: BLE001
         return _error(f"importing {entry!r} failed on Python {PYTHON}", exc)
-    try:
-        failed = _start_lifespan(version)
-    except BaseException as exc:  # noqa: BLE001
-        failed = _error("the ASGI app's lifespan startup failed", exc)
-    if failed is not None:
-        return failed
     with _lock:
         state = _apps.setdefault(app, {"head": None, "versions": {}})
         old = state["head"]
@@ -342,6 +338,18 @@ def load(app, number, files, entry, web=None):
             for n in old.modules:
                 sys.modules.pop(n, None)
         sys.modules.update(version.modules)
+    # An ASGI lifespan starts with the version's modules importable (resources by name).
+    try:
+        failed = _start_lifespan(version)
+    except BaseException as exc:  # noqa: BLE001
+        failed = _error("the ASGI app's lifespan startup failed", exc)
+    with _lock:
+        if failed is not None:
+            for n in version.modules:
+                sys.modules.pop(n, None)
+            if old is not None:
+                sys.modules.update(old.modules)
+            return failed
         state["head"] = version  # the atomic swap: new requests see the new version
         _remember(state, version)
     return None
