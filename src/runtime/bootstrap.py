@@ -15,13 +15,13 @@ import linecache
 import logging
 import marshal
 import os
-import pathlib
 import platform
 import shutil
 import sys
-import tempfile
 import threading
 import traceback
+
+import _push_files
 
 _lock = threading.RLock()
 
@@ -34,7 +34,7 @@ class _Finder(importlib.abc.MetaPathFinder):
     """Finds the modules of the version being loaded (its loader serves them)."""
 
     def __init__(self):
-        self.loader = None  # the _VersionLoader of the version being loaded
+        self.loader = None  # the _push_files.VersionLoader of the version being loaded
 
     def find_spec(self, fullname, path=None, target=None):
         loader = self.loader
@@ -52,91 +52,6 @@ class _Finder(importlib.abc.MetaPathFinder):
             spec.submodule_search_locations = []
             return spec
         return None
-
-
-class _VersionLoader(importlib.abc.Loader):
-    """Runs one version's modules from the code store, and serves the files beside them
-    (``importlib.resources``) from the version's copy on disk."""
-
-    def __init__(self, modules, packages, base):
-        self.modules = modules  # dotted name -> (label, source, is_package, path on disk)
-        self.packages = packages  # dotted names of folders (implicit packages)
-        self.base = base
-
-    def create_module(self, spec):
-        return None
-
-    def exec_module(self, module):
-        name = module.__spec__.name
-        if name in self.modules:
-            label, source, _, disk = self.modules[name]
-            # A real path, so frameworks find files beside the module (Flask's templates);
-            # tracebacks keep the version's label (APP@vN/path), kept for hot patches too.
-            module.__file__ = disk
-            module.__push_file__ = label
-            code = compile(source, label, "exec", dont_inherit=True)
-            exec(code, module.__dict__)
-
-    def get_resource_reader(self, fullname):
-        return _Resources(os.path.join(self.base, *fullname.split(".")))
-
-
-class _Resources:
-    """``importlib.resources`` reader of a package's folder in the version's copy."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def files(self):
-        return pathlib.Path(self.path)
-
-    def open_resource(self, resource):
-        return open(os.path.join(self.path, resource), "rb")
-
-    def resource_path(self, resource):
-        return os.path.join(self.path, resource)
-
-    def is_resource(self, name):
-        return os.path.isfile(os.path.join(self.path, name))
-
-    def contents(self):
-        return iter(os.listdir(self.path))
-
-
-# Where this worker keeps the versions' files on disk (made on first load, removed when the
-# worker stops): <root>/<app>/v<N>/<path>; the deploy gate's copies are removed after it.
-_root = None
-
-
-def _files_root():
-    global _root
-    if _root is None:
-        _root = tempfile.mkdtemp(prefix=f"push-worker-{os.getpid()}-")
-    return _root
-
-
-def _materialize(app, number, files, scratch):
-    """The version's files as a folder on disk (written once per version and worker)."""
-    base = os.path.join(_files_root(), ("gate-" if scratch else "") + app, f"v{number}")
-    if os.path.isdir(base) and not scratch:
-        return base
-    shutil.rmtree(base, ignore_errors=True)
-    staging = base + ".writing"
-    shutil.rmtree(staging, ignore_errors=True)
-    for path, text in files.items():
-        target = os.path.join(staging, *path.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-    os.makedirs(staging, exist_ok=True)
-    os.replace(staging, base)
-    return base
-
-
-def remove_files():
-    """Remove this worker's copies of the versions' files (it is stopping)."""
-    if _root is not None:
-        shutil.rmtree(_root, ignore_errors=True)
 
 
 _finder = _Finder()
@@ -237,7 +152,7 @@ def _web_app(web, names):
 def _load(app, number, files, entry, web=None, scratch=False):
     label = f"{app}@v{number}"
     with _lock:
-        base = _materialize(app, number, files, scratch)
+        base = _push_files.materialize(app, number, files, scratch)
     modules, packages = _index(files, label, base)
     for name, (filename, source, _, _) in modules.items():
         compile(source, filename, "exec", dont_inherit=True)
@@ -253,7 +168,7 @@ def _load(app, number, files, entry, web=None, scratch=False):
     tops = {n.split(".")[0] for n in names}
     with _lock:
         saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in tops}
-        _finder.loader = _VersionLoader(modules, packages, base)
+        _finder.loader = _push_files.VersionLoader(modules, packages, base)
         _registry.routes = []
         _registry.tasks = []
         _registry.version = number
@@ -290,7 +205,7 @@ def gate(app, number, files, entry, web=None):
     except BaseException as exc:  # noqa: BLE001 - any failure of app code is reported
         return _error(f"importing {entry!r} failed on Python {PYTHON}", exc)
     finally:
-        shutil.rmtree(os.path.join(_files_root(), "gate-" + app), ignore_errors=True)
+        shutil.rmtree(os.path.join(_push_files.root(), "gate-" + app), ignore_errors=True)
 
 
 def _start_lifespan(version):
@@ -320,7 +235,7 @@ def shutdown_all():
     for state in list(_apps.values()):
         for version in list(state["versions"].values()):
             _stop_lifespan(version)
-    remove_files()
+    _push_files.remove_files()
 
 
 def load(app, number, files, entry, web=None):

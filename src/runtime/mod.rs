@@ -32,6 +32,7 @@ const SESSION: &str = include_str!("session.py");
 const TASKS: &str = include_str!("tasks.py");
 const ROUTES: &str = include_str!("routes.py");
 const WEB: &str = include_str!("web.py");
+const FILES: &str = include_str!("files.py");
 
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,6 +144,7 @@ impl Runtime {
                     PyResult::Ok(module)
                 };
                 load(ROUTES, c"<push>/routes.py", "_push_routes")?;
+                load(FILES, c"<push>/files.py", "_push_files")?;
                 load(WEB, c"<push>/web.py", "_push_web")?;
                 let boot = load(BOOTSTRAP, c"<push>/bootstrap.py", "_push_runtime")?;
                 load(PUSH, c"<push>/push.py", "push")?;

@@ -551,6 +551,23 @@ async fn limits_and_bad_web_manifests() {
         ]));
         assert!(err.contains(want), "{err}");
     }
+    // Past the per-version size limit: refused before uploading, naming the file.
+    let heavy = tempfile::tempdir().expect("tempdir");
+    write(heavy.path(), &[("app.py", "x = 1\n")]);
+    let two_mb = "d".repeat(2_000_000);
+    for i in 0..17 {
+        write(heavy.path(), &[(&format!("data/part{i:02}.txt"), &two_mb)]);
+    }
+    let err = fails(&cluster.cli(&[
+        "deploy",
+        heavy.path().to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ]));
+    assert!(
+        err.contains("data/part16.txt") && err.contains("33554432-byte limit"),
+        "{err}"
+    );
     let versions = ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]));
     assert!(!versions.contains("v2"), "{versions}");
     for id in 1..=3 {
