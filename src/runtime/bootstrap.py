@@ -22,6 +22,7 @@ import threading
 import traceback
 
 import _push_files
+import _push_web
 
 _lock = threading.RLock()
 
@@ -396,10 +397,9 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
         on_route(route.timeout, threading.get_ident())
     _registry.version = version.number
     set_origin(app, version.number, f"route {method} {path}")
-    import _push_web
     streamed = False
     try:
-        if exchange is not None:
+        if more:
             body = _push_web.rest_of_body(exchange, body, more)
         if route.wants_request:
             result = route.fn(Request(method, path, query, headers, body, params), **params)
@@ -426,7 +426,6 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
 
 def _serve_web(app, version, method, path, headers, body, on_route, exchange, more, query_string, client, server):
     """One request for the version's WSGI or ASGI app (see handle_http)."""
-    import _push_web
     if on_route is not None:
         on_route(None, threading.get_ident())
     _registry.version = version.number
