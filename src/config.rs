@@ -67,6 +67,11 @@ pub struct NodeFile {
     pub http_header_timeout_ms: Option<u64>,
     /// Time an HTTP request has to send its whole body (default 30000).
     pub http_body_timeout_ms: Option<u64>,
+    /// Largest HTTP request body in bytes, refused with 413 (default 16 MiB).
+    pub http_max_body: Option<u64>,
+    /// Largest HTTP request head (request line and headers) in bytes, refused with 431
+    /// (default 64 KiB, at least 8192).
+    pub http_max_head: Option<u64>,
     /// How the node writes its log to stderr: "text" (default) or "json".
     pub log_format: Option<String>,
     /// Join as a learner: replicate and serve reads, without a vote (needs `join`).
@@ -129,6 +134,8 @@ impl NodeFile {
             hello_timeout_ms: over.hello_timeout_ms.or(self.hello_timeout_ms),
             http_header_timeout_ms: over.http_header_timeout_ms.or(self.http_header_timeout_ms),
             http_body_timeout_ms: over.http_body_timeout_ms.or(self.http_body_timeout_ms),
+            http_max_body: over.http_max_body.or(self.http_max_body),
+            http_max_head: over.http_max_head.or(self.http_max_head),
             log_format: over.log_format.or(self.log_format),
             learner: over.learner.or(self.learner),
             leave: over.leave.or(self.leave),
@@ -310,6 +317,10 @@ pub struct ConnectionSettings {
     pub hello_timeout: Duration,
     pub http_header_timeout: Duration,
     pub http_body_timeout: Duration,
+    /// Largest request body (bytes); a larger one gets 413.
+    pub http_max_body: u64,
+    /// Largest request head (bytes); a larger one gets 431.
+    pub http_max_head: usize,
 }
 
 impl Default for ConnectionSettings {
@@ -322,6 +333,8 @@ impl Default for ConnectionSettings {
             hello_timeout: Duration::from_secs(5),
             http_header_timeout: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(30),
+            http_max_body: 16 << 20,
+            http_max_head: 64 << 10,
         }
     }
 }
@@ -364,6 +377,26 @@ impl ConnectionSettings {
                 "http_body_timeout_ms",
                 d.http_body_timeout,
             )?,
+            http_max_body: match file.http_max_body {
+                None => d.http_max_body,
+                Some(n) if (1..=1 << 40).contains(&n) => n,
+                Some(n) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "http_max_body {n} is out of range: give 1 to {} bytes",
+                        1u64 << 40
+                    )))
+                }
+            },
+            http_max_head: match file.http_max_head {
+                None => d.http_max_head,
+                Some(n) if (8192..=1 << 20).contains(&n) => n as usize,
+                Some(n) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "http_max_head {n} is out of range: give 8192 to {} bytes",
+                        1u64 << 20
+                    )))
+                }
+            },
         })
     }
 }

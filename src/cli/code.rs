@@ -9,7 +9,9 @@ use push_protocol::{CommitOutcome, Op, Reply, MAX_BLOB_BATCH};
 
 use super::progress::Progress;
 use super::target::Target;
-use crate::model::code_store::{blob_hash, check_file_count, check_path, check_source};
+use crate::model::code_store::{
+    blob_hash, check_app_size, check_file_count, check_path, check_source,
+};
 
 /// Largest single file a deploy accepts.
 pub const MAX_FILE: usize = 2 << 20;
@@ -70,8 +72,9 @@ pub fn parse_version(text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("{text:?} is not a version number (like 3 or v3)"))
 }
 
-/// The deployable files under `dir`: `.py` modules and `push.ron`, skipping hidden folders
-/// and `__pycache__`. Paths are relative and `/`-separated, sorted.
+/// The deployable files under `dir`: modules, `push.ron` and every other text file
+/// (templates, static text, data), skipping hidden files and folders, `__pycache__` and
+/// compiled `.pyc` files. Paths are relative and `/`-separated, sorted.
 pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
@@ -92,7 +95,7 @@ pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
                 }
                 continue;
             }
-            if !(name.ends_with(".py") || name == "push.ron") {
+            if name.starts_with('.') || name.ends_with(".pyc") || name.ends_with(".pyo") {
                 continue;
             }
             let rel = path
@@ -107,7 +110,7 @@ pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             if bytes.len() > MAX_FILE {
                 bail!(
-                    "{rel} is {} bytes; the limit for one module is {MAX_FILE} bytes",
+                    "{rel} is {} bytes; the limit for one file is {MAX_FILE} bytes",
                     bytes.len()
                 );
             }
@@ -116,7 +119,9 @@ pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         }
         check_file_count(files.len()).map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
     }
-    if files.is_empty() {
+    check_app_size(files.iter().map(|(p, b)| (p.as_str(), b.len() as u64)))
+        .map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
+    if !files.keys().any(|p| p.ends_with(".py")) {
         bail!(
             "no .py files in {}; point `push deploy` at the app's directory",
             dir.display()

@@ -97,6 +97,13 @@ pub struct NodeArgs {
     /// Time an HTTP request has to send its body, in ms [default: 30000]
     #[arg(long, value_name = "MS")]
     pub http_body_timeout_ms: Option<u64>,
+    /// Largest HTTP request body in bytes; a larger one gets 413 [default: 16777216]
+    #[arg(long, value_name = "BYTES")]
+    pub http_max_body: Option<u64>,
+    /// Largest HTTP request head (request line and headers) in bytes; a larger one gets 431
+    /// [default: 65536, at least 8192]
+    #[arg(long, value_name = "BYTES")]
+    pub http_max_head: Option<u64>,
     /// Join (with --join) as a learner: a non-voting member that replicates and serves reads;
     /// `push promote ID` makes it a voter
     #[arg(long)]
@@ -145,6 +152,8 @@ impl NodeArgs {
             hello_timeout_ms: self.hello_timeout_ms,
             http_header_timeout_ms: self.http_header_timeout_ms,
             http_body_timeout_ms: self.http_body_timeout_ms,
+            http_max_body: self.http_max_body,
+            http_max_head: self.http_max_head,
             log_format: self.log_format.clone(),
             learner: self.learner.then_some(true),
             leave: self.leave.then_some(true),

@@ -35,6 +35,10 @@ pub fn tree_hash(tree: &BTreeMap<String, String>) -> String {
 /// (CLI) or proposed (leader): every node compiles and keeps every file of HEAD in memory.
 pub const MAX_FILES: usize = 20_000;
 
+/// Most bytes one version's files may hold together (code, templates, data): the code store
+/// lives in every node's memory and snapshots.
+pub const MAX_APP_BYTES: u64 = 32 << 20;
+
 /// Why a file or a tree cannot be deployed; each message says what to do instead.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FileError {
@@ -44,15 +48,21 @@ pub enum FileError {
     )]
     TooMany { count: usize },
     #[error(
-        "{path} is not UTF-8 text (invalid byte at offset {offset}); only Python source can be \
-         deployed — is it a binary file named like a module?"
+        "{path} is not UTF-8 text (invalid byte at offset {offset}); only text files (Python \
+         source, templates, data) are deployed — move binary files (images, archives) out of \
+         the app's directory"
     )]
     NotUtf8 { path: String, offset: usize },
     #[error(
-        "{path} contains a NUL byte at offset {offset}; Python source cannot contain NUL bytes \
-         — is it a binary file named like a module?"
+        "{path} contains a NUL byte at offset {offset}; only text files (Python source, \
+         templates, data) are deployed — move binary files out of the app's directory"
     )]
     Nul { path: String, offset: usize },
+    #[error(
+        "with {path} the app's files hold {total} bytes, over the {MAX_APP_BYTES}-byte limit \
+         of one version; leave large files out of the app's directory (serve them elsewhere)"
+    )]
+    TooLarge { path: String, total: u64 },
     #[error("bad path {path:?}: paths are relative and use '/'")]
     NotRelative { path: String },
     #[error("bad path {path:?}: empty, '.' or '..' parts")]
@@ -63,6 +73,24 @@ pub enum FileError {
 pub fn check_file_count(count: usize) -> Result<(), FileError> {
     if count > MAX_FILES {
         return Err(FileError::TooMany { count });
+    }
+    Ok(())
+}
+
+/// Refuses a version whose files hold more than [`MAX_APP_BYTES`] together, naming the file
+/// (in path order) that crosses the limit.
+pub fn check_app_size<'a>(
+    sizes: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<(), FileError> {
+    let mut total = 0;
+    for (path, size) in sizes {
+        total += size;
+        if total > MAX_APP_BYTES {
+            return Err(FileError::TooLarge {
+                path: path.to_string(),
+                total,
+            });
+        }
     }
     Ok(())
 }
@@ -379,6 +407,15 @@ mod tests {
 
     #[test]
     fn a_version_holds_at_most_max_files() {
+        let half = MAX_APP_BYTES / 2;
+        assert!(check_app_size([("a.py", half), ("b.html", half)]).is_ok());
+        let e = check_app_size([("a.py", half), ("b.html", half), ("c.json", 1)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.json") && e.contains(&MAX_APP_BYTES.to_string()),
+            "{e}"
+        );
         assert!(check_file_count(MAX_FILES).is_ok());
         let e = check_file_count(MAX_FILES + 1).unwrap_err().to_string();
         assert!(e.contains(&format!("more than the {MAX_FILES}")), "{e}");

@@ -89,6 +89,10 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
             .is_some_and(|h| h.tree_hash == tree_hash(tree));
         (files, number, unchanged)
     });
+    crate::model::code_store::check_app_size(
+        files.iter().map(|(p, b)| (p.as_str(), b.len() as u64)),
+    )
+    .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
     if unchanged || files.len() != tree.len() {
         // Nothing new to check, or missing blobs: the commit itself reports either.
         return Ok(());

@@ -14,10 +14,15 @@ import json
 import linecache
 import logging
 import marshal
+import os
 import platform
+import shutil
 import sys
 import threading
 import traceback
+
+import _push_files
+import _push_web
 
 _lock = threading.RLock()
 
@@ -26,37 +31,28 @@ _lock = threading.RLock()
 PYTHON = platform.python_version()
 
 
-class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves the modules of the version being loaded from the code store."""
+class _Finder(importlib.abc.MetaPathFinder):
+    """Finds the modules of the version being loaded (its loader serves them)."""
 
     def __init__(self):
-        self.modules = {}   # dotted name -> (filename, source, is_package)
-        self.packages = set()  # dotted names of folders (implicit packages)
+        self.loader = None  # the _push_files.VersionLoader of the version being loaded
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname in self.modules:
-            filename, _source, is_pkg = self.modules[fullname]
-            spec = importlib.machinery.ModuleSpec(fullname, self, origin=filename, is_package=is_pkg)
+        loader = self.loader
+        if loader is None:
+            return None
+        if fullname in loader.modules:
+            _label, _source, is_pkg, disk = loader.modules[fullname]
+            spec = importlib.machinery.ModuleSpec(fullname, loader, origin=disk, is_package=is_pkg)
             spec.has_location = True
             if is_pkg:
                 spec.submodule_search_locations = []
             return spec
-        if fullname in self.packages:
-            spec = importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        if fullname in loader.packages:
+            spec = importlib.machinery.ModuleSpec(fullname, loader, is_package=True)
             spec.submodule_search_locations = []
             return spec
         return None
-
-    def create_module(self, spec):
-        return None
-
-    def exec_module(self, module):
-        name = module.__spec__.name
-        if name in self.modules:
-            filename, source, _ = self.modules[name]
-            module.__file__ = filename
-            code = compile(source, filename, "exec", dont_inherit=True)
-            exec(code, module.__dict__)
 
 
 _finder = _Finder()
@@ -66,12 +62,14 @@ sys.meta_path.insert(0, _finder)
 class Version:
     """One loaded version of an app: its modules and its routes."""
 
-    def __init__(self, app, number, modules, routes, tasks=()):
+    def __init__(self, app, number, modules, routes, tasks=(), web=None):
         self.app = app
         self.number = number
         self.modules = modules
         self.routes = routes
         self.tasks = {t["name"]: t for t in tasks}  # daemons, schedules, partition handlers
+        self.web = web  # None, ("wsgi", callable) or ("asgi", callable)
+        self.lifespan = None  # an ASGI app's, once started in this worker
 
 
 # app -> {"head": Version or None, "versions": {number: Version}}
@@ -83,7 +81,7 @@ def _current_routes():
     return getattr(_registry, "routes", None)
 
 
-def _index(files, label):
+def _index(files, label, base):
     modules, packages = {}, set()
     for path, source in files.items():
         if not path.endswith(".py"):
@@ -96,7 +94,7 @@ def _index(files, label):
             continue
         name = ".".join(parts)
         filename = f"{label}/{path}"
-        modules[name] = (filename, source, is_pkg)
+        modules[name] = (filename, source, is_pkg, os.path.join(base, *path.split("/")))
         for i in range(1, len(parts)):
             packages.add(".".join(parts[:i]))
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -131,11 +129,36 @@ def format_exception(exc):
     return redact("".join(lines).rstrip())
 
 
-def _load(app, number, files, entry):
+def _web_app(web, names):
+    """The WSGI/ASGI callable ``push.ron`` names, imported from the version being loaded."""
+    kind, module_name, attr = web
+    if module_name not in names:
+        raise ImportError(
+            f"push.ron names {kind} app {module_name}:{attr}, but the version has no module {module_name!r}; "
+            f"add {module_name.replace('.', '/')}.py or fix the name"
+        )
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise AttributeError(
+                f"push.ron names {kind} app {module_name}:{attr}, but {module_name} has no {attr!r}; "
+                f"name the object your framework creates, like app = Flask(__name__)"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"push.ron names {kind} app {module_name}:{attr}, but it is a {type(obj).__name__}, not a callable")
+    return kind, obj
+
+
+def _load(app, number, files, entry, web=None, scratch=False):
     label = f"{app}@v{number}"
-    modules, packages = _index(files, label)
-    for name, (filename, source, _) in modules.items():
+    with _lock:
+        base = _push_files.materialize(app, number, files, scratch)
+    modules, packages = _index(files, label, base)
+    for name, (filename, source, _, _) in modules.items():
         compile(source, filename, "exec", dont_inherit=True)
+    if web and web[1] not in modules:
+        _web_app(web, set(modules) | packages)  # raises, naming push.ron's app
     if entry not in modules:
         listed = ", ".join(sorted(files)[:10]) + (", ..." if len(files) > 10 else "")
         raise ImportError(
@@ -146,7 +169,7 @@ def _load(app, number, files, entry):
     tops = {n.split(".")[0] for n in names}
     with _lock:
         saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in tops}
-        _finder.modules, _finder.packages = modules, packages
+        _finder.loader = _push_files.VersionLoader(modules, packages, base)
         _registry.routes = []
         _registry.tasks = []
         _registry.version = number
@@ -154,8 +177,10 @@ def _load(app, number, files, entry):
         loaded = {}
         try:
             importlib.import_module(entry)
+            web_app = _web_app(web, names) if web else None
             loaded = {n: m for n, m in sys.modules.items() if n in names}
-            routes = list(_registry.routes)
+            import _push_routes
+            routes = _push_routes.Table(_registry.routes)
             tasks = list(_registry.tasks)
         finally:
             _registry.routes = None
@@ -166,26 +191,58 @@ def _load(app, number, files, entry):
                 if n.split(".")[0] in tops:
                     del sys.modules[n]
             sys.modules.update(saved)
-            _finder.modules, _finder.packages = {}, set()
+            _finder.loader = None
             importlib.invalidate_caches()
-    return Version(app, number, loaded, routes, tasks)
+    return Version(app, number, loaded, routes, tasks, web_app)
 
 
-def gate(app, number, files, entry):
+def gate(app, number, files, entry, web=None):
     """Compile every module and import the entry in a scratch namespace. Returns None or an error."""
     try:
-        _load(app, number, files, entry)
+        _load(app, number, files, entry, web, scratch=True)
         return None
     except SyntaxError as exc:
         return _error(f"syntax error on Python {PYTHON}", exc)
     except BaseException as exc:  # noqa: BLE001 - any failure of app code is reported
         return _error(f"importing {entry!r} failed on Python {PYTHON}", exc)
+    finally:
+        shutil.rmtree(os.path.join(_push_files.root(), "gate-" + app), ignore_errors=True)
 
 
-def load(app, number, files, entry):
+def _start_lifespan(version):
+    """Start an ASGI version's lifespan in this worker. Returns None or an error message."""
+    if not version.web or version.web[0] != "asgi":
+        return None
+    import _push_web
+    lifespan = _push_web.Lifespan(version.web[1])
+    failed = lifespan.start()
+    if failed is not None:
+        return f"the ASGI app's lifespan startup failed on Python {PYTHON}: {failed}"
+    version.lifespan = lifespan
+    return None
+
+
+def _stop_lifespan(version):
+    if version.lifespan is not None:
+        failed = version.lifespan.stop()
+        version.lifespan = None
+        if failed:
+            logging.getLogger("push").warning("%s@v%s: ASGI lifespan shutdown: %s", version.app, version.number, failed)
+
+
+def shutdown_all():
+    """End the lifespan of every ASGI version loaded in this worker and remove its copies
+    of the versions' files (it is stopping)."""
+    for state in list(_apps.values()):
+        for version in list(state["versions"].values()):
+            _stop_lifespan(version)
+    _push_files.remove_files()
+
+
+def load(app, number, files, entry, web=None):
     """Load a version and make it HEAD for ``app``. Returns None or an error message."""
     try:
-        version = _load(app, number, files, entry)
+        version = _load(app, number, files, entry, web)
     except SyntaxError as exc:
         return _error(f"syntax error on Python {PYTHON}", exc)
     except BaseException as exc:  # noqa: BLE001
@@ -197,6 +254,18 @@ def load(app, number, files, entry):
             for n in old.modules:
                 sys.modules.pop(n, None)
         sys.modules.update(version.modules)
+    # An ASGI lifespan starts with the version's modules importable (resources by name).
+    try:
+        failed = _start_lifespan(version)
+    except BaseException as exc:  # noqa: BLE001
+        failed = _error("the ASGI app's lifespan startup failed", exc)
+    with _lock:
+        if failed is not None:
+            for n in version.modules:
+                sys.modules.pop(n, None)
+            if old is not None:
+                sys.modules.update(old.modules)
+            return failed
         state["head"] = version  # the atomic swap: new requests see the new version
         _remember(state, version)
     return None
@@ -212,7 +281,7 @@ def _remember(state, version):
     head = state["head"].number if state["head"] else None
     while len(versions) > MAX_LOADED:
         oldest = min(n for n in versions if n != head)
-        del versions[oldest]
+        _stop_lifespan(versions.pop(oldest))
 
 
 def _load_pinned(app, number):
@@ -221,9 +290,12 @@ def _load_pinned(app, number):
     found = _push_native.version_source(app, number)
     if found is None:
         return None, f"{app} has no version {number}"
-    files, entry = found
+    files, entry, web = found
     try:
-        version = _load(app, number, files, entry)
+        version = _load(app, number, files, entry, web)
+        failed = _start_lifespan(version)
+        if failed is not None:
+            return None, failed
     except BaseException as exc:  # noqa: BLE001
         return None, _error(f"version {number} failed to load", exc)
     with _lock:
@@ -239,12 +311,13 @@ def serving(app):
 class Request:
     """An HTTP request as a handler sees it."""
 
-    def __init__(self, method, path, query, headers, body):
+    def __init__(self, method, path, query, headers, body, params=None):
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
+        self.params = params or {}
 
     @property
     def text(self):
@@ -257,15 +330,9 @@ class Request:
         return f"<Request {self.method} {self.path}>"
 
 
-def _match(routes, method, path):
-    """(handler, wants_request, method_not_allowed, timeout) of the route for a request."""
-    allowed = False
-    for r_method, r_path, fn, wants_request, timeout in reversed(routes):
-        if r_path == path:
-            if r_method == "*" or r_method == method:
-                return fn, wants_request, False, timeout
-            allowed = True
-    return None, False, allowed, None
+def _streams(result):
+    """Whether a handler's result is an iterator of chunks to stream (a generator, say)."""
+    return hasattr(result, "__next__") or inspect.isgenerator(result)
 
 
 def _to_response(result):
@@ -273,6 +340,8 @@ def _to_response(result):
     status, headers = 200, {}
     if isinstance(result, push.Response):
         return result.status, result.headers, result.body
+    if _streams(result):
+        return 200, {"content-type": "text/plain; charset=utf-8"}, result
     if isinstance(result, tuple):
         if len(result) == 3:
             status, result, headers = result
@@ -294,51 +363,100 @@ def _to_response(result):
     return int(status), {str(k): str(v) for k, v in headers.items()}, body
 
 
-def handle_http(app, pinned, method, path, query, headers, body, on_route=None):
-    """Run the handler for one request. Returns (status, headers, body, version, error_log).
+def handle_http(app, pinned, method, path, query, headers, body, on_route=None, exchange=None,
+                extra=(False, "", "", "")):
+    """Run the handler for one request. Returns (status, headers, body, version, error_log,
+    streamed); when ``streamed``, the answer went out through ``exchange`` already.
 
     ``on_route(timeout, thread_ident)`` is called once the route is known, before the handler
-    runs, so the worker can hold the request to the route's timeout and interrupt this thread."""
+    runs, so the worker can hold the request to the route's timeout and interrupt this thread.
+    ``@push.route`` routes come first; a path none of them knows goes to the version's WSGI or
+    ASGI app, if ``push.ron`` names one. ``extra`` is (more body follows, the raw query
+    string, the client's address, the server's address)."""
+    more, query_string, client, server = extra
     state = _apps.get(app)
     if state is None or state["head"] is None:
-        return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node; deploy one with `push deploy DIR`\n".encode(), None, None
+        return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node; deploy one with `push deploy DIR`\n".encode(), None, None, False
     version = state["head"]
     if pinned is not None and pinned != version.number:
         version = state["versions"].get(pinned)
         if version is None:
             version, error = _load_pinned(app, pinned)
             if version is None:
-                return 404, {"content-type": "text/plain"}, f"{error}\n".encode(), None, None
-    fn, wants_request, allowed, timeout = _match(version.routes, method, path)
-    if fn is not None and on_route is not None:
-        on_route(timeout, threading.get_ident())
-    if fn is None:
-        status = 405 if allowed else 404
-        text = "method not allowed\n" if allowed else f"no route for {method} {path} in {app}@v{version.number}\n"
-        return status, {"content-type": "text/plain"}, text.encode(), version.number, None
+                return 404, {"content-type": "text/plain"}, f"{error}\n".encode(), None, None, False
+    route, params, allowed = version.routes.match(method, path)
+    if route is None and version.web is not None and not allowed:
+        return _serve_web(app, version, method, path, headers, body, on_route, exchange, more, query_string, client, server)
+    if route is None:
+        if allowed:
+            text = f"{method} is not allowed on {path}; it takes {', '.join(allowed)}\n"
+            return 405, {"content-type": "text/plain", "allow": ", ".join(allowed)}, text.encode(), version.number, None, False
+        text = f"no route for {method} {path} in {app}@v{version.number}\n"
+        return 404, {"content-type": "text/plain"}, text.encode(), version.number, None, False
+    if on_route is not None:
+        on_route(route.timeout, threading.get_ident())
     _registry.version = version.number
     set_origin(app, version.number, f"route {method} {path}")
+    streamed = False
     try:
-        result = fn(Request(method, path, query, headers, body)) if wants_request else fn()
+        if more:
+            body = _push_web.rest_of_body(exchange, body, more)
+        if route.wants_request:
+            result = route.fn(Request(method, path, query, headers, body, params), **params)
+        else:
+            result = route.fn(**params)
         status, out_headers, out = _to_response(result)
-        return status, out_headers, out, version.number, None
+        if not isinstance(out, bytes):
+            if exchange is None:
+                out = b"".join(_push_web._text(c) for c in out)
+            else:
+                streamed = True
+                _push_web.stream(exchange, status, out_headers, out, version.number)
+                return status, {}, b"", version.number, None, True
+        return status, out_headers, out, version.number, None, False
+    except _push_web.ClientDisconnected:
+        return 499, {}, b"", version.number, None, streamed
     except BaseException as exc:  # noqa: BLE001 - a handler's exception is a 500, never a crash
         log = format_exception(exc)
-        return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log
+        return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log, streamed
     finally:
         _registry.version = None
         clear_origin()
 
 
-def register_route(method, path, fn, timeout=None):
+def _serve_web(app, version, method, path, headers, body, on_route, exchange, more, query_string, client, server):
+    """One request for the version's WSGI or ASGI app (see handle_http)."""
+    if on_route is not None:
+        on_route(None, threading.get_ident())
+    _registry.version = version.number
+    set_origin(app, version.number, f"{version.web[0]} {method} {path}")
+    sent = False
+    try:
+        kind, callable_ = version.web
+        if kind == "wsgi":
+            env = _push_web.environ(method, path, query_string, headers, client, server, exchange, body, more)
+            sent = _push_web.serve_wsgi(callable_, env, exchange, version.number)
+        else:
+            state = version.lifespan.state if version.lifespan else {}
+            scope = _push_web.scope(method, path, query_string, headers, client, server, state)
+            sent = _push_web.serve_asgi(callable_, scope, exchange, body, more, version.number)
+        return 200, {}, b"", version.number, None, True
+    except _push_web.ClientDisconnected:
+        return 499, {}, b"", version.number, None, True
+    except BaseException as exc:  # noqa: BLE001 - an app's exception is a 500, never a crash
+        log = format_exception(exc)
+        return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log, sent
+    finally:
+        _registry.version = None
+        clear_origin()
+
+
+def register_route(methods, path, fn, timeout=None):
     routes = _current_routes()
     if routes is None:
         raise RuntimeError("push.route can only be used while a version is being loaded (at module level)")
-    try:
-        wants_request = len(inspect.signature(fn).parameters) > 0
-    except (TypeError, ValueError):
-        wants_request = True
-    routes.append((method.upper(), path, fn, wants_request, timeout))
+    import _push_routes
+    routes.append(_push_routes.Route(methods, path, fn, timeout))
 
 
 def register_task(spec, fn):

@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod convert;
 pub mod eval;
+pub mod exchange;
 pub mod native;
 pub mod tasks;
 pub mod wire;
@@ -29,6 +30,9 @@ const BOOTSTRAP: &str = include_str!("bootstrap.py");
 const PUSH: &str = include_str!("push.py");
 const SESSION: &str = include_str!("session.py");
 const TASKS: &str = include_str!("tasks.py");
+const ROUTES: &str = include_str!("routes.py");
+const WEB: &str = include_str!("web.py");
+const FILES: &str = include_str!("files.py");
 
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,13 +81,14 @@ pub enum LoadError {
 
 pub use wire::{HttpRequest, HttpResponse};
 
-/// `handle_http`'s return value: status, headers, body, version, traceback.
+/// `handle_http`'s return value: status, headers, body, version, traceback, streamed.
 type HandlerTuple = (
     u16,
     HashMap<String, String>,
     Vec<u8>,
     Option<u64>,
     Option<String>,
+    bool,
 );
 
 /// What a request's thread reports once its route is known: the route's timeout (seconds)
@@ -138,6 +143,9 @@ impl Runtime {
                     modules.set_item(name, &module)?;
                     PyResult::Ok(module)
                 };
+                load(ROUTES, c"<push>/routes.py", "_push_routes")?;
+                load(FILES, c"<push>/files.py", "_push_files")?;
+                load(WEB, c"<push>/web.py", "_push_web")?;
                 let boot = load(BOOTSTRAP, c"<push>/bootstrap.py", "_push_runtime")?;
                 load(PUSH, c"<push>/push.py", "push")?;
                 load(SESSION, c"<push>/session.py", "_push_session")?;
@@ -208,11 +216,16 @@ impl Runtime {
         entry: String,
     ) -> Result<Option<String>, RuntimeError> {
         let boot = self.bootstrap.clone();
+        // Checked by the gate already; a version that slipped past it fails its load here.
+        let web = match web_app(&files) {
+            Ok(web) => web.map(|(kind, module, attr)| (kind.name(), module, attr)),
+            Err(e) => return Ok(Some(e.to_string())),
+        };
         self.run(move |py| -> Result<Option<String>, RuntimeError> {
             let result = boot
                 .bind(py)
                 .getattr(name)
-                .and_then(|f| f.call1((app, number, files, entry)))
+                .and_then(|f| f.call1((app, number, files, entry, web)))
                 .and_then(|r| r.extract::<Option<String>>());
             result.map_err(|e| RuntimeError::Python(e.to_string()))
         })
@@ -270,11 +283,13 @@ impl Runtime {
     }
 
     /// Runs the handler for one HTTP request. `started` learns the route's timeout and the
-    /// thread running it once the route is matched (not for 404s and 405s).
+    /// thread running it once the route is matched (not for 404s and 405s); `exchange` carries
+    /// the rest of the body in and a streamed answer out.
     pub async fn http(
         &self,
         req: HttpRequest,
         started: Option<oneshot::Sender<RouteStart>>,
+        exchange: exchange::Exchange,
     ) -> Result<HttpResponse, RuntimeError> {
         let boot = self.bootstrap.clone();
         self.run(move |py| -> Result<HttpResponse, RuntimeError> {
@@ -301,19 +316,43 @@ impl Runtime {
                     headers,
                     body,
                     on_route,
+                    Py::new(py, exchange)?,
+                    (
+                        req.more,
+                        req.query_string.as_str(),
+                        req.client.as_str(),
+                        req.server.as_str(),
+                    ),
                 ))?;
-                let (status, headers, body, version, error): HandlerTuple = result.extract()?;
+                let (status, headers, body, version, error, streamed): HandlerTuple =
+                    result.extract()?;
                 Ok(HttpResponse {
                     status,
                     headers,
                     body: body.into(),
                     version,
                     error,
+                    streamed,
                 })
             };
             call().map_err(|e| RuntimeError::Python(e.to_string()))
         })
         .await?
+    }
+
+    /// Ends the lifespan of the ASGI apps this worker runs (it is stopping), within 10 s.
+    pub async fn shutdown_apps(&self) {
+        let boot = self.bootstrap.clone();
+        let stop = self.run(move |py| {
+            if let Err(e) = boot
+                .bind(py)
+                .getattr("shutdown_all")
+                .and_then(|f| f.call0())
+            {
+                tracing::warn!("ending the ASGI apps' lifespans: {e}");
+            }
+        });
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stop).await;
     }
 
     /// Raises KeyboardInterrupt in the Python thread `ident` (a handler past its timeout).
@@ -351,23 +390,86 @@ impl Runtime {
     }
 }
 
-/// The entry module of a version: `push.ron`'s `entry`, else `app`.
-pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, LoadError> {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(default)]
-    struct Manifest {
-        entry: Option<String>,
-    }
-    match files.get("push.ron") {
-        Some(text) => {
-            let manifest: Manifest = ron::Options::default()
-                .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
-                .from_str(text)
-                .map_err(|e| LoadError::Manifest(e.to_string()))?;
-            Ok(manifest.entry.unwrap_or_else(|| "app".into()))
+/// A version's `push.ron`: `(entry: "main")`, `(wsgi: "web:app")` or `(asgi: "api:app")`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Manifest {
+    entry: Option<String>,
+    wsgi: Option<String>,
+    asgi: Option<String>,
+}
+
+/// The kind of web app `push.ron` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebKind {
+    Wsgi,
+    Asgi,
+}
+
+impl WebKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            WebKind::Wsgi => "wsgi",
+            WebKind::Asgi => "asgi",
         }
-        None => Ok("app".into()),
     }
+}
+
+fn manifest(files: &BTreeMap<String, String>) -> Result<Manifest, LoadError> {
+    match files.get("push.ron") {
+        Some(text) => ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+            .from_str(text)
+            .map_err(|e| LoadError::Manifest(e.to_string())),
+        None => Ok(Manifest::default()),
+    }
+}
+
+/// Whether `name` is a dotted Python name (`web.api`).
+fn dotted(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                && chars.all(|c| c == '_' || c.is_alphanumeric())
+        })
+}
+
+/// The WSGI or ASGI callable `push.ron` names, as (kind, module, attribute).
+pub fn web_app(
+    files: &BTreeMap<String, String>,
+) -> Result<Option<(WebKind, String, String)>, LoadError> {
+    let m = manifest(files)?;
+    let (kind, target) = match (m.wsgi, m.asgi) {
+        (Some(_), Some(_)) => {
+            return Err(LoadError::Manifest(
+                "names both a wsgi and an asgi app; keep the one your framework is (Flask: wsgi, FastAPI: asgi)".into(),
+            ))
+        }
+        (Some(t), None) => (WebKind::Wsgi, t),
+        (None, Some(t)) => (WebKind::Asgi, t),
+        (None, None) => return Ok(None),
+    };
+    match target.split_once(':') {
+        Some((module, attr)) if dotted(module) && dotted(attr) => {
+            Ok(Some((kind, module.to_string(), attr.to_string())))
+        }
+        _ => Err(LoadError::Manifest(format!(
+            "{}: {target:?} is not \"module:attribute\"; write it like ({}: \"web:app\") for the `app` in web.py",
+            kind.name(),
+            kind.name()
+        ))),
+    }
+}
+
+/// The entry module of a version: `push.ron`'s `entry`, else the module of its WSGI/ASGI
+/// app, else `app`.
+pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, LoadError> {
+    let web = web_app(files)?;
+    let m = manifest(files)?;
+    Ok(m.entry
+        .or(web.map(|(_, module, _)| module))
+        .unwrap_or_else(|| "app".into()))
 }
 
 /// Decodes a version's files as UTF-8 source.
@@ -395,6 +497,27 @@ mod tests {
         assert_eq!(entry_module(&files).unwrap(), "app");
         files.insert("push.ron".to_string(), "(entry: \"web.main\")".to_string());
         assert_eq!(entry_module(&files).unwrap(), "web.main");
+        files.insert(
+            "push.ron".to_string(),
+            "(wsgi: \"site.web:app\")".to_string(),
+        );
+        assert_eq!(entry_module(&files).unwrap(), "site.web");
+        let web = web_app(&files).unwrap().unwrap();
+        assert_eq!(web, (WebKind::Wsgi, "site.web".into(), "app".into()));
+        for bad in [
+            "(wsgi: \"web\")",
+            "(asgi: \"web:\")",
+            "(asgi: \"1web:app\")",
+        ] {
+            files.insert("push.ron".to_string(), bad.to_string());
+            let e = web_app(&files).unwrap_err().to_string();
+            assert!(e.contains("module:attribute"), "{e}");
+        }
+        files.insert(
+            "push.ron".to_string(),
+            "(wsgi: \"a:b\", asgi: \"a:b\")".to_string(),
+        );
+        assert!(web_app(&files).unwrap_err().to_string().contains("both"));
         files.insert("push.ron".to_string(), "(entry: 3)".to_string());
         assert!(entry_module(&files)
             .unwrap_err()

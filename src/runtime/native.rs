@@ -224,11 +224,7 @@ fn queue_stats(py: Python<'_>, queue: String) -> PyResult<(usize, usize)> {
 
 /// The files and entry module of a version, read from this node's state (None if absent).
 #[pyfunction]
-fn version_source(
-    py: Python<'_>,
-    app: String,
-    number: u64,
-) -> PyResult<Option<(std::collections::BTreeMap<String, String>, String)>> {
+fn version_source(py: Python<'_>, app: String, number: u64) -> PyResult<Option<VersionSource>> {
     let ctx = context()?;
     let files = py
         .detach(|| ctx.cluster.version_files(&app, number))
@@ -238,8 +234,18 @@ fn version_source(
     };
     let files = super::sources(files).map_err(|e| PushError::new_err(e.to_string()))?;
     let entry = super::entry_module(&files).map_err(|e| PushError::new_err(e.to_string()))?;
-    Ok(Some((files, entry)))
+    let web = super::web_app(&files)
+        .map_err(|e| PushError::new_err(e.to_string()))?
+        .map(|(kind, module, attr)| (kind.name().to_string(), module, attr));
+    Ok(Some((files, entry, web)))
 }
+
+/// A version's files, entry module and web app (kind, module, attribute), for a pinned load.
+type VersionSource = (
+    std::collections::BTreeMap<String, String>,
+    String,
+    Option<(String, String, String)>,
+);
 
 type PointRow = (Option<i64>, Option<String>, push_protocol::Value);
 

@@ -18,7 +18,7 @@ Data:     kv(name), queue(name), timeseries(name, keep=, max_points=, partitions
           in the running app's realm, another app's with app="other"
 Settings: secret(name), config(key, default=None), app() — read at every call, so a
           change (`push secret set`, `push config set`) needs no deploy
-Web:      @route(method, path), Response
+Web:      @route(method, path) (path parameters like /items/{id}), Response
 Tasks:    @daemon(on=, replicas=, where=), @every("5s"), @cron("*/5 * * * *"),
           @series.handler (partitioned), run(fn, *args, on="any"|"all"|node|"tag:T")
 
@@ -190,17 +190,36 @@ def queue(name, app=None):
     return Queue(name)
 
 
-def route(method, path, timeout=None):
-    """Decorator: serve ``method path`` over HTTP with this function.
+def route(method, path=None, timeout=None, methods=None):
+    """Decorator: serve HTTP requests for ``path`` with this function.
 
-    The function may take a ``request`` (method, path, query, headers, body, text, json())
-    and returns a str, bytes, a JSON-able dict/list, ``(status, body)``,
-    ``(status, body, headers)`` or a ``push.Response``. Use method ``"*"`` for any method.
+        @push.route("GET", "/hello")
+        @push.route("/items/{id:int}", methods=["GET", "PUT"])
+        @push.route(["POST", "PUT"], "/files/{name:path}")
 
-    ``timeout`` (seconds, default 30, at most 300): past it the client gets 504 and the
-    handler is interrupted (KeyboardInterrupt); a worker whose handler does not stop within
-    2 s more is restarted.
+    Path parameters: ``{name}`` matches one path segment (URL-decoded), ``{name:int}`` an
+    integer, ``{name:path}`` the rest of the path. Each is passed to the function as a keyword
+    argument of that name, and is also on ``request.params``. Several methods: a list, the
+    ``methods=`` keyword, or one decorator per method; ``"*"`` is any method, and a GET route
+    also answers HEAD. A path no route matches is a 404; a path whose routes take other
+    methods is a 405 with an ``Allow`` header.
+
+    The function may take a ``request`` (any parameter that is not a path parameter; it gets
+    method, path, query, headers, body, params, text, json()) and returns a str, bytes, a
+    JSON-able dict/list, ``(status, body)``, ``(status, body, headers)``, a ``push.Response``,
+    or a generator (or other iterator) of str/bytes chunks, each sent to the client as soon as
+    it is produced (chunked transfer encoding; ``push.Response(generator, headers=...)`` sets
+    the status and headers of a streamed answer, e.g. ``text/event-stream``).
+
+    ``timeout`` (seconds, default 30, at most 300): a handler that has not started its answer
+    by then is interrupted (KeyboardInterrupt) and the client gets 504; a worker whose handler
+    does not stop within 2 s more is restarted. A streamed answer may run past it.
     """
+    if path is None:
+        method, path = None, method
+    import _push_routes
+    methods = _push_routes.methods_of(method, methods)
+    _push_routes.compile_path(path)
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
             raise ValueError(f"push.route timeout must be a number of seconds in (0, 300], not {timeout!r}")
@@ -208,7 +227,7 @@ def route(method, path, timeout=None):
 
     def register(fn):
         import _push_runtime
-        _push_runtime.register_route(method, path, fn, timeout)
+        _push_runtime.register_route(methods, path, fn, timeout)
         return fn
 
     return register
@@ -220,12 +239,14 @@ class Response:
     def __init__(self, body=b"", status=200, headers=None):
         if isinstance(body, str):
             body = body.encode("utf-8")
-        self.body = bytes(body)
+        # An iterator (a generator, say) is streamed: each chunk goes out as it is produced.
+        self.body = body if hasattr(body, "__next__") else bytes(body)
         self.status = int(status)
-        self.headers = dict(headers or {})
+        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
 
     def __repr__(self):
-        return f"<Response {self.status}, {len(self.body)} bytes>"
+        size = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else "streamed"
+        return f"<Response {self.status}, {size}>"
 
 
 def _duration_ms(value, what):

@@ -213,7 +213,7 @@ def hot_patch(g, src, first=1):
     module namespace ``g`` as :func:`evaluate` does for a module, under the module's file name
     so tracebacks point at the right file and line. Returns what it did, one note a line
     ("evaluated in M" when nothing was defined). The editors' patch command calls this."""
-    filename = g.get("__file__") or "<patch>"
+    filename = g.get("__push_file__") or g.get("__file__") or "<patch>"
     try:
         tree = ast.parse(src, filename, "exec")
     except SyntaxError as e:

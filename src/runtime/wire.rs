@@ -32,8 +32,17 @@ pub struct HttpRequest {
     pub method: String,
     pub path: String,
     pub query: Vec<(String, String)>,
+    /// The query as sent (WSGI's `QUERY_STRING`, ASGI's `query_string`).
+    pub query_string: String,
     pub headers: Vec<(String, String)>,
+    /// The body, or its first part when `more` is set.
     pub body: ByteBuf,
+    /// The rest of the body follows as [`ToWorker::Body`] frames.
+    pub more: bool,
+    /// The client's address (`ip:port`), for WSGI's `REMOTE_ADDR` and ASGI's `client`.
+    pub client: String,
+    /// The address the request came in on (`ip:port`): `SERVER_NAME`/`SERVER_PORT`.
+    pub server: String,
 }
 
 /// A handler's answer.
@@ -45,6 +54,9 @@ pub struct HttpResponse {
     pub version: Option<u64>,
     /// The traceback when the handler raised (logged by the node, never sent).
     pub error: Option<String>,
+    /// The answer went out as [`FromWorker::HttpHead`] and [`FromWorker::HttpChunk`] frames
+    /// (a streamed answer, or a WSGI/ASGI app's): status, headers and body here are unused.
+    pub streamed: bool,
 }
 
 /// Work the node hands a worker.
@@ -174,8 +186,23 @@ pub enum Answer {
 /// Node → worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ToWorker {
-    Job { id: u64, job: Job },
-    Answer { id: u64, answer: Answer },
+    Job {
+        id: u64,
+        job: Job,
+    },
+    Answer {
+        id: u64,
+        answer: Answer,
+    },
+    /// More of HTTP job `id`'s request body; `None` when it is complete.
+    Body {
+        id: u64,
+        chunk: Option<ByteBuf>,
+    },
+    /// HTTP job `id`'s client went away (or sent too large a body).
+    Disconnect {
+        id: u64,
+    },
 }
 
 /// Worker → node.
@@ -201,6 +228,18 @@ pub enum FromWorker {
     },
     /// One app `logging` record, for the node's log (and `push logs`).
     Log(AppLog),
+    /// The status and headers of HTTP job `id`'s streamed answer.
+    HttpHead {
+        id: u64,
+        status: u16,
+        headers: Vec<(String, String)>,
+        version: Option<u64>,
+    },
+    /// The next piece of HTTP job `id`'s streamed answer, for the client at once.
+    HttpChunk {
+        id: u64,
+        data: ByteBuf,
+    },
 }
 
 /// An app `logging` record as `push logs` shows it.

@@ -19,6 +19,7 @@ use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Member, NodeStatus, Op, Outco
 use tokio::sync::{mpsc, oneshot};
 
 use super::cluster::{Answer as Pending, Cluster};
+use super::exchange::{Exchange, Inbox};
 use super::wire::{self, Answer, Call, Done, FromWorker, Job, ToWorker};
 use super::{Runtime, RuntimeError};
 
@@ -37,6 +38,8 @@ struct Link {
     out: mpsc::UnboundedSender<Vec<u8>>,
     next: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    /// HTTP jobs in flight: where their body chunks and disconnects go.
+    inboxes: Mutex<HashMap<u64, Inbox>>,
 }
 
 impl Link {
@@ -200,6 +203,7 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
         out,
         next: AtomicU64::new(1),
         pending: Mutex::new(HashMap::new()),
+        inboxes: Mutex::new(HashMap::new()),
     });
     let runtime = tokio::task::spawn_blocking(move || Runtime::start(threads))
         .await
@@ -218,7 +222,10 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
     loop {
         let message = match wire::read::<ToWorker, _>(&mut reader).await {
             Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                runtime.shutdown_apps().await;
+                return Ok(());
+            }
             Err(e) => {
                 tracing::error!("worker: bad message from the node, leaving: {e}");
                 return Ok(());
@@ -235,12 +242,51 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
                     let _ = waiter.send(answer);
                 }
             }
+            ToWorker::Job {
+                id,
+                job: Job::Http(request),
+            } => {
+                let (exchange, inbox, answering) = Exchange::new(id, link.out.clone());
+                link.inboxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, inbox);
+                let (runtime, link) = (runtime.clone(), link.clone());
+                tokio::spawn(async move {
+                    let done = http(&runtime, request, exchange, answering).await;
+                    link.inboxes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    link.send(&FromWorker::Done { id, done });
+                });
+            }
             ToWorker::Job { id, job } => {
                 let (runtime, link) = (runtime.clone(), link.clone());
                 tokio::spawn(async move {
                     let done = run(&runtime, &link, id, job).await;
                     link.send(&FromWorker::Done { id, done });
                 });
+            }
+            ToWorker::Body { id, chunk } => {
+                if let Some(inbox) = link
+                    .inboxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                {
+                    inbox.body(chunk.map(|c| c.into_vec()));
+                }
+            }
+            ToWorker::Disconnect { id } => {
+                if let Some(inbox) = link
+                    .inboxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                {
+                    inbox.disconnect();
+                }
             }
         }
     }
@@ -271,7 +317,7 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
             Ok(refusal) => Done::Refusal(refusal),
             Err(e) => failed(e),
         },
-        Job::Http(request) => http(runtime, request).await,
+        Job::Http(_) => failed("an HTTP job reached the generic job runner"),
         Job::Eval {
             session,
             code,
@@ -350,14 +396,22 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
     }
 }
 
-/// Runs a handler held to its route's timeout: past it the client gets 504 and the thread a
-/// KeyboardInterrupt; a handler still running [`GRACE`] later ends this worker.
-async fn http(runtime: &Arc<Runtime>, request: wire::HttpRequest) -> Done {
+/// Runs a handler held to its route's timeout until it starts its answer: past it the client
+/// gets 504 and the thread a KeyboardInterrupt; a handler still running [`GRACE`] later ends
+/// this worker. A streamed answer, once started, runs as long as it likes (the client's
+/// disconnect ends it).
+async fn http(
+    runtime: &Arc<Runtime>,
+    request: wire::HttpRequest,
+    exchange: Exchange,
+    answering: oneshot::Receiver<()>,
+) -> Done {
     let runtime = runtime.clone();
     let (started_tx, started) = oneshot::channel();
     let path = format!("{} {}", request.method, request.path);
     let app = request.app.clone();
-    let mut answer = Box::pin(async move { runtime.http(request, Some(started_tx)).await });
+    let mut answer =
+        Box::pin(async move { runtime.http(request, Some(started_tx), exchange).await });
     let (timeout, ident) = tokio::select! {
         out = &mut answer => return http_done(out),
         started = started => match started {
@@ -367,8 +421,15 @@ async fn http(runtime: &Arc<Runtime>, request: wire::HttpRequest) -> Done {
         },
     };
     let limit = timeout.map_or(DEFAULT_ROUTE_TIMEOUT, Duration::from_secs_f64);
-    match tokio::time::timeout(limit, &mut answer).await {
-        Ok(out) => http_done(out),
+    let in_time = async {
+        tokio::select! {
+            out = &mut answer => Some(out),
+            Ok(()) = answering => None,
+        }
+    };
+    match tokio::time::timeout(limit, in_time).await {
+        Ok(Some(out)) => http_done(out),
+        Ok(None) => http_done(answer.await),
         Err(_) => {
             tracing::warn!(%app, route = %path, "handler passed its timeout of {limit:?}: interrupting it");
             let _ = tokio::task::spawn_blocking(move || Runtime::interrupt_thread(ident)).await;
@@ -393,6 +454,7 @@ async fn http(runtime: &Arc<Runtime>, request: wire::HttpRequest) -> Done {
                 .into(),
                 version: None,
                 error: None,
+                streamed: false,
             })
         }
     }

@@ -16,15 +16,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use super::limits::{AcceptErrors, Admitted, Limits, Stage, Waiting};
+use super::streaming::{self, read_start, BodyError};
 use crate::node::Node;
+use crate::runtime::wire::Done;
 use crate::runtime::HttpRequest;
 use crate::shutdown::Shutdown;
-use crate::workers::WorkerError;
+use crate::workers::{HttpEvent, WorkerError};
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 16 << 20;
-/// Largest request head (request line and headers); a longer one gets a 431.
-pub const MAX_HEAD: usize = 64 << 10;
+/// The part of a request body sent along with the request; the rest streams after it.
+pub const FIRST_PART: usize = 64 << 10;
 /// Header that pins a request to a version.
 pub const VERSION_HEADER: &str = "x-push-version";
 /// Header that picks an app other than the default.
@@ -98,36 +98,33 @@ async fn handle_app(front: &Front, app: String, req: Request) -> Response {
             )
         }
     };
-    let body = match tokio::time::timeout(front.body_timeout, axum::body::to_bytes(body, MAX_BODY))
-        .await
-    {
-        Ok(Ok(b)) => b.to_vec(),
-        Err(_) => {
-            let mut response = plain(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} ms; send it faster or in smaller requests\n",
-                    front.body_timeout.as_millis()
-                ),
-            );
-            response
-                .headers_mut()
-                .insert("connection", HeaderValue::from_static("close"));
-            return response;
-        }
-        Ok(Err(_)) => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request bodies are limited to {MAX_BODY} bytes\n"),
-            )
-        }
+    let limit = front.max_body;
+    let length = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if length.is_some_and(|n| n > limit) {
+        return body_refused(BodyError::TooLarge, limit, front);
+    }
+    let deadline = std::time::Instant::now() + front.body_timeout;
+    let mut body = body;
+    let (first, more) = match read_start(&mut body, FIRST_PART, limit, deadline).await {
+        Ok(read) => read,
+        Err(e) => return body_refused(e, limit, front),
     };
+    let (client, server) = parts
+        .extensions
+        .get::<Addresses>()
+        .map(|a| (a.client.clone(), a.server.clone()))
+        .unwrap_or_default();
+    let sent = first.len() as u64;
     let request = HttpRequest {
         app: app.clone(),
         pinned,
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(parse_query).unwrap_or_default(),
+        query_string: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts
             .headers
             .iter()
@@ -137,32 +134,50 @@ async fn handle_app(front: &Front, app: String, req: Request) -> Response {
                     .map(|v| (k.as_str().to_string(), v.to_string()))
             })
             .collect(),
-        body: body.into(),
+        body: first.into(),
+        more,
+        client,
+        server,
     };
-    let out = match front.node.workers.http(request).await {
-        Ok(out) => out,
-        Err(e) => {
-            tracing::error!(%app, path = %parts.uri.path(), "no answer from python: {e}");
-            let status = match e {
-                // The worker running it died: the gateway's upstream failed.
-                WorkerError::Lost(_) => StatusCode::BAD_GATEWAY,
-                WorkerError::NoWorker(_) | WorkerError::Stopped(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
+    let mut call = match front.node.workers.http(request).await {
+        Ok(call) => call,
+        Err(e) => return unavailable(&app, parts.uri.path(), e),
+    };
+    let (over_tx, mut over) = tokio::sync::oneshot::channel();
+    if more {
+        streaming::pump_rest(body, sent, limit, deadline, call.body_sender(), over_tx);
+    }
+    let first_event = tokio::select! {
+        event = call.events.recv() => event,
+        Ok(e) = &mut over => return body_refused(e, limit, front),
+    };
+    if let Some(HttpEvent::Head {
+        status,
+        headers,
+        version,
+    }) = first_event
+    {
+        return streaming::response(call, status, headers, version, VERSION_HEADER, app);
+    }
+    let out = match (&mut call.done).await {
+        Ok(Ok(Done::Http(out))) => {
+            call.finished();
+            out
+        }
+        Ok(Ok(other)) => {
+            tracing::error!(%app, "unexpected answer to an HTTP job: {other:?}");
             return plain(
-                status,
-                format!(
-                    "{}: the python worker running this request {}\n",
-                    status.as_u16(),
-                    if status == StatusCode::BAD_GATEWAY {
-                        "ended; see the node's log (it restarts by itself)"
-                    } else {
-                        "is not available; see the node's log"
-                    }
-                ),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500: the python worker gave an unexpected answer; see the node's log\n".into(),
             );
+        }
+        Ok(Err(e)) => return unavailable(&app, parts.uri.path(), e),
+        Err(_) => {
+            return unavailable(
+                &app,
+                parts.uri.path(),
+                WorkerError::Lost("the worker's link closed".into()),
+            )
         }
     };
     if let Some(traceback) = &out.error {
@@ -186,10 +201,66 @@ async fn handle_app(front: &Front, app: String, req: Request) -> Response {
     response
 }
 
-/// What the handlers share: the node and the body deadline.
+/// The answer when no worker could run a request.
+fn unavailable(app: &str, path: &str, e: WorkerError) -> Response {
+    tracing::error!(%app, %path, "no answer from python: {e}");
+    let status = match e {
+        // The worker running it died: the gateway's upstream failed.
+        WorkerError::Lost(_) => StatusCode::BAD_GATEWAY,
+        WorkerError::NoWorker(_) | WorkerError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    plain(
+        status,
+        format!(
+            "{}: the python worker running this request {}\n",
+            status.as_u16(),
+            if status == StatusCode::BAD_GATEWAY {
+                "ended; see the node's log (it restarts by itself)"
+            } else {
+                "is not available; see the node's log"
+            }
+        ),
+    )
+}
+
+/// The answer to a request body that could not be taken (the connection closes after it).
+fn body_refused(e: BodyError, limit: u64, front: &Front) -> Response {
+    let mut response = match e {
+        BodyError::TooLarge => plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {limit} bytes on this node (its --http-max-body); send less or raise the limit\n"),
+        ),
+        BodyError::Late => plain(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} ms; send it faster or in smaller requests\n",
+                front.body_timeout.as_millis()
+            ),
+        ),
+        BodyError::Broken(e) => plain(
+            StatusCode::BAD_REQUEST,
+            format!("the request body could not be read: {e}\n"),
+        ),
+    };
+    response
+        .headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    response
+}
+
+/// The two ends of a request's connection, for WSGI's and ASGI's addresses.
+#[derive(Clone, Default)]
+struct Addresses {
+    client: String,
+    server: String,
+}
+
+/// What the handlers share: the node, the body deadline and size limit.
 struct Front {
     node: Arc<Node>,
     body_timeout: Duration,
+    max_body: u64,
 }
 
 /// The answer to a connection over a per-IP cap, written before closing it.
@@ -211,6 +282,7 @@ pub async fn serve(
     let front = Arc::new(Front {
         node,
         body_timeout: limits.settings.http_body_timeout,
+        max_body: limits.settings.http_max_body,
     });
     let app = Router::new()
         .route("/metrics", axum::routing::get(metrics))
@@ -232,11 +304,22 @@ pub async fn serve(
         match limits.http.admit(peer.ip()) {
             Ok(waiting) => {
                 stream.set_nodelay(true).ok();
+                let addresses = Addresses {
+                    client: peer.to_string(),
+                    server: stream
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                };
                 tokio::spawn(connection(
                     stream,
                     app.clone(),
                     waiting,
-                    limits.settings.http_header_timeout,
+                    (
+                        limits.settings.http_header_timeout,
+                        limits.settings.http_max_head,
+                    ),
+                    addresses,
                     shutdown.clone(),
                 ));
             }
@@ -248,21 +331,24 @@ pub async fn serve(
     }
 }
 
-/// One HTTP/1.1 connection: a complete request head is due within `header_timeout` of the
-/// accept or of the previous response; the first request moves it out of the waiting pool.
+/// One HTTP/1.1 connection: a complete request head of at most `max_head` bytes is due
+/// within `header_timeout` of the accept or of the previous response (a larger head gets 431);
+/// the first request moves it out of the waiting pool.
 async fn connection(
     stream: tokio::net::TcpStream,
     app: Router,
     waiting: Waiting,
-    header_timeout: Duration,
+    (header_timeout, max_head): (Duration, usize),
+    addresses: Addresses,
     mut shutdown: Shutdown,
 ) {
     let bell = waiting.bell();
     let port = waiting.port().clone();
     let waiting = Arc::new(std::sync::Mutex::new(Some(waiting)));
     let held = Arc::new(std::sync::Mutex::new(None::<Admitted>));
-    let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {
         let mut app = app.clone();
+        req.extensions_mut().insert(addresses.clone());
         let promoted = match waiting.lock().unwrap_or_else(|e| e.into_inner()).take() {
             None => Ok(()),
             Some(w) => w.promote(Stage::Active).map(|a| {
@@ -283,7 +369,7 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_buf_size(MAX_HEAD)
+        .max_buf_size(max_head)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {

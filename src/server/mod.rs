@@ -12,6 +12,7 @@ pub mod connection;
 pub mod http;
 pub mod limits;
 pub mod metrics_page;
+pub mod streaming;
 
 use std::sync::Arc;
 

@@ -22,6 +22,17 @@ use crate::runtime::wire::{self, Answer, Call, Done, FromWorker, Job, ToWorker};
 /// An eval's output chunks while it runs.
 pub type Output = mpsc::UnboundedReceiver<(Stream, String)>;
 
+/// A streamed HTTP answer's pieces as they arrive.
+#[derive(Debug)]
+pub enum HttpEvent {
+    Head {
+        status: u16,
+        headers: Vec<(String, String)>,
+        version: Option<u64>,
+    },
+    Chunk(Vec<u8>),
+}
+
 /// Where a job's answer goes.
 enum Waiter {
     Done(oneshot::Sender<Result<Done, WorkerError>>),
@@ -29,12 +40,77 @@ enum Waiter {
         output: mpsc::UnboundedSender<(Stream, String)>,
         done: oneshot::Sender<Result<Done, WorkerError>>,
     },
+    Http {
+        events: mpsc::UnboundedSender<HttpEvent>,
+        done: oneshot::Sender<Result<Done, WorkerError>>,
+    },
 }
 
 impl Waiter {
     fn finish(self, result: Result<Done, WorkerError>) {
-        let (Waiter::Done(done) | Waiter::Eval { done, .. }) = self;
+        let (Waiter::Done(done) | Waiter::Eval { done, .. } | Waiter::Http { done, .. }) = self;
         let _ = done.send(result);
+    }
+}
+
+/// An HTTP job under way on a worker: its answer's pieces, its end, and the way to send it
+/// the rest of the request body. Counts as in flight on its worker until dropped; dropped
+/// before its end, it tells the worker the client went away.
+pub struct HttpCall {
+    link: Arc<Link>,
+    id: u64,
+    pub events: mpsc::UnboundedReceiver<HttpEvent>,
+    pub done: oneshot::Receiver<Result<Done, WorkerError>>,
+    finished: bool,
+}
+
+impl HttpCall {
+    /// Tells the app its client is gone (or sent too much).
+    pub fn disconnect(&self) {
+        self.link.to_worker(&ToWorker::Disconnect { id: self.id });
+    }
+
+    /// The answer is complete: dropping this no longer means a disconnect.
+    pub fn finished(&mut self) {
+        self.finished = true;
+    }
+
+    /// Another handle for the request body, for a task that streams it in.
+    pub fn body_sender(&self) -> BodySender {
+        BodySender {
+            link: self.link.clone(),
+            id: self.id,
+        }
+    }
+}
+
+impl Drop for HttpCall {
+    fn drop(&mut self) {
+        self.link.inflight.fetch_sub(1, Ordering::Relaxed);
+        if !self.finished {
+            self.disconnect();
+        }
+    }
+}
+
+/// Sends the rest of a request body to the worker running it.
+pub struct BodySender {
+    link: Arc<Link>,
+    id: u64,
+}
+
+impl BodySender {
+    /// More request body (`Some`), or its end (`None`).
+    pub fn body(&self, chunk: Option<Vec<u8>>) {
+        self.link.to_worker(&ToWorker::Body {
+            id: self.id,
+            chunk: chunk.map(Into::into),
+        });
+    }
+
+    /// Tells the app its request is cut off (too large a body, or the client left).
+    pub fn disconnect(&self) {
+        self.link.to_worker(&ToWorker::Disconnect { id: self.id });
     }
 }
 
@@ -188,6 +264,39 @@ impl Link {
         }
     }
 
+    /// Starts an HTTP job: its streamed pieces (if it streams) and its end.
+    pub fn http(self: &Arc<Self>, job: Job) -> HttpCall {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (done, done_rx) = oneshot::channel();
+        self.send(id, job, Waiter::Http { events, done });
+        HttpCall {
+            link: self.clone(),
+            id,
+            events: events_rx,
+            done: done_rx,
+            finished: false,
+        }
+    }
+
+    fn to_worker(&self, message: &ToWorker) {
+        if let Ok(bytes) = wire::encode(Kind::Request, message) {
+            let _ = self.out.send(bytes);
+        }
+    }
+
+    fn http_event(&self, id: u64, event: HttpEvent) {
+        if let Some(Waiter::Http { events, .. }) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            let _ = events.send(event);
+        }
+    }
+
     /// Starts an eval job: its output while it runs, then its answer.
     pub fn eval(&self, job: Job) -> (Output, oneshot::Receiver<Result<Done, WorkerError>>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -220,9 +329,7 @@ impl Link {
     }
 
     fn answer(&self, id: u64, answer: Answer) {
-        if let Ok(bytes) = wire::encode(Kind::Request, &ToWorker::Answer { id, answer }) {
-            let _ = self.out.send(bytes);
-        }
+        self.to_worker(&ToWorker::Answer { id, answer });
     }
 }
 
@@ -244,6 +351,22 @@ async fn read_loop(
                 });
             }
             Ok(Some(FromWorker::Log(record))) => cluster.log(record),
+            Ok(Some(FromWorker::HttpHead {
+                id,
+                status,
+                headers,
+                version,
+            })) => link.http_event(
+                id,
+                HttpEvent::Head {
+                    status,
+                    headers,
+                    version,
+                },
+            ),
+            Ok(Some(FromWorker::HttpChunk { id, data })) => {
+                link.http_event(id, HttpEvent::Chunk(data.into_vec()))
+            }
             Ok(Some(FromWorker::Hello { .. })) => {}
             Ok(None) => break,
             Err(e) => {

@@ -23,12 +23,12 @@ use push_protocol::{RunFunc, UnitReport, Value, WorkerRow};
 use tokio::process::Child;
 use tokio::sync::Notify;
 
-pub use link::Link;
+pub use link::{BodySender, HttpCall, HttpEvent, Link};
 pub use sessions::Running;
 
 use crate::model::spec::HeadTasks;
 use crate::runtime::cluster::Cluster;
-use crate::runtime::wire::{Done, HttpRequest, HttpResponse, Job};
+use crate::runtime::wire::{Done, HttpRequest, Job};
 use crate::runtime::{tasks as py_tasks, AppState, GATE_TIMEOUT};
 
 /// The slot whose worker runs this node's daemons and schedule firings.
@@ -397,13 +397,10 @@ impl Pool {
         }
     }
 
-    /// Runs one HTTP request on the least busy worker.
-    pub async fn http(&self, request: HttpRequest) -> Result<HttpResponse, WorkerError> {
+    /// Starts one HTTP request on the least busy worker.
+    pub async fn http(&self, request: HttpRequest) -> Result<HttpCall, WorkerError> {
         let (_, link) = self.any(WAIT_FOR_WORKER).await?;
-        match link.job(Job::Http(request)).await? {
-            Done::Http(response) => Ok(response),
-            other => Err(unexpected(other)),
-        }
+        Ok(link.http(Job::Http(request)))
     }
 
     /// The running interpreter's version ("3.11.7"), as the workers report it.

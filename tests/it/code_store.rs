@@ -20,12 +20,13 @@ async fn deploy_versions_rollback_diff_round_trip() {
     )
     .expect("write");
     std::fs::write(app.join("__pycache__/junk.py"), "ignored").expect("write");
+    // Text files deploy beside the modules (templates, data); __pycache__ does not.
     std::fs::write(app.join("README.txt"), "not code").expect("write");
     let dir = app.to_str().expect("utf8");
     let (a1, a2, a3) = (cluster.addr(1), cluster.addr(2), cluster.addr(3));
 
     let out = ok(&cluster.cli(&["deploy", dir, "--to", &a2, "-m", "first"]));
-    assert!(out.contains("main@v1 (2 files"), "{out}");
+    assert!(out.contains("main@v1 (3 files"), "{out}");
 
     // Identical tree: no new version, and the CLI says so.
     let out = ok(&cluster.cli(&["deploy", dir, "--to", &a3]));

@@ -41,4 +41,5 @@ mod tls;
 mod top;
 mod up;
 mod upgrade;
+mod webapps;
 mod workers;

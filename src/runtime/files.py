@@ -1,0 +1,97 @@
+"""The files of a loaded version in a worker: its copy on disk and its module loader.
+
+Each worker writes a version's files once to a folder of its own (``<root>/<app>/v<N>``,
+removed when the worker stops; the deploy gate's copy right after the gate), so module
+``__file__`` is a real path (Flask finds its ``templates`` beside it) and the version's
+loader answers ``importlib.resources`` from that folder. Module code itself runs from the
+code store's source, compiled under the version's label (``APP@vN/path``) for tracebacks.
+"""
+
+import importlib.abc
+import os
+import pathlib
+import shutil
+import tempfile
+
+
+class VersionLoader(importlib.abc.Loader):
+    """Runs one version's modules from the code store, and serves the files beside them
+    (``importlib.resources``) from the version's copy on disk."""
+
+    def __init__(self, modules, packages, base):
+        self.modules = modules  # dotted name -> (label, source, is_package, path on disk)
+        self.packages = packages  # dotted names of folders (implicit packages)
+        self.base = base
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        name = module.__spec__.name
+        if name in self.modules:
+            label, source, _, disk = self.modules[name]
+            # A real path, so frameworks find files beside the module (Flask's templates);
+            # tracebacks keep the version's label (APP@vN/path), kept for hot patches too.
+            module.__file__ = disk
+            module.__push_file__ = label
+            code = compile(source, label, "exec", dont_inherit=True)
+            exec(code, module.__dict__)
+
+    def get_resource_reader(self, fullname):
+        return Resources(os.path.join(self.base, *fullname.split(".")))
+
+
+class Resources:
+    """``importlib.resources`` reader of a package's folder in the version's copy."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def files(self):
+        return pathlib.Path(self.path)
+
+    def open_resource(self, resource):
+        return open(os.path.join(self.path, resource), "rb")
+
+    def resource_path(self, resource):
+        return os.path.join(self.path, resource)
+
+    def is_resource(self, name):
+        return os.path.isfile(os.path.join(self.path, name))
+
+    def contents(self):
+        return iter(os.listdir(self.path))
+
+
+_root = None
+
+
+def root():
+    global _root
+    if _root is None:
+        _root = tempfile.mkdtemp(prefix=f"push-worker-{os.getpid()}-")
+    return _root
+
+
+def materialize(app, number, files, scratch):
+    """The version's files as a folder on disk (written once per version and worker)."""
+    base = os.path.join(root(), ("gate-" if scratch else "") + app, f"v{number}")
+    if os.path.isdir(base) and not scratch:
+        return base
+    shutil.rmtree(base, ignore_errors=True)
+    staging = base + ".writing"
+    shutil.rmtree(staging, ignore_errors=True)
+    for path, text in files.items():
+        target = os.path.join(staging, *path.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    os.makedirs(staging, exist_ok=True)
+    os.replace(staging, base)
+    return base
+
+
+def remove_files():
+    """Remove this worker's copies of the versions' files (it is stopping)."""
+    if _root is not None:
+        shutil.rmtree(_root, ignore_errors=True)
