@@ -186,7 +186,6 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
     let mut batch: Vec<push_protocol::ByteBuf> = Vec::new();
     let mut batch_bytes = 0;
     let total = uploads.len();
-    let mut uploaded_bytes = 0;
     for (i, blob) in uploads.into_iter().enumerate() {
         if !batch.is_empty() && batch_bytes + blob.len() > MAX_BLOB_BATCH {
             let n = batch.len() as u64;
@@ -200,7 +199,6 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
             batch_bytes = 0;
         }
         batch_bytes += blob.len();
-        uploaded_bytes += blob.len();
         batch.push(push_protocol::ByteBuf::from(blob.clone()));
         if batch_bytes >= BATCH_BYTES.min(MAX_BLOB_BATCH) || i + 1 == total {
             let n = batch.len() as u64;
@@ -234,11 +232,10 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
                 format!("; HEAD unchanged (activate with `push rollback {version}`)")
             };
             format!(
-                "deployed {}@v{version} ({} files, {} uploaded, {} bytes){head}",
+                "deployed {}@v{version} ({} files, {} uploaded){head}",
                 args.app,
                 files.len(),
-                missing.len(),
-                uploaded_bytes
+                missing.len()
             )
         }
         Reply::Committed(CommitOutcome::Unchanged { head }) => {

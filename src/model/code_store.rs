@@ -222,10 +222,7 @@ impl CodeStore {
 
     /// The environment of a tree with dependencies: its hash and its wheels (file name,
     /// bytes; a wheel missing from the store is left out, and the commit reports it).
-    pub fn env_wheels(
-        &self,
-        tree: &BTreeMap<String, String>,
-    ) -> Option<(String, Vec<Wheel>)> {
+    pub fn env_wheels(&self, tree: &BTreeMap<String, String>) -> Option<(String, Vec<Wheel>)> {
         let hash = env_hash(tree)?;
         let wheels = wheels(tree)
             .into_iter()
