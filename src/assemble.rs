@@ -88,6 +88,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         workers: config.py_workers,
         threads: config.py_threads,
         max_rss: config.py_worker_max_rss,
+        env: None,
+        envs_dir: config.data.join("envs"),
+        keep_envs: config.keep_envs,
     });
     let (raft, state) = consensus::start(
         config.id,

@@ -26,6 +26,8 @@ pub struct NodeFile {
     pub py_workers: Option<usize>,
     /// Restart a Python worker whose resident memory passes this many MiB (default: no limit).
     pub py_worker_max_rss: Option<u64>,
+    /// Keep the environments of each app's last this many versions (default 5).
+    pub keep_envs: Option<usize>,
     pub data: Option<PathBuf>,
     pub join: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -105,6 +107,7 @@ impl NodeFile {
             py_threads: over.py_threads.or(self.py_threads),
             py_workers: over.py_workers.or(self.py_workers),
             py_worker_max_rss: over.py_worker_max_rss.or(self.py_worker_max_rss),
+            keep_envs: over.keep_envs.or(self.keep_envs),
             data: over.data.or(self.data),
             join: over.join.or(self.join),
             token_file: over.token_file.or(self.token_file),
@@ -252,6 +255,7 @@ impl NodeFile {
                 }
                 other => other.map(|mb| mb << 20),
             },
+            keep_envs: self.keep_envs.unwrap_or(DEFAULT_KEEP_ENVS).max(1),
             data,
             join: self.join,
             token_file: self.token_file,
@@ -263,6 +267,9 @@ impl NodeFile {
         })
     }
 }
+
+/// How many of each app's latest versions keep their environment installed by default.
+pub const DEFAULT_KEEP_ENVS: usize = 5;
 
 /// Checked settings of one node.
 #[derive(Clone, Debug)]
@@ -277,6 +284,8 @@ pub struct NodeConfig {
     pub py_workers: usize,
     /// A worker over this many bytes of resident memory is restarted.
     pub py_worker_max_rss: Option<u64>,
+    /// The environments of each app's last this many versions stay installed (`--keep-envs`).
+    pub keep_envs: usize,
     pub data: PathBuf,
     pub join: Option<String>,
     pub token_file: Option<PathBuf>,

@@ -348,6 +348,8 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::ConfigSet { .. } => "config_set",
         Op::Config { .. } => "config",
         Op::Backup => "backup",
+        Op::Platform => "platform",
+        Op::Envs => "envs",
     }
 }
 

@@ -391,6 +391,12 @@ pub enum Op {
     /// A consistent copy of the replicated state at a committed index (`push backup`):
     /// answered with [`BackupPart`]s, `Begin`, then `Chunk`s, the last frame `End`.
     Backup,
+    /// The Python this node runs app code with, for resolving an app's dependencies into
+    /// wheels that install there (`push deploy`). Answered with [`Reply::Platform`]. (Format 4.)
+    Platform,
+    /// The Python environments this node installed for apps' dependencies, with their size
+    /// and the versions using them (`push envs`). Answered with [`Reply::Envs`]. (Format 4.)
+    Envs,
 }
 
 /// A successful reply.
@@ -498,6 +504,40 @@ pub enum Reply {
     Secret(Option<SecretText>),
     /// A piece of a backup stream (see [`Op::Backup`]).
     Backup(BackupPart),
+    /// The answer to [`Op::Platform`].
+    Platform(PlatformInfo),
+    /// The answer to [`Op::Envs`], one row per environment.
+    Envs(Vec<EnvRow>),
+}
+
+/// The interpreter a node runs app code with, in the terms `pip download` takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformInfo {
+    /// The full version, like "3.11.7" (`--python-version` takes major.minor).
+    pub python: String,
+    /// The implementation tag, like "cp" (`--implementation`).
+    pub implementation: String,
+    /// The ABI tag, like "cp311" (`--abi`).
+    pub abi: String,
+    /// The platform tags it installs, most specific first (`--platform`, each).
+    pub platforms: Vec<String>,
+}
+
+/// One environment for an app's dependencies, as one node has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRow {
+    /// The environment hash (SHA-256 of the sorted wheel hashes).
+    pub hash: String,
+    /// The app whose versions use it.
+    pub app: String,
+    /// The wheels it is made of (file names).
+    pub wheels: Vec<String>,
+    /// Its size on the answering node's disk, when installed there.
+    pub bytes: Option<u64>,
+    /// The versions of `app` that use it.
+    pub versions: Vec<u64>,
+    /// Whether it is the environment of `app`'s HEAD.
+    pub head: bool,
 }
 
 /// The frames of a backup stream.

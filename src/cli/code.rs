@@ -10,7 +10,7 @@ use push_protocol::{CommitOutcome, Op, Reply, MAX_BLOB_BATCH};
 use super::progress::Progress;
 use super::target::Target;
 use crate::model::code_store::{
-    blob_hash, check_app_size, check_file_count, check_path, check_source,
+    blob_hash, check_app_size, check_file_count, check_path, check_source, env_hash, is_wheel_path,
 };
 
 /// Largest single file a deploy accepts.
@@ -31,6 +31,10 @@ pub struct DeployArgs {
     /// App name
     #[arg(long, default_value = DEFAULT_APP)]
     pub app: String,
+    /// Resolve the app's dependencies (requirements.txt or pyproject.toml) from the wheels
+    /// in DIR only, never an index (air-gapped machines)
+    #[arg(long, value_name = "DIR")]
+    pub wheels: Option<PathBuf>,
     #[command(flatten)]
     pub target: Target,
 }
@@ -143,8 +147,10 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 
 /// Uploads what the code store lacks, commits, and returns the one-line summary.
 pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
-    let files = collect_files(&args.dir)?;
+    let mut files = collect_files(&args.dir)?;
     let client = args.target.connect(None).await?;
+    let wheel_count =
+        super::deps::add_wheels(&args.dir, args.wheels.as_deref(), &client, &mut files).await?;
     let tree: BTreeMap<String, String> = files
         .iter()
         .map(|(p, b)| (p.clone(), blob_hash(b)))
@@ -165,11 +171,36 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
             })
             .collect()
     };
+    if wheel_count > 0 {
+        let missing_wheels = files
+            .iter()
+            .filter(|(p, b)| is_wheel_path(p) && missing.contains(&blob_hash(b)))
+            .map(|(_, b)| b.len())
+            .collect::<Vec<_>>();
+        eprintln!(
+            "dependencies: {wheel_count} wheels, environment {}; uploading {} ({} KB), {} already on the cluster",
+            env_hash(&tree).map_or(String::new(), |h| h[..12].to_string()),
+            missing_wheels.len(),
+            missing_wheels.iter().sum::<usize>() / 1024,
+            wheel_count - missing_wheels.len()
+        );
+    }
     let mut progress = Progress::new("uploading", uploads.len() as u64);
     let mut batch: Vec<push_protocol::ByteBuf> = Vec::new();
     let mut batch_bytes = 0;
     let total = uploads.len();
     for (i, blob) in uploads.into_iter().enumerate() {
+        if !batch.is_empty() && batch_bytes + blob.len() > MAX_BLOB_BATCH {
+            let n = batch.len() as u64;
+            client
+                .call(Op::PutBlobs {
+                    blobs: std::mem::take(&mut batch),
+                })
+                .await
+                .context("uploading modules")?;
+            progress.inc(n, &format!("{} KB", batch_bytes / 1024));
+            batch_bytes = 0;
+        }
         batch_bytes += blob.len();
         batch.push(push_protocol::ByteBuf::from(blob.clone()));
         if batch_bytes >= BATCH_BYTES.min(MAX_BLOB_BATCH) || i + 1 == total {

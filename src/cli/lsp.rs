@@ -90,6 +90,7 @@ pub async fn run(args: LspArgs) -> anyhow::Result<()> {
                     dir,
                     message: "deployed from the editor".into(),
                     no_activate: false,
+                    wheels: None,
                     app: DEFAULT_APP.into(),
                     target: Target {
                         addr: Some(addr),

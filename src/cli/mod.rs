@@ -5,6 +5,7 @@ pub mod backup;
 pub mod bench;
 pub mod code;
 pub mod credentials;
+pub mod deps;
 pub mod eval;
 pub mod export;
 pub mod kernel;
@@ -81,6 +82,8 @@ pub enum Command {
     Deploy(code::DeployArgs),
     /// List an app's versions; `*` marks HEAD.
     Versions(code::VersionsArgs),
+    /// List the Python environments of apps' dependencies: size here, versions using them.
+    Envs(deps::EnvsArgs),
     /// Move HEAD back to the previous version, or to VERSION.
     Rollback(code::RollbackArgs),
     /// Unified diff between two versions.
@@ -163,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args).await,
         Command::Deploy(args) => code::deploy(args).await,
         Command::Versions(args) => code::versions(args).await,
+        Command::Envs(args) => deps::envs(args).await,
         Command::Rollback(args) => code::rollback(args).await,
         Command::Diff(args) => code::diff(args).await,
         Command::Repl(args) => repl::run(args).await,

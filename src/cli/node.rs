@@ -29,6 +29,10 @@ pub struct NodeArgs {
     /// Restart a Python worker whose resident memory passes this many MiB [default: no limit]
     #[arg(long, value_name = "MIB")]
     pub py_worker_max_rss: Option<u64>,
+    /// Keep the dependency environments of each app's last K versions installed (rollback
+    /// to them needs no reinstall); older unused ones are removed [default: 5]
+    #[arg(long, value_name = "K")]
+    pub keep_envs: Option<usize>,
     /// Data directory (raft log, snapshots, token)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -131,6 +135,7 @@ impl NodeArgs {
             py_threads: self.py_threads,
             py_workers: self.py_workers,
             py_worker_max_rss: self.py_worker_max_rss,
+            keep_envs: self.keep_envs,
             data: self.data.clone(),
             join: self.join.clone(),
             token_file: self.token_file.clone(),

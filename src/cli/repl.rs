@@ -33,6 +33,7 @@ pub fn run_repl(addr: String, token: String) -> i32 {
                 dir: PathBuf::from(dir),
                 message: "deployed from the REPL".into(),
                 no_activate: false,
+                wheels: None,
                 app: app.into(),
                 target: Target {
                     addr: Some(addr.into()),

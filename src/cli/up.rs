@@ -307,6 +307,7 @@ async fn deploy_example(addr: &str, token: &str) -> bool {
         dir: example.to_path_buf(),
         message: "example: hello-web v1".into(),
         no_activate: false,
+        wheels: None,
         app: super::code::DEFAULT_APP.into(),
         target: super::target::Target {
             addr: Some(addr.to_string()),

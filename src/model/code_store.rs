@@ -31,6 +31,43 @@ pub fn tree_hash(tree: &BTreeMap<String, String>) -> String {
     hex(&hasher.finalize())
 }
 
+/// Where a version's tree keeps the wheels of its dependencies: `.wheels/NAME.whl` -> blob.
+/// Workers never load these paths as modules; each node installs them as the version's
+/// environment (its hash is [`env_hash`]).
+pub const WHEELS_DIR: &str = ".wheels/";
+
+/// The wheels of a tree: (file name, blob hash), sorted by name.
+pub fn wheels(tree: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    tree.range(WHEELS_DIR.to_string()..)
+        .take_while(|(path, _)| path.starts_with(WHEELS_DIR))
+        .map(|(path, hash)| (path[WHEELS_DIR.len()..].to_string(), hash.clone()))
+        .collect()
+}
+
+/// A wheel as an environment is installed from: its file name and bytes.
+pub type Wheel = (String, Vec<u8>);
+
+/// Whether `path` is one of a tree's wheels rather than app source.
+pub fn is_wheel_path(path: &str) -> bool {
+    path.starts_with(WHEELS_DIR)
+}
+
+/// The environment hash of a tree: SHA-256 over its sorted wheel hashes, or None for a tree
+/// without dependencies. Two versions with the same wheels share one environment.
+pub fn env_hash(tree: &BTreeMap<String, String>) -> Option<String> {
+    let mut hashes: Vec<String> = wheels(tree).into_iter().map(|(_, h)| h).collect();
+    if hashes.is_empty() {
+        return None;
+    }
+    hashes.sort();
+    let mut hasher = Sha256::new();
+    for hash in hashes {
+        hasher.update(hash.as_bytes());
+        hasher.update([b'\n']);
+    }
+    Some(hex(&hasher.finalize()))
+}
+
 /// Most files one version may hold. A deploy of more is refused before anything is uploaded
 /// (CLI) or proposed (leader): every node compiles and keeps every file of HEAD in memory.
 pub const MAX_FILES: usize = 20_000;
@@ -211,8 +248,56 @@ impl CodeStore {
         self.blobs.get(hash).map(|b| b.as_slice())
     }
 
+    /// The environment of a tree with dependencies: its hash and its wheels (file name,
+    /// bytes; a wheel missing from the store is left out, and the commit reports it).
+    pub fn env_wheels(&self, tree: &BTreeMap<String, String>) -> Option<(String, Vec<Wheel>)> {
+        let hash = env_hash(tree)?;
+        let wheels = wheels(tree)
+            .into_iter()
+            .filter_map(|(name, blob)| self.blob(&blob).map(|b| (name, b.to_vec())))
+            .collect();
+        Some((hash, wheels))
+    }
+
     pub fn app(&self, name: &str) -> Option<&App> {
         self.apps.get(name)
+    }
+
+    /// Every environment of every app's versions (sizes left to the node that asks).
+    pub fn envs(&self) -> Vec<push_protocol::EnvRow> {
+        let mut rows: BTreeMap<(String, String), push_protocol::EnvRow> = BTreeMap::new();
+        for (name, app) in &self.apps {
+            for version in &app.versions {
+                let Some(hash) = env_hash(&version.tree) else {
+                    continue;
+                };
+                let row = rows.entry((name.clone(), hash.clone())).or_insert_with(|| {
+                    push_protocol::EnvRow {
+                        hash,
+                        app: name.clone(),
+                        wheels: wheels(&version.tree).into_iter().map(|(n, _)| n).collect(),
+                        bytes: None,
+                        versions: Vec::new(),
+                        head: false,
+                    }
+                });
+                row.versions.push(version.number);
+                row.head |= app.head == Some(version.number);
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    /// The environments to keep: those of each app's HEAD and of its last `keep` versions.
+    pub fn envs_to_keep(&self, keep: usize) -> std::collections::BTreeSet<String> {
+        let mut hashes = std::collections::BTreeSet::new();
+        for app in self.apps.values() {
+            let recent = app.versions.iter().rev().take(keep);
+            for version in recent.chain(app.head_version()) {
+                hashes.extend(env_hash(&version.tree));
+            }
+        }
+        hashes
     }
 
     /// Every app's HEAD.
@@ -403,6 +488,32 @@ mod tests {
         );
         let e = check_source("nul.py", b"x = 1\0").unwrap_err().to_string();
         assert!(e.contains("nul.py contains a NUL byte at offset 5"), "{e}");
+    }
+
+    #[test]
+    fn wheels_make_the_environment_hash() {
+        let mut tree = BTreeMap::from([("app.py".to_string(), "a1".to_string())]);
+        assert_eq!(env_hash(&tree), None);
+        tree.insert(".wheels/b-1.0-py3-none-any.whl".into(), "bb".into());
+        tree.insert(".wheels/a-1.0-py3-none-any.whl".into(), "cc".into());
+        tree.insert("z.py".into(), "zz".into());
+        assert_eq!(
+            wheels(&tree),
+            vec![
+                ("a-1.0-py3-none-any.whl".to_string(), "cc".to_string()),
+                ("b-1.0-py3-none-any.whl".to_string(), "bb".to_string())
+            ]
+        );
+        let one = env_hash(&tree).unwrap();
+        // Same wheels under other names: same environment; another wheel: another one.
+        let renamed = BTreeMap::from([
+            (".wheels/x.whl".to_string(), "bb".to_string()),
+            (".wheels/y.whl".to_string(), "cc".to_string()),
+        ]);
+        assert_eq!(env_hash(&renamed).unwrap(), one);
+        tree.insert(".wheels/b-1.0-py3-none-any.whl".into(), "dd".into());
+        assert_ne!(env_hash(&tree).unwrap(), one);
+        assert!(is_wheel_path(".wheels/x.whl") && !is_wheel_path("wheels.py"));
     }
 
     #[test]

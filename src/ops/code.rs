@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply, MAX_BLOB_BATCH};
 
 use super::leader::{self, Req};
-use crate::model::code_store::tree_hash;
+use crate::model::code_store::{is_wheel_path, tree_hash};
 use crate::model::CommandOp;
 use crate::node::Node;
 
@@ -73,9 +73,10 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
     let invalid = |m: String| ErrorBody::new(ErrorCode::Invalid, m);
     crate::model::code_store::check_file_count(tree.len())
         .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
-    let (files, number, unchanged) = node.read(|s| {
+    let (files, number, unchanged, env) = node.read(|s| {
         let files: BTreeMap<String, ByteBuf> = tree
             .iter()
+            .filter(|(path, _)| !is_wheel_path(path))
             .filter_map(|(path, hash)| {
                 s.code
                     .blob(hash)
@@ -87,13 +88,14 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
         let unchanged = app_state
             .and_then(|a| a.head_version())
             .is_some_and(|h| h.tree_hash == tree_hash(tree));
-        (files, number, unchanged)
+        (files, number, unchanged, s.code.env_wheels(tree))
     });
     crate::model::code_store::check_app_size(
         files.iter().map(|(p, b)| (p.as_str(), b.len() as u64)),
     )
     .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
-    if unchanged || files.len() != tree.len() {
+    let sources_in_tree = tree.keys().filter(|p| !is_wheel_path(p)).count();
+    if unchanged || files.len() != sources_in_tree {
         // Nothing new to check, or missing blobs: the commit itself reports either.
         return Ok(());
     }
@@ -101,7 +103,17 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
         crate::runtime::sources(files).map_err(|e| invalid(format!("deploy rejected: {e}")))?;
     let entry = crate::runtime::entry_module(&files)
         .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
-    match node.workers.gate(app, number, files, entry).await {
+    let env = match env {
+        Some((hash, wheels)) => Some(
+            node.workers
+                .ensure_env(&hash, wheels)
+                .await
+                .map_err(|e| invalid(format!("deploy rejected, HEAD unchanged — {e}")))?,
+        ),
+        None => None,
+    };
+    let env_dir = env.as_ref().map(|e| e.dir.as_path());
+    match node.workers.gate(app, number, files, entry, env_dir).await {
         Ok(None) => Ok(()),
         Ok(Some(error)) => Err(invalid(format!(
             "deploy rejected, HEAD unchanged — {error}"
@@ -110,6 +122,36 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
             "deploy rejected, HEAD unchanged — the import check failed: {e}"
         ))),
     }
+}
+
+/// `Platform`: this node's Python, in the terms `pip download` takes.
+pub async fn platform(node: &Node) -> Outcome {
+    node.workers
+        .platform()
+        .await
+        .map(Reply::Platform)
+        .map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::Unavailable,
+                format!("cannot tell this node's Python platform: {e}"),
+            )
+        })
+}
+
+/// `Envs`: every app environment the state knows (from its versions' wheels), with its size
+/// on this node's disk when installed here.
+pub async fn envs(node: &Node) -> Outcome {
+    let envs_dir = node.workers.envs_dir();
+    let rows = node.read(|s| s.code.envs());
+    Ok(Reply::Envs(
+        rows.into_iter()
+            .map(|mut row| {
+                let dir = crate::workers::envs::env_dir(&envs_dir, &row.hash);
+                row.bytes = dir.is_dir().then(|| crate::workers::envs::size(&dir));
+                row
+            })
+            .collect(),
+    ))
 }
 
 /// `Versions`: an app's history and HEAD.

@@ -154,6 +154,8 @@ async fn route(req: &Req<'_>) -> Outcome {
         Op::Versions { app } => code::versions(req, app).await,
         Op::Diff { app, from, to } => code::diff(req, app, *from, *to).await,
         Op::Files { app, version } => code::files(req, app, *version).await,
+        Op::Platform => code::platform(node).await,
+        Op::Envs => code::envs(node).await,
 
         Op::Eval {
             session,

@@ -43,6 +43,10 @@ pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// leaves about 5 KiB per level at [`MAX_RECURSION`].
 pub const PY_STACK: usize = 256 << 20;
 
+/// The environment variable naming the directory of installed packages a worker puts first
+/// on `sys.path` (set by the node for the workers of an app's environment).
+pub const ENV_DIR_VAR: &str = "PUSH_ENV_DIR";
+
 /// The highest recursion limit app code may set: `sys.setrecursionlimit` above it is capped
 /// (with a note on stderr), so `sys.setrecursionlimit(10**6)` and a deep recursion end in a
 /// RecursionError instead of a C stack overflow that would abort the node.
@@ -133,6 +137,12 @@ impl Runtime {
             Python::attach(|py| -> PyResult<(Py<PyModule>, String)> {
                 let sys = py.import("sys")?;
                 let modules = sys.getattr("modules")?;
+                // A worker of an app's environment finds its packages first (see
+                // `workers::envs`); the node sets the variable only for those workers.
+                if let Some(env) = std::env::var_os(ENV_DIR_VAR) {
+                    sys.getattr("path")?
+                        .call_method1("insert", (0, env.to_string_lossy().to_string()))?;
+                }
                 modules.set_item("_push_native", native::module(py)?)?;
                 // Each embedded module is registered before the next runs: push.py imports
                 // the bootstrap, session.py and tasks.py import push.

@@ -212,6 +212,9 @@ pub enum FromWorker {
     Hello {
         pid: u32,
         python: String,
+        /// `sys.prefix`: where the node finds the same Python's executable (to install an
+        /// app's dependencies with its pip).
+        prefix: String,
     },
     Done {
         id: u64,

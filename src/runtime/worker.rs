@@ -218,6 +218,7 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
     link.send(&FromWorker::Hello {
         pid: std::process::id(),
         python: runtime.python_version().to_string(),
+        prefix: Runtime::python_info().1,
     });
     loop {
         let message = match wire::read::<ToWorker, _>(&mut reader).await {

@@ -60,7 +60,9 @@ pub fn required(op: &Op) -> Need {
         | Op::Daemons
         | Op::Tail { .. }
         | Op::Secrets { .. }
-        | Op::Config { .. } => Viewer,
+        | Op::Config { .. }
+        | Op::Platform
+        | Op::Envs => Viewer,
         Op::KvSet { .. }
         | Op::KvDelete { .. }
         | Op::KvCas { .. }

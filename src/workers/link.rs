@@ -128,6 +128,8 @@ pub struct Link {
     /// The worker's process id and Python version, from its hello.
     pub pid: u32,
     pub python: String,
+    /// The worker's `sys.prefix`.
+    pub prefix: String,
 }
 
 /// Counts a job in flight for as long as it lives.
@@ -179,8 +181,12 @@ impl Link {
     ) -> Result<Arc<Link>, WorkerError> {
         let (mut reader, writer) = stream.into_split();
         let hello = tokio::time::timeout(within, wire::read::<FromWorker, _>(&mut reader)).await;
-        let (pid, python) = match hello {
-            Ok(Ok(Some(FromWorker::Hello { pid, python }))) => (pid, python),
+        let (pid, python, prefix) = match hello {
+            Ok(Ok(Some(FromWorker::Hello {
+                pid,
+                python,
+                prefix,
+            }))) => (pid, python, prefix),
             Ok(Ok(other)) => {
                 return Err(WorkerError::Start(format!(
                     "the worker's first message was not its hello: {other:?}"
@@ -204,6 +210,7 @@ impl Link {
             inflight: AtomicUsize::new(0),
             pid,
             python,
+            prefix,
         });
         tokio::spawn(read_loop(link.clone(), reader, cluster, scratch));
         Ok(link)

@@ -9,7 +9,9 @@
 //! separate scratch worker whose cluster writes are refused. Workers reach the cluster through
 //! their [`link`], which answers their calls with the node's runtime `Cluster` interface.
 
+pub mod envs;
 pub mod link;
+mod pools;
 pub mod process;
 mod sessions;
 pub mod supervise;
@@ -24,6 +26,7 @@ use tokio::process::Child;
 use tokio::sync::Notify;
 
 pub use link::{BodySender, HttpCall, HttpEvent, Link};
+pub use pools::Env;
 pub use sessions::Running;
 
 use crate::model::spec::HeadTasks;
@@ -81,6 +84,13 @@ pub struct PoolConfig {
     pub threads: usize,
     /// Restart a worker whose resident memory passes this (`--py-worker-max-rss`).
     pub max_rss: Option<u64>,
+    /// The environment directory its workers put first on `sys.path` (a pool per app
+    /// environment has one; the node's main pool none).
+    pub env: Option<std::path::PathBuf>,
+    /// Where environments are installed (`<data>/envs`).
+    pub envs_dir: std::path::PathBuf,
+    /// Keep the environments of each app's last this many versions.
+    pub keep_envs: usize,
 }
 
 /// A version the node serves, as every worker must hold it.
@@ -138,6 +148,12 @@ pub struct Pool {
     turn: AtomicU64,
     /// A started scratch worker waiting for the next deploy gate.
     spare: tokio::sync::Mutex<Option<(Child, Arc<Link>)>>,
+    /// The workers' `sys.prefix` (to find their Python's executable).
+    prefix: Mutex<String>,
+    /// App -> (environment hash, its pool): apps whose version has dependencies ([`pools`]).
+    children: Mutex<BTreeMap<String, (String, Arc<Pool>)>>,
+    /// Held while an environment is installed.
+    install_lock: tokio::sync::Mutex<()>,
 }
 
 impl Pool {
@@ -170,6 +186,9 @@ impl Pool {
             turn: AtomicU64::new(0),
             patches: Mutex::new(Vec::new()),
             spare: tokio::sync::Mutex::new(None),
+            prefix: Mutex::new(String::new()),
+            children: Mutex::new(BTreeMap::new()),
+            install_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -197,6 +216,7 @@ impl Pool {
             let _loads = self.load_lock.lock().await;
             supervise::replay(self, &link, slot.index).await;
             *self.python.lock().unwrap_or_else(|p| p.into_inner()) = link.python.clone();
+            *self.prefix.lock().unwrap_or_else(|p| p.into_inner()) = link.prefix.clone();
             slot.generation.fetch_add(1, Ordering::Relaxed);
             *slot.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             *slot.live.write().unwrap_or_else(|p| p.into_inner()) = Some(link);
@@ -357,25 +377,32 @@ impl Pool {
 
     /// Load state per app on this node.
     pub fn apps(&self) -> BTreeMap<String, AppState> {
-        self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        apps.extend(self.child_apps());
+        apps
     }
 
     /// The deploy gate, in a scratch worker of its own (killed afterwards): compiles every
-    /// module and imports the entry; the import's cluster writes are refused.
+    /// module and imports the entry, with `env`'s packages first on `sys.path` when the
+    /// version has dependencies; the import's cluster writes are refused.
     pub async fn gate(
         self: &Arc<Self>,
         app: &str,
         number: u64,
         files: BTreeMap<String, String>,
         entry: String,
+        env: Option<&std::path::Path>,
     ) -> Result<Option<String>, WorkerError> {
-        let taken = self.spare.lock().await.take();
+        let taken = match env {
+            Some(_) => None,
+            None => self.spare.lock().await.take(),
+        };
         let (mut child, link) = match taken {
             Some((mut child, link)) => match child.try_wait() {
                 Ok(None) => (child, link),
                 _ => supervise::start(self, "gate", true).await?,
             },
-            _ => supervise::start(self, "gate", true).await?,
+            _ => supervise::start_in(self, "gate", true, env).await?,
         };
         let job = Job::Gate {
             app: app.to_string(),
@@ -397,8 +424,12 @@ impl Pool {
         }
     }
 
-    /// Starts one HTTP request on the least busy worker.
+    /// Starts one HTTP request on the least busy worker (of the app's own pool when its
+    /// version has an environment).
     pub async fn http(&self, request: HttpRequest) -> Result<HttpCall, WorkerError> {
+        if let Some(pool) = self.child(&request.app) {
+            return Box::pin(pool.http(request)).await;
+        }
         let (_, link) = self.any(WAIT_FOR_WORKER).await?;
         Ok(link.http(Job::Http(request)))
     }
@@ -413,6 +444,9 @@ impl Pool {
 
     /// The task specs of `app`'s HEAD as loaded on this node.
     pub async fn head_tasks(&self, app: String) -> Result<Option<HeadTasks>, WorkerError> {
+        if let Some(pool) = self.child(&app) {
+            return Box::pin(pool.head_tasks(app)).await;
+        }
         let (_, link) = self.any(WAIT_FOR_WORKER).await?;
         match link.job(Job::HeadTasks { app }).await? {
             Done::Json(None) => Ok(None),
@@ -429,6 +463,9 @@ impl Pool {
         app: String,
         wanted: Vec<(String, u64)>,
     ) -> Result<(), WorkerError> {
+        if let Some(pool) = self.child(&app) {
+            return Box::pin(pool.reconcile(app, wanted)).await;
+        }
         self.wanted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -442,6 +479,9 @@ impl Pool {
 
     /// Starts one firing of schedule `name` on the tasks worker.
     pub async fn fire(&self, app: String, name: String) -> Result<bool, WorkerError> {
+        if let Some(pool) = self.child(&app) {
+            return Box::pin(pool.fire(app, name)).await;
+        }
         let link = self.slot(TASKS_SLOT, WAIT_FOR_WORKER).await?;
         match link.job(Job::Fire { app, name }).await? {
             Done::Bool(started) => Ok(started),
@@ -452,12 +492,16 @@ impl Pool {
     /// What every unit and schedule on this node is doing (none while the tasks worker is
     /// restarting).
     pub async fn reports(&self) -> Result<Vec<UnitReport>, WorkerError> {
+        let mut reports = Box::pin(self.child_reports()).await;
         let Some(link) = self.slots[TASKS_SLOT].link() else {
-            return Ok(Vec::new());
+            return Ok(reports);
         };
         match link.job(Job::Reports).await? {
             Done::Json(Some(json)) => {
-                py_tasks::parse_reports(&json).map_err(|e| WorkerError::Failed(e.to_string()))
+                let mut mine = py_tasks::parse_reports(&json)
+                    .map_err(|e| WorkerError::Failed(e.to_string()))?;
+                mine.append(&mut reports);
+                Ok(mine)
             }
             other => Err(unexpected(other)),
         }
@@ -470,6 +514,9 @@ impl Pool {
         unit: String,
         after: u64,
     ) -> Result<Vec<(u64, String)>, WorkerError> {
+        if let Some(pool) = self.child(&app) {
+            return Box::pin(pool.lines(app, unit, after)).await;
+        }
         let link = self.slot(TASKS_SLOT, WAIT_FOR_WORKER).await?;
         match link.job(Job::Lines { app, unit, after }).await? {
             Done::Lines(lines) => Ok(lines),
@@ -479,6 +526,7 @@ impl Pool {
 
     /// Stops every unit (node shutdown), then lets the workers go.
     pub async fn stop_tasks(&self) {
+        Box::pin(self.stop_children()).await;
         if let Some(link) = self.slots[TASKS_SLOT].link() {
             let _ = link.job(Job::StopTasks).await;
         }
@@ -497,7 +545,8 @@ impl Pool {
 
     /// Each worker's row for `push status`, `push top` and `/metrics`.
     pub fn rows(&self) -> Vec<WorkerRow> {
-        self.slots
+        let mut rows: Vec<WorkerRow> = self
+            .slots
             .iter()
             .map(|slot| {
                 let link = slot.link();
@@ -528,7 +577,9 @@ impl Pool {
                     tasks: slot.index == TASKS_SLOT,
                 }
             })
-            .collect()
+            .collect();
+        rows.extend(self.child_rows(self.slots.len() as u32 + 1));
+        rows
     }
 
     /// Kills the worker of slot `index` (its supervisor starts a new one).

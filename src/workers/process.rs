@@ -23,12 +23,14 @@ fn executable() -> std::path::PathBuf {
     }
 }
 
-/// Starts `push worker` with `threads` Python threads (`label` names it in its logs): its
+/// Starts `push worker` with `threads` Python threads (`label` names it in its logs; `env`,
+/// an environment directory its `sys.path` starts with): its
 /// process and the node's end of its socket. Call it from a runtime worker thread, never a
 /// blocking-pool one: the kill-on-parent-death signal follows the thread that forked.
 pub fn spawn(
     threads: usize,
     label: &str,
+    env: Option<&std::path::Path>,
 ) -> Result<(tokio::process::Child, tokio::net::UnixStream), WorkerError> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| WorkerError::Start(format!("socket pair: {e}")))?;
@@ -44,6 +46,11 @@ pub fn spawn(
         .arg("--label")
         .arg(label)
         .stdin(Stdio::null());
+    // Only the workers of an app's environment put it on `sys.path`.
+    command.env_remove(crate::runtime::ENV_DIR_VAR);
+    if let Some(env) = env {
+        command.env(crate::runtime::ENV_DIR_VAR, env);
+    }
     // SAFETY: between fork and exec only async-signal-safe calls: dup2 (which also clears
     // close-on-exec on the copy) and prctl.
     unsafe {

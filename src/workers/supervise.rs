@@ -29,8 +29,18 @@ pub async fn start(
     label: &str,
     scratch: bool,
 ) -> Result<(Child, Arc<Link>), WorkerError> {
+    start_in(pool, label, scratch, pool.config.env.as_deref()).await
+}
+
+/// Starts a worker whose `sys.path` starts with `env`, and waits for its hello.
+pub async fn start_in(
+    pool: &Pool,
+    label: &str,
+    scratch: bool,
+    env: Option<&std::path::Path>,
+) -> Result<(Child, Arc<Link>), WorkerError> {
     let cluster = pool.cluster()?;
-    let (mut child, socket) = process::spawn(pool.config.threads, label)?;
+    let (mut child, socket) = process::spawn(pool.config.threads, label, env)?;
     match Link::connect(socket, cluster, scratch, HELLO_WITHIN).await {
         Ok(link) => Ok((child, link)),
         Err(e) => {
@@ -61,6 +71,12 @@ pub async fn keep(pool: Arc<Pool>, index: usize) {
             }
         };
         let pid = link.pid;
+        if pool.stopping.load(Ordering::Relaxed) {
+            // The pool was stopped while this worker started (a drained app pool).
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return;
+        }
         pool.bring_up(&slot, link.clone()).await;
         tracing::info!(worker = %label, pid, "python worker ready");
         let ending = watch(&pool, &mut child, &link).await;

@@ -12,6 +12,7 @@ mod bench;
 mod chaos;
 mod cluster;
 mod code_store;
+mod deps;
 mod durability;
 mod eval;
 mod export;

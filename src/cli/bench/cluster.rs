@@ -76,6 +76,7 @@ pub(super) async fn deploy(target: &Target, args: &DeployBench, json: bool) -> a
             dir: dir.clone(),
             message: format!("bench round {round}"),
             no_activate: false,
+            wheels: None,
             app: "bench".into(),
             target: Target {
                 addr: Some(addr.clone()),

@@ -1,0 +1,267 @@
+//! Dependencies shipped through the cluster: a wheel built here (no internet) is resolved by
+//! `push deploy --wheels`, uploaded once, installed on every node as an environment and
+//! imported by the app on all three nodes; a new package version switches every node while
+//! requests keep succeeding; rollback; an unchanged environment re-sends nothing; a
+//! wrong-platform wheel, a failing install and a failing import are refused naming the
+//! package with HEAD untouched; `push envs` lists the environments.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::cluster::{fails, ok};
+use crate::support::http::request;
+use crate::support::Cluster;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Writes a wheel of package `tinypkg` (version `version`, tags `tag`) whose `__init__.py`
+/// is `init`, into `dir`; with `corrupt`, the module's bytes no longer match their CRC.
+const MAKE_WHEEL: &str = r#"
+import base64, hashlib, sys, zipfile, os
+out, version, tag, init, corrupt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+name = f"tinypkg-{version}-{tag}.whl"
+info = f"tinypkg-{version}.dist-info"
+files = {
+    "tinypkg/__init__.py": init.encode(),
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: tinypkg\nVersion: {version}\n".encode(),
+    f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: push-test\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
+}
+def digest(b):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode()
+record = "".join(f"{p},{digest(b)},{len(b)}\n" for p, b in files.items()) + f"{info}/RECORD,,\n"
+files[f"{info}/RECORD"] = record.encode()
+path = os.path.join(out, name)
+with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+    for p, b in files.items():
+        z.writestr(zipfile.ZipInfo(p, (2020, 1, 1, 0, 0, 0)), b)
+if corrupt:
+    data = open(path, "rb").read()
+    marker = b"MARKER"
+    assert marker in data
+    open(path, "wb").write(data.replace(marker, b"MARKEX", 1))
+print(name)
+"#;
+
+fn wheelhouse(
+    root: &Path,
+    name: &str,
+    version: &str,
+    tag: &str,
+    init: &str,
+    corrupt: bool,
+) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("wheelhouse");
+    let out = std::process::Command::new("python3")
+        .args(["-c", MAKE_WHEEL])
+        .arg(&dir)
+        .args([version, tag, init, if corrupt { "1" } else { "0" }])
+        .output()
+        .expect("python3 builds the test wheel");
+    assert!(
+        out.status.success(),
+        "building the wheel: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+fn good_init(version: &str) -> String {
+    format!("VERSION = {version:?}\n# MARKER\n")
+}
+
+const APP: &str = r#"
+import os, sys
+import push
+import tinypkg
+
+@push.route("GET", "/dep")
+def dep():
+    return f"{tinypkg.VERSION} {os.path.basename(os.path.dirname(os.path.dirname(tinypkg.__file__)))}"
+"#;
+
+fn write_app(root: &Path, requirement: &str, extra: &str) -> PathBuf {
+    let dir = root.join("app");
+    std::fs::create_dir_all(&dir).expect("app dir");
+    std::fs::write(dir.join("app.py"), format!("{APP}{extra}")).expect("app.py");
+    std::fs::write(dir.join("requirements.txt"), format!("{requirement}\n")).expect("reqs");
+    dir
+}
+
+fn deploy(cluster: &Cluster, app: &Path, wheels: &Path) -> std::process::Output {
+    cluster.cli(&[
+        "deploy",
+        app.to_str().expect("utf8"),
+        "--wheels",
+        wheels.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ])
+}
+
+/// Waits until `/dep` on every node answers with `version` first.
+async fn wait_all_serve(cluster: &Cluster, version: &str) {
+    for id in 1..=3 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = request(&cluster.http(id), "GET", "/dep", &[], b"").await;
+            if let Ok(r) = &got {
+                if r.status == 200 && r.text().starts_with(&format!("{version} ")) {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} does not serve tinypkg {version}: {:?}",
+                got.map(|r| (r.status, r.text()))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn head(cluster: &Cluster) -> String {
+    ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]))
+        .lines()
+        .find(|l| l.starts_with('*'))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dependencies_ship_install_switch_and_refuse() {
+    let cluster = Cluster::start_with(3, &["--py-workers", "1"]).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let house1 = wheelhouse(root, "h1", "1.0", "py3-none-any", &good_init("1.0"), false);
+    let app = write_app(root, "tinypkg", "");
+
+    // v1: the wheel is uploaded once and every node imports it from its environment.
+    let out = deploy(&cluster, &app, &house1);
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains("dependencies: 1 wheels"), "{stderr}");
+    assert!(stderr.contains("uploading 1 ("), "{stderr}");
+    assert!(stdout.contains("deployed main@v1"), "{stdout}");
+    wait_all_serve(&cluster, "1.0").await;
+    let r = request(&cluster.http(2), "GET", "/dep", &[], b"")
+        .await
+        .expect("get");
+    let env_dir = r.text().split(' ').nth(1).unwrap_or_default().to_string();
+    assert_eq!(
+        env_dir.len(),
+        64,
+        "the package comes from envs/<hash>: {}",
+        r.text()
+    );
+    assert!(cluster.data_dir(3).join("envs").join(&env_dir).is_dir());
+
+    // v2: a code change with the same dependencies re-sends no wheel and keeps the env.
+    let app = write_app(root, "tinypkg", "\nCHANGED = 1\n");
+    let out = deploy(&cluster, &app, &house1);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("uploading 0 (0 KB), 1 already on the cluster"),
+        "{stderr}"
+    );
+
+    // v3: tinypkg 2.0 while requests keep flowing to every node.
+    let house2 = wheelhouse(root, "h2", "2.0", "py3-none-any", &good_init("2.0"), false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for id in 1..=3 {
+        let (addr, stop, failures, served) = (
+            cluster.http(id),
+            stop.clone(),
+            failures.clone(),
+            served.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let until = Instant::now() + WAIT;
+            for _ in 0..10_000 {
+                if stop.load(Ordering::Relaxed) || Instant::now() > until {
+                    break;
+                }
+                match request(&addr, "GET", "/dep", &[], b"").await {
+                    Ok(r) if r.status == 200 => served.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        eprintln!("node {id}: {:?}", other.map(|r| (r.status, r.text())));
+                        failures.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    ok(&deploy(&cluster, &app, &house2));
+    wait_all_serve(&cluster, "2.0").await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task");
+    }
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during the switch"
+    );
+    assert!(served.load(Ordering::Relaxed) > 0);
+
+    // Rollback to v2: its environment is still installed.
+    ok(&cluster.cli(&["rollback", "2", "--to", &cluster.addr(1)]));
+    wait_all_serve(&cluster, "1.0").await;
+
+    // push envs: both environments, their versions, HEAD's marked.
+    let envs = ok(&cluster.cli(&["envs", "--to", &cluster.addr(2)]));
+    assert!(envs.contains("v1,v2 (HEAD)"), "{envs}");
+    assert!(envs.contains("tinypkg-1.0-py3-none-any.whl"), "{envs}");
+    assert!(
+        envs.contains("tinypkg-2.0-py3-none-any.whl") && envs.contains("MB"),
+        "{envs}"
+    );
+
+    let before = head(&cluster);
+    // A wheel for another platform only: refused by the resolver, naming the package.
+    let house3 = wheelhouse(
+        root,
+        "h3",
+        "3.0",
+        "cp39-cp39-win_amd64",
+        &good_init("3.0"),
+        false,
+    );
+    let app = write_app(root, "tinypkg==3.0", "");
+    let err = fails(&deploy(&cluster, &app, &house3));
+    assert!(
+        err.contains("tinypkg") && err.contains("HEAD unchanged"),
+        "{err}"
+    );
+    // A wheel that cannot be installed (damaged): refused by the leader's install.
+    let house4 = wheelhouse(root, "h4", "4.0", "py3-none-any", &good_init("4.0"), true);
+    let app = write_app(root, "tinypkg==4.0", "");
+    let err = fails(&deploy(&cluster, &app, &house4));
+    assert!(
+        err.contains("tinypkg") && err.contains("HEAD unchanged"),
+        "{err}"
+    );
+    // A package that fails to import: refused by the deploy gate.
+    let house5 = wheelhouse(
+        root,
+        "h5",
+        "5.0",
+        "py3-none-any",
+        "raise ImportError('tinypkg 5.0 is broken on purpose')\n# MARKER\n",
+        false,
+    );
+    let app = write_app(root, "tinypkg==5.0", "");
+    let err = fails(&deploy(&cluster, &app, &house5));
+    assert!(
+        err.contains("tinypkg 5.0 is broken on purpose") && err.contains("HEAD unchanged"),
+        "{err}"
+    );
+    assert_eq!(head(&cluster), before);
+    wait_all_serve(&cluster, "1.0").await;
+}
