@@ -50,7 +50,9 @@ pub async fn serve_rpc(raft: &Raft, rpc: RaftRpc) -> RaftRpcReply {
     match rpc {
         RaftRpc::Append(req) => RaftRpcReply::Append(raft.append_entries(req).await),
         RaftRpc::Vote(req) => RaftRpcReply::Vote(raft.vote(req).await),
-        RaftRpc::Snapshot(req) => RaftRpcReply::Snapshot(raft.install_snapshot(req).await),
+        RaftRpc::Snapshot(req) => {
+            RaftRpcReply::Snapshot(super::snapshot_receive::receive(raft, req).await)
+        }
     }
 }
 

@@ -371,6 +371,24 @@ async fn a_fourth_node_joins_and_receives_the_full_state_through_a_snapshot() {
         get(&client, "big", "from4", ReadMode::Linearizable).await,
         Some(Value::Bool(true))
     );
+    // Killed with -9 and started again, it loads the installed snapshot (no transfer file is
+    // left behind) and answers from it.
+    drop(four);
+    cluster.kill(4);
+    assert!(!cluster.data_dir(4).join("state/snapshot.incoming").exists());
+    cluster.restart(4);
+    let last = cluster
+        .status(leader)
+        .await
+        .expect("status")
+        .last_log_index
+        .expect("log");
+    cluster.wait_applied(4, last, Duration::from_secs(20)).await;
+    let four = cluster.client(4).await;
+    assert_eq!(
+        get(&four, "big", "k119", ReadMode::Stale).await,
+        Some(Value::Str("x".repeat(100)))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
