@@ -455,8 +455,7 @@ mod tests {
             0,
             "a received snapshot",
         )
-        .err()
-        .expect("truncated")
+        .expect_err("truncated")
         .to_string();
         assert!(
             err.starts_with("a received snapshot: truncated after byte")
@@ -473,15 +472,13 @@ mod tests {
             0,
             "a received snapshot",
         )
-        .err()
-        .expect("damaged")
+        .expect_err("damaged")
         .to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
 
         std::fs::write(&incoming, &tail[..10]).unwrap();
         let err = read_state(&mut File::open(&incoming).unwrap(), 0, "x")
-            .err()
-            .expect("torn")
+            .expect_err("torn")
             .to_string();
         assert!(err.contains("torn header"), "{err}");
     }

@@ -3,7 +3,9 @@
 //! `snapshot.incoming` file; once the last one is in, the whole is checked (length and
 //! CRC-32, for the streamed layout) before openraft is asked to install it. A cut or damaged
 //! transfer is refused with the reason in the log and a `SnapshotMismatch` answer, which
-//! makes the leader start the transfer over; nothing of it is installed.
+//! makes the leader start the transfer over; state bytes of a format newer than this node
+//! reads are refused as a failed transfer (sending them again would not help). Nothing of a
+//! refused transfer is installed.
 //!
 //! This replaces openraft's own receiver only to put that check before the install: the
 //! state machine treats a failed install as a storage error, which stops the node.
@@ -14,6 +16,7 @@ use openraft::{Snapshot, SnapshotSegmentId};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
+use super::format::FormatError;
 use super::snapshot_file::SnapshotFile;
 use super::{Raft, TypeConfig};
 
@@ -29,19 +32,20 @@ struct Receiving {
 
 type Answer = Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>;
 
-fn mismatch(req: &InstallSnapshotRequest<TypeConfig>, expect: u64) -> Answer {
-    Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
-        SnapshotMismatch {
-            expect: SnapshotSegmentId {
-                id: req.meta.snapshot_id.clone(),
-                offset: expect,
-            },
-            got: SnapshotSegmentId {
-                id: req.meta.snapshot_id.clone(),
-                offset: req.offset,
-            },
+fn mismatch(
+    req: &InstallSnapshotRequest<TypeConfig>,
+    expect: u64,
+) -> RaftError<u64, InstallSnapshotError> {
+    RaftError::APIError(InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
+        expect: SnapshotSegmentId {
+            id: req.meta.snapshot_id.clone(),
+            offset: expect,
         },
-    )))
+        got: SnapshotSegmentId {
+            id: req.meta.snapshot_id.clone(),
+            offset: req.offset,
+        },
+    }))
 }
 
 fn storage(e: impl std::fmt::Display) -> RaftError<u64, InstallSnapshotError> {
@@ -52,7 +56,7 @@ fn storage(e: impl std::fmt::Display) -> RaftError<u64, InstallSnapshotError> {
 /// Takes one chunk of a snapshot from the leader.
 pub async fn receive(raft: &Raft, req: InstallSnapshotRequest<TypeConfig>) -> Answer {
     let mine = raft
-        .with_raft_state(|s| s.vote_ref().clone())
+        .with_raft_state(|s| *s.vote_ref())
         .await
         .map_err(RaftError::Fatal)?;
     if req.vote < mine {
@@ -62,7 +66,7 @@ pub async fn receive(raft: &Raft, req: InstallSnapshotRequest<TypeConfig>) -> An
     let mut slot = RECEIVING.lock().await;
     if slot.as_ref().map(|r| &r.id) != Some(&req.meta.snapshot_id) {
         if req.offset != 0 {
-            return mismatch(&req, 0);
+            return Err(mismatch(&req, 0));
         }
         let data = raft
             .begin_receiving_snapshot()
@@ -75,7 +79,7 @@ pub async fn receive(raft: &Raft, req: InstallSnapshotRequest<TypeConfig>) -> An
         });
     }
     let Some(receiving) = slot.as_mut() else {
-        return mismatch(&req, 0);
+        return Err(mismatch(&req, 0));
     };
     if req.offset == 0 && receiving.next != 0 {
         // The leader starts over.
@@ -83,7 +87,7 @@ pub async fn receive(raft: &Raft, req: InstallSnapshotRequest<TypeConfig>) -> An
         receiving.next = 0;
     }
     if req.offset != receiving.next {
-        return mismatch(&req, receiving.next);
+        return Err(mismatch(&req, receiving.next));
     }
     receiving.data.write_all(&req.data).await.map_err(storage)?;
     receiving.next += req.data.len() as u64;
@@ -94,13 +98,23 @@ pub async fn receive(raft: &Raft, req: InstallSnapshotRequest<TypeConfig>) -> An
         "the snapshot {} received from the leader",
         req.meta.snapshot_id
     );
-    if let Err(e) = receiving.data.check(&what).await {
-        tracing::warn!("refused: {e}; the leader will send it again");
-        *slot = None;
-        return mismatch(&req, 0);
+    match receiving.data.check(&what).await {
+        Ok(()) => {}
+        // Sending it again would not help: refused as a failure of this transfer (the
+        // leader retries later), never installed.
+        Err(e @ FormatError::Version(_)) => {
+            tracing::warn!("refused: {e}");
+            *slot = None;
+            return Err(RaftError::Fatal(Fatal::Stopped));
+        }
+        Err(e) => {
+            tracing::warn!("refused: {e}; the leader will send it again");
+            *slot = None;
+            return Err(mismatch(&req, 0));
+        }
     }
     let Some(receiving) = slot.take() else {
-        return mismatch(&req, 0);
+        return Err(mismatch(&req, 0));
     };
     drop(slot);
     let snapshot = Snapshot {
