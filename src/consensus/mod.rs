@@ -12,6 +12,7 @@ pub mod network;
 mod shapes;
 pub mod snapshot_file;
 mod snapshot_receive;
+mod snapshot_send;
 pub mod state_machine;
 #[cfg(test)]
 mod upgrade_tests;
