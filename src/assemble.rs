@@ -212,10 +212,19 @@ async fn leave(node: &Node) {
     tracing::info!("leaving the cluster: asking to be removed");
     let removal = crate::ops::handle(node, Op::Remove { id: node.id });
     match tokio::time::timeout(LEAVE_LIMIT, removal).await {
-        Ok(Ok(Reply::Joined { members })) => tracing::info!(
-            members = %crate::node::membership::describe(&members),
-            "left the cluster"
-        ),
+        Ok(Ok(Reply::Joined { members })) => {
+            tracing::info!(
+                members = %crate::node::membership::describe(&members),
+                "left the cluster"
+            );
+            // Proposed at once (the audit flusher stops with the node), through the leader.
+            let record = Op::AuditRecord(vec![crate::ops::audit::leave(node)]);
+            match tokio::time::timeout(LEAVE_LIMIT, crate::ops::handle(node, record)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("leaving: the audit record was not written: {e}"),
+                Err(_) => tracing::warn!("leaving: the audit record was not written in time"),
+            }
+        }
         Ok(Ok(other)) => tracing::warn!("leaving: unexpected reply {other:?}"),
         Ok(Err(e)) => tracing::warn!(
             "could not leave the cluster: {e}; this node stays a member (down once it exits): remove it later with `push remove {}`",

@@ -10,11 +10,13 @@ pub mod log_store;
 pub mod network;
 #[cfg(test)]
 mod shapes;
+pub mod snapshot_file;
+mod snapshot_receive;
+mod snapshot_send;
 pub mod state_machine;
 #[cfg(test)]
 mod upgrade_tests;
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,7 +34,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot_file::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

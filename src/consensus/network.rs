@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
-    Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    ReplicationClosed, StreamingError, Unreachable,
 };
+use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use push_protocol::client::{handshake_offering, needs_older_hello};
@@ -50,7 +51,9 @@ pub async fn serve_rpc(raft: &Raft, rpc: RaftRpc) -> RaftRpcReply {
     match rpc {
         RaftRpc::Append(req) => RaftRpcReply::Append(raft.append_entries(req).await),
         RaftRpc::Vote(req) => RaftRpcReply::Vote(raft.vote(req).await),
-        RaftRpc::Snapshot(req) => RaftRpcReply::Snapshot(raft.install_snapshot(req).await),
+        RaftRpc::Snapshot(req) => {
+            RaftRpcReply::Snapshot(super::snapshot_receive::receive(raft, req).await)
+        }
     }
 }
 
@@ -270,6 +273,34 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             _ => None,
         })
         .await
+    }
+
+    /// A peer of an older format gets the snapshot re-encoded in its format; any other peer
+    /// the snapshot file's state bytes as they are. Both go by openraft's chunked transfer.
+    async fn full_snapshot(
+        &mut self,
+        vote: openraft::Vote<u64>,
+        snapshot: openraft::Snapshot<TypeConfig>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+        let older = self.connect().await.is_ok() && self.version < format::highest();
+        let snapshot = if older {
+            super::snapshot_send::for_format(snapshot, self.version)
+                .await
+                .map_err(|e| {
+                    StreamingError::StorageError(openraft::StorageError::IO {
+                        source: openraft::StorageIOError::new(
+                            openraft::ErrorSubject::Snapshot(None),
+                            openraft::ErrorVerb::Read,
+                            openraft::AnyError::error(e.to_string()),
+                        ),
+                    })
+                })?
+        } else {
+            snapshot
+        };
+        Chunked::send_snapshot(self, vote, snapshot, cancel, option).await
     }
 
     async fn vote(

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use push_protocol::FORMAT_VERSION;
 
 /// Files whose serde types are stored or sent.
-const FILES: [&str; 18] = [
+const FILES: [&str; 19] = [
     "protocol/src/message.rs",
     "protocol/src/records.rs",
     "protocol/src/value.rs",
@@ -39,6 +39,7 @@ const FILES: [&str; 18] = [
     "src/consensus/backup.rs",
     "src/consensus/log_store.rs",
     "src/consensus/network.rs",
+    "src/consensus/snapshot_file.rs",
     "src/consensus/state_machine.rs",
 ];
 

@@ -1,13 +1,16 @@
 //! The Raft state machine: hands committed entries to [`crate::model::apply`], builds and
 //! installs snapshots, and keeps the newest snapshot on disk (in the current format; a file of
 //! an older one is rewritten when opened, and installs of any readable format are accepted —
-//! [`super::format`] reads them).
+//! [`super::snapshot_file`] reads and writes them as streams).
+//!
+//! Snapshots never exist as one byte vector: a build encodes the state straight into a file,
+//! openraft sends a follower 4 MiB chunks read from that file, the follower writes the chunks
+//! into `snapshot.incoming` and decodes from there once they are all in and checked.
 //!
 //! The state lives behind a `RwLock` shared with the server, which reads it for queries;
 //! lock sections are short and never cross an `.await`. Every apply bumps a watch channel so
 //! the runtime and waiting readers learn of new state without polling.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -19,11 +22,19 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::format::{self, SNAPSHOT_MAGIC};
+use super::snapshot_file::{self, SnapshotFile, STREAMED_SINCE};
 use super::TypeConfig;
 use crate::model::{self, Applied, State};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// Where a build writes the next snapshot file before renaming it over the current one.
+const BUILDING: &str = "snapshot.bin.building";
+/// Where an install writes the next snapshot file before renaming it over the current one.
+const INSTALLING: &str = "snapshot.bin.installing";
+/// Where the chunks of a snapshot sent by the leader land.
+const INCOMING: &str = "snapshot.incoming";
+/// Files a crash can leave behind; removed when the state machine opens.
+const LEFTOVERS: [&str; 4] = [BUILDING, INSTALLING, INCOMING, "snapshot.bin.migrating"];
 
 /// The applied state, as shared with readers.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -33,11 +44,12 @@ pub struct Applier {
     pub state: State,
 }
 
-/// A snapshot as stored on disk; `data` is the state as [`format::encode_state`] writes it.
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredSnapshot {
+/// The snapshot on disk: its meta and where its state bytes (what followers are sent)
+/// start in the file.
+#[derive(Clone)]
+struct Current {
     meta: SnapshotMeta<u64, BasicNode>,
-    data: Vec<u8>,
+    state_at: u64,
 }
 
 /// The state readers share with the state machine.
@@ -66,7 +78,7 @@ pub struct StateMachineStore {
     shared: Arc<SharedState>,
     dir: PathBuf,
     /// The newest snapshot, shared with the builders openraft asks for.
-    current: Arc<Mutex<Option<Arc<StoredSnapshot>>>>,
+    current: Arc<Mutex<Option<Current>>>,
     snapshot_seq: Arc<AtomicU64>,
 }
 
@@ -84,32 +96,34 @@ impl StateMachineStore {
     /// Opens the state machine in `dir`, restoring the newest snapshot if there is one.
     pub fn open(dir: &Path) -> std::io::Result<StateMachineStore> {
         std::fs::create_dir_all(dir)?;
+        for leftover in LEFTOVERS {
+            match std::fs::remove_file(dir.join(leftover)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         let path = dir.join(SNAPSHOT_FILE);
         let (applier, current) = if path.exists() {
-            let bytes = std::fs::read(&path)?;
-            let what = path.display().to_string();
-            let (stored, version): (StoredSnapshot, u32) =
-                format::decode_file(&bytes, SNAPSHOT_MAGIC, &what)?;
-            let applier: Applier = format::decode_state(&stored.data, &what)?;
-            let stored = if version == push_protocol::format::highest() {
-                stored
-            } else {
+            let loaded = snapshot_file::read_snapshot(&path)?;
+            let mut current = Current {
+                meta: loaded.meta,
+                state_at: loaded.state_at,
+            };
+            if loaded.version != push_protocol::format::highest() {
                 // Rewrite in the current format, state bytes included (they are what
                 // followers are sent).
-                let stored = StoredSnapshot {
-                    meta: stored.meta,
-                    data: format::encode_state(&applier)?,
-                };
-                let bytes = format::encode_file(SNAPSHOT_MAGIC, &stored)?;
-                format::replace_file(dir, SNAPSHOT_FILE, &bytes)?;
+                let tmp = dir.join("snapshot.bin.migrating");
+                snapshot_file::write_snapshot(&tmp, &current.meta, &loaded.applier)?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()?;
+                current.state_at = state_at(&path)?;
                 tracing::info!(
-                    from = version,
+                    from = loaded.version,
                     to = push_protocol::format::highest(),
                     "migrated the snapshot to the current format"
                 );
-                stored
-            };
-            (applier, Some(Arc::new(stored)))
+            }
+            (loaded.applier, Some(current))
         } else {
             (Applier::default(), None)
         };
@@ -130,21 +144,71 @@ impl StateMachineStore {
         self.shared.clone()
     }
 
-    fn set_current(&self, stored: StoredSnapshot) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(stored));
+    /// Makes `current` the snapshot handed out, unless a newer one already is (a build and
+    /// an install can finish in either order).
+    fn set_current(&self, current: Current) {
+        let mut slot = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = slot
+            .as_ref()
+            .is_some_and(|c| c.meta.last_log_id > current.meta.last_log_id);
+        if !newer {
+            *slot = Some(current);
+        }
     }
 
-    fn persist(&self, stored: &StoredSnapshot) -> std::io::Result<()> {
-        let bytes = format::encode_file(SNAPSHOT_MAGIC, stored)?;
-        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, self.dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(&self.dir)?.sync_all()
+    /// Builds the snapshot file of the applied state at `tmp` and renames it into place;
+    /// blocking (run off the async threads). Holds the read lock while it encodes, so what
+    /// it writes is one applied index.
+    fn build_blocking(
+        shared: &SharedState,
+        dir: &Path,
+        snapshot_id: impl FnOnce(Option<LogId<u64>>) -> String,
+    ) -> std::io::Result<Current> {
+        let tmp = dir.join(BUILDING);
+        let meta = {
+            let applier = shared.read();
+            let meta = SnapshotMeta {
+                last_log_id: applier.last_applied,
+                last_membership: applier.membership.clone(),
+                snapshot_id: snapshot_id(applier.last_applied),
+            };
+            snapshot_file::write_snapshot(&tmp, &meta, &applier)?;
+            meta
+        };
+        let path = dir.join(SNAPSHOT_FILE);
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(Current {
+            state_at: state_at(&path)?,
+            meta,
+        })
+    }
+
+    /// The current snapshot file, opened at its state bytes.
+    async fn open_current(&self, current: &Current) -> std::io::Result<SnapshotFile> {
+        let file = tokio::fs::File::open(self.dir.join(SNAPSHOT_FILE)).await?;
+        SnapshotFile::new(file, current.state_at).await
+    }
+}
+
+/// Where the state bytes start in the snapshot file at `path` (read from its head only when
+/// it has the streamed layout; files of older formats are only written by a node held to one,
+/// and read whole).
+fn state_at(path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(super::format::HEADER_LEN + 8);
+    std::fs::File::open(path)?
+        .take(head.capacity() as u64)
+        .read_to_end(&mut head)?;
+    let streamed = head.len() == super::format::HEADER_LEN + 8
+        && head.starts_with(&super::format::SNAPSHOT_MAGIC)
+        && u32::from_le_bytes([head[8], head[9], head[10], head[11]]) >= STREAMED_SINCE;
+    if streamed {
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&head[12..20]);
+        Ok(head.len() as u64 + u64::from_le_bytes(len))
+    } else {
+        Ok(snapshot_file::read_snapshot(path)?.state_at)
     }
 }
 
@@ -163,54 +227,44 @@ pub fn seed(
         membership: membership.clone(),
         state,
     };
-    let stored = StoredSnapshot {
-        meta: SnapshotMeta {
-            last_log_id: Some(last),
-            last_membership: membership,
-            snapshot_id: format!("restored-{}-{}", last.leader_id.term, last.index),
-        },
-        data: format::encode_state(&applier)?,
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: membership,
+        snapshot_id: format!("restored-{}-{}", last.leader_id.term, last.index),
     };
-    let bytes = format::encode_file(SNAPSHOT_MAGIC, &stored)?;
-    let path = dir.join(SNAPSHOT_FILE);
-    let mut f = std::fs::File::create(&path)?;
-    std::io::Write::write_all(&mut f, &bytes)?;
-    f.sync_all()?;
+    let tmp = dir.join(BUILDING);
+    snapshot_file::write_snapshot(&tmp, &meta, &applier)?;
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
     std::fs::File::open(dir)?.sync_all()
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let (data, last_applied, membership) = {
-            let applier = self.shared.read();
-            let data = format::encode_state(&*applier).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-            (data, applier.last_applied, applier.membership.clone())
-        };
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let (shared, dir) = (self.shared.clone(), self.dir.clone());
+        let current = tokio::task::spawn_blocking(move || {
+            StateMachineStore::build_blocking(&shared, &dir, |last| match last {
+                Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
+                None => format!("none-{seq}"),
+            })
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         crate::metrics::metrics()
             .snapshots
             .with_label_values(&["built"])
             .inc();
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
-            None => format!("none-{seq}"),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
-        self.persist(&stored)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        self.set_current(stored);
-        tracing::info!(last = ?last_applied, bytes = data.len(), "built snapshot");
+        let data = self
+            .open_current(&current)
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        tracing::info!(last = ?current.meta.last_log_id, "built snapshot");
+        let meta = current.meta.clone();
+        self.set_current(current);
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(data),
         })
     }
 }
@@ -262,38 +316,42 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<u64>> {
+        let file = tokio::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(INCOMING))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let file = SnapshotFile::new(file, 0)
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<u64>> {
-        let data = snapshot.into_inner();
-        // Any readable format (a leader of an older release sends its own); kept on disk in
-        // the current one.
-        let (applier, version): (Applier, u32) =
-            format::decode_file(&data, format::STATE_MAGIC, "an installed snapshot")
-                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        // Bytes already in the current format are kept as they came (no second copy).
-        let data = if version == push_protocol::format::highest() {
-            data
-        } else {
-            format::encode_state(&applier).map_err(|e| sm_err(ErrorVerb::Read, e))?
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        self.persist(&stored)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        // The chunks are all in (`snapshot.incoming`, flushed by the receiver).
+        let (received, start) = snapshot.into_std().await;
+        let dir = self.dir.clone();
+        let meta_owned = meta.clone();
+        let installed = tokio::task::spawn_blocking(move || {
+            install_blocking(&dir, meta_owned, received, start)
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let (applier, current) = installed.map_err(|e| {
+            tracing::warn!("refused a snapshot from the leader: {e}");
+            sm_err(ErrorVerb::Read, e)
+        })?;
         let index = applier.last_applied.map_or(0, |l| l.index);
         *self.shared.write() = applier;
-        self.set_current(stored);
+        self.set_current(current);
         self.shared.applied.send_replace(index);
         crate::metrics::metrics()
             .snapshots
@@ -311,9 +369,131 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Ok(current.map(|s| Snapshot {
-            meta: s.meta.clone(),
-            snapshot: Box::new(Cursor::new(s.data.clone())),
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let data = self
+            .open_current(&current)
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta: current.meta,
+            snapshot: Box::new(data),
         }))
+    }
+}
+
+/// Installs the state bytes received in `received` from `start` on (normally
+/// `snapshot.incoming`): checks and decodes them (any readable format; a damaged or cut
+/// transfer is refused here, before anything changes), writes them as the snapshot file of
+/// the current format beside the current one (copied as they are when already in it) and
+/// renames it into place.
+fn install_blocking(
+    dir: &Path,
+    meta: SnapshotMeta<u64, BasicNode>,
+    mut received: std::fs::File,
+    start: u64,
+) -> Result<(Applier, Current), std::io::Error> {
+    let (applier, version) =
+        snapshot_file::read_state(&mut received, start, "a snapshot received from the leader")?;
+    let tmp = dir.join(INSTALLING);
+    if version == push_protocol::format::highest() && version >= STREAMED_SINCE {
+        snapshot_file::write_snapshot_copying(&tmp, &meta, &mut received, start)?;
+    } else {
+        snapshot_file::write_snapshot(&tmp, &meta, &applier)?;
+    }
+    drop(received);
+    let path = dir.join(SNAPSHOT_FILE);
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    match std::fs::remove_file(dir.join(INCOMING)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let current = Current {
+        state_at: state_at(&path)?,
+        meta,
+    };
+    Ok((applier, current))
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
+
+    use super::*;
+    use crate::model::{Command, CommandOp};
+
+    fn set(key: &str) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), key.len() as u64),
+            payload: EntryPayload::Normal(Command {
+                time_ms: 1,
+                op: CommandOp::KvSet {
+                    map: "m".into(),
+                    key: key.into(),
+                    value: push_protocol::Value::Int(1),
+                },
+            }),
+        }
+    }
+
+    /// What a kill -9 in the middle of a build, an install or a transfer leaves (a partial
+    /// file beside the snapshot) changes nothing: the previous snapshot loads, and the
+    /// partial files are gone.
+    #[tokio::test]
+    async fn a_crash_while_building_or_installing_leaves_the_previous_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        sm.apply([set("a"), set("bb")]).await.unwrap();
+        let built = sm.build_snapshot().await.unwrap();
+        let whole = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        drop(sm);
+        for leftover in [BUILDING, INSTALLING, INCOMING] {
+            std::fs::write(dir.path().join(leftover), &whole[..whole.len() / 2]).unwrap();
+        }
+        let sm = StateMachineStore::open(dir.path()).unwrap();
+        let applied = sm.shared().read().last_applied;
+        assert_eq!(applied, built.meta.last_log_id);
+        assert!(sm.shared().read().state.kv.get("m", "bb").is_some());
+        for leftover in [BUILDING, INSTALLING, INCOMING] {
+            assert!(!dir.path().join(leftover).exists(), "{leftover}");
+        }
+    }
+
+    /// A transfer cut short is refused by the install, and the snapshot before it stays.
+    #[tokio::test]
+    async fn a_cut_transfer_is_refused_and_installs_nothing() {
+        use tokio::io::AsyncWriteExt;
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = StateMachineStore::open(from.path()).unwrap();
+        leader.apply([set("a"), set("bb")]).await.unwrap();
+        let built = leader.build_snapshot().await.unwrap();
+        let bytes = std::fs::read(from.path().join(SNAPSHOT_FILE)).unwrap();
+        let state = &bytes[state_at(&from.path().join(SNAPSHOT_FILE)).unwrap() as usize..];
+
+        let mut follower = StateMachineStore::open(to.path()).unwrap();
+        let mut data = follower.begin_receiving_snapshot().await.unwrap();
+        data.write_all(&state[..state.len() - 3]).await.unwrap();
+        data.flush().await.unwrap();
+        let err = data.check("the cut one").await.unwrap_err().to_string();
+        assert!(err.contains("truncated after byte"), "{err}");
+        assert!(follower.install_snapshot(&built.meta, data).await.is_err());
+        assert!(follower.shared().read().last_applied.is_none());
+        assert!(!to.path().join(SNAPSHOT_FILE).exists());
+
+        // The whole transfer installs, and survives a reopen.
+        let mut data = follower.begin_receiving_snapshot().await.unwrap();
+        data.write_all(state).await.unwrap();
+        data.flush().await.unwrap();
+        data.check("the whole one").await.unwrap();
+        follower.install_snapshot(&built.meta, data).await.unwrap();
+        drop(follower);
+        let reopened = StateMachineStore::open(to.path()).unwrap();
+        assert_eq!(
+            reopened.shared().read().last_applied,
+            built.meta.last_log_id
+        );
+        assert!(reopened.shared().read().state.kv.get("m", "a").is_some());
     }
 }

@@ -11,6 +11,7 @@ use push_protocol::{AuditNote, Op, RunFunc};
 
 use super::leader::{self, Req};
 use crate::clock::now_ms;
+use crate::model::users::BOOTSTRAP;
 use crate::model::CommandOp;
 use crate::node::Node;
 use crate::shutdown::Shutdown;
@@ -138,6 +139,55 @@ pub fn wrap(node: &Node, op: Op, who: &str) -> Op {
     };
     node.audit.note(recorded);
     op
+}
+
+/// The audit note of a membership change (`Join`, `JoinLearner`, `Promote`, `Remove`) as it
+/// arrives from `who`, to be queued once the change has committed. Membership changes are
+/// raft membership entries, not commands, so they cannot travel `Audited`. A joining node
+/// asks with the cluster token over a node connection (`who` is None there): its note names
+/// the token and the node. Forwarded changes were noted where they arrived.
+pub fn membership(node: &Node, op: &Op, who: Option<&str>) -> Option<AuditNote> {
+    let (action, detail, joining) = match op {
+        Op::Join { id, addr } => (
+            "member-join",
+            format!("node {id} at {addr} as a voter"),
+            Some(*id),
+        ),
+        Op::JoinLearner { id, addr } => (
+            "member-learner",
+            format!("node {id} at {addr} as a learner"),
+            Some(*id),
+        ),
+        Op::Promote { id } => ("member-promote", format!("node {id} to a voter"), None),
+        Op::Remove { id } => ("member-remove", format!("node {id}"), None),
+        _ => return None,
+    };
+    let who = match (who, joining) {
+        (Some(who), _) => who.to_string(),
+        (None, Some(id)) => format!("{BOOTSTRAP}: node {id} joining"),
+        (None, None) => return None,
+    };
+    Some(AuditNote {
+        node: node.id,
+        time_ms: now_ms(),
+        who,
+        action: action.to_string(),
+        app: None,
+        detail,
+    })
+}
+
+/// The audit note of `push node --leave`: node `node.id` asked for its own removal with the
+/// cluster token.
+pub fn leave(node: &Node) -> AuditNote {
+    AuditNote {
+        node: node.id,
+        time_ms: now_ms(),
+        who: format!("{BOOTSTRAP}: node {} (push node --leave)", node.id),
+        action: "member-leave".to_string(),
+        app: None,
+        detail: format!("node {}", node.id),
+    }
 }
 
 /// Proposes queued notes in batches until shutdown, retrying while there is no leader.

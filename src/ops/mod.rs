@@ -50,11 +50,13 @@ pub async fn handle_streaming(
     progress: &mpsc::UnboundedSender<Reply>,
     who: Option<&str>,
 ) -> Outcome {
+    // A membership change is noted once it has committed.
+    let member_note = audit::membership(node, &op, who);
     let op = match who {
         Some(who) => audit::wrap(node, op, who),
         None => op,
     };
-    match op {
+    let outcome = match op {
         Op::Eval {
             session,
             code,
@@ -65,7 +67,11 @@ pub async fn handle_streaming(
             backup::backup(node, hops, progress).await
         }
         op => handle(node, op).await,
+    };
+    if let (Some(note), Ok(_)) = (member_note, &outcome) {
+        node.audit.note(note);
     }
+    outcome
 }
 
 /// Answers one request.

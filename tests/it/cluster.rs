@@ -371,6 +371,28 @@ async fn a_fourth_node_joins_and_receives_the_full_state_through_a_snapshot() {
         get(&client, "big", "from4", ReadMode::Linearizable).await,
         Some(Value::Bool(true))
     );
+    // Killed with -9 in the middle of receiving and installing another snapshot (the partial
+    // files such a kill leaves), it starts from the installed one and answers from it.
+    drop(four);
+    cluster.kill(4);
+    let state = cluster.data_dir(4).join("state");
+    let installed = std::fs::read(state.join("snapshot.bin")).expect("snapshot");
+    let half = &installed[..installed.len() / 2];
+    std::fs::write(state.join("snapshot.incoming"), half).expect("write");
+    std::fs::write(state.join("snapshot.bin.installing"), half).expect("write");
+    cluster.restart(4);
+    let last = cluster
+        .status(leader)
+        .await
+        .expect("status")
+        .last_log_index
+        .expect("log");
+    cluster.wait_applied(4, last, Duration::from_secs(20)).await;
+    let four = cluster.client(4).await;
+    assert_eq!(
+        get(&four, "big", "k119", ReadMode::Stale).await,
+        Some(Value::Str("x".repeat(100)))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,3 +247,75 @@ async fn learners_replicate_serve_reads_and_can_be_promoted() {
     ok(&cluster.cli(&["remove", "5", "--to", &a1]));
     wait_members(&cluster, 1, &[1, 2, 3, 4], &[]).await;
 }
+
+/// Waits until `push audit --json` (through node 1) shows an entry of `action` whose line
+/// contains every one of `parts`; returns that line.
+async fn wait_audited(cluster: &Cluster, action: &str, parts: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a1 = cluster.addr(1);
+        let out = ok(&cluster.cli(&["audit", "--to", &a1, "--action", action, "--json"]));
+        if let Some(line) = out.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {action} entry with {parts:?} in the audit log:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_membership_change_is_audited_with_who_and_which_node() {
+    let mut cluster = Cluster::start(2).await;
+    // Node 2 joined with the cluster token.
+    wait_audited(
+        &cluster,
+        "member-join",
+        &["cluster-token: node 2 joining", "node 2 at", "as a voter"],
+    )
+    .await;
+
+    cluster.add_node(3, &["--learner"]);
+    wait_members(&cluster, 1, &[1, 2], &[3]).await;
+    wait_audited(
+        &cluster,
+        "member-learner",
+        &["cluster-token: node 3 joining", "node 3 at", "as a learner"],
+    )
+    .await;
+
+    let a2 = cluster.addr(2);
+    ok(&cluster.cli(&["promote", "3", "--to", &a2]));
+    let line = wait_audited(&cluster, "member-promote", &["node 3 to a voter"]).await;
+    assert!(line.contains("cluster-token: push"), "{line}");
+
+    ok(&cluster.cli(&["remove", "3", "--to", &a2]));
+    let line = wait_audited(&cluster, "member-remove", &["node 3"]).await;
+    assert!(line.contains("cluster-token: push"), "{line}");
+    // A refused change leaves no record.
+    fails(&cluster.cli(&["remove", "9", "--to", &a2]));
+
+    cluster.add_node(4, &["--leave"]);
+    cluster.wait_voters(3, Duration::from_secs(30)).await;
+    cluster.stop(4);
+    wait_audited(
+        &cluster,
+        "member-leave",
+        &["cluster-token: node 4 (push node --leave)", "node 4"],
+    )
+    .await;
+    let out = ok(&cluster.cli(&[
+        "audit",
+        "--to",
+        &cluster.addr(1),
+        "--action",
+        "member-remove",
+    ]));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "{out}"
+    );
+}

@@ -10,7 +10,7 @@
 //! | 1 | up to f6f8f84 | bincode 1.3 (varint), files without a header | the first |
 //! | 2 | up to a920e0a | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
 //! | 3 | up to faf9308 | postcard, files with a header | membership (`Op::Remove`, `Op::JoinLearner`, `Op::Promote`), worker sessions (`Op::SessionOpenOn`), secrets and config, backup (refused over format-2 connections, [`introduced_in`]), realms; `NodeStatus.workers`; shapes in `tests/fixtures/shapes/format-3.txt` |
-//! | 4 | this one | postcard, files with a header | `Op::Complete.module` (an editor's file of the app completes in its module); dependencies: `Op::Platform`/`Reply::Platform` (`PlatformInfo`), `Op::Envs`/`Reply::Envs` (`EnvRow`); wheels travel as blobs under `.wheels/` in a version's tree (no new state shape); see the shapes recorded in `tests/fixtures/shapes/format-4.txt` |
+//! | 4 | this one | postcard, files with a header | `Op::Complete.module` (an editor's file of the app completes in its module); dependencies: `Op::Platform`/`Reply::Platform` (`PlatformInfo`), `Op::Envs`/`Reply::Envs` (`EnvRow`); wheels travel as blobs under `.wheels/` in a version's tree (no new state shape); snapshot files and state bytes streamed (meta length, state length and CRC-32 in their headers; `consensus::snapshot_file`); see the shapes recorded in `tests/fixtures/shapes/format-4.txt` |
 //!
 //! **Rule:** any change to the shape of a replicated or wire type bumps [`FORMAT_VERSION`],
 //! keeps the previous version readable here (and in `consensus::format`), and adds a golden
@@ -241,6 +241,51 @@ pub fn decode<T: DeserializeOwned>(version: u32, bytes: &[u8]) -> Result<T, Code
     }
 }
 
+/// Encodes `value` in format `version` (2 and later) into `writer` as it goes, without
+/// building the bytes in memory first (snapshots and backups of a big state).
+pub fn encode_into<T: Serialize + ?Sized, W: std::io::Write>(
+    version: u32,
+    value: &T,
+    writer: W,
+) -> Result<W, CodecError> {
+    let before = ENCODING.with(|e| e.replace(version));
+    let result = match version {
+        2..=4 => postcard::to_io(value, writer).map_err(|e| CodecError::new(e.to_string())),
+        other => Err(CodecError::new(format!(
+            "no streaming encoder for format {other}"
+        ))),
+    };
+    ENCODING.with(|e| e.set(before));
+    result
+}
+
+/// Decodes a `T` written in format `version` (2 and later) from `reader` as it goes.
+/// `scratch` holds one string or byte string at a time, so it must be as long as the longest
+/// one (a frame's limit is enough: every value arrived in one). The caller checks that the
+/// reader holds nothing after the value.
+pub fn decode_from<T: DeserializeOwned, R: std::io::Read>(
+    version: u32,
+    reader: R,
+    scratch: &mut [u8],
+) -> Result<(T, R), CodecError> {
+    match version {
+        2..=4 => decoding(version, || {
+            crate::value::take_refusal();
+            postcard::from_io((reader, scratch))
+                .map(|(value, (reader, _))| (value, reader))
+                .map_err(|e| {
+                    CodecError::new(match crate::value::take_refusal() {
+                        Some(why) => why.to_string(),
+                        None => e.to_string(),
+                    })
+                })
+        }),
+        other => Err(CodecError::new(format!(
+            "no streaming decoder for format {other}"
+        ))),
+    }
+}
+
 /// Encodes a response body: as [`encode`], with `NodeStatus` in the shape `version` knows.
 pub fn encode_outcome(version: u32, outcome: &Outcome) -> Result<Vec<u8>, CodecError> {
     match version {
@@ -328,5 +373,22 @@ mod tests {
         }
         assert_ne!(encode(1, &value).unwrap(), encode(2, &value).unwrap());
         assert!(encode(FORMAT_VERSION + 1, &value).is_err());
+    }
+
+    #[test]
+    fn streamed_encoding_is_the_same_bytes_and_decodes_from_a_reader() {
+        let value = (300u64, "three hundred".to_string(), vec![1u8, 2, 3]);
+        for version in 2..=FORMAT_VERSION {
+            let streamed = encode_into(version, &value, Vec::new()).unwrap();
+            assert_eq!(streamed, encode(version, &value).unwrap());
+            let mut scratch = vec![0u8; 64];
+            let (back, rest): ((u64, String, Vec<u8>), &[u8]) =
+                decode_from(version, &streamed[..], &mut scratch).unwrap();
+            assert_eq!((back, rest.len()), (value.clone(), 0));
+            // Cut short: an error, never a panic.
+            let cut = &streamed[..streamed.len() - 2];
+            assert!(decode_from::<(u64, String, Vec<u8>), _>(version, cut, &mut scratch).is_err());
+        }
+        assert!(encode_into(1, &value, Vec::new()).is_err());
     }
 }
