@@ -22,7 +22,7 @@ fn old_flag() -> String {
 
 /// A `push` command whose request only this release's format knows, when it has one: sent to
 /// a node still at the previous format, it is refused by the client before sending.
-const NEWEST_REQUEST: Option<&[&str]> = None;
+const NEWEST_REQUEST: Option<&[&str]> = Some(&["envs"]);
 /// The writer stops after this many writes or this long, whichever comes first.
 const MAX_WRITES: u64 = 20_000;
 const MAX_WRITING: Duration = Duration::from_secs(240);
