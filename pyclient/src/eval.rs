@@ -134,20 +134,23 @@ fn eval_all(py: Python<'_>, conn: &Bound<'_, Native>, code: String) -> PyResult<
     }
 }
 
-/// (start byte offset, candidates) for the cursor at byte offset `cursor` of `code`.
+/// (start byte offset, candidates) for the cursor at byte offset `cursor` of `code`, in
+/// `module`'s namespace when given, else in `session`'s.
 #[pyfunction]
-#[pyo3(signature = (conn, code, cursor, session=None))]
+#[pyo3(signature = (conn, code, cursor, session=None, module=None))]
 fn complete(
     py: Python<'_>,
     conn: &Bound<'_, Native>,
     code: String,
     cursor: usize,
     session: Option<u64>,
+    module: Option<String>,
 ) -> PyResult<(usize, Vec<String>)> {
     let op = Op::Complete {
         session,
         code,
         cursor,
+        module,
     };
     match conn.get().call(py, op, Kind::Read)? {
         Reply::Completions { start, items } => Ok((start, items)),
