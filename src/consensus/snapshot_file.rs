@@ -22,12 +22,20 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use openraft::{BasicNode, SnapshotMeta};
+use openraft::{BasicNode, LogId, SnapshotMeta, StoredMembership};
 use push_protocol::format;
 use push_protocol::frame::MAX_PEER_FRAME;
 
 use super::format::{FormatError, HEADER_LEN, SNAPSHOT_MAGIC, STATE_MAGIC};
-use super::state_machine::Applier;
+use crate::model::State;
+
+/// The applied state: what a snapshot holds, and what the state machine shares with readers.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Applier {
+    pub last_applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+    pub state: State,
+}
 
 /// The first format whose files have this streamed layout.
 pub const STREAMED_SINCE: u32 = 4;

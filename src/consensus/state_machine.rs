@@ -20,8 +20,8 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 
+pub use super::snapshot_file::Applier;
 use super::snapshot_file::{self, SnapshotFile, STREAMED_SINCE};
 use super::TypeConfig;
 use crate::model::{self, Applied, State};
@@ -35,14 +35,6 @@ const INSTALLING: &str = "snapshot.bin.installing";
 const INCOMING: &str = "snapshot.incoming";
 /// Files a crash can leave behind; removed when the state machine opens.
 const LEFTOVERS: [&str; 4] = [BUILDING, INSTALLING, INCOMING, "snapshot.bin.migrating"];
-
-/// The applied state, as shared with readers.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Applier {
-    pub last_applied: Option<LogId<u64>>,
-    pub membership: StoredMembership<u64, BasicNode>,
-    pub state: State,
-}
 
 /// The snapshot on disk: its meta and where its state bytes (what followers are sent)
 /// start in the file.

@@ -50,18 +50,20 @@ async fn export_writes_back_the_bytes_that_were_deployed() {
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
         std::fs::write(&target, bytes).expect("write");
     }
-    // Not deployed (not a module), so not exported either.
-    std::fs::write(app.join("notes.txt"), "kept at home").expect("write");
+    // Text files deploy beside the code and come back; hidden files stay at home.
+    std::fs::write(app.join("notes.txt"), "deployed too").expect("write");
+    std::fs::write(app.join(".env"), "kept at home").expect("write");
     let a1 = cluster.addr(1);
     ok(&cluster.cli(&["deploy", app.to_str().expect("utf8"), "--to", &a1]));
 
     let out_dir = cluster.dir.path().join("exported");
     let out = ok(&cluster.cli(&["export", "1", out_dir.to_str().expect("utf8"), "--to", &a1]));
-    assert!(out.contains("exported main@v1: 5 files"), "{out}");
-    let deployed: BTreeMap<String, Vec<u8>> = files
+    assert!(out.contains("exported main@v1: 6 files"), "{out}");
+    let mut deployed: BTreeMap<String, Vec<u8>> = files
         .iter()
         .map(|(p, b)| (p.to_string(), b.to_vec()))
         .collect();
+    deployed.insert("notes.txt".into(), b"deployed too".to_vec());
     assert_eq!(tree(&out_dir), deployed);
 
     // A directory with anything in it is refused unless --force, which writes over.
