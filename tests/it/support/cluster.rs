@@ -116,6 +116,7 @@ impl Cluster {
         cluster
             .wait_voters(n as usize, Duration::from_secs(30))
             .await;
+        cluster.wait_joined(2..=n).await;
         cluster
     }
 
@@ -141,6 +142,7 @@ impl Cluster {
         cluster
             .wait_voters(n as usize, Duration::from_secs(30))
             .await;
+        cluster.wait_joined(2..=n).await;
         cluster
     }
 
@@ -429,6 +431,24 @@ impl Cluster {
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until each of `ids` says it finished joining. A voter counts from the joint
+    /// configuration on, but its join is done only once the uniform one committed: a test
+    /// that kills a node in between would leave a joint configuration needing the dead node.
+    pub async fn wait_joined(&self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            let log = self.data_dir(id).join("node.log");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("joined the cluster")) {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} never finished joining\n{}",
+                    self.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 
