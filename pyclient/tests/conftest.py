@@ -60,6 +60,11 @@ class Cluster:
             if i == 1:
                 wait_for("node 1 leading", lambda: self._status(1).get("role") == "leader")
         wait_for("three voters", lambda: sum(m["voter"] for m in self._status(1)["members"]) == n)
+        # A voter counts from the joint configuration on; a join is done once the node says
+        # so (a node killed before that would leave a configuration needing it).
+        for i in range(2, n + 1):
+            log = os.path.join(self.dir, f"node{i}", "node.log")
+            wait_for(f"node {i} joined", lambda: b"joined the cluster" in open(log, "rb").read())
 
     def _spawn(self, i):
         data = os.path.join(self.dir, f"node{i}")

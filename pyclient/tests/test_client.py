@@ -212,6 +212,19 @@ def test_refused_names_the_role_needed(cluster):
         push_client.connect(f"127.0.0.1:{__import__('conftest').free_port()}", "t")
 
 
+def all_stopped(pid):
+    """Whether every thread of process ``pid`` is stopped (state T in /proc)."""
+    task = f"/proc/{pid}/task"
+    try:
+        states = []
+        for tid in os.listdir(task):
+            with open(f"{task}/{tid}/stat") as f:
+                states.append(f.read().rsplit(") ", 1)[1][:1])
+    except OSError:
+        return False
+    return bool(states) and all(s == "T" for s in states)
+
+
 def test_not_leader_and_outcome_unknown():
     """A paused leader leaves a forwarded write's outcome unknown; with a majority gone no
     leader can take a write."""
@@ -228,6 +241,9 @@ def test_not_leader_and_outcome_unknown():
         assert c._status(follower)["leader"] == leader
         paused = c.procs[leader - 1]
         os.kill(paused.pid, signal.SIGSTOP)
+        # A thread inside an fdatasync stops only when the call returns: wait until every
+        # thread of the leader has stopped, so the write below cannot be answered.
+        wait_for("every thread of the paused leader stopped", lambda: all_stopped(paused.pid))
         with pytest.raises(push_client.OutcomeUnknownError, match="outcome is unknown"):
             conn.kv("o")["k"] = 1
         # The two left elect a new leader; kill it and the last node has no majority.
