@@ -337,6 +337,7 @@ async fn a_fourth_node_joins_and_receives_the_full_state_through_a_snapshot() {
     }
     cluster.add_node(4, &flags);
     cluster.wait_voters(4, Duration::from_secs(30)).await;
+    cluster.wait_joined([4]).await;
     let last = cluster
         .status(leader)
         .await

@@ -85,6 +85,7 @@ async fn a_dead_node_is_removed_and_replaced_by_a_fresh_one() {
     // The replacement: a fresh node with a new id and an empty data dir joins.
     cluster.add_node(4, &[]);
     cluster.wait_voters(3, Duration::from_secs(30)).await;
+    cluster.wait_joined([4]).await;
     wait_members(&cluster, 1, &[1, 2, 4], &[]).await;
     wait_stale(&cluster, 4, "m", "before", &Value::Int(1)).await;
     // Writes go on, through the new node too, and a majority now includes it.
@@ -187,6 +188,7 @@ async fn a_node_started_with_leave_removes_itself_on_sigterm() {
     let mut cluster = Cluster::start(2).await;
     cluster.add_node(3, &["--leave"]);
     cluster.wait_voters(3, Duration::from_secs(30)).await;
+    cluster.wait_joined([3]).await;
 
     cluster.stop(3);
     // It said it left only once the removal had committed, then exited.
@@ -299,6 +301,7 @@ async fn every_membership_change_is_audited_with_who_and_which_node() {
 
     cluster.add_node(4, &["--leave"]);
     cluster.wait_voters(3, Duration::from_secs(30)).await;
+    cluster.wait_joined([4]).await;
     cluster.stop(4);
     wait_audited(
         &cluster,

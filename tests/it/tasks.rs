@@ -250,6 +250,7 @@ async fn schedules_fire_once_per_period_tags_place_lambdas_and_timeseries() {
     let mut cluster = Cluster::start(2).await;
     cluster.add_node(3, &["--tag", "gpu"]);
     cluster.wait_voters(3, Duration::from_secs(30)).await;
+    cluster.wait_joined([3]).await;
     let c = cluster.client(2).await;
     let dir = cluster.dir.path().join("app");
     let app = write_app(&dir, SCHEDULES);
