@@ -191,28 +191,12 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
     let total = uploads.len();
     for (i, blob) in uploads.into_iter().enumerate() {
         if !batch.is_empty() && batch_bytes + blob.len() > MAX_BLOB_BATCH {
-            let n = batch.len() as u64;
-            client
-                .call(Op::PutBlobs {
-                    blobs: std::mem::take(&mut batch),
-                })
-                .await
-                .context("uploading modules")?;
-            progress.inc(n, &format!("{} KB", batch_bytes / 1024));
-            batch_bytes = 0;
+            put_batch(&client, &mut batch, &mut batch_bytes, &mut progress).await?;
         }
         batch_bytes += blob.len();
         batch.push(push_protocol::ByteBuf::from(blob.clone()));
         if batch_bytes >= BATCH_BYTES.min(MAX_BLOB_BATCH) || i + 1 == total {
-            let n = batch.len() as u64;
-            client
-                .call(Op::PutBlobs {
-                    blobs: std::mem::take(&mut batch),
-                })
-                .await
-                .context("uploading modules")?;
-            progress.inc(n, &format!("{} KB", batch_bytes / 1024));
-            batch_bytes = 0;
+            put_batch(&client, &mut batch, &mut batch_bytes, &mut progress).await?;
         }
     }
     if total > 0 {
@@ -249,6 +233,25 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
         }
         other => bail!("unexpected reply {other:?}"),
     })
+}
+
+/// Uploads the blobs gathered in `batch` (`bytes` of them) in one request and empties it.
+async fn put_batch(
+    client: &push_protocol::Client,
+    batch: &mut Vec<push_protocol::ByteBuf>,
+    bytes: &mut usize,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let n = batch.len() as u64;
+    client
+        .call(Op::PutBlobs {
+            blobs: std::mem::take(batch),
+        })
+        .await
+        .context("uploading modules")?;
+    progress.inc(n, &format!("{} KB", *bytes / 1024));
+    *bytes = 0;
+    Ok(())
 }
 
 pub async fn versions(args: VersionsArgs) -> anyhow::Result<()> {
