@@ -39,23 +39,19 @@ static EVALUATING: AtomicBool = AtomicBool::new(false);
 static DROP_BLOCK: AtomicBool = AtomicBool::new(false);
 
 /// Keeps SIGINT from ending the process: at the prompt it says `KeyboardInterrupt` and
-/// prompts again; during an eval [`output::eval_and_print`] interrupts it on the node.
+/// prompts again; during an eval [`output::eval_and_print`] interrupts it on the node. The
+/// handler is installed before this returns, so no Ctrl-C can fall through to the default.
 fn catch_ctrl_c(conn: &Arc<Conn>) {
+    let installed = {
+        let _runtime = conn.handle().enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    };
+    let Ok(mut interrupts) = installed else {
+        return;
+    };
     let conn = conn.clone();
-    let (ready, armed) = std::sync::mpsc::channel();
     conn.handle().clone().spawn(async move {
-        let mut ready = Some(ready);
-        loop {
-            let signal = tokio::signal::ctrl_c();
-            // The handler is installed on the first poll; say so before reading input.
-            let mut signal = std::pin::pin!(signal);
-            if let Some(ready) = ready.take() {
-                let _ = futures_poll_once(signal.as_mut()).await;
-                let _ = ready.send(());
-            }
-            if signal.await.is_err() {
-                return;
-            }
+        while interrupts.recv().await.is_some() {
             if !EVALUATING.load(Ordering::SeqCst) {
                 DROP_BLOCK.store(true, Ordering::SeqCst);
                 print!(
@@ -66,17 +62,6 @@ fn catch_ctrl_c(conn: &Arc<Conn>) {
             }
         }
     });
-    let _ = armed.recv_timeout(Duration::from_secs(2));
-}
-
-/// Polls `future` once (installing whatever it installs on its first poll).
-async fn futures_poll_once<F: std::future::Future + Unpin>(future: F) {
-    let mut future = future;
-    std::future::poll_fn(|cx| {
-        let _ = std::pin::Pin::new(&mut future).poll(cx);
-        std::task::Poll::Ready(())
-    })
-    .await
 }
 
 /// Runs until end of input or `:quit`; returns the exit code.
