@@ -156,6 +156,13 @@
     (should (integerp (plist-get status :version)))
     (should (string-match-p "node 1" (plist-get status :message)))))
 
+(defun push-test--found (regexp)
+  "A predicate: whether REGEXP matches somewhere in the current buffer."
+  (lambda ()
+    (save-excursion
+      (goto-char (point-min))
+      (re-search-forward regexp nil t))))
+
 (defun push-test--fresh-repl ()
   "Start `push repl' in an empty *push-repl* buffer."
   (let ((buffer (get-buffer-create push-repl-buffer-name)))
@@ -170,17 +177,12 @@
   (push-test--open "scratch.py")
   (push-test--fresh-repl)
   (with-current-buffer push-repl-buffer-name
-    (let ((found (lambda (regexp)
-                   (lambda ()
-                     (save-excursion
-                       (goto-char (point-min))
-                       (re-search-forward regexp nil t))))))
-      (should (push-test--wait (funcall found ">>> $")))
-      (goto-char (point-max))
-      (insert "6 * 7")
-      (comint-send-input)
-      (should (push-test--wait (funcall found "^42$")))
-      (delete-process (get-buffer-process (current-buffer))))))
+    (should (push-test--wait (push-test--found ">>> $")))
+    (goto-char (point-max))
+    (insert "6 * 7")
+    (comint-send-input)
+    (should (push-test--wait (push-test--found "^42$")))
+    (delete-process (get-buffer-process (current-buffer)))))
 
 ;; A file of the app is its module on the node: C-x C-e on `double(21)' in app.py runs in
 ;; module app (where the running `double' lives), and completion there sees its names.
@@ -205,30 +207,25 @@
   (push-test--open "scratch.py")
   (push-test--fresh-repl)
   (with-current-buffer push-repl-buffer-name
-    (let ((found (lambda (regexp)
-                   (lambda ()
-                     (save-excursion
-                       (goto-char (point-min))
-                       (re-search-forward regexp nil t)))))
-          (proc (get-buffer-process (current-buffer))))
-      (should (push-test--wait (funcall found ">>> $")))
+    (let ((proc (get-buffer-process (current-buffer))))
+      (should (push-test--wait (push-test--found ">>> $")))
       ;; At the prompt, before any eval: Python's answer, and the REPL stays.
       (comint-interrupt-subjob)
-      (should (push-test--wait (funcall found "^KeyboardInterrupt$")))
+      (should (push-test--wait (push-test--found "^KeyboardInterrupt$")))
       (should (process-live-p proc))
       (goto-char (point-max))
       (insert "print('sleep' + 'ing', flush=True)\nwhile True: pass\n")
       (comint-send-input)
-      (should (push-test--wait (funcall found "^sleeping$")))
+      (should (push-test--wait (push-test--found "^sleeping$")))
       (comint-interrupt-subjob)
       (should (push-test--wait
-               (funcall found "sleeping\\(?:.\\|\n\\)*while True: pass\\(?:.\\|\n\\)*KeyboardInterrupt")))
-      (should (push-test--wait (funcall found ">>> $")))
+               (push-test--found "sleeping\\(?:.\\|\n\\)*while True: pass\\(?:.\\|\n\\)*KeyboardInterrupt")))
+      (should (push-test--wait (push-test--found ">>> $")))
       (should (process-live-p proc))
       (goto-char (point-max))
       (insert "6 * 9")
       (comint-send-input)
-      (should (push-test--wait (funcall found "^54$")))
+      (should (push-test--wait (push-test--found "^54$")))
       (delete-process proc))))
 
 (provide 'push-test)
