@@ -300,6 +300,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::KvCas { .. } => "kv_cas",
         Op::MissingBlobs { .. } => "missing_blobs",
         Op::PutBlobs { .. } => "put_blobs",
+        Op::JoinBlob { .. } => "join_blob",
         Op::Commit { .. } => "commit",
         Op::Versions { .. } => "versions",
         Op::Activate { .. } => "activate",

@@ -397,6 +397,14 @@ pub enum Op {
     /// The Python environments this node installed for apps' dependencies, with their size
     /// and the versions using them (`push envs`). Answered with [`Reply::Envs`]. (Format 4.)
     Envs,
+    /// Store blob `hash` of `size` bytes as the concatenation of the blobs `pieces`, uploaded
+    /// before with `PutBlobs` (a file larger than one upload). The pieces are forgotten once
+    /// joined. Answered with [`Reply::Stored`]. (Format 4.)
+    JoinBlob {
+        hash: String,
+        size: u64,
+        pieces: Vec<String>,
+    },
 }
 
 /// A successful reply.

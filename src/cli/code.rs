@@ -10,13 +10,14 @@ use push_protocol::{CommitOutcome, Op, Reply, MAX_BLOB_BATCH};
 use super::progress::Progress;
 use super::target::Target;
 use crate::model::code_store::{
-    blob_hash, check_app_size, check_file_count, check_path, check_source, env_hash, is_wheel_path,
+    blob_hash, check_app_size, check_file_count, check_path, check_source, env_hash, is_text,
+    is_wheel_path, MAX_FILE_BYTES,
 };
 
-/// Largest single file a deploy accepts.
-pub const MAX_FILE: usize = 2 << 20;
 /// Upload batches stay under this many bytes.
 const BATCH_BYTES: usize = 1 << 20;
+/// A file larger than this goes up in pieces of this size, joined on the cluster.
+const PIECE: usize = 2 << 20;
 
 #[derive(clap::Args, Debug)]
 pub struct DeployArgs {
@@ -76,8 +77,8 @@ pub fn parse_version(text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("{text:?} is not a version number (like 3 or v3)"))
 }
 
-/// The deployable files under `dir`: modules, `push.ron` and every other text file
-/// (templates, static text, data), skipping hidden files and folders, `__pycache__` and
+/// The deployable files under `dir`: modules, `push.ron` and every other file (templates,
+/// static files, data, any bytes), skipping hidden files and folders, `__pycache__` and
 /// compiled `.pyc` files. Paths are relative and `/`-separated, sorted.
 pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     if !dir.is_dir() {
@@ -110,20 +111,19 @@ pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
                 .collect::<Vec<_>>()
                 .join("/");
             check_path(&rel).map_err(|e| anyhow::anyhow!(e))?;
+            let size = entry.metadata()?.len();
+            check_file_size(&rel, size)?;
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            if bytes.len() > MAX_FILE {
-                bail!(
-                    "{rel} is {} bytes; the limit for one file is {MAX_FILE} bytes",
-                    bytes.len()
-                );
+            if rel.ends_with(".py") {
+                check_source(&rel, &bytes).map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
             }
-            check_source(&rel, &bytes).map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
             files.insert(rel, bytes);
         }
         check_file_count(files.len()).map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
     }
-    check_app_size(files.iter().map(|(p, b)| (p.as_str(), b.len() as u64)))
+    let text = files.iter().filter(|(p, b)| is_text(p, b));
+    check_app_size(text.map(|(p, b)| (p.as_str(), b.len() as u64)))
         .map_err(|e| anyhow::anyhow!("not deployed: {e}"))?;
     if !files.keys().any(|p| p.ends_with(".py")) {
         bail!(
@@ -132,6 +132,18 @@ pub fn collect_files(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         );
     }
     Ok(files)
+}
+
+/// Refuses a file over [`MAX_FILE_BYTES`], naming it and the limit.
+fn check_file_size(path: &str, size: u64) -> anyhow::Result<()> {
+    if size > MAX_FILE_BYTES {
+        bail!(
+            "not deployed: {path} is {size} bytes; the limit for one file is {MAX_FILE_BYTES} \
+             bytes ({} MiB) — leave it out of the app's directory",
+            MAX_FILE_BYTES >> 20
+        );
+    }
+    Ok(())
 }
 
 fn author() -> String {
@@ -155,6 +167,9 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
         .iter()
         .map(|(p, b)| (p.clone(), blob_hash(b)))
         .collect();
+    for (path, bytes) in &files {
+        check_file_size(path, bytes.len() as u64)?;
+    }
     let hashes: Vec<String> = tree.values().cloned().collect();
     let missing = match client.call(Op::MissingBlobs { hashes }).await? {
         Reply::Missing(m) => m,
@@ -185,23 +200,7 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
             wheel_count - missing_wheels.len()
         );
     }
-    let mut progress = Progress::new("uploading", uploads.len() as u64);
-    let mut batch: Vec<push_protocol::ByteBuf> = Vec::new();
-    let mut batch_bytes = 0;
-    let total = uploads.len();
-    for (i, blob) in uploads.into_iter().enumerate() {
-        if !batch.is_empty() && batch_bytes + blob.len() > MAX_BLOB_BATCH {
-            put_batch(&client, &mut batch, &mut batch_bytes, &mut progress).await?;
-        }
-        batch_bytes += blob.len();
-        batch.push(push_protocol::ByteBuf::from(blob.clone()));
-        if batch_bytes >= BATCH_BYTES.min(MAX_BLOB_BATCH) || i + 1 == total {
-            put_batch(&client, &mut batch, &mut batch_bytes, &mut progress).await?;
-        }
-    }
-    if total > 0 {
-        progress.finish();
-    }
+    upload(&client, &uploads).await?;
     let reply = client
         .call(Op::Commit {
             app: args.app.clone(),
@@ -235,6 +234,62 @@ pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
     })
 }
 
+/// Uploads `blobs`: small ones batched, each larger one in pieces (only the pieces the cluster
+/// lacks, so an interrupted upload resumes) joined on the cluster. Progress in bytes.
+async fn upload(client: &push_protocol::Client, blobs: &[&Vec<u8>]) -> anyhow::Result<()> {
+    let total: u64 = blobs.iter().map(|b| b.len() as u64).sum();
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let mut progress = Progress::new("uploading (bytes)", total);
+    let mut batch: Vec<push_protocol::ByteBuf> = Vec::new();
+    let mut batch_bytes = 0;
+    let (small, large): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+        blobs.iter().partition(|b| b.len() <= PIECE);
+    for blob in small {
+        if !batch.is_empty() && batch_bytes + blob.len() > MAX_BLOB_BATCH.min(BATCH_BYTES) {
+            put_batch(client, &mut batch, &mut batch_bytes, &mut progress).await?;
+        }
+        batch_bytes += blob.len();
+        batch.push(push_protocol::ByteBuf::from(blob.to_vec()));
+    }
+    if !batch.is_empty() {
+        put_batch(client, &mut batch, &mut batch_bytes, &mut progress).await?;
+    }
+    for blob in large {
+        let pieces: Vec<&[u8]> = blob.chunks(PIECE).collect();
+        let hashes: Vec<String> = pieces.iter().map(|p| blob_hash(p)).collect();
+        let lacking: std::collections::BTreeSet<String> = match client
+            .call(Op::MissingBlobs {
+                hashes: hashes.clone(),
+            })
+            .await?
+        {
+            Reply::Missing(m) => m.into_iter().collect(),
+            other => bail!("unexpected reply {other:?}"),
+        };
+        for (piece, hash) in pieces.iter().zip(&hashes) {
+            if lacking.contains(hash) {
+                batch_bytes = piece.len();
+                batch.push(push_protocol::ByteBuf::from(piece.to_vec()));
+                put_batch(client, &mut batch, &mut batch_bytes, &mut progress).await?;
+            } else {
+                progress.inc(piece.len() as u64, "already there");
+            }
+        }
+        client
+            .call(Op::JoinBlob {
+                hash: blob_hash(blob),
+                size: blob.len() as u64,
+                pieces: hashes,
+            })
+            .await
+            .context("joining the pieces of a large file")?;
+    }
+    progress.finish();
+    Ok(())
+}
+
 /// Uploads the blobs gathered in `batch` (`bytes` of them) in one request and empties it.
 async fn put_batch(
     client: &push_protocol::Client,
@@ -242,14 +297,13 @@ async fn put_batch(
     bytes: &mut usize,
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
-    let n = batch.len() as u64;
     client
         .call(Op::PutBlobs {
             blobs: std::mem::take(batch),
         })
         .await
-        .context("uploading modules")?;
-    progress.inc(n, &format!("{} KB", *bytes / 1024));
+        .context("uploading the app's files")?;
+    progress.inc(*bytes as u64, "");
     *bytes = 0;
     Ok(())
 }

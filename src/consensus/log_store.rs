@@ -25,14 +25,16 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
-    StorageIOError, Vote,
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
+    StorageError, StorageIOError, Vote,
 };
 use push_protocol::format as versions;
 use serde::{Deserialize, Serialize};
 
+use super::blobs::BlobStore;
 use super::format::{self, LOG_MAGIC};
 use super::TypeConfig;
+use crate::model::CommandOp;
 
 /// Rewrite the file once it is this large and something has been purged since the last time.
 pub const REWRITE_BYTES: u64 = 32 << 20;
@@ -48,6 +50,13 @@ pub(super) enum Record {
     Truncate(u64),
     /// Remove entries up to and including this log id.
     Purge(LogId<u64>),
+    /// Entries whose blob bytes were left out (format 4): each `PutBlobs` listed in `refs`
+    /// (index, its blobs' hashes) carries no bytes here; they are blob files, written and
+    /// synced before this record ([`super::blobs`]).
+    AppendLight {
+        entries: Vec<Entry<TypeConfig>>,
+        refs: Vec<(u64, Vec<String>)>,
+    },
 }
 
 /// What the log holds; the mirror of the file.
@@ -57,6 +66,8 @@ struct Mem {
     committed: Option<LogId<u64>>,
     purged: Option<LogId<u64>>,
     entries: BTreeMap<u64, Entry<TypeConfig>>,
+    /// The entries held without their blob bytes: index -> hashes of the blobs to read back.
+    light: BTreeMap<u64, Vec<String>>,
 }
 
 impl Mem {
@@ -66,15 +77,25 @@ impl Mem {
             Record::Committed(c) => self.committed = c,
             Record::Append(entries) => {
                 for e in entries {
+                    self.light.remove(&e.log_id.index);
                     self.entries.insert(e.log_id.index, e);
                 }
             }
+            Record::AppendLight { entries, refs } => {
+                for e in entries {
+                    self.light.remove(&e.log_id.index);
+                    self.entries.insert(e.log_id.index, e);
+                }
+                self.light.extend(refs);
+            }
             Record::Truncate(index) => {
                 self.entries.split_off(&index);
+                self.light.split_off(&index);
             }
             Record::Purge(log_id) => {
                 let keep = self.entries.split_off(&(log_id.index + 1));
                 self.entries = keep;
+                self.light = self.light.split_off(&(log_id.index + 1));
                 if self.purged.is_none_or(|p| p < log_id) {
                     self.purged = Some(log_id);
                 }
@@ -126,6 +147,56 @@ struct Shared {
 #[derive(Clone)]
 pub struct LogStore {
     shared: Arc<Shared>,
+    /// Where the blob bytes of `PutBlobs` entries go instead of the log (file and memory);
+    /// without one, entries are kept whole.
+    blobs: Option<BlobStore>,
+}
+
+/// Writes the blobs of `entries`' `PutBlobs` to `store` (synced) and returns the entries
+/// without those bytes, with the hashes to read them back by: (light entries, refs).
+fn lighten(
+    store: &BlobStore,
+    entries: Vec<Entry<TypeConfig>>,
+) -> io::Result<(Vec<Entry<TypeConfig>>, Vec<(u64, Vec<String>)>)> {
+    let mut refs = Vec::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for mut entry in entries {
+        if let EntryPayload::Normal(command) = &mut entry.payload {
+            if let CommandOp::PutBlobs { blobs } = &mut command.op {
+                let mut hashes = Vec::with_capacity(blobs.len());
+                for blob in blobs.iter() {
+                    hashes.push(store.write(blob).map_err(io::Error::other)?);
+                }
+                blobs.clear();
+                refs.push((entry.log_id.index, hashes));
+            }
+        }
+        out.push(entry);
+    }
+    Ok((out, refs))
+}
+
+/// Puts the blob bytes back into the light entries among `entries` (`refs` by index).
+fn rehydrate(
+    store: &BlobStore,
+    entries: &mut [Entry<TypeConfig>],
+    refs: &BTreeMap<u64, Vec<String>>,
+) -> io::Result<()> {
+    for entry in entries {
+        let Some(hashes) = refs.get(&entry.log_id.index) else {
+            continue;
+        };
+        if let EntryPayload::Normal(command) = &mut entry.payload {
+            if let CommandOp::PutBlobs { blobs } = &mut command.op {
+                blobs.clear();
+                for hash in hashes {
+                    let bytes = store.read(hash).map_err(io::Error::other)?;
+                    blobs.push(push_protocol::ByteBuf::from(bytes));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn io_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
@@ -188,6 +259,12 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn or corrupt tail, and rewriting
     /// a file of an older format in the current one.
     pub fn open(dir: &Path) -> io::Result<LogStore> {
+        Self::open_with_blobs(dir, None)
+    }
+
+    /// [`LogStore::open`], keeping the bytes of `PutBlobs` entries in `blobs` instead of the
+    /// log, so neither the file nor its mirror in memory holds them.
+    pub fn open_with_blobs(dir: &Path, blobs: Option<BlobStore>) -> io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG_FILE);
         let mut bytes = Vec::new();
@@ -235,7 +312,27 @@ impl LogStore {
         std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok(LogStore { shared })
+        let store = LogStore { shared, blobs };
+        if let Some(blobs) = &store.blobs {
+            // Entries a file holds whole (written before blob files, or by an older format)
+            // are kept light from now on.
+            let mut mem = store.mem();
+            let whole: Vec<Entry<TypeConfig>> = mem
+                .entries
+                .values()
+                .filter(|e| {
+                    !mem.light.contains_key(&e.log_id.index)
+                        && matches!(&e.payload, EntryPayload::Normal(c) if matches!(c.op, CommandOp::PutBlobs { .. }))
+                })
+                .cloned()
+                .collect();
+            let (light, refs) = lighten(blobs, whole)?;
+            for e in light {
+                mem.entries.insert(e.log_id.index, e);
+            }
+            mem.light.extend(refs);
+        }
+        Ok(store)
     }
 
     fn mem(&self) -> MutexGuard<'_, Mem> {
@@ -300,6 +397,18 @@ impl LogStore {
     }
 }
 
+/// A copy of an append record, for the mirror.
+fn record_clone(record: &Record) -> Option<Record> {
+    match record {
+        Record::Append(entries) => Some(Record::Append(entries.clone())),
+        Record::AppendLight { entries, refs } => Some(Record::AppendLight {
+            entries: entries.clone(),
+            refs: refs.clone(),
+        }),
+        _ => None,
+    }
+}
+
 /// The whole log as a fresh file in the current format: header, vote, committed, purged,
 /// entries in batches.
 fn image(mem: &Mem) -> io::Result<Vec<u8>> {
@@ -313,7 +422,22 @@ fn image(mem: &Mem) -> io::Result<Vec<u8>> {
     }
     let entries: Vec<_> = mem.entries.values().cloned().collect();
     for chunk in entries.chunks(256) {
-        buf.extend(frame_record(&Record::Append(chunk.to_vec()))?);
+        let refs: Vec<(u64, Vec<String>)> = chunk
+            .iter()
+            .filter_map(|e| {
+                let index = e.log_id.index;
+                mem.light.get(&index).map(|h| (index, h.clone()))
+            })
+            .collect();
+        let record = if refs.is_empty() {
+            Record::Append(chunk.to_vec())
+        } else {
+            Record::AppendLight {
+                entries: chunk.to_vec(),
+                refs,
+            }
+        };
+        buf.extend(frame_record(&record)?);
     }
     Ok(buf)
 }
@@ -441,12 +565,24 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
-        Ok(self
-            .mem()
-            .entries
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        let (mut entries, refs) = {
+            let mem = self.mem();
+            let entries: Vec<_> = mem
+                .entries
+                .range(range.clone())
+                .map(|(_, e)| e.clone())
+                .collect();
+            let refs: BTreeMap<u64, Vec<String>> = mem
+                .light
+                .range(range)
+                .map(|(i, h)| (*i, h.clone()))
+                .collect();
+            (entries, refs)
+        };
+        if let (Some(store), false) = (&self.blobs, refs.is_empty()) {
+            rehydrate(store, &mut entries, &refs).map_err(|e| io_err(ErrorVerb::Read, e))?;
+        }
+        Ok(entries)
     }
 }
 
@@ -502,16 +638,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        let mirror = entries.clone();
-        self.submit(
-            Record::Append(entries),
-            Some(Done::Flushed(callback)),
-            move |m| {
-                for e in mirror {
-                    m.entries.insert(e.log_id.index, e);
-                }
-            },
-        )
+        let heavy = entries.iter().any(|e| {
+            matches!(&e.payload, EntryPayload::Normal(c) if matches!(c.op, CommandOp::PutBlobs { .. }))
+        });
+        let record = match (&self.blobs, heavy) {
+            (Some(store), true) => {
+                // The blob files first (synced), then the record that refers to them.
+                let store = store.clone();
+                let (entries, refs) = tokio::task::spawn_blocking(move || lighten(&store, entries))
+                    .await
+                    .map_err(|e| io_err(ErrorVerb::Write, e))?
+                    .map_err(|e| io_err(ErrorVerb::Write, e))?;
+                Record::AppendLight { entries, refs }
+            }
+            _ => Record::Append(entries),
+        };
+        let mirror = record_clone(&record);
+        self.submit(record, Some(Done::Flushed(callback)), move |m| {
+            if let Some(mirror) = mirror {
+                m.replay(mirror)
+            }
+        })
         .map_err(|e| io_err(ErrorVerb::Write, e))
     }
 

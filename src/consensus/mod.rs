@@ -5,6 +5,8 @@
 //! a majority, and an entry counts toward that majority only after the log store's `fdatasync`.
 
 pub mod backup;
+pub mod blob_section;
+pub mod blobs;
 pub mod format;
 pub mod log_store;
 pub mod network;
@@ -97,7 +99,10 @@ pub async fn start(
     };
     // A file of a newer release is refused before anything is opened or migrated.
     format::check_data_dir(dir).map_err(storage)?;
-    let log = LogStore::open(&dir.join("log")).map_err(storage)?;
+    // Blob bytes stay out of the log (file and memory): they are files beside the state.
+    let blobs =
+        blobs::BlobStore::open(&dir.join("state").join(state_machine::BLOBS)).map_err(storage)?;
+    let log = LogStore::open_with_blobs(&dir.join("log"), Some(blobs)).map_err(storage)?;
     let sm = StateMachineStore::open(&dir.join("state")).map_err(storage)?;
     let shared = sm.shared();
     let config = Config {

@@ -6,7 +6,8 @@
 //! Layout from format 4 (older formats are read whole, as they were written — see
 //! ARCHITECTURE.md "Formats and versions"):
 //! - state bytes: `PUSHSTA\n`, the format (u32 LE), the body's length (u64 LE), the body's
-//!   CRC-32 (u32 LE), then the body (the postcard encoding of the applied state);
+//!   CRC-32 (u32 LE), then the body (the postcard encoding of the applied state), then the
+//!   blob section: the blob files the state lists ([`super::blob_section`]);
 //! - snapshot file: `PUSHSNP\n`, the format (u32 LE), the length of the meta (u64 LE), the
 //!   meta (postcard), then the state bytes to the end of the file.
 //!
@@ -26,6 +27,7 @@ use openraft::{BasicNode, LogId, SnapshotMeta, StoredMembership};
 use push_protocol::format;
 use push_protocol::frame::MAX_PEER_FRAME;
 
+use super::blobs::BlobStore;
 use super::format::{FormatError, HEADER_LEN, SNAPSHOT_MAGIC, STATE_MAGIC};
 use crate::model::State;
 
@@ -87,8 +89,14 @@ impl<W: Write> Write for Crc<W> {
 }
 
 /// Writes `applier` as state bytes of format `version` at `file`'s position, streamed when the
-/// format has the streamed layout. Returns how many bytes were written.
-pub fn write_state(file: &mut File, version: u32, applier: &Applier) -> io::Result<u64> {
+/// format has the streamed layout, the blob files from `store` after the body (none without a
+/// store). Returns how many bytes were written.
+pub fn write_state(
+    file: &mut File,
+    version: u32,
+    applier: &Applier,
+    store: Option<&BlobStore>,
+) -> io::Result<u64> {
     let start = file.stream_position()?;
     let mut header = STATE_MAGIC.to_vec();
     header.extend_from_slice(&version.to_le_bytes());
@@ -114,11 +122,16 @@ pub fn write_state(file: &mut File, version: u32, applier: &Applier) -> io::Resu
     file.write_all(&len.to_le_bytes())?;
     file.write_all(&crc.to_le_bytes())?;
     file.seek(SeekFrom::End(0))?;
-    Ok(STATE_HEADER_LEN + len)
+    let section = match store {
+        Some(store) => super::blob_section::write(file, &applier.state, store)?,
+        None => super::blob_section::write_empty(file)?,
+    };
+    Ok(STATE_HEADER_LEN + len + section)
 }
 
 /// Checks the state bytes starting at `start` in `file` and running to its end, reading them
-/// once without decoding: the header, then (streamed layout) the length and the CRC-32.
+/// once without decoding: the header, then (streamed layout) the length and the CRC-32 of the
+/// body and the shape of the blob section after it.
 /// Returns their format and the body's length (0 for older formats, which carry neither and
 /// are checked by decoding).
 pub fn check_state(file: &mut File, start: u64, what: &str) -> Result<(u32, u64), FormatError> {
@@ -140,24 +153,20 @@ pub fn check_state(file: &mut File, start: u64, what: &str) -> Result<(u32, u64)
     let len = u64::from_le_bytes(word);
     let crc = u32::from_le_bytes([head[20], head[21], head[22], head[23]]);
     let body = end - start - STATE_HEADER_LEN;
-    if body != len {
+    if body < len {
         return Err(corrupt(
             what,
             format!(
-                "{} after byte {}: the state is {len} bytes long, {body} arrived",
-                if body < len {
-                    "truncated"
-                } else {
-                    "trailing bytes"
-                },
-                start + STATE_HEADER_LEN + body.min(len)
+                "truncated after byte {}: the state is {len} bytes long, {body} arrived",
+                start + STATE_HEADER_LEN + body
             ),
         ));
     }
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; BUFFER];
+    let mut body = (&mut *file).take(len);
     loop {
-        let n = file.read(&mut buf).map_err(io)?;
+        let n = body.read(&mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
@@ -170,7 +179,24 @@ pub fn check_state(file: &mut File, start: u64, what: &str) -> Result<(u32, u64)
             format!("checksum mismatch (CRC-32 {found:08x}, the header says {crc:08x}): the bytes were damaged"),
         ));
     }
+    super::blob_section::check(file, section_at(start, len)).map_err(io)?;
     Ok((version, len))
+}
+
+/// Where the blob section starts in the streamed state bytes at `start` in `file` (read from
+/// their header).
+pub fn section_of(file: &mut File, start: u64) -> io::Result<u64> {
+    let mut head = [0u8; STATE_HEADER_LEN as usize];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut head)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&head[HEADER_LEN..HEADER_LEN + 8]);
+    Ok(section_at(start, u64::from_le_bytes(word)))
+}
+
+/// Where the blob section starts in state bytes at `start` whose body is `len` bytes long.
+pub fn section_at(start: u64, len: u64) -> u64 {
+    start + STATE_HEADER_LEN + len
 }
 
 /// Reads state bytes starting at `start` in `file` and running to its end: checks them
@@ -194,14 +220,19 @@ pub fn read_state(file: &mut File, start: u64, what: &str) -> Result<(Applier, u
         .map_err(|e| corrupt(what, format!("undecodable in format {version}: {e}")))?;
     let mut extra = [0u8; 1];
     if rest.read(&mut extra).map_err(io)? != 0 {
-        return Err(corrupt(what, "bytes left after the state"));
+        return Err(corrupt(what, "bytes left after the state's body"));
     }
     Ok((applier, version))
 }
 
-/// Writes a whole snapshot file (`meta`, then `applier`'s state bytes) of the current format
-/// to `path`, fsynced. The caller renames it into place.
-pub fn write_snapshot(path: &Path, meta: &Meta, applier: &Applier) -> io::Result<()> {
+/// Writes a whole snapshot file (`meta`, then `applier`'s state bytes with the blob files of
+/// `store`) of the current format to `path`, fsynced. The caller renames it into place.
+pub fn write_snapshot(
+    path: &Path,
+    meta: &Meta,
+    applier: &Applier,
+    store: Option<&BlobStore>,
+) -> io::Result<()> {
     let version = format::highest();
     let mut file = File::create(path)?;
     if version < STREAMED_SINCE {
@@ -213,7 +244,7 @@ pub fn write_snapshot(path: &Path, meta: &Meta, applier: &Applier) -> io::Result
         file.write_all(&super::format::encode_file(SNAPSHOT_MAGIC, &old)?)?;
     } else {
         write_snapshot_head(&mut file, meta)?;
-        write_state(&mut file, version, applier)?;
+        write_state(&mut file, version, applier, store)?;
     }
     file.sync_all()
 }
@@ -427,7 +458,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snapshot.bin");
         let (meta, applier) = sample();
-        write_snapshot(&path, &meta, &applier).unwrap();
+        write_snapshot(&path, &meta, &applier, None).unwrap();
         let loaded = read_snapshot(&path).unwrap();
         assert_eq!(loaded.meta, meta);
         assert_eq!(loaded.version, format::FORMAT_VERSION);
@@ -451,7 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snapshot.bin");
         let (meta, applier) = sample();
-        write_snapshot(&path, &meta, &applier).unwrap();
+        write_snapshot(&path, &meta, &applier, None).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let at = read_snapshot(&path).unwrap().state_at as usize;
         let tail = &bytes[at..];
@@ -467,7 +498,7 @@ mod tests {
         .to_string();
         assert!(
             err.starts_with("a received snapshot: truncated after byte")
-                && err.contains(&format!("the state is {} bytes long", tail.len() - 24)),
+                && err.contains(&format!("the state is {} bytes long", tail.len() - 24 - 16)),
             "{err}"
         );
 

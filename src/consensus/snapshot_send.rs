@@ -1,14 +1,15 @@
 //! Sending a snapshot to a peer of an older format: the state bytes are re-encoded in the
 //! format the peer's welcome chose (fields it does not know left out, `absent_before_N`), into
 //! an unlinked temporary file that openraft's chunked transfer then reads like any snapshot.
-//! A peer of this node's own format gets the snapshot file's state bytes as they are.
+//! A peer of this node's own format gets the snapshot file's state bytes as they are; a peer
+//! of a format before blob files gets the blobs inside the state, as it keeps them.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::Snapshot;
 
-use super::snapshot_file::{read_state, write_state, SnapshotFile};
+use super::snapshot_file::{read_state, section_of, write_state, SnapshotFile, STREAMED_SINCE};
 use super::TypeConfig;
 
 /// Names the temporary files of this process apart.
@@ -22,7 +23,12 @@ pub async fn for_format(
     let meta = snapshot.meta;
     let (mut file, base) = snapshot.snapshot.into_std().await;
     let encoded = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
-        let (applier, _) = read_state(&mut file, base, "the snapshot to send")?;
+        let (mut applier, from) = read_state(&mut file, base, "the snapshot to send")?;
+        if from >= STREAMED_SINCE {
+            // A peer of a format before blob files keeps blobs in its state.
+            let at = section_of(&mut file, base)?;
+            super::blob_section::inline(&mut file, at, &mut applier.state)?;
+        }
         let path = std::env::temp_dir().join(format!(
             "push-snapshot-{}-{}",
             std::process::id(),
@@ -35,7 +41,7 @@ pub async fn for_format(
             .open(&path)?;
         // Unlinked at once: the open file is all there is, gone when it closes (or on a crash).
         std::fs::remove_file(&path)?;
-        write_state(&mut out, version, &applier)?;
+        write_state(&mut out, version, &applier, None)?;
         Ok(out)
     })
     .await

@@ -21,12 +21,15 @@ use openraft::{
     SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 
+use super::blobs::{self, BlobStore};
 pub use super::snapshot_file::Applier;
 use super::snapshot_file::{self, SnapshotFile, STREAMED_SINCE};
 use super::TypeConfig;
 use crate::model::{self, Applied, State};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// The folder of the blob files ([`super::blobs`]).
+pub const BLOBS: &str = "blobs";
 /// Where a build writes the next snapshot file before renaming it over the current one.
 const BUILDING: &str = "snapshot.bin.building";
 /// Where an install writes the next snapshot file before renaming it over the current one.
@@ -47,6 +50,7 @@ struct Current {
 /// The state readers share with the state machine.
 pub struct SharedState {
     data: RwLock<Applier>,
+    blobs: BlobStore,
     applied: tokio::sync::watch::Sender<u64>,
 }
 
@@ -57,6 +61,11 @@ impl SharedState {
 
     fn write(&self) -> RwLockWriteGuard<'_, Applier> {
         self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The blob files of this node (every blob the applied state lists is there).
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// Subscribe to "something was applied" (the value is the last applied index).
@@ -94,18 +103,29 @@ impl StateMachineStore {
                 _ => {}
             }
         }
+        let store = BlobStore::open(&dir.join(BLOBS))?;
         let path = dir.join(SNAPSHOT_FILE);
         let (applier, current) = if path.exists() {
-            let loaded = snapshot_file::read_snapshot(&path)?;
+            let mut loaded = snapshot_file::read_snapshot(&path)?;
+            if loaded.version >= STREAMED_SINCE {
+                // Blobs the snapshot carries but the disk lacks (a restore, a lost file).
+                let mut file = std::fs::File::open(&path)?;
+                let at = snapshot_file::section_of(&mut file, loaded.state_at)?;
+                super::blob_section::install(&mut file, at, &store)
+                    .map_err(std::io::Error::other)?;
+            }
+            let inline = loaded.applier.state.code.has_inline_blobs();
+            blobs::move_to_files(&store, &mut loaded.applier.state)
+                .map_err(std::io::Error::other)?;
             let mut current = Current {
                 meta: loaded.meta,
                 state_at: loaded.state_at,
             };
-            if loaded.version != push_protocol::format::highest() {
+            if loaded.version != push_protocol::format::highest() || inline {
                 // Rewrite in the current format, state bytes included (they are what
-                // followers are sent).
+                // followers are sent), blobs as files.
                 let tmp = dir.join("snapshot.bin.migrating");
-                snapshot_file::write_snapshot(&tmp, &current.meta, &loaded.applier)?;
+                snapshot_file::write_snapshot(&tmp, &current.meta, &loaded.applier, Some(&store))?;
                 std::fs::rename(&tmp, &path)?;
                 std::fs::File::open(dir)?.sync_all()?;
                 current.state_at = state_at(&path)?;
@@ -124,6 +144,7 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             shared: Arc::new(SharedState {
                 data: RwLock::new(applier),
+                blobs: store,
                 applied,
             }),
             dir: dir.to_path_buf(),
@@ -164,7 +185,7 @@ impl StateMachineStore {
                 last_membership: applier.membership.clone(),
                 snapshot_id: snapshot_id(applier.last_applied),
             };
-            snapshot_file::write_snapshot(&tmp, &meta, &applier)?;
+            snapshot_file::write_snapshot(&tmp, &meta, &applier, Some(&shared.blobs))?;
             meta
         };
         let path = dir.join(SNAPSHOT_FILE);
@@ -225,7 +246,7 @@ pub fn seed(
         snapshot_id: format!("restored-{}-{}", last.leader_id.term, last.index),
     };
     let tmp = dir.join(BUILDING);
-    snapshot_file::write_snapshot(&tmp, &meta, &applier)?;
+    snapshot_file::write_snapshot(&tmp, &meta, &applier, None)?;
     std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
     std::fs::File::open(dir)?.sync_all()
 }
@@ -278,6 +299,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut out = Vec::new();
         let mut last = None;
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let commands = || {
+            entries.iter().filter_map(|e| match &e.payload {
+                EntryPayload::Normal(command) => Some(&command.op),
+                _ => None,
+            })
+        };
+        if commands().any(blobs::carries_blobs) {
+            // Blob bytes go to files before the state lists them, outside the lock.
+            let (shared, ops) = (self.shared.clone(), commands().cloned().collect::<Vec<_>>());
+            tokio::task::spawn_blocking(move || {
+                ops.iter()
+                    .try_for_each(|op| blobs::store_for(&shared.blobs, op))
+            })
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
         {
             let mut applier = self.shared.write();
             for entry in entries {
@@ -285,7 +324,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 last = Some(entry.log_id.index);
                 out.push(match entry.payload {
                     EntryPayload::Blank => Applied::Nothing,
-                    EntryPayload::Normal(command) => model::apply(&mut applier.state, &command),
+                    EntryPayload::Normal(command) => {
+                        let applied = model::apply(&mut applier.state, &command);
+                        blobs::after_apply(&self.shared.blobs, &command.op, &applier.state);
+                        applied
+                    }
                     EntryPayload::Membership(m) => {
                         applier.membership = StoredMembership::new(Some(entry.log_id), m);
                         Applied::Nothing
@@ -332,8 +375,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let (received, start) = snapshot.into_std().await;
         let dir = self.dir.clone();
         let meta_owned = meta.clone();
+        let shared = self.shared.clone();
         let installed = tokio::task::spawn_blocking(move || {
-            install_blocking(&dir, meta_owned, received, start)
+            install_blocking(&dir, &shared.blobs, meta_owned, received, start)
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -382,17 +426,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 /// renames it into place.
 fn install_blocking(
     dir: &Path,
+    store: &BlobStore,
     meta: SnapshotMeta<u64, BasicNode>,
     mut received: std::fs::File,
     start: u64,
 ) -> Result<(Applier, Current), std::io::Error> {
-    let (applier, version) =
+    let (mut applier, version) =
         snapshot_file::read_state(&mut received, start, "a snapshot received from the leader")?;
+    if version >= STREAMED_SINCE {
+        // The blobs first: the snapshot that lists them takes its place only once they are in.
+        let at = snapshot_file::section_of(&mut received, start)?;
+        super::blob_section::install(&mut received, at, store).map_err(std::io::Error::other)?;
+    }
+    let inline = applier.state.code.has_inline_blobs();
+    blobs::move_to_files(store, &mut applier.state).map_err(std::io::Error::other)?;
     let tmp = dir.join(INSTALLING);
-    if version == push_protocol::format::highest() && version >= STREAMED_SINCE {
+    if version == push_protocol::format::highest() && version >= STREAMED_SINCE && !inline {
         snapshot_file::write_snapshot_copying(&tmp, &meta, &mut received, start)?;
     } else {
-        snapshot_file::write_snapshot(&tmp, &meta, &applier)?;
+        snapshot_file::write_snapshot(&tmp, &meta, &applier, Some(store))?;
     }
     drop(received);
     let path = dir.join(SNAPSHOT_FILE);

@@ -44,8 +44,8 @@ pub fn wheels(tree: &BTreeMap<String, String>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A wheel as an environment is installed from: its file name and bytes.
-pub type Wheel = (String, Vec<u8>);
+/// A wheel of an environment: its file name and blob hash.
+pub type Wheel = (String, String);
 
 /// Whether `path` is one of a tree's wheels rather than app source.
 pub fn is_wheel_path(path: &str) -> bool {
@@ -72,9 +72,19 @@ pub fn env_hash(tree: &BTreeMap<String, String>) -> Option<String> {
 /// (CLI) or proposed (leader): every node compiles and keeps every file of HEAD in memory.
 pub const MAX_FILES: usize = 20_000;
 
-/// Most bytes one version's files may hold together (code, templates, data): the code store
-/// lives in every node's memory and snapshots.
+/// Most bytes one version's text files may hold together (code, templates, data): every
+/// worker holds them as strings. Binary files and wheels are not counted (they stay files).
 pub const MAX_APP_BYTES: u64 = 32 << 20;
+
+/// Largest single file (a wheel, an image, any bytes) a version may hold: it is uploaded in
+/// pieces and kept as a file on every node.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Whether a file of a version is given to the workers as source text: a `.py` module
+/// always (checked with [`check_source`]), any other file when it is UTF-8 without NUL bytes.
+pub fn is_text(path: &str, bytes: &[u8]) -> bool {
+    path.ends_with(".py") || check_source(path, bytes).is_ok()
+}
 
 /// Why a file or a tree cannot be deployed; each message says what to do instead.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,19 +95,19 @@ pub enum FileError {
     )]
     TooMany { count: usize },
     #[error(
-        "{path} is not UTF-8 text (invalid byte at offset {offset}); only text files (Python \
-         source, templates, data) are deployed — move binary files (images, archives) out of \
-         the app's directory"
+        "{path} is not UTF-8 text (invalid byte at offset {offset}); a Python module must be \
+         UTF-8 source — re-save it as UTF-8 (a binary file deploys under any name but .py)"
     )]
     NotUtf8 { path: String, offset: usize },
     #[error(
-        "{path} contains a NUL byte at offset {offset}; only text files (Python source, \
-         templates, data) are deployed — move binary files out of the app's directory"
+        "{path} contains a NUL byte at offset {offset}; a Python module must be text — \
+         re-save it (a binary file deploys under any name but .py)"
     )]
     Nul { path: String, offset: usize },
     #[error(
-        "with {path} the app's files hold {total} bytes, over the {MAX_APP_BYTES}-byte limit \
-         of one version; leave large files out of the app's directory (serve them elsewhere)"
+        "with {path} the app's text files hold {total} bytes, over the {MAX_APP_BYTES}-byte \
+         limit of one version; leave large text files out of the app's directory (serve them \
+         elsewhere)"
     )]
     TooLarge { path: String, total: u64 },
     #[error("bad path {path:?}: paths are relative and use '/'")]
@@ -153,7 +163,7 @@ pub fn check_source(path: &str, bytes: &[u8]) -> Result<(), FileError> {
 /// Checks a path inside an app: relative, `/`-separated, no `..`, no empty parts.
 pub fn check_path(path: &str) -> Result<(), FileError> {
     let path_ = || path.to_string();
-    if path.is_empty() || path.starts_with('/') || path.contains('\\') {
+    if path.is_empty() || path.starts_with('/') || path.contains('\\') || path.contains('\0') {
         return Err(FileError::NotRelative { path: path_() });
     }
     if path
@@ -210,11 +220,22 @@ impl App {
     }
 }
 
-/// Blobs and apps.
+/// Blobs (hashes and sizes; their bytes are files beside the state, see
+/// `consensus::blobs`) and apps.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CodeStore {
+    /// Blob bytes held in the state itself: formats 1 to 3 kept every blob here. A node moves
+    /// them to files when it loads such a state (and a restored backup carries them here), so
+    /// from format 4 on this is empty in every applied state.
     blobs: BTreeMap<String, ByteBuf>,
     apps: BTreeMap<String, App>,
+    /// Every blob the store holds: hash -> size in bytes.
+    #[serde(
+        default,
+        deserialize_with = "push_protocol::format::added_in_4",
+        skip_serializing_if = "push_protocol::format::absent_before_4"
+    )]
+    sizes: BTreeMap<String, u64>,
 }
 
 fn invalid(message: String) -> ErrorBody {
@@ -226,37 +247,107 @@ fn not_found(message: String) -> ErrorBody {
 }
 
 impl CodeStore {
-    /// Stores blobs; returns how many were new.
+    /// Records blobs (their bytes go to files, written by the state machine); returns how many
+    /// were new.
     pub fn put_blobs(&mut self, blobs: &[ByteBuf]) -> usize {
         let mut added = 0;
         for blob in blobs {
-            if let std::collections::btree_map::Entry::Vacant(slot) =
-                self.blobs.entry(blob_hash(blob))
-            {
-                slot.insert(blob.clone());
+            if self.record_blob(&blob_hash(blob), blob.len() as u64) {
                 added += 1;
             }
         }
         added
     }
 
-    pub fn has_blob(&self, hash: &str) -> bool {
-        self.blobs.contains_key(hash)
+    /// Records blob `hash` of `size` bytes; whether it is new.
+    pub fn record_blob(&mut self, hash: &str, size: u64) -> bool {
+        if self.sizes.contains_key(hash) {
+            return false;
+        }
+        self.sizes.insert(hash.to_string(), size);
+        true
     }
 
-    pub fn blob(&self, hash: &str) -> Option<&[u8]> {
-        self.blobs.get(hash).map(|b| b.as_slice())
+    /// Takes the blob bytes held in the state (formats 1 to 3, restored backups) for the
+    /// caller to move to files and [`CodeStore::record_blob`].
+    pub fn take_inline_blobs(&mut self) -> BTreeMap<String, ByteBuf> {
+        std::mem::take(&mut self.blobs)
+    }
+
+    /// Whether the state holds blob bytes itself (see [`CodeStore::take_inline_blobs`]).
+    pub fn has_inline_blobs(&self) -> bool {
+        !self.blobs.is_empty()
+    }
+
+    /// Puts blob bytes into the state itself, for a backup to carry them.
+    pub fn inline_blob(&mut self, hash: &str, bytes: ByteBuf) {
+        self.blobs.insert(hash.to_string(), bytes);
+    }
+
+    /// Records blob `hash` of `size` bytes made of the blobs `pieces` in order (a file too
+    /// large for one upload) and forgets the pieces no version uses. Refused when a piece is
+    /// missing or the sizes do not add up; returns how many blobs were new.
+    pub fn join_blob(
+        &mut self,
+        hash: &str,
+        size: u64,
+        pieces: &[String],
+    ) -> Result<usize, ErrorBody> {
+        if self.sizes.contains_key(hash) {
+            return Ok(0);
+        }
+        let mut total = 0u64;
+        for piece in pieces {
+            match self.sizes.get(piece) {
+                Some(s) => total += s,
+                None => {
+                    return Err(invalid(format!(
+                        "piece {piece} of blob {hash} is not in the code store; upload it again"
+                    )))
+                }
+            }
+        }
+        if total != size || pieces.is_empty() {
+            return Err(invalid(format!(
+                "the pieces of blob {hash} hold {total} bytes, not {size}; upload it again"
+            )));
+        }
+        let used: std::collections::BTreeSet<&String> = self
+            .apps
+            .values()
+            .flat_map(|a| a.versions.iter().flat_map(|v| v.tree.values()))
+            .collect();
+        let unused: Vec<String> = pieces
+            .iter()
+            .filter(|p| !used.contains(p) && *p != hash)
+            .cloned()
+            .collect();
+        for piece in unused {
+            self.sizes.remove(&piece);
+        }
+        self.sizes.insert(hash.to_string(), size);
+        Ok(1)
+    }
+
+    pub fn has_blob(&self, hash: &str) -> bool {
+        self.sizes.contains_key(hash) || self.blobs.contains_key(hash)
+    }
+
+    /// The size of blob `hash`, if the store has it.
+    pub fn blob_size(&self, hash: &str) -> Option<u64> {
+        self.sizes.get(hash).copied()
+    }
+
+    /// Every blob the store holds (hash, size), in hash order.
+    pub fn blob_sizes(&self) -> impl Iterator<Item = (&String, u64)> {
+        self.sizes.iter().map(|(h, s)| (h, *s))
     }
 
     /// The environment of a tree with dependencies: its hash and its wheels (file name,
-    /// bytes; a wheel missing from the store is left out, and the commit reports it).
+    /// blob hash).
     pub fn env_wheels(&self, tree: &BTreeMap<String, String>) -> Option<(String, Vec<Wheel>)> {
         let hash = env_hash(tree)?;
-        let wheels = wheels(tree)
-            .into_iter()
-            .filter_map(|(name, blob)| self.blob(&blob).map(|b| (name, b.to_vec())))
-            .collect();
-        Some((hash, wheels))
+        Some((hash, wheels(tree)))
     }
 
     pub fn app(&self, name: &str) -> Option<&App> {
@@ -326,7 +417,7 @@ impl CodeStore {
         }
         for (path, hash) in tree {
             check_path(path).map_err(|e| invalid(e.to_string()))?;
-            if !self.blobs.contains_key(hash) {
+            if !self.has_blob(hash) {
                 return Err(invalid(format!(
                     "{path}: blob {hash} is not in the code store; upload it before committing"
                 )));
@@ -392,12 +483,13 @@ impl CodeStore {
         Ok((from, to))
     }
 
-    /// The files of a version (HEAD when None).
-    pub fn files(
+    /// The tree of a version (HEAD when None): its number and path -> blob hash. The bytes
+    /// are read from the node's blob files.
+    pub fn tree(
         &self,
         app_name: &str,
         version: Option<u64>,
-    ) -> Result<(u64, BTreeMap<String, ByteBuf>), ErrorBody> {
+    ) -> Result<(u64, BTreeMap<String, String>), ErrorBody> {
         let app = self
             .apps
             .get(app_name)
@@ -420,56 +512,51 @@ impl CodeStore {
                 "{app_name} has no version {number} ({has}); see `push versions --app {app_name}`"
             ))
         })?;
-        let files = v
-            .tree
-            .iter()
-            .map(|(path, hash)| {
-                let bytes = self.blob(hash).unwrap_or_default().to_vec();
-                (path.clone(), ByteBuf::from(bytes))
-            })
-            .collect();
-        Ok((number, files))
+        Ok((number, v.tree.clone()))
     }
+}
 
-    /// A unified diff between two versions of an app.
-    pub fn diff(&self, app_name: &str, from: u64, to: u64) -> Result<String, ErrorBody> {
-        let (_, a) = self.files(app_name, Some(from))?;
-        let (_, b) = self.files(app_name, Some(to))?;
-        let mut out = String::new();
-        let paths: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        for path in paths {
-            let old = a
-                .get(path)
-                .map(|x| String::from_utf8_lossy(x))
-                .unwrap_or_default();
-            let new = b
-                .get(path)
-                .map(|x| String::from_utf8_lossy(x))
-                .unwrap_or_default();
-            if old == new {
-                continue;
-            }
-            let old_name = if a.contains_key(path) {
-                format!("v{from}/{path}")
-            } else {
-                "/dev/null".into()
-            };
-            let new_name = if b.contains_key(path) {
-                format!("v{to}/{path}")
-            } else {
-                "/dev/null".into()
-            };
-            let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
-            out.push_str(
-                &diff
-                    .unified_diff()
-                    .context_radius(3)
-                    .header(&old_name, &new_name)
-                    .to_string(),
-            );
+/// A unified diff between the files `a` of version `from` and `b` of version `to`.
+pub fn diff(
+    from: u64,
+    a: &BTreeMap<String, ByteBuf>,
+    to: u64,
+    b: &BTreeMap<String, ByteBuf>,
+) -> String {
+    let mut out = String::new();
+    let paths: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for path in paths {
+        let (old, new) = (a.get(path), b.get(path));
+        if old == new {
+            continue;
         }
-        Ok(out)
+        let binary = |x: Option<&ByteBuf>| x.is_some_and(|x| check_source(path, x).is_err());
+        let old_name = if old.is_some() {
+            format!("v{from}/{path}")
+        } else {
+            "/dev/null".into()
+        };
+        let new_name = if new.is_some() {
+            format!("v{to}/{path}")
+        } else {
+            "/dev/null".into()
+        };
+        if binary(old) || binary(new) {
+            out.push_str(&format!("Binary files {old_name} and {new_name} differ\n"));
+            continue;
+        }
+        let old = old.map(|x| String::from_utf8_lossy(x)).unwrap_or_default();
+        let new = new.map(|x| String::from_utf8_lossy(x)).unwrap_or_default();
+        let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+        out.push_str(
+            &diff
+                .unified_diff()
+                .context_radius(3)
+                .header(&old_name, &new_name)
+                .to_string(),
+        );
     }
+    out
 }
 
 #[cfg(test)]
@@ -565,7 +652,10 @@ mod tests {
         let tree2 = BTreeMap::from([("app.py".to_string(), blob_hash(b"x = 2\n"))]);
         store.commit("a", &tree2, "two", "me", 3, true).unwrap();
         assert_eq!(store.heads(), vec![("a".to_string(), 2)]);
-        let diff = store.diff("a", 1, 2).unwrap();
+        let text = |t: &str| {
+            BTreeMap::from([("app.py".to_string(), ByteBuf::from(t.as_bytes().to_vec()))])
+        };
+        let diff = diff(1, &text("x = 1\n"), 2, &text("x = 2\n"));
         assert!(diff.contains("-x = 1") && diff.contains("+x = 2"), "{diff}");
         assert_eq!(store.activate("a", None).unwrap(), (Some(2), 1));
         let err = store.activate("a", None).unwrap_err();
@@ -588,5 +678,29 @@ mod tests {
         let err = store.commit("a", &tree, "", "", 0, true).unwrap_err();
         assert!(err.message.contains("not in the code store"));
         assert!(store.app("a").is_none_or(|a| a.versions.is_empty()));
+    }
+
+    #[test]
+    fn a_joined_blob_replaces_its_pieces() {
+        let mut store = CodeStore::default();
+        store.put_blobs(&[ByteBuf::from(b"ab".to_vec()), ByteBuf::from(b"cd".to_vec())]);
+        let pieces = vec![blob_hash(b"ab"), blob_hash(b"cd")];
+        let whole = blob_hash(b"abcd");
+        let err = store.join_blob(&whole, 5, &pieces).unwrap_err();
+        assert!(
+            err.message.contains("hold 4 bytes, not 5"),
+            "{}",
+            err.message
+        );
+        let err = store
+            .join_blob(&whole, 4, &[pieces[0].clone(), "00".repeat(32)])
+            .unwrap_err();
+        assert!(err.message.contains("upload it again"), "{}", err.message);
+        assert_eq!(store.join_blob(&whole, 4, &pieces).unwrap(), 1);
+        assert_eq!(store.blob_size(&whole), Some(4));
+        assert!(!store.has_blob(&pieces[0]) && !store.has_blob(&pieces[1]));
+        let bytes = |t: &[u8]| BTreeMap::from([("i.png".to_string(), ByteBuf::from(t.to_vec()))]);
+        let d = diff(1, &bytes(b"\x89PNG\0"), 2, &bytes(b"\x89PNG\x01"));
+        assert_eq!(d, "Binary files v1/i.png and v2/i.png differ\n");
     }
 }

@@ -124,6 +124,12 @@ pub enum CommandOp {
         value: Option<SecretText>,
         by: String,
     },
+    /// Blob `hash` of `size` bytes is the concatenation of the blobs `pieces` (format 4).
+    JoinBlob {
+        hash: String,
+        size: u64,
+        pieces: Vec<String>,
+    },
 }
 
 impl CommandOp {
@@ -155,6 +161,11 @@ impl CommandOp {
             },
             Op::PutBlobs { blobs } => CommandOp::PutBlobs {
                 blobs: blobs.clone(),
+            },
+            Op::JoinBlob { hash, size, pieces } => CommandOp::JoinBlob {
+                hash: hash.clone(),
+                size: *size,
+                pieces: pieces.clone(),
             },
             Op::Commit {
                 app,

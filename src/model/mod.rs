@@ -117,6 +117,12 @@ fn apply_op(state: &mut State, time_ms: u64, op: &CommandOp) -> Applied {
         CommandOp::PutBlobs { blobs } => Applied::Stored {
             count: state.code.put_blobs(blobs),
         },
+        CommandOp::JoinBlob { hash, size, pieces } => {
+            match state.code.join_blob(hash, *size, pieces) {
+                Ok(count) => Applied::Stored { count },
+                Err(e) => Applied::Failed(e),
+            }
+        }
         CommandOp::Commit {
             app,
             tree,

@@ -118,6 +118,39 @@ impl Node {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
+    /// The bytes of the files of `tree` (path -> blob hash), read from this node's blob files
+    /// off the async threads, each checked against its hash.
+    pub async fn read_files(
+        &self,
+        tree: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, push_protocol::ByteBuf>, ErrorBody> {
+        let store = self.state.blobs().clone();
+        tokio::task::spawn_blocking(move || {
+            tree.into_iter()
+                .map(|(path, hash)| {
+                    store
+                        .read(&hash)
+                        .map(|bytes| (path.clone(), push_protocol::ByteBuf::from(bytes)))
+                        .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, format!("{path}: {e}")))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
+    }
+
+    /// The wheels of an environment as files on this node: (file name, blob file).
+    pub fn wheel_files(
+        &self,
+        wheels: Vec<crate::model::code_store::Wheel>,
+    ) -> Vec<(String, std::path::PathBuf)> {
+        let store = self.state.blobs();
+        wheels
+            .into_iter()
+            .map(|(name, hash)| (name, store.path(&hash)))
+            .collect()
+    }
+
     /// Reads the applied state under a short lock.
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.state.read().state)

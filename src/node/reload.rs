@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Node;
-use crate::model::code_store::is_wheel_path;
+use crate::model::code_store::{is_text, is_wheel_path};
 use crate::runtime::{entry_module, sources};
 use crate::shutdown::Shutdown;
 use crate::workers::Pool;
@@ -52,27 +52,39 @@ pub async fn follow_heads(node: Arc<Node>, workers: Arc<Pool>, mut shutdown: Shu
 /// Loads `app`'s version `head` into the workers, in its environment (installed here first
 /// when it has dependencies). The error says why in words.
 async fn load(node: &Node, workers: &Arc<Pool>, app: &str, head: u64) -> Result<(), String> {
-    let (files, env) = node.read(|s| {
+    let (tree, env) = node.read(|s| {
         let env = s
             .code
             .app(app)
             .and_then(|a| a.version(head))
             .and_then(|v| s.code.env_wheels(&v.tree));
-        (s.code.files(app, Some(head)), env)
+        (s.code.tree(app, Some(head)), env)
     });
-    let (_, files) = files.map_err(|e| e.message)?;
-    let files = sources(
-        files
-            .into_iter()
-            .filter(|(path, _)| !is_wheel_path(path))
-            .collect(),
-    )
-    .map_err(|e| e.to_string())?;
+    let (_, tree) = tree.map_err(|e| e.message)?;
+    let tree: BTreeMap<String, String> = tree
+        .into_iter()
+        .filter(|(path, _)| !is_wheel_path(path))
+        .collect();
+    let bytes = node.read_files(tree.clone()).await.map_err(|e| e.message)?;
+    let binary: Vec<String> = bytes
+        .iter()
+        .filter(|(path, b)| !is_text(path, b))
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut files = sources(bytes).map_err(|e| e.to_string())?;
+    // Binary files reach the workers as the blob files to link ([`crate::runtime::LINK`]).
+    for path in binary {
+        let blob = node.state.blobs().path(&tree[&path]);
+        files.insert(
+            format!("{}{path}", crate::runtime::LINK),
+            blob.to_string_lossy().to_string(),
+        );
+    }
     let entry = entry_module(&files).map_err(|e| e.to_string())?;
     let env = match env {
         Some((hash, wheels)) => Some(
             workers
-                .ensure_env(&hash, wheels)
+                .ensure_env(&hash, node.wheel_files(wheels))
                 .await
                 .map_err(|e| e.to_string())?,
         ),

@@ -2,6 +2,7 @@
 //! leader confirms its leadership with a quorum first, so the copy holds every write
 //! acknowledged before the request arrived; a follower relays the leader's stream.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use push_protocol::{BackupPart, ByteBuf, ErrorBody, ErrorCode, Op, Outcome, Reply};
@@ -72,7 +73,15 @@ async fn stream_here(node: &Node, progress: &UnboundedSender<Reply>) -> Outcome 
         (index, term, applier.state.clone())
     };
     state.nodes.forget_liveness();
+    let store = node.state.blobs().clone();
     let encoded = tokio::task::spawn_blocking(move || {
+        // The blob files travel inside the backup's state (a restore moves them back to
+        // files), so a backup holds every blob the state lists.
+        let listed: Vec<String> = state.code.blob_sizes().map(|(h, _)| h.clone()).collect();
+        for hash in listed {
+            let bytes = store.read(&hash).map_err(io::Error::other)?;
+            state.code.inline_blob(&hash, ByteBuf::from(bytes));
+        }
         let bytes = backup::encode(&BackupState { index, term, state })?;
         let sha256 = backup::hex(&Sha256::digest(&bytes));
         Ok::<_, backup::BackupError>((bytes, sha256))

@@ -32,11 +32,25 @@ impl Cluster for NodeCluster {
         app: &str,
         number: u64,
     ) -> Result<Option<BTreeMap<String, ByteBuf>>, ErrorBody> {
-        Ok(self
-            .0
-            .read(|s| s.code.files(app, Some(number)))
-            .ok()
-            .map(|(_, files)| files))
+        let Ok((_, tree)) = self.0.read(|s| s.code.tree(app, Some(number))) else {
+            return Ok(None);
+        };
+        // Called off the async threads (a worker's or Python's own): the files are read here.
+        let store = self.0.state.blobs();
+        let mut files = BTreeMap::new();
+        for (path, hash) in tree {
+            if crate::model::code_store::is_wheel_path(&path) {
+                continue;
+            }
+            let bytes = store.read(&hash).map_err(|e| {
+                ErrorBody::new(
+                    push_protocol::ErrorCode::Unavailable,
+                    format!("{path}: {e}"),
+                )
+            })?;
+            files.insert(path, ByteBuf::from(bytes));
+        }
+        Ok(Some(files))
     }
 
     fn ts_cursor(&self, series: &str, unit: &str) -> Result<u64, ErrorBody> {

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply, MAX_BLOB_BATCH};
 
 use super::leader::{self, Req};
-use crate::model::code_store::{is_wheel_path, tree_hash};
+use crate::model::code_store::{is_wheel_path, tree_hash, MAX_FILE_BYTES};
 use crate::model::CommandOp;
-use crate::node::Node;
+use crate::node::{Node, Route};
 
 /// `MissingBlobs`: which of `hashes` the store lacks.
 pub async fn missing_blobs(req: &Req<'_>, hashes: &[String]) -> Outcome {
@@ -73,32 +73,39 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
     let invalid = |m: String| ErrorBody::new(ErrorCode::Invalid, m);
     crate::model::code_store::check_file_count(tree.len())
         .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
-    let (files, number, unchanged, env) = node.read(|s| {
-        let files: BTreeMap<String, ByteBuf> = tree
+    let (present, number, unchanged, env, too_big) = node.read(|s| {
+        let present: BTreeMap<String, String> = tree
             .iter()
-            .filter(|(path, _)| !is_wheel_path(path))
-            .filter_map(|(path, hash)| {
-                s.code
-                    .blob(hash)
-                    .map(|b| (path.clone(), ByteBuf::from(b.to_vec())))
-            })
+            .filter(|(path, hash)| !is_wheel_path(path) && s.code.has_blob(hash))
+            .map(|(path, hash)| (path.clone(), hash.clone()))
             .collect();
         let app_state = s.code.app(app);
         let number = app_state.map_or(0, |a| a.versions.len() as u64) + 1;
         let unchanged = app_state
             .and_then(|a| a.head_version())
             .is_some_and(|h| h.tree_hash == tree_hash(tree));
-        (files, number, unchanged, s.code.env_wheels(tree))
+        let too_big = tree.iter().find_map(|(path, hash)| {
+            let size = s.code.blob_size(hash)?;
+            (size > MAX_FILE_BYTES).then(|| (path.clone(), size))
+        });
+        (present, number, unchanged, s.code.env_wheels(tree), too_big)
     });
-    crate::model::code_store::check_app_size(
-        files.iter().map(|(p, b)| (p.as_str(), b.len() as u64)),
-    )
-    .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
+    if let Some((path, size)) = too_big {
+        return Err(invalid(format!(
+            "deploy rejected: {path} is {size} bytes, over the {MAX_FILE_BYTES}-byte limit of one file"
+        )));
+    }
     let sources_in_tree = tree.keys().filter(|p| !is_wheel_path(p)).count();
-    if unchanged || files.len() != sources_in_tree {
+    if unchanged || present.len() != sources_in_tree {
         // Nothing new to check, or missing blobs: the commit itself reports either.
         return Ok(());
     }
+    let files = node.read_files(present).await?;
+    let text = files
+        .iter()
+        .filter(|(p, b)| crate::model::code_store::is_text(p, b));
+    crate::model::code_store::check_app_size(text.map(|(p, b)| (p.as_str(), b.len() as u64)))
+        .map_err(|e| invalid(format!("deploy rejected: {e}")))?;
     let files =
         crate::runtime::sources(files).map_err(|e| invalid(format!("deploy rejected: {e}")))?;
     let entry = crate::runtime::entry_module(&files)
@@ -106,7 +113,7 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
     let env = match env {
         Some((hash, wheels)) => Some(
             node.workers
-                .ensure_env(&hash, wheels)
+                .ensure_env(&hash, node.wheel_files(wheels))
                 .await
                 .map_err(|e| invalid(format!("deploy rejected, HEAD unchanged — {e}")))?,
         ),
@@ -168,22 +175,66 @@ pub async fn versions(req: &Req<'_>, app: &str) -> Outcome {
     .await
 }
 
-/// `Diff`: what changed between two versions.
+/// `Diff`: what changed between two versions (trees read linearizably on the leader, the
+/// bytes from its blob files).
 pub async fn diff(req: &Req<'_>, app: &str, from: u64, to: u64) -> Outcome {
-    leader::read(req, ReadMode::Linearizable, |s| {
-        s.code.diff(app, from, to).map(Reply::Diff)
+    let node = req.node;
+    leader::run(req, || async {
+        Ok(match node.linearizable().await? {
+            Route::Done(()) => {
+                let (a, b) = node.read(|s| -> Result<_, ErrorBody> {
+                    Ok((
+                        s.code.tree(app, Some(from))?.1,
+                        s.code.tree(app, Some(to))?.1,
+                    ))
+                })?;
+                let (a, b) = (node.read_files(a).await?, node.read_files(b).await?);
+                Route::Done(Reply::Diff(crate::model::code_store::diff(
+                    from, &a, to, &b,
+                )))
+            }
+            Route::Forward(leader) => Route::Forward(leader),
+        })
     })
     .await
 }
 
 /// `Files`: the files of a version (HEAD when None).
 pub async fn files(req: &Req<'_>, app: &str, version: Option<u64>) -> Outcome {
-    leader::read(req, ReadMode::Linearizable, |s| {
-        s.code
-            .files(app, version)
-            .map(|(version, files)| Reply::Files { version, files })
+    let node = req.node;
+    leader::run(req, || async {
+        Ok(match node.linearizable().await? {
+            Route::Done(()) => {
+                let (version, tree) = node.read(|s| s.code.tree(app, version))?;
+                let files = node.read_files(tree).await?;
+                Route::Done(Reply::Files { version, files })
+            }
+            Route::Forward(leader) => Route::Forward(leader),
+        })
     })
     .await
+}
+
+/// `JoinBlob`: a blob made of pieces uploaded before. The leader checks the pieces' bytes
+/// against the hash before it proposes, so every node joins them the same way.
+pub async fn join_blob(req: &Req<'_>, hash: &str, size: u64, pieces: &[String]) -> Outcome {
+    if size > MAX_FILE_BYTES {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("a blob of {size} bytes is over the {MAX_FILE_BYTES}-byte limit of one file"),
+        ));
+    }
+    if req.node.is_leader() {
+        let store = req.node.state.blobs().clone();
+        let (hash_, pieces_) = (hash.to_string(), pieces.to_vec());
+        let joined = tokio::task::spawn_blocking(move || {
+            crate::consensus::blobs::check_join(&store, &hash_, size, &pieces_)
+        })
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        joined.map_err(|e| ErrorBody::new(ErrorCode::Invalid, format!("{e}; upload it again")))?;
+    }
+    leader::write(req).await
 }
 
 #[cfg(test)]

@@ -154,6 +154,7 @@ async fn route(req: &Req<'_>) -> Outcome {
 
         Op::MissingBlobs { hashes } => code::missing_blobs(req, hashes).await,
         Op::PutBlobs { blobs } => code::put_blobs(req, blobs).await,
+        Op::JoinBlob { hash, size, pieces } => code::join_blob(req, hash, *size, pieces).await,
         Op::Commit { .. } | Op::Activate { .. } | Op::Restart { .. } | Op::Audited { .. } => {
             code::change(req).await
         }

@@ -160,7 +160,8 @@ def _load(app, number, files, entry, web=None, scratch=False):
     if web and web[1] not in modules:
         _web_app(web, set(modules) | packages)  # raises, naming push.ron's app
     if entry not in modules:
-        listed = ", ".join(sorted(files)[:10]) + (", ..." if len(files) > 10 else "")
+        names = sorted(p for p in files if not p.startswith(_push_files.LINK))
+        listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
         raise ImportError(
             f"there is no entry module {entry!r} (files: {listed}); "
             f"add {entry.replace('.', '/')}.py or name the entry in push.ron, e.g. (entry: \"main\")"

@@ -73,6 +73,11 @@ def root():
     return _root
 
 
+# A key of a version's files that names a binary file by the node's blob file holding it
+# (``LINK + path`` -> blob file): linked (or copied) into the folder, never held as a string.
+LINK = "\0link:"
+
+
 def materialize(app, number, files, scratch):
     """The version's files as a folder on disk (written once per version and worker)."""
     base = os.path.join(root(), ("gate-" if scratch else "") + app, f"v{number}")
@@ -82,6 +87,14 @@ def materialize(app, number, files, scratch):
     staging = base + ".writing"
     shutil.rmtree(staging, ignore_errors=True)
     for path, text in files.items():
+        if path.startswith(LINK):
+            target = os.path.join(staging, *path[len(LINK):].split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                os.link(text, target)
+            except OSError:
+                shutil.copyfile(text, target)
+            continue
         target = os.path.join(staging, *path.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "w", encoding="utf-8", newline="") as f:

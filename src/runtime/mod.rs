@@ -482,12 +482,20 @@ pub fn entry_module(files: &BTreeMap<String, String>) -> Result<String, LoadErro
         .unwrap_or_else(|| "app".into()))
 }
 
-/// Decodes a version's files as UTF-8 source.
+/// The key prefix, in a version's files as workers get them, of a binary file: `LINK + path`
+/// maps to the node's blob file of it, which the worker links into the version's folder (a
+/// binary file is never held as a string). Must match `LINK` in `files.py`; no app path
+/// holds a NUL.
+pub const LINK: &str = "\0link:";
+
+/// Decodes a version's text files as UTF-8 source: every `.py` module (a non-UTF-8 one is
+/// refused by name) and every other file that is text; binary files are left out.
 pub fn sources(
     files: BTreeMap<String, push_protocol::ByteBuf>,
 ) -> Result<BTreeMap<String, String>, LoadError> {
     files
         .into_iter()
+        .filter(|(path, bytes)| crate::model::code_store::is_text(path, bytes))
         .map(|(path, bytes)| {
             crate::model::code_store::check_source(&path, &bytes)?;
             String::from_utf8(bytes.into_vec())

@@ -77,6 +77,7 @@ pub fn required(op: &Op) -> Need {
         | Op::Remove { .. }
         | Op::Backup => Operator,
         Op::PutBlobs { .. }
+        | Op::JoinBlob { .. }
         | Op::Commit { .. }
         | Op::Activate { .. }
         | Op::SecretSet { .. }

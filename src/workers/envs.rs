@@ -108,15 +108,15 @@ pub fn env_dir(envs_dir: &Path, hash: &str) -> PathBuf {
     envs_dir.join(hash)
 }
 
-/// Installs environment `hash` from `wheels` (file name, bytes) unless it is installed:
-/// writes the wheels beside it, runs `python -m pip install --no-index --find-links` into a
+/// Installs environment `hash` from `wheels` (file name, the node's blob file of it) unless it
+/// is installed: links (or copies) the wheels beside it, runs `python -m pip install --no-index --find-links` into a
 /// temporary directory and renames that to `<envs_dir>/<hash>`, so an environment directory
 /// exists only complete. Returns its directory and whether it was installed now.
 pub async fn install(
     python: &Path,
     envs_dir: &Path,
     hash: &str,
-    wheels: Vec<(String, Vec<u8>)>,
+    wheels: Vec<(String, PathBuf)>,
 ) -> Result<(PathBuf, bool), EnvError> {
     let dir = env_dir(envs_dir, hash);
     if dir.is_dir() {
@@ -128,14 +128,17 @@ pub async fn install(
     let target = work.join("site");
     std::fs::create_dir_all(&wheel_dir).map_err(|e| io("creating the environment", e))?;
     let mut files = Vec::new();
-    for (name, bytes) in wheels {
+    for (name, blob) in wheels {
         if name.contains('/') || !name.ends_with(".whl") {
             return Err(EnvError::Install(format!(
                 "{name:?} is not a wheel file name; redeploy with `push deploy`"
             )));
         }
         let path = wheel_dir.join(&name);
-        std::fs::write(&path, bytes).map_err(|e| io(&format!("writing {name}"), e))?;
+        // A link costs no copy (the blob file never changes); a copy where links fail.
+        std::fs::hard_link(&blob, &path)
+            .or_else(|_| std::fs::copy(&blob, &path).map(|_| ()))
+            .map_err(|e| io(&format!("writing {name}"), e))?;
         files.push(path);
     }
     let out = tokio::process::Command::new(python)

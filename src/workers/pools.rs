@@ -89,7 +89,7 @@ impl Pool {
     pub async fn ensure_env(
         &self,
         hash: &str,
-        wheels: Vec<(String, Vec<u8>)>,
+        wheels: Vec<(String, std::path::PathBuf)>,
     ) -> Result<Env, EnvError> {
         let _one = self.install_lock.lock().await;
         let dir = envs::env_dir(&self.config.envs_dir, hash);

@@ -1,0 +1,385 @@
+//! Blob contents on a node's disk: one file per blob at `<state>/blobs/ab/HASH` (the first two
+//! hex digits of its SHA-256 name a folder), written to a temporary name, fsynced and renamed,
+//! and checked against the hash whenever it is read. The replicated state keeps only each
+//! blob's hash and size ([`crate::model::CodeStore`]); the state machine writes the bytes of
+//! the blob commands here as it applies them ([`store_for`]), and snapshots carry the files
+//! ([`super::snapshot_file`]).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::model::code_store::blob_hash;
+use crate::model::CommandOp;
+
+/// Bytes read or written at once while streaming a blob.
+const STEP: usize = 1 << 20;
+
+/// Why a blob could not be read or written on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error(
+        "blob {hash} is not on this node's disk; the node may still be catching up, try again"
+    )]
+    Missing { hash: String },
+    #[error("blob {hash} is damaged on this node's disk (its bytes hash to {found}); remove the node's data dir and re-add the node to get a clean copy")]
+    Damaged { hash: String, found: String },
+    #[error("the pieces uploaded for blob {hash} do not add up to it (they hash to {found})")]
+    Mismatch { hash: String, found: String },
+    #[error("blob {hash}: {source}")]
+    Io { hash: String, source: io::Error },
+}
+
+fn io_err(hash: &str) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        hash: hash.to_string(),
+        source,
+    }
+}
+
+/// The blob files of one node.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+/// Whether `hash` looks like a blob address (so it can name a file).
+fn is_hash(hash: &str) -> bool {
+    hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+impl BlobStore {
+    /// The store in `dir`, created if needed; temporary files a crash left are removed.
+    pub fn open(dir: &Path) -> io::Result<BlobStore> {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                for inner in std::fs::read_dir(entry.path())? {
+                    let inner = inner?;
+                    if inner.file_name().to_string_lossy().ends_with(".tmp") {
+                        std::fs::remove_file(inner.path())?;
+                    }
+                }
+            }
+        }
+        Ok(BlobStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Where blob `hash` lives (whether or not it is there).
+    pub fn path(&self, hash: &str) -> PathBuf {
+        let folder = if is_hash(hash) { &hash[..2] } else { "xx" };
+        self.dir.join(folder).join(hash)
+    }
+
+    /// Whether blob `hash` is on disk (its bytes are checked when read).
+    pub fn has(&self, hash: &str) -> bool {
+        is_hash(hash) && self.path(hash).is_file()
+    }
+
+    /// Writes blob `hash` from `input` (exactly `size` bytes), checking the bytes against the
+    /// hash before the file gets its name. Does nothing when the blob is already there.
+    pub fn write_from(
+        &self,
+        hash: &str,
+        size: u64,
+        input: &mut impl Read,
+    ) -> Result<(), BlobError> {
+        if !is_hash(hash) {
+            return Err(BlobError::Damaged {
+                hash: hash.to_string(),
+                found: "a name that is not a SHA-256".into(),
+            });
+        }
+        let path = self.path(hash);
+        if path.is_file() {
+            // Already here: consume the bytes so a stream stays aligned.
+            io::copy(&mut input.take(size), &mut io::sink()).map_err(io_err(hash))?;
+            return Ok(());
+        }
+        let folder = path.parent().unwrap_or(&self.dir).to_path_buf();
+        std::fs::create_dir_all(&folder).map_err(io_err(hash))?;
+        let tmp = folder.join(format!("{hash}.tmp"));
+        let mut file = File::create(&tmp).map_err(io_err(hash))?;
+        let mut hasher = Sha256::new();
+        let mut left = size;
+        let mut buf = vec![0u8; STEP.min(size as usize).max(1)];
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = input.read(&mut buf[..want]).map_err(io_err(hash))?;
+            if n == 0 {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(BlobError::Io {
+                    hash: hash.to_string(),
+                    source: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("cut short: {} of {size} bytes arrived", size - left),
+                    ),
+                });
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(io_err(hash))?;
+            left -= n as u64;
+        }
+        let found = hex(&hasher.finalize());
+        if found != hash {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(BlobError::Damaged {
+                hash: hash.to_string(),
+                found,
+            });
+        }
+        file.sync_all().map_err(io_err(hash))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(hash))?;
+        File::open(&folder)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(hash))
+    }
+
+    /// Writes `bytes` as a blob; returns its hash.
+    pub fn write(&self, bytes: &[u8]) -> Result<String, BlobError> {
+        let hash = blob_hash(bytes);
+        self.write_from(&hash, bytes.len() as u64, &mut &bytes[..])?;
+        Ok(hash)
+    }
+
+    /// Writes blob `hash` as the concatenation of the blobs `pieces` (checked against the
+    /// hash). Does nothing when it is already there.
+    pub fn join(&self, hash: &str, size: u64, pieces: &[String]) -> Result<(), BlobError> {
+        if self.has(hash) {
+            return Ok(());
+        }
+        let mut readers = Vec::new();
+        for piece in pieces {
+            readers.push(self.open_blob(piece)?);
+        }
+        let mut chain: Box<dyn Read> = Box::new(io::empty());
+        for reader in readers {
+            chain = Box::new(chain.chain(reader));
+        }
+        self.write_from(hash, size, &mut chain)
+    }
+
+    /// Opens blob `hash` for streaming (checked by the reader of the stream, or by
+    /// [`BlobStore::verify`]).
+    pub fn open_blob(&self, hash: &str) -> Result<File, BlobError> {
+        File::open(self.path(hash)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => BlobError::Missing {
+                hash: hash.to_string(),
+            },
+            _ => io_err(hash)(e),
+        })
+    }
+
+    /// The bytes of blob `hash`, checked against the hash.
+    pub fn read(&self, hash: &str) -> Result<Vec<u8>, BlobError> {
+        if !is_hash(hash) {
+            return Err(BlobError::Missing {
+                hash: hash.to_string(),
+            });
+        }
+        let mut bytes = Vec::new();
+        self.open_blob(hash)?
+            .read_to_end(&mut bytes)
+            .map_err(io_err(hash))?;
+        let found = blob_hash(&bytes);
+        if found != hash {
+            return Err(BlobError::Damaged {
+                hash: hash.to_string(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Checks blob `hash` against its hash by streaming it (no copy in memory).
+    pub fn verify(&self, hash: &str) -> Result<(), BlobError> {
+        let mut file = self.open_blob(hash)?;
+        let mut hasher = Sha256::new();
+        io::copy(&mut file, &mut HashWriter(&mut hasher)).map_err(io_err(hash))?;
+        let found = hex(&hasher.finalize());
+        if found != hash {
+            return Err(BlobError::Damaged {
+                hash: hash.to_string(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes blob `hash` (nothing when absent).
+    pub fn remove(&self, hash: &str) -> io::Result<()> {
+        if !is_hash(hash) {
+            return Ok(());
+        }
+        match std::fs::remove_file(self.path(hash)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The hashes of every blob file here.
+    pub fn list(&self) -> io::Result<Vec<String>> {
+        let mut hashes = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            for inner in std::fs::read_dir(entry.path())? {
+                let name = inner?.file_name().to_string_lossy().to_string();
+                if is_hash(&name) {
+                    hashes.push(name);
+                }
+            }
+        }
+        hashes.sort();
+        Ok(hashes)
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks that the blobs `pieces` here add up to blob `hash` of `size` bytes (reading them
+/// once, in order), before a `JoinBlob` is proposed.
+pub fn check_join(
+    store: &BlobStore,
+    hash: &str,
+    size: u64,
+    pieces: &[String],
+) -> Result<(), BlobError> {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    for piece in pieces {
+        let mut file = store.open_blob(piece)?;
+        total += io::copy(&mut file, &mut HashWriter(&mut hasher)).map_err(io_err(piece))?;
+    }
+    let found = hex(&hasher.finalize());
+    if found != hash || total != size {
+        return Err(BlobError::Mismatch {
+            hash: hash.to_string(),
+            found: format!("{found}, {total} bytes"),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a command carries blob bytes to write ([`store_for`]).
+pub fn carries_blobs(op: &CommandOp) -> bool {
+    match op {
+        CommandOp::PutBlobs { .. } | CommandOp::JoinBlob { .. } => true,
+        CommandOp::Batch(ops) => ops.iter().any(carries_blobs),
+        CommandOp::Audited { op, .. } => carries_blobs(op),
+        _ => false,
+    }
+}
+
+/// Writes the blob bytes a command carries (`PutBlobs`, `JoinBlob`, inside `Batch` or
+/// `Audited` too) to `store`, before the command is applied to the state. A `JoinBlob` whose
+/// pieces are not all here is left to the model, which refuses it the same way on every node.
+pub fn store_for(store: &BlobStore, op: &CommandOp) -> Result<(), BlobError> {
+    match op {
+        CommandOp::PutBlobs { blobs } => {
+            for blob in blobs {
+                store.write(blob)?;
+            }
+            Ok(())
+        }
+        CommandOp::JoinBlob { hash, size, pieces } => {
+            match store.join(hash, *size, pieces) {
+                Ok(()) => Ok(()),
+                // Refused by the model (a piece never uploaded, or not adding up).
+                Err(BlobError::Missing { .. } | BlobError::Damaged { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        CommandOp::Batch(ops) => ops.iter().try_for_each(|op| store_for(store, op)),
+        CommandOp::Audited { op, .. } => store_for(store, op),
+        _ => Ok(()),
+    }
+}
+
+/// After a `JoinBlob` was applied: a join the model refused leaves no joined file behind.
+/// The pieces' files stay (the log entries that uploaded them still name them, and a replay
+/// or a lagging follower reads them back from there); the state no longer lists them.
+pub fn after_apply(store: &BlobStore, op: &CommandOp, state: &crate::model::State) {
+    match op {
+        CommandOp::JoinBlob { hash, .. } => {
+            if !state.code.has_blob(hash) && store.has(hash) && store.verify(hash).is_err() {
+                let _ = store.remove(hash);
+            }
+        }
+        CommandOp::Batch(ops) => ops.iter().for_each(|op| after_apply(store, op, state)),
+        CommandOp::Audited { op, .. } => after_apply(store, op, state),
+        _ => {}
+    }
+}
+
+/// Moves the blobs a state of formats 1 to 3 held in memory (or a restored backup carries) to
+/// files in `store`, leaving the state with their hashes and sizes only.
+pub fn move_to_files(store: &BlobStore, state: &mut crate::model::State) -> Result<(), BlobError> {
+    for (hash, bytes) in state.code.take_inline_blobs() {
+        let written = store.write(&bytes)?;
+        if written != hash {
+            return Err(BlobError::Damaged {
+                hash,
+                found: written,
+            });
+        }
+        state.code.record_blob(&hash, bytes.len() as u64);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_written_whole_checked_and_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let a = store.write(b"hello ").unwrap();
+        let b = store.write(&[0u8, 255, 1]).unwrap();
+        assert_eq!(store.read(&a).unwrap(), b"hello ");
+        assert_eq!(store.list().unwrap().len(), 2);
+        let whole: Vec<u8> = [&b"hello "[..], &[0u8, 255, 1]].concat();
+        let hash = blob_hash(&whole);
+        store.join(&hash, 9, &[a.clone(), b.clone()]).unwrap();
+        assert_eq!(store.read(&hash).unwrap(), whole);
+
+        // A wrong hash never gets a file; a damaged file is refused when read.
+        let wrong = "0".repeat(64);
+        let err = store.join(&wrong, 9, &[a.clone(), b]).unwrap_err();
+        assert!(matches!(err, BlobError::Damaged { .. }), "{err}");
+        assert!(!store.has(&wrong));
+        std::fs::write(store.path(&a), b"HELLO ").unwrap();
+        let err = store.read(&a).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
+        assert!(store.verify(&a).is_err());
+        let err = store.read(&"1".repeat(64)).unwrap_err().to_string();
+        assert!(err.contains("not on this node"), "{err}");
+    }
+}
