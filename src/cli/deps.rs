@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{bail, Context};
-use push_protocol::{Op, PlatformInfo, Reply, MAX_BLOB_BATCH};
+use push_protocol::{Op, PlatformInfo, Reply};
 
 use super::target::Target;
-use crate::model::code_store::WHEELS_DIR;
+use crate::model::code_store::{MAX_FILE_BYTES, WHEELS_DIR};
 
 #[derive(clap::Args, Debug)]
 pub struct EnvsArgs {
@@ -167,12 +167,12 @@ pub async fn add_wheels(
             bail!("pip downloaded {name}, which is not a wheel; only wheels deploy");
         }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {name}"))?;
-        if bytes.len() > MAX_BLOB_BATCH {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
             bail!(
-                "not deployed: {name} is {} bytes; this release ships dependencies up to {} \
-                 bytes per wheel (large files are not yet streamed)",
+                "not deployed: {name} is {} bytes; the limit for one file (a wheel too) is \
+                 {MAX_FILE_BYTES} bytes ({} MiB)",
                 bytes.len(),
-                MAX_BLOB_BATCH
+                MAX_FILE_BYTES >> 20
             );
         }
         files.insert(format!("{WHEELS_DIR}{name}"), bytes);
