@@ -173,8 +173,10 @@ pub fn seed_data_dir(
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let (header, body) = backup::read_backup(&mut BufReader::new(input))
         .with_context(|| format!("reading {}", file.display()))?;
-    let restored = backup::decode(&header, &body)?;
+    let mut restored = backup::decode(&header, &body)?;
     drop(body);
+    // The registry's liveness is the old cluster's: the new one hears from its own nodes.
+    restored.state.nodes.forget_liveness();
 
     let tmp = beside(dir, "restoring");
     if tmp.exists() {

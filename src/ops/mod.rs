@@ -47,7 +47,7 @@ use leader::Req;
 pub async fn handle_streaming(
     node: &Node,
     op: Op,
-    progress: &mpsc::UnboundedSender<Reply>,
+    progress: &mpsc::Sender<Reply>,
     who: Option<&str>,
 ) -> Outcome {
     // A membership change is noted once it has committed.
@@ -168,7 +168,7 @@ async fn route(req: &Req<'_>) -> Outcome {
             code,
             module,
         } => {
-            let (sink, _) = mpsc::unbounded_channel();
+            let (sink, _) = mpsc::channel(1);
             eval::eval(node, *session, code.clone(), module.clone(), &sink).await
         }
         Op::EvalAll { code } => eval::eval_all(node, code.clone()).await,
@@ -190,7 +190,7 @@ async fn route(req: &Req<'_>) -> Outcome {
         Op::Run { func, args, on } => tasks::run(node, func, args, on).await,
 
         Op::Backup => {
-            let (sink, _) = mpsc::unbounded_channel();
+            let (sink, _) = mpsc::channel(1);
             backup::backup(node, req.hops, &sink).await
         }
 
