@@ -376,7 +376,7 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
     more, query_string, client, server = extra
     state = _apps.get(app)
     if state is None or state["head"] is None:
-        return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node; deploy one with `push deploy DIR`\n".encode(), None, None, False
+        return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node (python worker pid {os.getpid()}); deploy one with `push deploy DIR`\n".encode(), None, None, False
     version = state["head"]
     if pinned is not None and pinned != version.number:
         version = state["versions"].get(pinned)

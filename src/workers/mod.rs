@@ -210,11 +210,11 @@ impl Pool {
             .ok_or_else(|| WorkerError::Stopped("the node is still starting".into()))
     }
 
-    /// Brings a fresh worker up to date, then lets requests reach it.
-    async fn bring_up(&self, slot: &Slot, link: Arc<Link>) {
+    /// Brings a fresh worker up to date, then lets requests reach it; says why it could not.
+    async fn bring_up(&self, slot: &Slot, link: Arc<Link>) -> Result<(), String> {
         {
             let _loads = self.load_lock.lock().await;
-            supervise::replay(self, &link, slot.index).await;
+            supervise::replay(self, &link, slot.index).await?;
             *self.python.lock().unwrap_or_else(|p| p.into_inner()) = link.python.clone();
             *self.prefix.lock().unwrap_or_else(|p| p.into_inner()) = link.prefix.clone();
             slot.generation.fetch_add(1, Ordering::Relaxed);
@@ -222,6 +222,7 @@ impl Pool {
             *slot.live.write().unwrap_or_else(|p| p.into_inner()) = Some(link);
         }
         self.up.notify_waiters();
+        Ok(())
     }
 
     fn loaded_versions(&self) -> BTreeMap<String, LoadedVersion> {
