@@ -357,38 +357,45 @@ async fn client_loop(
         let tx = tx.clone();
         let who = who.clone();
         tokio::spawn(async move {
-            // Intermediate replies (eval output) go out in order, before the final one.
+            // Intermediate replies (eval output) go out in order, before the final one. They
+            // are passed on by this same task while the request runs (no second task per
+            // request): whatever is still queued when it ends goes out before the final reply.
             let (progress, mut updates) = mpsc::unbounded_channel();
-            let updates_tx = tx.clone();
-            let forwarder = tokio::spawn(async move {
-                while let Some(reply) = updates.recv().await {
-                    if updates_tx
-                        .send(response(version, id, false, &Ok(reply)))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
             let kind = crate::metrics::op_kind(&op);
             let forwarded = matches!(op, Op::Forwarded { .. });
             let started = std::time::Instant::now();
-            let outcome = crate::ops::handle_streaming(&node, op, &progress, who.as_deref())
-                .await
-                .map(|reply| match &identity {
-                    Some(identity) => access::scope_reply(identity, reply),
-                    None => reply,
-                });
+            let work = crate::ops::handle_streaming(&node, op, &progress, who.as_deref());
+            tokio::pin!(work);
+            let mut open = true;
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    Some(reply) = updates.recv() => {
+                        open = open && tx.send(response(version, id, false, &Ok(reply))).await.is_ok();
+                    }
+                    outcome = &mut work => break outcome,
+                }
+            };
+            while let Ok(reply) = updates.try_recv() {
+                open = open
+                    && tx
+                        .send(response(version, id, false, &Ok(reply)))
+                        .await
+                        .is_ok();
+            }
+            let outcome = outcome.map(|reply| match &identity {
+                Some(identity) => access::scope_reply(identity, reply),
+                None => reply,
+            });
             crate::metrics::metrics().op(
                 kind,
                 forwarded,
                 started.elapsed(),
                 outcome.as_ref().err().map(|e| e.code),
             );
-            drop(progress);
-            let _ = forwarder.await;
-            let _ = tx.send(response(version, id, true, &outcome)).await;
+            if open {
+                let _ = tx.send(response(version, id, true, &outcome)).await;
+            }
         });
     }
     drop(tx);
