@@ -56,7 +56,8 @@ struct Mem {
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
     purged: Option<LogId<u64>>,
-    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    /// Shared, so that compaction copies the mirror in microseconds under its lock.
+    entries: BTreeMap<u64, Arc<Entry<TypeConfig>>>,
     /// The newest committed-index record, framed, not yet handed to the writer: it rides at
     /// the end of the writer's next batch instead of waking the writer on its own (see
     /// [`needs_sync`]); a newer one replaces it.
@@ -70,7 +71,7 @@ impl Mem {
             Record::Committed(c) => self.committed = c,
             Record::Append(entries) => {
                 for e in entries {
-                    self.entries.insert(e.log_id.index, e);
+                    self.entries.insert(e.log_id.index, Arc::new(e));
                 }
             }
             Record::Truncate(index) => {
@@ -304,7 +305,7 @@ impl LogStore {
         let mirror = entries.clone();
         self.submit_and_wait(Record::Append(entries), move |m| {
             for e in mirror {
-                m.entries.insert(e.log_id.index, e);
+                m.entries.insert(e.log_id.index, Arc::new(e));
             }
         })
         .await
@@ -322,7 +323,7 @@ fn image(mem: &Mem) -> io::Result<Vec<u8>> {
     if let Some(p) = mem.purged {
         buf.extend(frame_record(&Record::Purge(p))?);
     }
-    let entries: Vec<_> = mem.entries.values().cloned().collect();
+    let entries: Vec<_> = mem.entries.values().map(|e| Entry::clone(e)).collect();
     for chunk in entries.chunks(256) {
         buf.extend(frame_record(&Record::Append(chunk.to_vec()))?);
     }
@@ -437,8 +438,8 @@ impl Writer {
 
     /// Writes the mirror as a fresh file, when nothing is queued (mirror == durable state).
     ///
-    /// Only the copy of the mirror is taken under its lock. Encoding and fsyncing tens of MB
-    /// under it stalled every reader and appender for hundreds of ms — openraft's core among
+    /// Only the copy of the mirror (shared entries) is taken under its lock. Copying, encoding
+    /// and fsyncing tens of MB under it stalled every reader and appender for hundreds of ms — openraft's core among
     /// them, whose heartbeats then stopped long enough for a follower to call an election.
     /// Records queued meanwhile wait for this thread and go into the new file after it.
     fn rewrite(&mut self, shared: &Shared) -> io::Result<()> {
@@ -484,7 +485,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .mem()
             .entries
             .range(range)
-            .map(|(_, e)| e.clone())
+            .map(|(_, e)| Entry::clone(e))
             .collect())
     }
 }
@@ -547,7 +548,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(Done::Flushed(callback)),
             move |m| {
                 for e in mirror {
-                    m.entries.insert(e.log_id.index, e);
+                    m.entries.insert(e.log_id.index, Arc::new(e));
                 }
             },
         )
