@@ -56,7 +56,12 @@ struct Mem {
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
     purged: Option<LogId<u64>>,
-    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    /// Shared, so that compaction copies the mirror in microseconds under its lock.
+    entries: BTreeMap<u64, Arc<Entry<TypeConfig>>>,
+    /// The newest committed-index record, framed, not yet handed to the writer: it rides at
+    /// the end of the writer's next batch instead of waking the writer on its own (see
+    /// [`needs_sync`]); a newer one replaces it.
+    unwritten_committed: Option<Vec<u8>>,
 }
 
 impl Mem {
@@ -66,7 +71,7 @@ impl Mem {
             Record::Committed(c) => self.committed = c,
             Record::Append(entries) => {
                 for e in entries {
-                    self.entries.insert(e.log_id.index, e);
+                    self.entries.insert(e.log_id.index, Arc::new(e));
                 }
             }
             Record::Truncate(index) => {
@@ -108,9 +113,12 @@ struct Job {
 ///
 /// The committed index need not be durable: Raft recovers it from a quorum, so a lost one only
 /// means re-learning it from the leader. It is still written (to the page cache, so it
-/// survives a process kill) and becomes durable with the next synced batch. Records are read
-/// back in order and a torn one cuts off everything after it, so a committed index is only
-/// ever seen together with the entries written before it.
+/// survives a process kill) and becomes durable with the next synced batch. It does not even
+/// wake the writer: it waits in the mirror and goes at the end of the next batch (a commit is
+/// always followed by more records soon, and a lost one costs nothing). Records are read
+/// back in order and a torn one cuts off everything after it, and the waiting record is taken
+/// together with every job queued before it, so a committed index is only ever seen together
+/// with the entries written before it.
 fn needs_sync(record: &Record) -> bool {
     !matches!(record, Record::Committed(_))
 }
@@ -257,6 +265,10 @@ impl LogStore {
         let sync = needs_sync(&record);
         let mut mem = self.mem();
         change(&mut mem);
+        if matches!(record, Record::Committed(_)) && done.is_none() {
+            mem.unwritten_committed = Some(bytes);
+            return Ok(());
+        }
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         let sent = self
             .shared
@@ -293,7 +305,7 @@ impl LogStore {
         let mirror = entries.clone();
         self.submit_and_wait(Record::Append(entries), move |m| {
             for e in mirror {
-                m.entries.insert(e.log_id.index, e);
+                m.entries.insert(e.log_id.index, Arc::new(e));
             }
         })
         .await
@@ -311,7 +323,7 @@ fn image(mem: &Mem) -> io::Result<Vec<u8>> {
     if let Some(p) = mem.purged {
         buf.extend(frame_record(&Record::Purge(p))?);
     }
-    let entries: Vec<_> = mem.entries.values().cloned().collect();
+    let entries: Vec<_> = mem.entries.values().map(|e| Entry::clone(e)).collect();
     for chunk in entries.chunks(256) {
         buf.extend(frame_record(&Record::Append(chunk.to_vec()))?);
     }
@@ -357,14 +369,25 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
-            while let Ok(job) = rx.try_recv() {
-                jobs.push(job);
-            }
+            // Jobs are queued under the mirror's lock: draining the queue and taking the
+            // waiting committed record under it too puts that record after every job queued
+            // before it.
+            let committed = match self.shared.upgrade() {
+                Some(shared) => {
+                    let mut mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
+                    while let Ok(job) = rx.try_recv() {
+                        jobs.push(job);
+                    }
+                    mem.unwritten_committed.take()
+                }
+                None => None,
+            };
             let mut buf = Vec::with_capacity(jobs.iter().map(|j| j.bytes.len()).sum());
             for job in &jobs {
                 buf.extend_from_slice(&job.bytes);
                 self.purged_since_rewrite |= job.purge;
             }
+            buf.extend(committed.unwrap_or_default());
             let result = self.write_batch(&buf, &jobs);
             if result.is_ok() {
                 self.len += buf.len() as u64;
@@ -414,12 +437,29 @@ impl Writer {
     }
 
     /// Writes the mirror as a fresh file, when nothing is queued (mirror == durable state).
+    ///
+    /// Only the copy of the mirror (shared entries) is taken under its lock. Copying, encoding
+    /// and fsyncing tens of MB under it stalled every reader and appender for hundreds of ms — openraft's core among
+    /// them, whose heartbeats then stopped long enough for a follower to call an election.
+    /// Records queued meanwhile wait for this thread and go into the new file after it.
     fn rewrite(&mut self, shared: &Shared) -> io::Result<()> {
-        let mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
-        if shared.queued.load(Ordering::SeqCst) != 0 {
-            return Ok(());
-        }
-        let buf = image(&mem)?;
+        let copy = {
+            let mut mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.queued.load(Ordering::SeqCst) != 0 {
+                return Ok(());
+            }
+            // The copy holds the newest committed index already.
+            mem.unwritten_committed = None;
+            Mem {
+                vote: mem.vote,
+                committed: mem.committed,
+                purged: mem.purged,
+                entries: mem.entries.clone(),
+                unwritten_committed: None,
+            }
+        };
+        let buf = image(&copy)?;
+        drop(copy);
         let tmp = self.dir.join(format!("{LOG_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
         file.write_all(&buf)?;
@@ -445,7 +485,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .mem()
             .entries
             .range(range)
-            .map(|(_, e)| e.clone())
+            .map(|(_, e)| Entry::clone(e))
             .collect())
     }
 }
@@ -508,7 +548,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(Done::Flushed(callback)),
             move |m| {
                 for e in mirror {
-                    m.entries.insert(e.log_id.index, e);
+                    m.entries.insert(e.log_id.index, Arc::new(e));
                 }
             },
         )
@@ -551,5 +591,26 @@ mod tests {
         let (_, good, problem) = read_records(&flipped, FORMAT_VERSION);
         assert!(good < whole);
         assert!(problem.unwrap().contains("checksum"));
+    }
+
+    #[tokio::test]
+    async fn committed_index_waits_for_the_next_batch_and_lands_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |i| LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
+        let entry = |i| Entry::<TypeConfig> {
+            log_id: id(i),
+            payload: openraft::EntryPayload::Blank,
+        };
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.append_and_wait(vec![entry(1)]).await.unwrap();
+        log.save_committed(Some(id(1))).await.unwrap();
+        log.append_and_wait(vec![entry(2)]).await.unwrap();
+        // Seen at once in memory; on disk only with a later batch.
+        log.save_committed(Some(id(2))).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(2)));
+        drop(log);
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(1)));
+        assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(id(2)));
     }
 }

@@ -252,6 +252,26 @@ type Outgoing = (Vec<u8>, Option<oneshot::Sender<()>>);
 /// Intermediate replies of one request that may be queued or unwritten at once.
 const STREAM_WINDOW: usize = 4;
 
+/// Queues one intermediate reply for the socket; once more than [`STREAM_WINDOW`] are
+/// unwritten, waits until the oldest is on the socket. False once the connection is gone.
+async fn stream_out(
+    tx: &mpsc::Sender<Outgoing>,
+    frame: Vec<u8>,
+    unwritten: &mut std::collections::VecDeque<oneshot::Receiver<()>>,
+) -> bool {
+    let (written, on_socket) = oneshot::channel();
+    if tx.send((frame, Some(written))).await.is_err() {
+        return false;
+    }
+    unwritten.push_back(on_socket);
+    if unwritten.len() > STREAM_WINDOW {
+        if let Some(oldest) = unwritten.pop_front() {
+            return oldest.await.is_ok();
+        }
+    }
+    true
+}
+
 async fn write_loop(mut writer: WriteHalf<Stream>, mut rx: mpsc::Receiver<Outgoing>) {
     while let Some((bytes, written)) = rx.recv().await {
         if writer.write_all(&bytes).await.is_err() {
@@ -372,43 +392,48 @@ async fn client_loop(
         let who = who.clone();
         tokio::spawn(async move {
             // Intermediate replies (eval output, backup chunks) go out in order, before the
-            // final one, never more than a few ahead of what the socket took.
+            // final one. They are passed on by this same task while the request runs (no second
+            // task per request), never more than a few ahead of what the socket took; whatever
+            // is still queued when it ends goes out before the final reply.
             let (progress, mut updates) = mpsc::channel(STREAM_WINDOW);
-            let updates_tx = tx.clone();
-            let forwarder = tokio::spawn(async move {
-                let mut unwritten = std::collections::VecDeque::new();
-                while let Some(reply) = updates.recv().await {
-                    let (written, on_socket) = oneshot::channel();
-                    let frame = response(version, id, false, &Ok(reply));
-                    if updates_tx.send((frame, Some(written))).await.is_err() {
-                        break;
-                    }
-                    unwritten.push_back(on_socket);
-                    if unwritten.len() > STREAM_WINDOW {
-                        if let Some(oldest) = unwritten.pop_front() {
-                            let _ = oldest.await;
-                        }
-                    }
-                }
-            });
+            let mut unwritten = std::collections::VecDeque::new();
             let kind = crate::metrics::op_kind(&op);
             let forwarded = matches!(op, Op::Forwarded { .. });
             let started = std::time::Instant::now();
-            let outcome = crate::ops::handle_streaming(&node, op, &progress, who.as_deref())
-                .await
-                .map(|reply| match &identity {
-                    Some(identity) => access::scope_reply(identity, reply),
-                    None => reply,
-                });
+            let work = crate::ops::handle_streaming(&node, op, &progress, who.as_deref());
+            tokio::pin!(work);
+            let mut open = true;
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    Some(reply) = updates.recv() => {
+                        open = open && stream_out(&tx, response(version, id, false, &Ok(reply)), &mut unwritten).await;
+                    }
+                    outcome = &mut work => break outcome,
+                }
+            };
+            while let Ok(reply) = updates.try_recv() {
+                open = open
+                    && stream_out(
+                        &tx,
+                        response(version, id, false, &Ok(reply)),
+                        &mut unwritten,
+                    )
+                    .await;
+            }
+            let outcome = outcome.map(|reply| match &identity {
+                Some(identity) => access::scope_reply(identity, reply),
+                None => reply,
+            });
             crate::metrics::metrics().op(
                 kind,
                 forwarded,
                 started.elapsed(),
                 outcome.as_ref().err().map(|e| e.code),
             );
-            drop(progress);
-            let _ = forwarder.await;
-            let _ = tx.send((response(version, id, true, &outcome), None)).await;
+            if open {
+                let _ = tx.send((response(version, id, true, &outcome), None)).await;
+            }
         });
     }
     drop(tx);
