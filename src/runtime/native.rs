@@ -472,10 +472,13 @@ fn secret_get(py: Python<'_>, app: String, name: String) -> PyResult<Option<Stri
     }
 }
 
+/// Secret names, and config entries as (name, value).
+type SettingsOf = (Vec<String>, Vec<(String, String)>);
+
 /// Secret names and config entries (name, value) of `app`: what a WSGI/ASGI app of its own
 /// pool gets in its environment (the secrets' values are read one by one).
 #[pyfunction]
-fn settings_of(py: Python<'_>, app: String) -> PyResult<(Vec<String>, Vec<(String, String)>)> {
+fn settings_of(py: Python<'_>, app: String) -> PyResult<SettingsOf> {
     let secrets = match call(py, Op::Secrets { app: app.clone() })? {
         Reply::Settings(entries) => entries.into_iter().map(|e| e.name).collect(),
         other => return Err(unexpected(other)),
