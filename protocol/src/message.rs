@@ -358,9 +358,17 @@ pub enum Op {
         id: u64,
     },
     /// Open an eval session on this node's Python worker `worker` (1-based, as `push status`
-    /// numbers them); answered like `SessionOpen`. (Format 3.)
+    /// numbers them in their pool); answered like `SessionOpen`. (Format 3.)
     SessionOpenOn {
         worker: u32,
+        /// The app pool the worker is in (an app's name, or its row's `pool`); None: the
+        /// node's main pool. Since format 4.
+        #[serde(
+            default,
+            deserialize_with = "crate::format::added_in_4",
+            skip_serializing_if = "crate::format::absent_before_4"
+        )]
+        pool: Option<String>,
     },
     /// Set secret `name` of `app`, or remove it when `value` is None. The value is never
     /// logged, audited or shown; only admins and the app's own code read it back.

@@ -22,8 +22,9 @@ struct Link {
     module: Option<String>,
     /// Who the node says this connection is (None from a node too old to say).
     me: Option<Identity>,
-    /// `:use ID/W`: open the session on the node's Python worker W.
-    worker: Option<u32>,
+    /// `:use ID/W` or `:use ID/POOL/W`: open the session on the node's Python worker W (of
+    /// app pool POOL).
+    worker: Option<(Option<String>, u32)>,
 }
 
 /// Shared by the loop, the completer and the validator.
@@ -57,8 +58,8 @@ impl Conn {
         let client = self.handle.block_on(Client::connect(&addr, &token))?;
         let client = Arc::new(client);
         // A user whose role may not run code still gets the meta commands: no session.
-        let open = match self.link().worker {
-            Some(worker) => Op::SessionOpenOn { worker },
+        let open = match self.link().worker.clone() {
+            Some((pool, worker)) => Op::SessionOpenOn { worker, pool },
             None => Op::SessionOpen,
         };
         let session = match self.handle.block_on(client.call(open)) {
@@ -97,7 +98,11 @@ impl Conn {
 
     /// Switches to another address (keeping the member list), connecting there, with the
     /// session on Python worker `worker` of that node if given.
-    pub fn use_addr(&self, addr: String, worker: Option<u32>) -> Result<(), ReplError> {
+    pub fn use_addr(
+        &self,
+        addr: String,
+        worker: Option<(Option<String>, u32)>,
+    ) -> Result<(), ReplError> {
         self.leave_session();
         {
             let mut link = self.link();

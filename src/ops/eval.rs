@@ -122,12 +122,14 @@ pub async fn session(node: &Node, op: &Op) -> Outcome {
             .await
             .map(|id| Reply::Session { id })
             .map_err(runtime_error),
-        Op::SessionOpenOn { worker } => rt
-            .open_session_on(*worker)
+        Op::SessionOpenOn { worker, pool } => rt
+            .open_session_on(*worker, pool.as_deref())
             .await
             .map(|id| Reply::Session { id })
             .map_err(|e| match e {
-                WorkerError::NoSuchWorker(..) => ErrorBody::new(ErrorCode::Invalid, e.to_string()),
+                WorkerError::NoSuchWorker(..) | WorkerError::NoSuchPool(..) => {
+                    ErrorBody::new(ErrorCode::Invalid, e.to_string())
+                }
                 e => runtime_error(e),
             }),
         Op::SessionClose { session } => rt

@@ -47,6 +47,10 @@ pub const PY_STACK: usize = 256 << 20;
 /// on `sys.path` (set by the node for the workers of an app's environment).
 pub const ENV_DIR_VAR: &str = "PUSH_ENV_DIR";
 
+/// The environment variable naming the one app whose pool a worker is in (set by the node for
+/// the workers of an app pool): only there do the app's secrets and config reach `os.environ`.
+pub const POOL_APP_VAR: &str = "PUSH_POOL_APP";
+
 /// The highest recursion limit app code may set: `sys.setrecursionlimit` above it is capped
 /// (with a note on stderr), so `sys.setrecursionlimit(10**6)` and a deep recursion end in a
 /// RecursionError instead of a C stack overflow that would abort the node.

@@ -40,7 +40,12 @@ pub async fn start_in(
     env: Option<&std::path::Path>,
 ) -> Result<(Child, Arc<Link>), WorkerError> {
     let cluster = pool.cluster()?;
-    let (mut child, socket) = process::spawn(pool.config.threads, label, env)?;
+    let owner = if scratch {
+        None
+    } else {
+        pool.config.owner.as_deref()
+    };
+    let (mut child, socket) = process::spawn(pool.config.threads, label, env, owner)?;
     match Link::connect(socket, cluster, scratch, HELLO_WITHIN).await {
         Ok(link) => Ok((child, link)),
         Err(e) => {
@@ -92,6 +97,8 @@ pub async fn keep(pool: Arc<Pool>, index: usize) {
         tracing::info!(worker = %label, pid, "python worker ready");
         let ending = watch(&pool, &mut child, &link).await;
         slot.set_down();
+        // A worker that ended by a signal could not remove its copies of the files.
+        process::remove_temp(pid);
         let why = format!("python worker {label} (pid {pid}) {ending}");
         link.close(format!("{why} while handling this request"));
         if pool.stopping.load(Ordering::Relaxed) {

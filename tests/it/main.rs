@@ -43,4 +43,5 @@ mod top;
 mod up;
 mod upgrade;
 mod webapps;
+mod webenv;
 mod workers;
