@@ -24,6 +24,9 @@ struct Link {
     me: Option<Identity>,
     /// `:use ID/W`: open the session on the node's Python worker W.
     worker: Option<u32>,
+    /// `:pm ID`: the failure being looked at and the chosen frame; plain input evaluates
+    /// in that frame until the view is left.
+    pm: Option<(String, u32)>,
 }
 
 /// Shared by the loop, the completer and the validator.
@@ -160,6 +163,15 @@ impl Conn {
 
     pub fn set_module(&self, module: Option<String>) {
         self.link().module = module;
+    }
+
+    /// The post-mortem view's failure id and frame (`:pm`, `:frame`), if one is open.
+    pub fn pm(&self) -> Option<(String, u32)> {
+        self.link().pm.clone()
+    }
+
+    pub fn set_pm(&self, pm: Option<(String, u32)>) {
+        self.link().pm = pm;
     }
 
     /// Marks the link dead (after a failed call) so the prompt says so.
