@@ -2,8 +2,7 @@
 //! listed by `push errors` (asked through node 1) with node 2's id; the REPL's `:pm` shows
 //! its frames, `:frame` its locals, input evaluates in the frame, `:source` shows the
 //! function; a hot-patch then `:replay` passes. Unknown, malformed and stale ids and a user
-//! of another app are refused with a message saying why. A daemon's crash is kept too, and
-//! `:trace` prints N calls as they happen and stops by itself.
+//! of another app are refused with a message saying why.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -24,12 +23,12 @@ def square(n):
     scale = 0
     return n * n // scale
 
-@push.route("/sq/{n:int}")
+@push.route("GET", "/sq/{n:int}")
 def sq(n):
     factor = 3
     return str(square(n) * factor)
 
-@push.route("/calc/{n:int}")
+@push.route("GET", "/calc/{n:int}")
 def calc(n):
     return str(helper(n))
 
@@ -237,82 +236,5 @@ async fn a_failed_route_is_listed_opened_patched_and_replayed() {
     assert!(
         said.contains("is not one of your apps' failures") && !said.contains("scale"),
         "refused without its frames: {said}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemon_failure_is_kept_and_a_trace_prints_n_calls_then_stops() {
-    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
-    cluster.deploy_app("pm", APP, 1, "pm");
-
-    let rows = errors_until(&cluster, 1, |rows| {
-        rows.iter().any(|r| r["origin"] == "daemon crasher")
-    });
-    let daemon = rows
-        .iter()
-        .find(|r| r["origin"] == "daemon crasher")
-        .expect("kept");
-    let id = daemon["id"].as_str().expect("id");
-    let (_, out, err) = run_script(&cluster, &format!(":pm {id}\n:frame 0\n:replay\n"));
-    assert!(
-        out.contains("in crasher") && out.contains("ticket = 'd-42'"),
-        "the daemon's frame and locals: {out}\n{err}"
-    );
-    assert!(
-        err.contains("cannot be replayed"),
-        "only requests and lambda calls replay: {err}"
-    );
-
-    // Trace helper while requests arrive on both workers; it stops by itself after 3.
-    let mut repl = Command::new(push_bin())
-        .args(["repl", &cluster.addr(1), "--token-file"])
-        .arg(&cluster.token_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    repl.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b":trace app.helper --max 3 --secs 25\n")
-        .expect("write");
-    let deadline = Instant::now() + WAIT;
-    let mut n = 0;
-    while repl.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "the trace never stopped");
-        let r = get(&cluster.http(1), &format!("/calc/{n}")).await;
-        assert_eq!(r.status, 200);
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let out = repl.wait_with_output().expect("output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let events: Vec<&str> = text.lines().filter(|l| l.contains("app.helper(")).collect();
-    assert_eq!(events.len(), 3, "three events: {text}");
-    assert!(
-        events
-            .iter()
-            .all(|e| e.contains(" -> ") && e.contains("µs")),
-        "each with its return value and duration: {text}"
-    );
-    assert!(
-        text.contains("trace ended: 3 call(s) shown; 3 events printed"),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Untraced again: the function in the module is the original.
-    let out = ok(&cluster.cli(&[
-        "eval",
-        &cluster.addr(1),
-        "--module",
-        "app",
-        "hasattr(helper, '__push_traced__')",
-    ]));
-    assert_eq!(out.trim(), "False");
-    let (_, _, err) = run_script(&cluster, ":trace nosuch.thing\n:trace app\n");
-    assert!(
-        err.contains("no loaded module") && err.contains("usage: :trace"),
-        "{err}"
     );
 }
