@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::debug::{DebugAction, DebugReply};
 use crate::records::*;
 use crate::users::{Identity, UserInfo, UserRole};
 use crate::Value;
@@ -405,6 +406,16 @@ pub enum Op {
     /// The Python environments this node installed for apps' dependencies, with their size
     /// and the versions using them (`push envs`). Answered with [`Reply::Envs`]. (Format 4.)
     Envs,
+    /// Post-mortem of kept failures and call tracing (`push errors`, the REPL's `:pm` and
+    /// `:trace`). `here`: this node only (what nodes ask each other); otherwise the node
+    /// asks the members it concerns. `scope`: the apps the requester may see (empty: every
+    /// app); the node that takes the request from a user sets it from the user's role.
+    /// Answered with [`Reply::Debug`]. (Format 4.)
+    Debug {
+        action: DebugAction,
+        here: bool,
+        scope: Vec<String>,
+    },
 }
 
 /// A successful reply.
@@ -516,6 +527,8 @@ pub enum Reply {
     Platform(PlatformInfo),
     /// The answer to [`Op::Envs`], one row per environment.
     Envs(Vec<EnvRow>),
+    /// The answer to [`Op::Debug`].
+    Debug(DebugReply),
 }
 
 /// The interpreter a node runs app code with, in the terms `pip download` takes.

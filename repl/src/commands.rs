@@ -107,6 +107,18 @@ pub const HELP: &[(&str, &str)] = &[
         ":reconnect",
         "reconnect to the current node (a new session)",
     ),
+    (
+        ":errors",
+        "failures kept on the cluster's workers, newest first",
+    ),
+    (
+        ":pm ID",
+        "open a failure: frames; then :frame N, :source, :replay, input evals in the frame, :q leaves",
+    ),
+    (
+        ":trace M.F",
+        "print calls of M.F as they happen [--all] [--max N] [--secs S]; :untrace",
+    ),
     (":quit", "leave (Ctrl-D works too)"),
 ];
 
@@ -151,6 +163,14 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
     let line = line.trim();
     let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
     let rest = rest.trim();
+    if let ("quit" | "q" | "exit", Some((id, _))) = (cmd, conn.pm()) {
+        conn.set_pm(None);
+        println!("left failure {id}");
+        return Flow::Continue;
+    }
+    if crate::pm::run(conn, cmd, rest) {
+        return Flow::Continue;
+    }
     match cmd {
         "help" | "h" | "?" => println!("{}", help_text()),
         "quit" | "q" | "exit" => return Flow::Quit,

@@ -25,6 +25,9 @@ struct Link {
     /// `:use ID/W` or `:use ID/POOL/W`: open the session on the node's Python worker W (of
     /// app pool POOL).
     worker: Option<(Option<String>, u32)>,
+    /// `:pm ID`: the failure being looked at and the chosen frame; plain input evaluates
+    /// in that frame until the view is left.
+    pm: Option<(String, u32)>,
 }
 
 /// Shared by the loop, the completer and the validator.
@@ -165,6 +168,15 @@ impl Conn {
 
     pub fn set_module(&self, module: Option<String>) {
         self.link().module = module;
+    }
+
+    /// The post-mortem view's failure id and frame (`:pm`, `:frame`), if one is open.
+    pub fn pm(&self) -> Option<(String, u32)> {
+        self.link().pm.clone()
+    }
+
+    pub fn set_pm(&self, pm: Option<(String, u32)>) {
+        self.link().pm = pm;
     }
 
     /// Marks the link dead (after a failed call) so the prompt says so.

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod code;
 pub mod credentials;
 pub mod deps;
+pub mod errors;
 pub mod eval;
 pub mod export;
 pub mod kernel;
@@ -107,6 +108,9 @@ pub enum Command {
     Tail(tasks::TailArgs),
     /// Recent structured log records from every node (node events, app `logging`); -f follows.
     Logs(logs::LogsArgs),
+    /// Failures kept on the cluster's Python workers (handlers, daemons, schedules, lambdas
+    /// that raised), newest first; open one in the REPL with `:pm ID`.
+    Errors(errors::ErrorsArgs),
     /// Timeseries: every series, or the newest points of one.
     Ts(tasks::TsArgs),
     /// Registered nodes: capabilities (cores, memory, GPU, tags) and liveness.
@@ -178,6 +182,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restart(args) => tasks::restart(args).await,
         Command::Tail(args) => tasks::tail(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Errors(args) => errors::run(args).await,
         Command::Ts(args) => tasks::ts(args).await,
         Command::Registry(args) => tasks::registry(args).await,
         Command::Audit(args) => audit::run(args).await,

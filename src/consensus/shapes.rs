@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use push_protocol::FORMAT_VERSION;
 
 /// Files whose serde types are stored or sent.
-const FILES: [&str; 19] = [
+const FILES: [&str; 20] = [
     "protocol/src/message.rs",
+    "protocol/src/debug.rs",
     "protocol/src/records.rs",
     "protocol/src/value.rs",
     "src/model/audit.rs",

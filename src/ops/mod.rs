@@ -12,6 +12,7 @@
 //!   code evaluated in a module changes it (a hot-patch) or only reads (an eval).
 //! - [`users`]: users and their secrets (`push user`).
 //! - [`settings`]: each app's secrets and config (`push secret`, `push config`).
+//! - [`debug`]: post-mortem of kept failures and call tracing (`push errors`, `:pm`, `:trace`).
 //! - [`backup`]: a consistent copy of the state, streamed (`push backup`).
 //! - [`bridge`]: the cluster as the Python runtime sees it.
 //!
@@ -23,6 +24,7 @@ pub mod backup;
 pub mod bridge;
 pub mod cluster;
 pub mod code;
+pub mod debug;
 pub mod eval;
 pub mod fanout;
 pub mod kv;
@@ -63,6 +65,11 @@ pub async fn handle_streaming(
             module,
         } => eval::eval(node, session, code, module, progress).await,
         Op::Backup => backup::backup(node, 0, progress).await,
+        Op::Debug {
+            action,
+            here,
+            scope,
+        } => debug::debug(node, &action, here, &scope, progress).await,
         Op::Forwarded { hops, op } if matches!(*op, Op::Backup) => {
             backup::backup(node, hops, progress).await
         }
@@ -179,6 +186,15 @@ async fn route(req: &Req<'_>) -> Outcome {
         | Op::Complete { .. }
         | Op::Inspect { .. }
         | Op::Interrupt { .. } => eval::session(node, req.op).await,
+
+        Op::Debug {
+            action,
+            here,
+            scope,
+        } => {
+            let (sink, _) = mpsc::channel(1);
+            debug::debug(node, action, *here, scope, &sink).await
+        }
 
         Op::Daemons => Ok(Reply::Daemons(tasks::daemons(node).await)),
         Op::Tail {

@@ -449,6 +449,8 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
         return 499, {}, b"", version.number, None, streamed
     except BaseException as exc:  # noqa: BLE001 - a handler's exception is a 500, never a crash
         log = format_exception(exc)
+        _keep_request(exc, app, version.number, f"route {method} {path}", method, path, query, headers,
+                      body, query_string, client, server)
         return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log, streamed
     finally:
         _registry.version = None
@@ -477,10 +479,21 @@ def _serve_web(app, version, method, path, headers, body, on_route, exchange, mo
         return 499, {}, b"", version.number, None, True
     except BaseException as exc:  # noqa: BLE001 - an app's exception is a 500, never a crash
         log = format_exception(exc)
+        _keep_request(exc, app, version.number, f"{version.web[0]} {method} {path}", method, path, {}, headers,
+                      body if not more else b"", query_string, client, server)
         return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log, sent
     finally:
         _registry.version = None
         clear_origin()
+
+
+def _keep_request(exc, app, version, origin, method, path, query, headers, body, query_string, client, server):
+    """Keep a handler's unhandled exception with its request, for post-mortem (``:pm``)."""
+    import _push_pm
+    request = {"method": method, "path": path, "query": list(dict(query).items()),
+               "headers": list(dict(headers).items()), "body": bytes(body or b""),
+               "query_string": query_string, "client": client, "server": server}
+    _push_pm.keep(exc, app, version, origin, request=request)
 
 
 def register_route(methods, path, fn, timeout=None):

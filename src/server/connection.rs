@@ -373,6 +373,10 @@ async fn client_loop(
             Ok(identity) if matches!(op, Op::WhoAmI) => (Some(Ok(Reply::WhoAmI(identity))), None),
             Ok(identity) => (None, Some(identity)),
         };
+        let mut op = op;
+        if let Some(identity) = &identity {
+            access::scope_request(&principal, identity, &mut op);
+        }
         if let Some(outcome) = answered {
             if let Err(refused) = &outcome {
                 let kind = crate::metrics::op_kind(&op);

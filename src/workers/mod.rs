@@ -9,6 +9,7 @@
 //! separate scratch worker whose cluster writes are refused. Workers reach the cluster through
 //! their [`link`], which answers their calls with the node's runtime `Cluster` interface.
 
+pub mod debug;
 pub mod envs;
 pub mod link;
 mod pools;

@@ -26,6 +26,7 @@ mod members;
 mod metrics;
 mod node_config;
 mod placement;
+mod postmortem;
 mod python;
 mod queue;
 mod quorum;

@@ -1,12 +1,13 @@
 //! `push bench`: bounded load generators printing throughput and latency percentiles. One
 //! file per load (`kv`, `queue`, `eval`, `http`, `cluster` for deploy and failover, `snapshot`
-//! for a big state's snapshot, install and reload); this one holds the
+//! for a big state's snapshot, install and reload, `pm` for post-mortem and tracing); this one holds the
 //! arguments, the summary and the report they share.
 
 mod cluster;
 mod eval;
 mod http;
 mod kv;
+mod pm;
 mod queue;
 mod snapshot;
 
@@ -14,6 +15,7 @@ pub use cluster::{DeployBench, FailoverBench};
 pub use eval::EvalBench;
 pub use http::HttpBench;
 pub use kv::KvBench;
+pub use pm::PmBench;
 pub use queue::QueueBench;
 pub use snapshot::SnapshotBench;
 
@@ -75,6 +77,9 @@ pub enum BenchCommand {
     /// Local nodes only: a state of N kv keys snapshotted, installed on a fresh joiner and
     /// reloaded on restart; times and each node's peak RSS
     Snapshot(SnapshotBench),
+    /// Post-mortem: opening a kept failure and evaluating in its frame (round trips), and
+    /// the time tracing adds to each call of a traced function
+    Pm(PmBench),
 }
 
 /// Latency summary of one run.
@@ -136,6 +141,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Queue(a) => queue::queue(&args.target, a, args.json).await,
         BenchCommand::Http(a) => http::http(a, args.json).await,
         BenchCommand::Snapshot(a) => snapshot::snapshot(a, args.json).await,
+        BenchCommand::Pm(a) => pm::pm(&args.target, a, args.json).await,
     }
 }
 
