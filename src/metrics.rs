@@ -350,6 +350,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Backup => "backup",
         Op::Platform => "platform",
         Op::Envs => "envs",
+        Op::Publish { .. } => "publish",
     }
 }
 

@@ -397,6 +397,14 @@ pub enum Op {
     /// The Python environments this node installed for apps' dependencies, with their size
     /// and the versions using them (`push envs`). Answered with [`Reply::Envs`]. (Format 4.)
     Envs,
+    /// Publish `data` as the next event of `app`'s channel `channel`: replicated, kept in the
+    /// channel's bounded history and sent to its subscribers on every node. Answered with
+    /// [`Reply::Published`]. (Format 4.)
+    Publish {
+        app: String,
+        channel: String,
+        data: String,
+    },
 }
 
 /// A successful reply.
@@ -508,6 +516,11 @@ pub enum Reply {
     Platform(PlatformInfo),
     /// The answer to [`Op::Envs`], one row per environment.
     Envs(Vec<EnvRow>),
+    /// The answer to [`Op::Publish`]: the event's id in its channel and the log index.
+    Published {
+        id: u64,
+        index: u64,
+    },
 }
 
 /// The interpreter a node runs app code with, in the terms `pip download` takes.
