@@ -51,10 +51,10 @@ pub fn subscribe(node: Arc<Node>, app: String, name: &str, req: &Request) -> Res
     if let Err(e) = check_name(name) {
         return plain(StatusCode::BAD_REQUEST, format!("{}\n", e.message));
     }
-    let query = req
+    let query: Vec<(String, String)> = req
         .uri()
         .query()
-        .map(super::http::parse_query)
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let app = query
         .iter()
