@@ -351,6 +351,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Platform => "platform",
         Op::Envs => "envs",
         Op::Debug { .. } => "debug",
+        Op::Publish { .. } => "publish",
     }
 }
 

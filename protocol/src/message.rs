@@ -416,6 +416,14 @@ pub enum Op {
         here: bool,
         scope: Vec<String>,
     },
+    /// Publish `data` as the next event of `app`'s channel `channel`: replicated, kept in the
+    /// channel's bounded history and sent to its subscribers on every node. Answered with
+    /// [`Reply::Published`]. (Format 4.)
+    Publish {
+        app: String,
+        channel: String,
+        data: String,
+    },
 }
 
 /// A successful reply.
@@ -529,6 +537,11 @@ pub enum Reply {
     Envs(Vec<EnvRow>),
     /// The answer to [`Op::Debug`].
     Debug(DebugReply),
+    /// The answer to [`Op::Publish`]: the event's id in its channel and the log index.
+    Published {
+        id: u64,
+        index: u64,
+    },
 }
 
 /// The interpreter a node runs app code with, in the terms `pip download` takes.

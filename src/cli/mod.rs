@@ -18,6 +18,7 @@ pub mod members;
 pub mod node;
 pub mod pipe;
 pub mod progress;
+pub mod publish;
 pub mod queue;
 pub mod repl;
 pub mod settings;
@@ -96,6 +97,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Read and write replicated key-value maps.
     Kv(kv::KvArgs),
+    /// Publish an event on an app's channel; every node's subscribers of
+    /// GET /_push/channels/CHANNEL receive it.
+    Publish(publish::PublishArgs),
     /// Every queue: ready, leased, puts, acks.
     Queues(queue::QueuesArgs),
     /// The first N ready items of a queue, without taking them.
@@ -176,6 +180,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repl(args) => repl::run(args).await,
         Command::Eval(args) => eval::run(args).await,
         Command::Kv(args) => kv::run(args).await,
+        Command::Publish(args) => publish::run(args).await,
         Command::Queues(args) => queue::queues(args).await,
         Command::Peek(args) => queue::peek(args).await,
         Command::Daemons(args) => tasks::daemons(args).await,

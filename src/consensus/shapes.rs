@@ -27,6 +27,7 @@ const FILES: [&str; 20] = [
     "protocol/src/records.rs",
     "protocol/src/value.rs",
     "src/model/audit.rs",
+    "src/model/channels.rs",
     "src/model/code_store.rs",
     "src/model/command.rs",
     "src/model/kv.rs",

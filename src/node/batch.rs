@@ -66,6 +66,7 @@ pub fn batchable(op: &CommandOp) -> bool {
             | CommandOp::QueueAck { .. }
             | CommandOp::TsAppend { .. }
             | CommandOp::TsCursor { .. }
+            | CommandOp::Publish { .. }
     )
 }
 

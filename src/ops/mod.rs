@@ -142,6 +142,7 @@ async fn route(req: &Req<'_>) -> Outcome {
         } => ts::range(req, series, *t0, *t1, *last, *read).await,
         Op::TsStats => ts::stats(req).await,
         Op::TsCursor { .. } => leader::write(req).await,
+        Op::Publish { .. } => leader::write(req).await,
 
         Op::Audited { op, .. } if users::is_change(op) => users::change(req).await,
         Op::UserAdd { .. } | Op::UserRevoke { .. } | Op::UserRotate { .. } => {

@@ -510,6 +510,15 @@ fn config_get(py: Python<'_>, app: String, key: String, default: Py<PyAny>) -> P
     }
 }
 
+/// Publishes `data` on `app`'s channel `channel`; returns the event's id.
+#[pyfunction]
+fn publish(py: Python<'_>, app: String, channel: String, data: String) -> PyResult<u64> {
+    match call(py, Op::Publish { app, channel, data })? {
+        Reply::Published { id, .. } => Ok(id),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// One app `logging` record: becomes a tracing event (node log sink and `push logs` ring).
 /// Works without a node too (the record still reaches the process's subscriber).
 #[pyfunction]
@@ -569,6 +578,7 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(run, &m)?)?;
     m.add_function(wrap_pyfunction!(nodes, &m)?)?;
     m.add_function(wrap_pyfunction!(log, &m)?)?;
+    m.add_function(wrap_pyfunction!(publish, &m)?)?;
     m.add_function(wrap_pyfunction!(qualify, &m)?)?;
     m.add_function(wrap_pyfunction!(secret_get, &m)?)?;
     m.add_function(wrap_pyfunction!(config_get, &m)?)?;

@@ -383,6 +383,12 @@ def serve_asgi(app, http_scope, exchange, first, more, version):
                 exchange.head(head["status"], head["headers"], version)
                 head["sent"] = True
             body = message.get("body", b"")
+            # Backpressure: wait off the loop while the node has a window of this answer
+            # on its way to a slow client, so other requests on the loop keep running.
+            while body and not exchange.wait_room(len(body), 0):
+                if exchange.disconnected:
+                    raise ClientDisconnected("the client went away")
+                await asyncio.get_running_loop().run_in_executor(None, exchange.wait_room, len(body), 1.0)
             if body and not exchange.send(body):
                 raise ClientDisconnected("the client went away")
 

@@ -223,6 +223,12 @@ pub enum ToWorker {
     Disconnect {
         id: u64,
     },
+    /// The node handed `bytes` more of HTTP job `id`'s streamed answer to its client's
+    /// socket: the worker may send that much more (backpressure, see `exchange::WINDOW`).
+    Sent {
+        id: u64,
+        bytes: u64,
+    },
 }
 
 /// Worker → node.

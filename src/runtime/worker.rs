@@ -289,6 +289,16 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
                     inbox.disconnect();
                 }
             }
+            ToWorker::Sent { id, bytes } => {
+                if let Some(inbox) = link
+                    .inboxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                {
+                    inbox.sent(bytes);
+                }
+            }
         }
     }
 }

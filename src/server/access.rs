@@ -77,6 +77,7 @@ pub fn required(op: &Op) -> Need {
         | Op::QueueTake { .. }
         | Op::QueueAck { .. }
         | Op::TsAppend { .. }
+        | Op::Publish { .. }
         | Op::Restart { .. }
         | Op::Join { .. }
         | Op::JoinLearner { .. }
@@ -124,7 +125,8 @@ fn app_of(op: &Op) -> Option<&str> {
         | Op::Secrets { app }
         | Op::SecretGet { app, .. }
         | Op::ConfigSet { app, .. }
-        | Op::Config { app } => Some(app),
+        | Op::Config { app }
+        | Op::Publish { app, .. } => Some(app),
         Op::KvGet { map, .. }
         | Op::KvList { map, .. }
         | Op::KvSet { map, .. }
@@ -336,5 +338,12 @@ mod tests {
             n: 1,
         };
         assert_eq!(app_of(&main_queue), Some(DEFAULT_APP));
+        let publish = Op::Publish {
+            app: "shop".into(),
+            channel: "news".into(),
+            data: "x".into(),
+        };
+        assert_eq!(app_of(&publish), Some("shop"));
+        assert_eq!(required(&publish), Need::Role(UserRole::Operator));
     }
 }

@@ -9,6 +9,7 @@ mod audit;
 mod backup;
 mod bad_input;
 mod bench;
+mod channels;
 mod chaos;
 mod cluster;
 mod code_store;
