@@ -189,7 +189,7 @@ async fn errors(node: &Node, here: bool, scope: &[String]) -> Outcome {
             Err(e) => missing.push((id, e.message)),
         }
     }
-    rows.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
     Ok(Reply::Debug(DebugReply::Errors { rows, missing }))
 }
 

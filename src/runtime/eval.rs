@@ -123,16 +123,19 @@ fn finish_result(
     Ok((result, patch))
 }
 
+/// What a Python thread writes, and its result once it ends.
+pub type OnThread<T> = (
+    mpsc::UnboundedReceiver<(Stream, String)>,
+    oneshot::Receiver<Result<T, RuntimeError>>,
+);
+
 /// Runs `f` with a fresh [`Sink`] on a Python thread of its own (an eval, a trace: either
 /// may run long, so never on the pool). What it writes arrives on the receiver while it
 /// runs; its result on the oneshot.
 pub fn on_thread<T: Send + 'static>(
     name: &str,
     f: impl FnOnce(Python<'_>, Py<Sink>) -> PyResult<T> + Send + 'static,
-) -> (
-    mpsc::UnboundedReceiver<(Stream, String)>,
-    oneshot::Receiver<Result<T, RuntimeError>>,
-) {
+) -> OnThread<T> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let spawned = std::thread::Builder::new()

@@ -142,7 +142,7 @@ impl Pool {
                 }
             }));
         }
-        rows.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
         rows
     }
 
