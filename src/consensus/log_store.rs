@@ -58,10 +58,6 @@ struct Mem {
     purged: Option<LogId<u64>>,
     /// Shared, so that compaction copies the mirror in microseconds under its lock.
     entries: BTreeMap<u64, Arc<Entry<TypeConfig>>>,
-    /// The newest committed-index record, framed, not yet handed to the writer: it rides at
-    /// the end of the writer's next batch instead of waking the writer on its own (see
-    /// [`needs_sync`]); a newer one replaces it.
-    unwritten_committed: Option<Vec<u8>>,
 }
 
 impl Mem {
@@ -113,12 +109,12 @@ struct Job {
 ///
 /// The committed index need not be durable: Raft recovers it from a quorum, so a lost one only
 /// means re-learning it from the leader. It is still written (to the page cache, so it
-/// survives a process kill) and becomes durable with the next synced batch. It does not even
-/// wake the writer: it waits in the mirror and goes at the end of the next batch (a commit is
-/// always followed by more records soon, and a lost one costs nothing). Records are read
-/// back in order and a torn one cuts off everything after it, and the waiting record is taken
-/// together with every job queued before it, so a committed index is only ever seen together
-/// with the entries written before it.
+/// survives a process kill) and becomes durable with the next synced batch. It is written at
+/// once, not held for the next batch: a restarted leader serves linearizable reads from the
+/// committed index it reads back, and one that lagged let such a read miss entries
+/// acknowledged before the restart. Records are read back in order and a torn one cuts off
+/// everything after it, so a committed index is only ever seen together with the entries
+/// written before it.
 fn needs_sync(record: &Record) -> bool {
     !matches!(record, Record::Committed(_))
 }
@@ -265,10 +261,6 @@ impl LogStore {
         let sync = needs_sync(&record);
         let mut mem = self.mem();
         change(&mut mem);
-        if matches!(record, Record::Committed(_)) && done.is_none() {
-            mem.unwritten_committed = Some(bytes);
-            return Ok(());
-        }
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         let sent = self
             .shared
@@ -369,25 +361,14 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
-            // Jobs are queued under the mirror's lock: draining the queue and taking the
-            // waiting committed record under it too puts that record after every job queued
-            // before it.
-            let committed = match self.shared.upgrade() {
-                Some(shared) => {
-                    let mut mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
-                    while let Ok(job) = rx.try_recv() {
-                        jobs.push(job);
-                    }
-                    mem.unwritten_committed.take()
-                }
-                None => None,
-            };
+            while let Ok(job) = rx.try_recv() {
+                jobs.push(job);
+            }
             let mut buf = Vec::with_capacity(jobs.iter().map(|j| j.bytes.len()).sum());
             for job in &jobs {
                 buf.extend_from_slice(&job.bytes);
                 self.purged_since_rewrite |= job.purge;
             }
-            buf.extend(committed.unwrap_or_default());
             let result = self.write_batch(&buf, &jobs);
             if result.is_ok() {
                 self.len += buf.len() as u64;
@@ -448,14 +429,11 @@ impl Writer {
             if shared.queued.load(Ordering::SeqCst) != 0 {
                 return Ok(());
             }
-            // The copy holds the newest committed index already.
-            mem.unwritten_committed = None;
             Mem {
                 vote: mem.vote,
                 committed: mem.committed,
                 purged: mem.purged,
                 entries: mem.entries.clone(),
-                unwritten_committed: None,
             }
         };
         let buf = image(&copy)?;
@@ -594,23 +572,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn committed_index_waits_for_the_next_batch_and_lands_after_it() {
+    async fn the_committed_index_is_on_disk_when_saved() {
+        // A restarted leader serves linearizable reads from the committed index it reads back:
+        // one that lagged (written only with a later batch) let a read after a full restart
+        // miss entries acknowledged before it.
         let dir = tempfile::tempdir().unwrap();
         let id = |i| LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
         let entry = |i| Entry::<TypeConfig> {
             log_id: id(i),
             payload: openraft::EntryPayload::Blank,
         };
+        let file = dir.path().join(LOG_FILE);
         let mut log = LogStore::open(dir.path()).unwrap();
-        log.append_and_wait(vec![entry(1)]).await.unwrap();
-        log.save_committed(Some(id(1))).await.unwrap();
-        log.append_and_wait(vec![entry(2)]).await.unwrap();
-        // Seen at once in memory; on disk only with a later batch.
+        log.append_and_wait(vec![entry(1), entry(2)]).await.unwrap();
+        let before = std::fs::metadata(&file).unwrap().len();
         log.save_committed(Some(id(2))).await.unwrap();
-        assert_eq!(log.read_committed().await.unwrap(), Some(id(2)));
+        // No later batch follows: the record must reach the file by itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::metadata(&file).unwrap().len() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the committed index never reached the file"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         drop(log);
         let mut log = LogStore::open(dir.path()).unwrap();
-        assert_eq!(log.read_committed().await.unwrap(), Some(id(1)));
-        assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(id(2)));
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(2)));
     }
 }
