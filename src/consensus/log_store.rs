@@ -425,7 +425,7 @@ impl Writer {
     /// Records queued meanwhile wait for this thread and go into the new file after it.
     fn rewrite(&mut self, shared: &Shared) -> io::Result<()> {
         let copy = {
-            let mut mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
+            let mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
             if shared.queued.load(Ordering::SeqCst) != 0 {
                 return Ok(());
             }
