@@ -129,6 +129,23 @@ pub type OnThread<T> = (
     oneshot::Receiver<Result<T, RuntimeError>>,
 );
 
+/// The result of an eval interrupted outside its own exception handler.
+fn interrupted(node: u64) -> EvalResult {
+    EvalResult {
+        value: None,
+        type_name: None,
+        error: Some(PyException {
+            type_name: "KeyboardInterrupt".into(),
+            message: String::new(),
+            frames: Vec::new(),
+            formatted: "KeyboardInterrupt".into(),
+        }),
+        truncated: None,
+        micros: 0,
+        node,
+    }
+}
+
 /// Runs `f` with a fresh [`Sink`] on a Python thread of its own (an eval, a trace: either
 /// may run long, so never on the pool). What it writes arrives on the receiver while it
 /// runs; its result on the oneshot.
@@ -178,12 +195,21 @@ impl Runtime {
         node: u64,
     ) -> Running {
         on_thread("python-eval", move |py, sink| {
-            let raw = Self::session_module(py)?.getattr("evaluate")?.call1((
+            let called = Self::session_module(py)?.getattr("evaluate")?.call1((
                 session,
                 code,
                 module,
                 sink.clone_ref(py),
-            ))?;
+            ));
+            let raw = match called {
+                Ok(raw) => raw,
+                // An interrupt that lands just outside `evaluate`'s own handler (as it starts
+                // or returns) is still the eval's interruption, reported as one.
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
+                    return Ok((interrupted(node), None))
+                }
+                Err(e) => return Err(e),
+            };
             finish_result(py, &raw, node, sink)
         })
     }
