@@ -56,14 +56,18 @@ impl Pool {
         self.app_of_module(module).map(|(_, pool)| pool)
     }
 
-    pub(super) fn app_of_module(&self, module: &str) -> Option<(String, Arc<Pool>)> {
-        let children: Vec<(String, Arc<Pool>)> = self
-            .children
+    /// Each app with a pool of its own, and that pool (copied out of the lock).
+    fn app_pools(&self) -> Vec<(String, Arc<Pool>)> {
+        self.children
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(app, (_, pool))| (app.clone(), pool.clone()))
-            .collect();
+            .collect()
+    }
+
+    pub(super) fn app_of_module(&self, module: &str) -> Option<(String, Arc<Pool>)> {
+        let children = self.app_pools();
         children.into_iter().find(|(app, pool)| {
             pool.loaded
                 .lock()
@@ -277,13 +281,7 @@ impl Pool {
 
     /// Load state of the apps served by their own pools.
     pub(super) fn child_apps(&self) -> Vec<(String, crate::runtime::AppState)> {
-        let children: Vec<(String, Arc<Pool>)> = self
-            .children
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(app, (_, pool))| (app.clone(), pool.clone()))
-            .collect();
+        let children = self.app_pools();
         children
             .into_iter()
             .filter_map(|(app, pool)| pool.apps().remove(&app).map(|s| (app, s)))
