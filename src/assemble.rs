@@ -91,6 +91,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         env: None,
         envs_dir: config.data.join("envs"),
         keep_envs: config.keep_envs,
+        owner: None,
     });
     let (raft, state) = consensus::start(
         config.id,

@@ -351,6 +351,8 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Backup => "backup",
         Op::Platform => "platform",
         Op::Envs => "envs",
+        Op::Debug { .. } => "debug",
+        Op::Publish { .. } => "publish",
     }
 }
 

@@ -6,11 +6,17 @@
     curl -H 'X-Push-App: flask' -X POST --data-binary @big.bin http://127.0.0.1:8001/upload
 
 Templates and data files deploy with the code; the request body streams in, and a generator
-response streams out, each chunk reaching the client as soon as it is yielded.
+response streams out, each chunk reaching the client as soon as it is yielded. The app's
+secrets and config reach it as environment variables, as on any other host:
+
+    printf 'postgres://db/prod' | push secret set flask DATABASE_URL
+    push config set flask GREETING hi
+    curl -H 'X-Push-App: flask' http://127.0.0.1:8001/settings
 """
 
 import hashlib
 import json
+import os
 import time
 
 import push
@@ -44,3 +50,14 @@ def events():
             time.sleep(1)
 
     return Response(stream(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@app.get("/settings")
+def settings():
+    # Read the way any twelve-factor app does; never echo a secret itself.
+    database = os.environ.get("DATABASE_URL")
+    return {
+        "greeting": os.environ.get("GREETING", "hello"),
+        "greeting_in_environ": request.environ.get("GREETING"),
+        "database_sha256": hashlib.sha256(database.encode()).hexdigest() if database else None,
+    }

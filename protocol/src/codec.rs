@@ -28,13 +28,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a value from exactly `bytes`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    crate::value::take_refusal();
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| {
-        CodecError(match crate::value::take_refusal() {
-            Some(why) => why.to_string(),
-            None => e.to_string(),
-        })
-    })?;
+    let (value, rest) = decode_prefix(bytes)?;
     if !rest.is_empty() {
         return Err(CodecError(format!(
             "{} trailing bytes after the value",
@@ -42,6 +36,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         )));
     }
     Ok(value)
+}
+
+/// Decodes a `T` from the start of `bytes`; returns it and the bytes after it.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    crate::value::take_refusal();
+    postcard::take_from_bytes(bytes).map_err(|e| {
+        CodecError(match crate::value::take_refusal() {
+            Some(why) => why.to_string(),
+            None => e.to_string(),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - [`value`]: [`Value`], the plain data that replicated structures hold.
 //! - [`message`]: handshake, request and reply enums.
 //! - [`realm`]: each app's namespace of kv maps, queues and timeseries.
+//! - [`debug`]: post-mortem of live failures and call tracing (`Op::Debug`).
 //! - [`records`]: the data requests and replies carry (status, reports, results, entries).
 //! - [`client`]: the async client that multiplexes requests over one connection.
 //! - [`users`]: roles, users as listed, who a connection is, the shape of a user secret.
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod debug;
 pub mod format;
 pub mod frame;
 pub mod message;
@@ -29,6 +31,7 @@ pub mod users;
 pub mod value;
 
 pub use client::{Client, ClientError};
+pub use debug::{DebugAction, DebugReply, FailureRow, FailureView, FrameInfo};
 pub use frame::{FrameError, Kind};
 pub use message::*;
 pub use records::*;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::debug::{DebugAction, DebugReply};
 use crate::records::*;
 use crate::users::{Identity, UserInfo, UserRole};
 use crate::Value;
@@ -358,9 +359,17 @@ pub enum Op {
         id: u64,
     },
     /// Open an eval session on this node's Python worker `worker` (1-based, as `push status`
-    /// numbers them); answered like `SessionOpen`. (Format 3.)
+    /// numbers them in their pool); answered like `SessionOpen`. (Format 3.)
     SessionOpenOn {
         worker: u32,
+        /// The app pool the worker is in (an app's name, or its row's `pool`); None: the
+        /// node's main pool. Since format 4.
+        #[serde(
+            default,
+            deserialize_with = "crate::format::added_in_4",
+            skip_serializing_if = "crate::format::absent_before_4"
+        )]
+        pool: Option<String>,
     },
     /// Set secret `name` of `app`, or remove it when `value` is None. The value is never
     /// logged, audited or shown; only admins and the app's own code read it back.
@@ -397,6 +406,24 @@ pub enum Op {
     /// The Python environments this node installed for apps' dependencies, with their size
     /// and the versions using them (`push envs`). Answered with [`Reply::Envs`]. (Format 4.)
     Envs,
+    /// Post-mortem of kept failures and call tracing (`push errors`, the REPL's `:pm` and
+    /// `:trace`). `here`: this node only (what nodes ask each other); otherwise the node
+    /// asks the members it concerns. `scope`: the apps the requester may see (empty: every
+    /// app); the node that takes the request from a user sets it from the user's role.
+    /// Answered with [`Reply::Debug`]. (Format 4.)
+    Debug {
+        action: DebugAction,
+        here: bool,
+        scope: Vec<String>,
+    },
+    /// Publish `data` as the next event of `app`'s channel `channel`: replicated, kept in the
+    /// channel's bounded history and sent to its subscribers on every node. Answered with
+    /// [`Reply::Published`]. (Format 4.)
+    Publish {
+        app: String,
+        channel: String,
+        data: String,
+    },
     /// Store blob `hash` of `size` bytes as the concatenation of the blobs `pieces`, uploaded
     /// before with `PutBlobs` (a file larger than one upload). The pieces are forgotten once
     /// joined. Answered with [`Reply::Stored`]. (Format 4.)
@@ -516,6 +543,13 @@ pub enum Reply {
     Platform(PlatformInfo),
     /// The answer to [`Op::Envs`], one row per environment.
     Envs(Vec<EnvRow>),
+    /// The answer to [`Op::Debug`].
+    Debug(DebugReply),
+    /// The answer to [`Op::Publish`]: the event's id in its channel and the log index.
+    Published {
+        id: u64,
+        index: u64,
+    },
 }
 
 /// The interpreter a node runs app code with, in the terms `pip download` takes.

@@ -284,6 +284,14 @@ pub struct WorkerRow {
     pub sessions: Vec<u64>,
     /// Whether it runs the node's daemons and schedules.
     pub tasks: bool,
+    /// The app pool it is in ("APP/ENV", ENV the first 12 characters of its environment's
+    /// hash); None: the node's main pool. `slot` counts in its pool. Since format 4.
+    #[serde(
+        default,
+        deserialize_with = "crate::format::added_in_4",
+        skip_serializing_if = "crate::format::absent_before_4"
+    )]
+    pub pool: Option<String>,
 }
 
 /// One version in an app's history.

@@ -1,5 +1,5 @@
-//! Kv maps, queues and timeseries: the requests behind `Connection.kv`, `.queue` and
-//! `.timeseries`, the same requests (and the same answers) as the in-cluster `push` module.
+//! Kv maps, queues, timeseries and channels: the requests behind `Connection.kv`, `.queue`,
+//! `.timeseries` and `.channel`, the same requests (and the same answers) as the in-cluster `push` module.
 
 use push_protocol::{Op, ReadMode, Reply, TsConfig, TsPoint};
 use pyo3::exceptions::PyValueError;
@@ -25,6 +25,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ts_append, m)?)?;
     m.add_function(wrap_pyfunction!(ts_range, m)?)?;
     m.add_function(wrap_pyfunction!(ts_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(publish, m)?)?;
     Ok(())
 }
 
@@ -288,6 +289,24 @@ fn ts_stats(py: Python<'_>, conn: &Bound<'_, Native>) -> PyResult<Vec<Py<PyAny>>
                 Ok(d.into_any().unbind())
             })
             .collect(),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Publishes `data` on `app`'s channel `channel`; the event's id.
+#[pyfunction]
+fn publish(
+    py: Python<'_>,
+    conn: &Bound<'_, Native>,
+    app: String,
+    channel: String,
+    data: String,
+) -> PyResult<u64> {
+    match conn
+        .get()
+        .call(py, Op::Publish { app, channel, data }, Kind::Write)?
+    {
+        Reply::Published { id, .. } => Ok(id),
         other => Err(unexpected(&other)),
     }
 }

@@ -26,7 +26,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyo3(signature = (conn, worker=None))]
 fn session_open(py: Python<'_>, conn: &Bound<'_, Native>, worker: Option<u32>) -> PyResult<u64> {
     let op = match worker {
-        Some(worker) => Op::SessionOpenOn { worker },
+        Some(worker) => Op::SessionOpenOn { worker, pool: None },
         None => Op::SessionOpen,
     };
     match conn.get().call(py, op, Kind::Read)? {

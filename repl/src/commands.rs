@@ -28,13 +28,24 @@ pub fn current_app() -> String {
         .unwrap_or_else(|| DEFAULT_APP.to_string())
 }
 
-/// `ID` or `ID/W` of `:use`.
-fn parse_use(arg: &str) -> Option<(u64, Option<u32>)> {
+/// A worker `:use` names: its app pool (None: the main pool) and number there.
+type UseWorker = Option<(Option<String>, u32)>;
+
+/// `ID`, `ID/W` or `ID/POOL/W` (POOL an app's name or its pool as `:workers` shows it,
+/// `APP/ENV`) of `:use`.
+fn parse_use(arg: &str) -> Option<(u64, UseWorker)> {
     match arg.split_once('/') {
-        Some((id, w)) => Some((
-            id.trim().parse().ok()?,
-            Some(w.trim().trim_start_matches('w').parse().ok()?),
-        )),
+        Some((id, rest)) => {
+            let (pool, w) = match rest.rsplit_once('/') {
+                Some((pool, w)) if !pool.trim().is_empty() => (Some(pool.trim().to_string()), w),
+                Some(_) => return None,
+                None => (None, rest),
+            };
+            Some((
+                id.trim().parse().ok()?,
+                Some((pool, w.trim().trim_start_matches('w').parse().ok()?)),
+            ))
+        }
         None => Some((arg.trim().parse().ok()?, None)),
     }
 }
@@ -47,8 +58,8 @@ pub const HELP: &[(&str, &str)] = &[
         "every node: id, address, role, term, applied index, HEAD",
     ),
     (
-        ":use ID[/W]",
-        "switch to node ID (its python worker W); the REPL keeps the member list",
+        ":use ID[/[POOL/]W]",
+        "switch to node ID (its python worker W, of app pool POOL); the REPL keeps the member list",
     ),
     (
         ":workers",
@@ -96,6 +107,18 @@ pub const HELP: &[(&str, &str)] = &[
         ":reconnect",
         "reconnect to the current node (a new session)",
     ),
+    (
+        ":errors",
+        "failures kept on the cluster's workers, newest first",
+    ),
+    (
+        ":pm ID",
+        "open a failure: frames; then :frame N, :source, :replay, input evals in the frame, :q leaves",
+    ),
+    (
+        ":trace M.F",
+        "print calls of M.F as they happen [--all] [--max N] [--secs S]; :untrace",
+    ),
     (":quit", "leave (Ctrl-D works too)"),
 ];
 
@@ -140,15 +163,24 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
     let line = line.trim();
     let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
     let rest = rest.trim();
+    if let ("quit" | "q" | "exit", Some((id, _))) = (cmd, conn.pm()) {
+        conn.set_pm(None);
+        println!("left failure {id}");
+        return Flow::Continue;
+    }
+    if crate::pm::run(conn, cmd, rest) {
+        return Flow::Continue;
+    }
     match cmd {
         "help" | "h" | "?" => println!("{}", help_text()),
         "quit" | "q" | "exit" => return Flow::Quit,
         "nodes" => nodes(conn),
         "use" => match parse_use(rest) {
             Some((id, worker)) => match conn.members().into_iter().find(|m| m.id == id) {
-                Some(m) => match conn.use_addr(m.addr.clone(), worker) {
+                Some(m) => match conn.use_addr(m.addr.clone(), worker.clone()) {
                     Ok(()) => match worker {
-                        Some(w) => println!("now on node {id} at {}, python worker w{w}", m.addr),
+                        Some((None, w)) => println!("now on node {id} at {}, python worker w{w}", m.addr),
+                        Some((Some(pool), w)) => println!("now on node {id} at {}, python worker w{w} of pool {pool}", m.addr),
                         None => println!("now on node {id} at {}", m.addr),
                     },
                     Err(e) => eprintln!("{}", error_text(format!("node {id} at {}: {e}", m.addr))),
@@ -160,7 +192,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
             },
             None => eprintln!(
                 "{}",
-                error_text("usage: :use ID or :use ID/W (a node id from `:nodes`, a worker from `:workers`)")
+                error_text("usage: :use ID, :use ID/W or :use ID/POOL/W (a node id from `:nodes`, a worker and its pool from `:workers`)")
             ),
         },
         "workers" => {
@@ -567,9 +599,18 @@ mod tests {
     #[test]
     fn use_takes_a_node_and_optionally_its_worker() {
         assert_eq!(parse_use("2"), Some((2, None)));
-        assert_eq!(parse_use("1/2"), Some((1, Some(2))));
-        assert_eq!(parse_use("1/w2"), Some((1, Some(2))));
+        assert_eq!(parse_use("1/2"), Some((1, Some((None, 2)))));
+        assert_eq!(parse_use("1/w2"), Some((1, Some((None, 2)))));
+        assert_eq!(
+            parse_use("1/shop/w1"),
+            Some((1, Some((Some("shop".into()), 1))))
+        );
+        assert_eq!(
+            parse_use("1/shop/0123456789ab/2"),
+            Some((1, Some((Some("shop/0123456789ab".into()), 2))))
+        );
         assert_eq!(parse_use("x"), None);
         assert_eq!(parse_use("1/"), None);
+        assert_eq!(parse_use("1//2"), None);
     }
 }

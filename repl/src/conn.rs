@@ -22,8 +22,12 @@ struct Link {
     module: Option<String>,
     /// Who the node says this connection is (None from a node too old to say).
     me: Option<Identity>,
-    /// `:use ID/W`: open the session on the node's Python worker W.
-    worker: Option<u32>,
+    /// `:use ID/W` or `:use ID/POOL/W`: open the session on the node's Python worker W (of
+    /// app pool POOL).
+    worker: Option<(Option<String>, u32)>,
+    /// `:pm ID`: the failure being looked at and the chosen frame; plain input evaluates
+    /// in that frame until the view is left.
+    pm: Option<(String, u32)>,
 }
 
 /// Shared by the loop, the completer and the validator.
@@ -57,8 +61,8 @@ impl Conn {
         let client = self.handle.block_on(Client::connect(&addr, &token))?;
         let client = Arc::new(client);
         // A user whose role may not run code still gets the meta commands: no session.
-        let open = match self.link().worker {
-            Some(worker) => Op::SessionOpenOn { worker },
+        let open = match self.link().worker.clone() {
+            Some((pool, worker)) => Op::SessionOpenOn { worker, pool },
             None => Op::SessionOpen,
         };
         let session = match self.handle.block_on(client.call(open)) {
@@ -97,7 +101,11 @@ impl Conn {
 
     /// Switches to another address (keeping the member list), connecting there, with the
     /// session on Python worker `worker` of that node if given.
-    pub fn use_addr(&self, addr: String, worker: Option<u32>) -> Result<(), ReplError> {
+    pub fn use_addr(
+        &self,
+        addr: String,
+        worker: Option<(Option<String>, u32)>,
+    ) -> Result<(), ReplError> {
         self.leave_session();
         {
             let mut link = self.link();
@@ -160,6 +168,15 @@ impl Conn {
 
     pub fn set_module(&self, module: Option<String>) {
         self.link().module = module;
+    }
+
+    /// The post-mortem view's failure id and frame (`:pm`, `:frame`), if one is open.
+    pub fn pm(&self) -> Option<(String, u32)> {
+        self.link().pm.clone()
+    }
+
+    pub fn set_pm(&self, pm: Option<(String, u32)>) {
+        self.link().pm = pm;
     }
 
     /// Marks the link dead (after a failed call) so the prompt says so.

@@ -7,6 +7,7 @@
 //!   one file each; completion and completeness come from the live node.
 //! - [`commands`]: the `:meta` commands.
 //! - [`output`]: printing values, streams and tracebacks.
+//! - [`pm`]: the post-mortem view (`:errors`, `:pm`, `:frame`, `:replay`) and `:trace`.
 //! - [`script`]: piped stdin — run statements, stop at the first error.
 //! - [`plain`]: line mode for dumb terminals (an Emacs comint buffer).
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod highlighter;
 pub mod output;
 pub mod plain;
+pub mod pm;
 pub mod prompt;
 pub mod script;
 pub mod validator;

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use nu_ansi_term::Color;
-use push_protocol::{EvalResult, Op, Reply, Stream};
+use push_protocol::{DebugAction, DebugReply, EvalResult, Op, Reply, Stream};
 
 use crate::conn::Conn;
 
@@ -59,10 +59,21 @@ pub fn eval_and_print(conn: &Conn, code: &str) -> bool {
         return false;
     };
     let session = conn.session();
-    let op = Op::Eval {
-        session,
-        code: code.to_string(),
-        module: conn.module(),
+    let op = match conn.pm() {
+        Some((id, frame)) => Op::Debug {
+            action: DebugAction::Eval {
+                id,
+                frame,
+                code: code.to_string(),
+            },
+            here: false,
+            scope: vec![],
+        },
+        None => Op::Eval {
+            session,
+            code: code.to_string(),
+            module: conn.module(),
+        },
     };
     let outcome = conn.handle().block_on(async {
         let mut replies = client.call_stream(op).await.map_err(|e| e.to_string())?;
@@ -89,7 +100,8 @@ pub fn eval_and_print(conn: &Conn, code: &str) -> bool {
         Ok::<_, String>(last)
     });
     let ok = match outcome {
-        Ok(Some(Ok(Reply::Evaluated(result)))) => print_result(&result),
+        Ok(Some(Ok(Reply::Evaluated(result))))
+        | Ok(Some(Ok(Reply::Debug(DebugReply::Evaluated(result))))) => print_result(&result),
         Ok(Some(Ok(other))) => {
             eprintln!("{}", error_text(format!("unexpected reply {other:?}")));
             false

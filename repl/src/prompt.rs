@@ -15,10 +15,13 @@ pub struct NodePrompt {
 
 impl NodePrompt {
     pub fn from(conn: &Conn) -> NodePrompt {
-        let module = conn
-            .module()
-            .map(|m| format!(" in {m}"))
-            .unwrap_or_default();
+        let module = match conn.pm() {
+            Some((id, frame)) => format!(" pm {id} frame {frame}"),
+            None => conn
+                .module()
+                .map(|m| format!(" in {m}"))
+                .unwrap_or_default(),
+        };
         let user = conn
             .me()
             .filter(|me| !me.bootstrap)

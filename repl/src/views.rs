@@ -75,7 +75,10 @@ pub fn workers_table(status: &push_protocol::NodeStatus, session: Option<u64>) -
     );
     for w in &status.workers {
         let mine = session.is_some_and(|s| w.sessions.contains(&s));
-        let name = format!("{}w{}", if mine { "*" } else { " " }, w.slot);
+        let name = match &w.pool {
+            Some(pool) => format!("{}{pool}/w{}", if mine { "*" } else { " " }, w.slot),
+            None => format!("{}w{}", if mine { "*" } else { " " }, w.slot),
+        };
         let pid = if w.up {
             w.pid.to_string()
         } else {
@@ -94,7 +97,7 @@ pub fn workers_table(status: &push_protocol::NodeStatus, session: Option<u64>) -
             if w.tasks { "  (runs daemons)" } else { "" },
         ));
     }
-    out.push_str("`:use ID/W` moves this REPL to worker W of node ID (a new session)\n");
+    out.push_str("`:use ID/W` moves this REPL to worker W of node ID (a new session); `:use ID/APP/W` to worker W of app APP's pool\n");
     out
 }
 

@@ -13,7 +13,8 @@ use push_protocol::{BackupPart, Op, Reply};
 use super::progress::Progress;
 use super::target::Target;
 use crate::consensus::backup::{self, BackupHeader, BackupWriter};
-use crate::consensus::state_machine;
+use crate::consensus::blobs::BlobStore;
+use crate::consensus::{blob_section, state_machine};
 use crate::server::auth;
 
 #[derive(clap::Args, Debug)]
@@ -173,8 +174,9 @@ pub fn seed_data_dir(
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let (header, body) = backup::read_backup(&mut BufReader::new(input))
         .with_context(|| format!("reading {}", file.display()))?;
-    let restored = backup::decode(&header, &body)?;
-    drop(body);
+    let (mut restored, blobs) = backup::decode(&header, &body)?;
+    // The registry's liveness is the old cluster's: the new one hears from its own nodes.
+    restored.state.nodes.forget_liveness();
 
     let tmp = beside(dir, "restoring");
     if tmp.exists() {
@@ -183,6 +185,18 @@ pub fn seed_data_dir(
     }
     let mut cleanup = Cleanup(Some(tmp.clone()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    if !blobs.is_empty() {
+        // The blob files go where the node keeps them, each checked against its hash.
+        let store = BlobStore::open(&tmp.join("state").join(state_machine::BLOBS))
+            .context("creating the blob folder")?;
+        let offset = body.len() - blobs.len();
+        blob_section::install(&mut std::io::Cursor::new(blobs), 0, &store).map_err(|e| {
+            anyhow::anyhow!(
+                "the backup's blob files (from byte {offset} of its state bytes) are damaged: {e}; pass an undamaged backup"
+            )
+        })?;
+    }
+    drop(body);
     let last = LogId::new(CommittedLeaderId::new(0, id), restored.index);
     let membership = Membership::new(
         vec![BTreeSet::from([id])],

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod code;
 pub mod credentials;
 pub mod deps;
+pub mod errors;
 pub mod eval;
 pub mod export;
 pub mod kernel;
@@ -17,6 +18,7 @@ pub mod members;
 pub mod node;
 pub mod pipe;
 pub mod progress;
+pub mod publish;
 pub mod queue;
 pub mod repl;
 pub mod settings;
@@ -95,6 +97,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Read and write replicated key-value maps.
     Kv(kv::KvArgs),
+    /// Publish an event on an app's channel; every node's subscribers of
+    /// GET /_push/channels/CHANNEL receive it.
+    Publish(publish::PublishArgs),
     /// Every queue: ready, leased, puts, acks.
     Queues(queue::QueuesArgs),
     /// The first N ready items of a queue, without taking them.
@@ -107,6 +112,9 @@ pub enum Command {
     Tail(tasks::TailArgs),
     /// Recent structured log records from every node (node events, app `logging`); -f follows.
     Logs(logs::LogsArgs),
+    /// Failures kept on the cluster's Python workers (handlers, daemons, schedules, lambdas
+    /// that raised), newest first; open one in the REPL with `:pm ID`.
+    Errors(errors::ErrorsArgs),
     /// Timeseries: every series, or the newest points of one.
     Ts(tasks::TsArgs),
     /// Registered nodes: capabilities (cores, memory, GPU, tags) and liveness.
@@ -172,12 +180,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repl(args) => repl::run(args).await,
         Command::Eval(args) => eval::run(args).await,
         Command::Kv(args) => kv::run(args).await,
+        Command::Publish(args) => publish::run(args).await,
         Command::Queues(args) => queue::queues(args).await,
         Command::Peek(args) => queue::peek(args).await,
         Command::Daemons(args) => tasks::daemons(args).await,
         Command::Restart(args) => tasks::restart(args).await,
         Command::Tail(args) => tasks::tail(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Errors(args) => errors::run(args).await,
         Command::Ts(args) => tasks::ts(args).await,
         Command::Registry(args) => tasks::registry(args).await,
         Command::Audit(args) => audit::run(args).await,

@@ -210,16 +210,18 @@ fn workers_line(workers: &[push_protocol::WorkerRow]) -> String {
     let each: Vec<String> = workers
         .iter()
         .map(|w| {
+            // An app pool's worker is named with its pool: "shop/3f2a9c01d4e5/w1".
+            let pool = w.pool.as_ref().map_or(String::new(), |p| format!("{p}/"));
             let mut text = if w.up {
                 format!(
-                    "w{} pid {} {} MiB busy {}",
+                    "{pool}w{} pid {} {} MiB busy {}",
                     w.slot,
                     w.pid,
                     w.rss_bytes >> 20,
                     w.busy
                 )
             } else {
-                format!("w{} restarting", w.slot)
+                format!("{pool}w{} restarting", w.slot)
             };
             if w.tasks {
                 text.push_str(" (daemons)");

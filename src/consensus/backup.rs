@@ -15,9 +15,11 @@
 //! | 40 | … | chunks: u32 length (> 0), u32 CRC32 of the chunk, the chunk's bytes |
 //! | | 4 + 32 | end: a zero length, then the SHA-256 of all state bytes |
 //!
-//! The state bytes concatenated are a [`BackupState`] in that format. Nothing may follow the
-//! end. A truncated file, a flipped bit, a file of a newer format or not a backup at all is
-//! refused with the byte offset where it went wrong ([`BackupError`]).
+//! The state bytes concatenated are a [`BackupState`] in that format, from format 4 on
+//! followed by the blob section of the blob files the state lists (the layout snapshots use,
+//! `consensus::blob_section`). Nothing may follow the end. A truncated file, a flipped bit,
+//! a file of a newer format or not a backup at all is refused with the byte offset where it
+//! went wrong ([`BackupError`]).
 
 use std::io::{self, Read, Write};
 
@@ -34,8 +36,8 @@ pub const HEADER_LEN: u64 = 40;
 /// The largest chunk a reader accepts (writers use smaller ones).
 pub const MAX_CHUNK: u32 = 16 << 20;
 
-/// What a backup holds: the replicated state as applied at log `index` (registry liveness
-/// left out: a restored cluster hears from its own nodes).
+/// What a backup holds: the replicated state as applied at log `index` (its registry
+/// liveness is cleared at restore: a restored cluster hears from its own nodes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackupState {
     pub index: u64,
@@ -286,20 +288,105 @@ pub fn read_backup(input: &mut impl Read) -> Result<(BackupHeader, Vec<u8>), Bac
     Ok((header, body))
 }
 
-/// Decodes the state bytes of a checked backup.
-pub fn decode(header: &BackupHeader, body: &[u8]) -> Result<BackupState, BackupError> {
-    format::decode(header.format, body).map_err(|e| BackupError::Undecodable {
+/// Decodes the state bytes of a checked backup: the state, and (format 4 on) the blob
+/// section that follows it (empty before format 4), checked by whoever installs it.
+pub fn decode<'a>(
+    header: &BackupHeader,
+    body: &'a [u8],
+) -> Result<(BackupState, &'a [u8]), BackupError> {
+    let undecodable = |reason: String| BackupError::Undecodable {
         format: header.format,
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    if header.format < 4 {
+        let state = format::decode(header.format, body).map_err(|e| undecodable(e.to_string()))?;
+        return Ok((state, &[]));
+    }
+    let (state, blobs) =
+        format::decode_prefix(header.format, body).map_err(|e| undecodable(e.to_string()))?;
+    if blobs.is_empty() {
+        return Err(undecodable(
+            "the state bytes end without their blob section; the backup was cut when it was written".into(),
+        ));
+    }
+    Ok((state, blobs))
 }
 
-/// Encodes the state for a backup in the current format.
+/// [`BackupState`] by reference, serialized field for field the same way, so a node encodes
+/// its live state without copying it.
+#[derive(Serialize)]
+struct BackupStateRef<'a> {
+    index: u64,
+    term: u64,
+    state: &'a State,
+}
+
+/// Where a backup's state bytes go as they are made: counts and hashes (SHA-256) them on
+/// their way to the writer below.
+pub struct StateSink<W: Write> {
+    inner: io::BufWriter<W>,
+    sha: Sha256,
+    len: u64,
+}
+
+impl<W: Write> StateSink<W> {
+    pub fn new(out: W) -> StateSink<W> {
+        StateSink {
+            inner: io::BufWriter::with_capacity(1 << 16, out),
+            sha: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Flushes; returns how many bytes passed and their SHA-256 (hex).
+    pub fn finish(mut self) -> io::Result<(u64, String)> {
+        self.inner.flush()?;
+        Ok((self.len, hex(&self.sha.finalize())))
+    }
+}
+
+impl<W: Write> Write for StateSink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encodes `state` (as applied at `index` of `term`) for a backup in the current format into
+/// `sink` as it goes, never holding the bytes in memory. The blob section follows it
+/// (`blob_section::write_listed` into the same sink).
+pub fn encode_state_into<W: Write>(
+    index: u64,
+    term: u64,
+    state: &State,
+    sink: &mut StateSink<W>,
+) -> Result<(), BackupError> {
+    let value = BackupStateRef { index, term, state };
+    format::encode_into(format::FORMAT_VERSION, &value, sink).map_err(|e| {
+        BackupError::Undecodable {
+            format: format::FORMAT_VERSION,
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(())
+}
+
+/// Encodes the state bytes of a backup of `backup` in the current format, with an empty blob
+/// section (a state that lists no blob files).
 pub fn encode(backup: &BackupState) -> Result<Vec<u8>, BackupError> {
-    format::encode(format::FORMAT_VERSION, backup).map_err(|e| BackupError::Undecodable {
-        format: format::FORMAT_VERSION,
-        reason: e.to_string(),
-    })
+    let mut bytes =
+        format::encode(format::FORMAT_VERSION, backup).map_err(|e| BackupError::Undecodable {
+            format: format::FORMAT_VERSION,
+            reason: e.to_string(),
+        })?;
+    super::blob_section::write_empty(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -320,6 +407,28 @@ mod tests {
         }
         let sha = hex(&Sha256::digest(&body));
         w.finish(&sha).unwrap()
+    }
+
+    #[test]
+    fn a_streamed_encoding_is_the_same_bytes_as_the_whole_one() {
+        let mut state = State::default();
+        state
+            .kv
+            .set("m", "k", push_protocol::Value::Str("v".repeat(300)));
+        let whole = encode(&BackupState {
+            index: 7,
+            term: 2,
+            state: state.clone(),
+        })
+        .unwrap();
+        let mut streamed = Vec::new();
+        let mut sink = StateSink::new(&mut streamed);
+        encode_state_into(7, 2, &state, &mut sink).unwrap();
+        super::super::blob_section::write_empty(&mut sink).unwrap();
+        let (len, sha) = sink.finish().unwrap();
+        assert_eq!(streamed, whole);
+        assert_eq!(len, whole.len() as u64);
+        assert_eq!(sha, hex(&Sha256::digest(&whole)));
     }
 
     #[test]

@@ -27,39 +27,59 @@ fn invalid(message: String) -> io::Error {
 /// blob missing from this node's disk is left out (and logged): the receiver then lacks it
 /// just as this node does. Returns the bytes written.
 pub fn write(out: &mut File, state: &State, store: &BlobStore) -> io::Result<u64> {
+    let listed = listed(state, store);
+    let mut writer = BufWriter::with_capacity(BUFFER, &mut *out);
+    let written = write_listed(&mut writer, &listed, store)?;
+    writer.flush()?;
+    Ok(written)
+}
+
+/// The blobs `state` lists that are on this node's disk, with their sizes (one missing is
+/// logged: the receiver then lacks it just as this node does). Taken under the state's lock;
+/// the blobs' bytes are written afterwards with [`write_listed`] (blob files never change).
+pub fn listed(state: &State, store: &BlobStore) -> Vec<(String, u64)> {
     let mut present = Vec::new();
     for (hash, size) in state.code.blob_sizes() {
         if store.has(hash) {
             present.push((hash.clone(), size));
         } else {
-            tracing::error!(%hash, "a blob the state lists is not on this node's disk; the snapshot goes without it");
+            tracing::error!(%hash, "a blob the state lists is not on this node's disk; the copy goes without it");
         }
     }
-    let mut writer = BufWriter::with_capacity(BUFFER, &mut *out);
-    writer.write_all(&BLOB_MAGIC)?;
-    writer.write_all(&(present.len() as u64).to_le_bytes())?;
+    present
+}
+
+/// Writes the section of the blobs `listed`, read from `store`, into `out`. Returns the bytes
+/// written.
+pub fn write_listed<W: Write>(
+    out: &mut W,
+    listed: &[(String, u64)],
+    store: &BlobStore,
+) -> io::Result<u64> {
+    out.write_all(&BLOB_MAGIC)?;
+    out.write_all(&(listed.len() as u64).to_le_bytes())?;
     let mut written = 16u64;
-    for (hash, size) in present {
-        let mut file = store.open_blob(&hash).map_err(io::Error::other)?;
+    for (hash, size) in listed {
+        let size = *size;
+        let mut file = store.open_blob(hash).map_err(io::Error::other)?;
         if file.metadata()?.len() != size {
             return Err(invalid(format!(
                 "blob {hash} on this node's disk is not {size} bytes long; it is damaged"
             )));
         }
-        writer.write_all(hash.as_bytes())?;
-        writer.write_all(&size.to_le_bytes())?;
-        let copied = io::copy(&mut (&mut file).take(size), &mut writer)?;
+        out.write_all(hash.as_bytes())?;
+        out.write_all(&size.to_le_bytes())?;
+        let copied = io::copy(&mut (&mut file).take(size), out)?;
         if copied != size {
             return Err(invalid(format!("blob {hash} shrank while it was read")));
         }
         written += ENTRY_HEAD as u64 + size;
     }
-    writer.flush()?;
     Ok(written)
 }
 
 /// Writes a section of no blobs (state bytes written without a blob store).
-pub fn write_empty(out: &mut File) -> io::Result<u64> {
+pub fn write_empty<W: Write>(out: &mut W) -> io::Result<u64> {
     out.write_all(&BLOB_MAGIC)?;
     out.write_all(&0u64.to_le_bytes())?;
     Ok(16)
@@ -74,7 +94,7 @@ struct Entry {
 
 /// Walks the section from `at` to the end of `file` without reading the blobs' bytes:
 /// where each one is. The error says where the section stops adding up.
-fn entries(file: &mut File, at: u64) -> io::Result<Vec<Entry>> {
+fn entries<R: Read + Seek>(file: &mut R, at: u64) -> io::Result<Vec<Entry>> {
     let end = file.seek(SeekFrom::End(0))?;
     file.seek(SeekFrom::Start(at))?;
     let mut head = [0u8; 16];
@@ -134,7 +154,11 @@ pub fn check(file: &mut File, at: u64) -> io::Result<()> {
 
 /// Writes every blob of the section at `at` that `store` lacks into it, each checked against
 /// its hash. Returns how many were written.
-pub fn install(file: &mut File, at: u64, store: &BlobStore) -> Result<usize, BlobError> {
+pub fn install<R: Read + Seek>(
+    file: &mut R,
+    at: u64,
+    store: &BlobStore,
+) -> Result<usize, BlobError> {
     let io = |e: io::Error| BlobError::Io {
         hash: "(blob section)".into(),
         source: e,

@@ -25,7 +25,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
     StorageError, StorageIOError, Vote,
 };
 use push_protocol::format as versions;
@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use super::blobs::BlobStore;
 use super::format::{self, LOG_MAGIC};
+use super::log_light;
 use super::TypeConfig;
-use crate::model::CommandOp;
 
 /// Rewrite the file once it is this large and something has been purged since the last time.
 pub const REWRITE_BYTES: u64 = 32 << 20;
@@ -65,7 +65,8 @@ struct Mem {
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
     purged: Option<LogId<u64>>,
-    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    /// Shared, so that compaction copies the mirror in microseconds under its lock.
+    entries: BTreeMap<u64, Arc<Entry<TypeConfig>>>,
     /// The entries held without their blob bytes: index -> hashes of the blobs to read back.
     light: BTreeMap<u64, Vec<String>>,
 }
@@ -78,13 +79,13 @@ impl Mem {
             Record::Append(entries) => {
                 for e in entries {
                     self.light.remove(&e.log_id.index);
-                    self.entries.insert(e.log_id.index, e);
+                    self.entries.insert(e.log_id.index, Arc::new(e));
                 }
             }
             Record::AppendLight { entries, refs } => {
                 for e in entries {
                     self.light.remove(&e.log_id.index);
-                    self.entries.insert(e.log_id.index, e);
+                    self.entries.insert(e.log_id.index, Arc::new(e));
                 }
                 self.light.extend(refs);
             }
@@ -129,9 +130,12 @@ struct Job {
 ///
 /// The committed index need not be durable: Raft recovers it from a quorum, so a lost one only
 /// means re-learning it from the leader. It is still written (to the page cache, so it
-/// survives a process kill) and becomes durable with the next synced batch. Records are read
-/// back in order and a torn one cuts off everything after it, so a committed index is only
-/// ever seen together with the entries written before it.
+/// survives a process kill) and becomes durable with the next synced batch. It is written at
+/// once, not held for the next batch: a restarted leader serves linearizable reads from the
+/// committed index it reads back, and one that lagged let such a read miss entries
+/// acknowledged before the restart. Records are read back in order and a torn one cuts off
+/// everything after it, so a committed index is only ever seen together with the entries
+/// written before it.
 fn needs_sync(record: &Record) -> bool {
     !matches!(record, Record::Committed(_))
 }
@@ -150,53 +154,6 @@ pub struct LogStore {
     /// Where the blob bytes of `PutBlobs` entries go instead of the log (file and memory);
     /// without one, entries are kept whole.
     blobs: Option<BlobStore>,
-}
-
-/// Writes the blobs of `entries`' `PutBlobs` to `store` (synced) and returns the entries
-/// without those bytes, with the hashes to read them back by: (light entries, refs).
-fn lighten(
-    store: &BlobStore,
-    entries: Vec<Entry<TypeConfig>>,
-) -> io::Result<(Vec<Entry<TypeConfig>>, Vec<(u64, Vec<String>)>)> {
-    let mut refs = Vec::new();
-    let mut out = Vec::with_capacity(entries.len());
-    for mut entry in entries {
-        if let EntryPayload::Normal(command) = &mut entry.payload {
-            if let CommandOp::PutBlobs { blobs } = &mut command.op {
-                let mut hashes = Vec::with_capacity(blobs.len());
-                for blob in blobs.iter() {
-                    hashes.push(store.write(blob).map_err(io::Error::other)?);
-                }
-                blobs.clear();
-                refs.push((entry.log_id.index, hashes));
-            }
-        }
-        out.push(entry);
-    }
-    Ok((out, refs))
-}
-
-/// Puts the blob bytes back into the light entries among `entries` (`refs` by index).
-fn rehydrate(
-    store: &BlobStore,
-    entries: &mut [Entry<TypeConfig>],
-    refs: &BTreeMap<u64, Vec<String>>,
-) -> io::Result<()> {
-    for entry in entries {
-        let Some(hashes) = refs.get(&entry.log_id.index) else {
-            continue;
-        };
-        if let EntryPayload::Normal(command) = &mut entry.payload {
-            if let CommandOp::PutBlobs { blobs } = &mut command.op {
-                blobs.clear();
-                for hash in hashes {
-                    let bytes = store.read(hash).map_err(io::Error::other)?;
-                    blobs.push(push_protocol::ByteBuf::from(bytes));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn io_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
@@ -322,13 +279,13 @@ impl LogStore {
                 .values()
                 .filter(|e| {
                     !mem.light.contains_key(&e.log_id.index)
-                        && matches!(&e.payload, EntryPayload::Normal(c) if matches!(c.op, CommandOp::PutBlobs { .. }))
+                        && log_light::carries_blobs(e)
                 })
-                .cloned()
+                .map(|e| Entry::clone(e))
                 .collect();
-            let (light, refs) = lighten(blobs, whole)?;
+            let (light, refs) = log_light::lighten(blobs, whole)?;
             for e in light {
-                mem.entries.insert(e.log_id.index, e);
+                mem.entries.insert(e.log_id.index, Arc::new(e));
             }
             mem.light.extend(refs);
         }
@@ -390,7 +347,7 @@ impl LogStore {
         let mirror = entries.clone();
         self.submit_and_wait(Record::Append(entries), move |m| {
             for e in mirror {
-                m.entries.insert(e.log_id.index, e);
+                m.entries.insert(e.log_id.index, Arc::new(e));
             }
         })
         .await
@@ -420,7 +377,7 @@ fn image(mem: &Mem) -> io::Result<Vec<u8>> {
     if let Some(p) = mem.purged {
         buf.extend(frame_record(&Record::Purge(p))?);
     }
-    let entries: Vec<_> = mem.entries.values().cloned().collect();
+    let entries: Vec<_> = mem.entries.values().map(|e| Entry::clone(e)).collect();
     for chunk in entries.chunks(256) {
         let refs: Vec<(u64, Vec<String>)> = chunk
             .iter()
@@ -538,12 +495,27 @@ impl Writer {
     }
 
     /// Writes the mirror as a fresh file, when nothing is queued (mirror == durable state).
+    ///
+    /// Only the copy of the mirror (shared entries) is taken under its lock. Copying, encoding
+    /// and fsyncing tens of MB under it stalled every reader and appender for hundreds of ms — openraft's core among
+    /// them, whose heartbeats then stopped long enough for a follower to call an election.
+    /// Records queued meanwhile wait for this thread and go into the new file after it.
     fn rewrite(&mut self, shared: &Shared) -> io::Result<()> {
-        let mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
-        if shared.queued.load(Ordering::SeqCst) != 0 {
-            return Ok(());
-        }
-        let buf = image(&mem)?;
+        let copy = {
+            let mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.queued.load(Ordering::SeqCst) != 0 {
+                return Ok(());
+            }
+            Mem {
+                vote: mem.vote,
+                committed: mem.committed,
+                purged: mem.purged,
+                entries: mem.entries.clone(),
+                light: mem.light.clone(),
+            }
+        };
+        let buf = image(&copy)?;
+        drop(copy);
         let tmp = self.dir.join(format!("{LOG_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
         file.write_all(&buf)?;
@@ -570,7 +542,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let entries: Vec<_> = mem
                 .entries
                 .range(range.clone())
-                .map(|(_, e)| e.clone())
+                .map(|(_, e)| Entry::clone(e))
                 .collect();
             let refs: BTreeMap<u64, Vec<String>> = mem
                 .light
@@ -580,7 +552,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             (entries, refs)
         };
         if let (Some(store), false) = (&self.blobs, refs.is_empty()) {
-            rehydrate(store, &mut entries, &refs).map_err(|e| io_err(ErrorVerb::Read, e))?;
+            log_light::rehydrate(store, &mut entries, &refs).map_err(|e| io_err(ErrorVerb::Read, e))?;
         }
         Ok(entries)
     }
@@ -638,14 +610,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        let heavy = entries.iter().any(|e| {
-            matches!(&e.payload, EntryPayload::Normal(c) if matches!(c.op, CommandOp::PutBlobs { .. }))
-        });
+        let heavy = entries.iter().any(log_light::carries_blobs);
         let record = match (&self.blobs, heavy) {
             (Some(store), true) => {
                 // The blob files first (synced), then the record that refers to them.
                 let store = store.clone();
-                let (entries, refs) = tokio::task::spawn_blocking(move || lighten(&store, entries))
+                let (entries, refs) = tokio::task::spawn_blocking(move || log_light::lighten(&store, entries))
                     .await
                     .map_err(|e| io_err(ErrorVerb::Write, e))?
                     .map_err(|e| io_err(ErrorVerb::Write, e))?;
@@ -664,7 +634,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         self.submit(Record::Truncate(log_id.index), None, |m| {
-            m.entries.split_off(&log_id.index);
+            m.replay(Record::Truncate(log_id.index))
         })
         .map_err(|e| io_err(ErrorVerb::Delete, e))
     }
@@ -678,25 +648,5 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use push_protocol::FORMAT_VERSION;
-
-    #[test]
-    fn torn_tail_is_cut_and_earlier_records_survive() {
-        let mut bytes = frame_record(&Record::Truncate(5)).unwrap();
-        bytes.extend(frame_record(&Record::Committed(None)).unwrap());
-        let whole = bytes.len();
-        bytes.extend(&frame_record(&Record::Truncate(9)).unwrap()[..5]);
-        let (_, good, problem) = read_records(&bytes, FORMAT_VERSION);
-        assert_eq!(good, whole);
-        assert!(problem.unwrap().contains("torn"));
-
-        let mut flipped = bytes[..whole].to_vec();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 0xff;
-        let (_, good, problem) = read_records(&flipped, FORMAT_VERSION);
-        assert!(good < whole);
-        assert!(problem.unwrap().contains("checksum"));
-    }
-}
+#[path = "log_store_tests.rs"]
+mod tests;

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod blob_section;
 pub mod blobs;
 pub mod format;
+mod log_light;
 pub mod log_store;
 pub mod network;
 #[cfg(test)]

@@ -21,11 +21,13 @@ use std::path::{Path, PathBuf};
 use push_protocol::FORMAT_VERSION;
 
 /// Files whose serde types are stored or sent.
-const FILES: [&str; 19] = [
+const FILES: [&str; 21] = [
     "protocol/src/message.rs",
+    "protocol/src/debug.rs",
     "protocol/src/records.rs",
     "protocol/src/value.rs",
     "src/model/audit.rs",
+    "src/model/channels.rs",
     "src/model/code_store.rs",
     "src/model/command.rs",
     "src/model/kv.rs",

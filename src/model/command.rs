@@ -124,6 +124,12 @@ pub enum CommandOp {
         value: Option<SecretText>,
         by: String,
     },
+    /// Append an event to `app`'s channel `channel` (format 4).
+    Publish {
+        app: String,
+        channel: String,
+        data: String,
+    },
     /// Blob `hash` of `size` bytes is the concatenation of the blobs `pieces` (format 4).
     JoinBlob {
         hash: String,
@@ -212,6 +218,11 @@ impl CommandOp {
                 upto: *upto,
             },
             Op::AuditRecord(notes) => CommandOp::Audit(notes.clone()),
+            Op::Publish { app, channel, data } => CommandOp::Publish {
+                app: app.clone(),
+                channel: channel.clone(),
+                data: data.clone(),
+            },
             Op::SecretSet { app, name, value } => CommandOp::Setting {
                 app: app.clone(),
                 kind: SettingKind::Secret,
@@ -303,6 +314,10 @@ pub enum Applied {
     /// The users a user command added, rotated or removed.
     Users {
         names: Vec<String>,
+    },
+    /// The id a published event got in its channel (format 4).
+    Published {
+        id: u64,
     },
 }
 

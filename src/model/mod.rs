@@ -6,6 +6,7 @@
 //! stamped by the node that proposed it. A tidy test greps this folder to keep it so.
 
 pub mod audit;
+pub mod channels;
 pub mod code_store;
 pub mod command;
 pub mod kv;
@@ -20,6 +21,7 @@ pub mod users;
 use serde::{Deserialize, Serialize};
 
 pub use audit::AuditLog;
+pub use channels::Channels;
 pub use code_store::CodeStore;
 pub use command::{Applied, Command, CommandOp};
 pub use kv::Kv;
@@ -49,6 +51,13 @@ pub struct State {
         skip_serializing_if = "push_protocol::format::absent_before_3"
     )]
     pub settings: Settings,
+    /// Each app's channels with their bounded histories (format 4).
+    #[serde(
+        default,
+        deserialize_with = "push_protocol::format::added_in_4",
+        skip_serializing_if = "push_protocol::format::absent_before_4"
+    )]
+    pub channels: Channels,
 }
 
 /// Applies one command. Failures are outcomes (returned to the proposer), never panics, and
@@ -242,6 +251,13 @@ fn apply_op(state: &mut State, time_ms: u64, op: &CommandOp) -> Applied {
             Ok(_) => Applied::Written,
             Err(e) => Applied::Failed(e),
         },
+        CommandOp::Publish { app, channel, data } => {
+            let known = state.code.app(app).is_some();
+            match state.channels.publish(app, channel, data, time_ms, known) {
+                Ok(id) => Applied::Published { id },
+                Err(e) => Applied::Failed(e),
+            }
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //! go to Raft together as one entry — one append, one `fdatasync` on each node and one round
 //! of replication for all of them.
 //!
-//! A write never waits for company: the first one that finds a free slot goes at once (one
-//! client sees no added latency). Only while [`MAX_IN_FLIGHT`] batches are already on their
+//! A write never waits for company: one that finds a free slot and nothing queued goes to
+//! Raft at once from its caller's own task (one client sees no added latency and no hop
+//! through the proposer task). Only while [`MAX_IN_FLIGHT`] batches are already on their
 //! way do newer writes queue, and the next free slot takes everything queued, up to
 //! [`MAX_BATCH_OPS`] ops and [`MAX_BATCH_BYTES`] bytes.
 //!
@@ -11,6 +12,7 @@
 //! ([`CommandOp::Batch`]), so every op's outcome is exactly what it would have been as an
 //! entry of its own right there; each caller gets its own op's outcome and the entry's index.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -43,6 +45,12 @@ struct Pending {
 /// The queue in front of the proposer task (which ends when this is dropped).
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Pending>,
+    raft: Raft,
+    /// Free places among the [`MAX_IN_FLIGHT`] batches, shared with the proposer task.
+    slots: Arc<Semaphore>,
+    /// Writes sent to the proposer task and not yet in a batch: while any wait, a new write
+    /// queues behind them instead of taking a free slot first.
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Whether `op` is a small, frequent client write worth grouping. Deploys, placements,
@@ -58,6 +66,7 @@ pub fn batchable(op: &CommandOp) -> bool {
             | CommandOp::QueueAck { .. }
             | CommandOp::TsAppend { .. }
             | CommandOp::TsCursor { .. }
+            | CommandOp::Publish { .. }
     )
 }
 
@@ -65,12 +74,28 @@ impl Batcher {
     /// Starts the proposer task on the current tokio runtime.
     pub fn start(raft: Raft) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Batcher { tx }
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(raft.clone(), rx, slots.clone(), waiting.clone()));
+        Batcher {
+            tx,
+            raft,
+            slots,
+            waiting,
+        }
     }
 
     /// Proposes `op` (of encoded size `size`) in the next batch and waits for its outcome.
     pub async fn propose(&self, op: CommandOp, size: usize) -> Answer {
+        // Nothing queued and a slot free: propose right here, a batch of one.
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                crate::metrics::metrics().proposal_ops.observe(1.0);
+                let answer = write_one(&self.raft, op).await;
+                drop(slot);
+                return answer;
+            }
+        }
         let (reply, answer) = oneshot::channel();
         let stopped = || {
             ErrorBody::new(
@@ -78,9 +103,11 @@ impl Batcher {
                 "the node is shutting down; retry on another node",
             )
         };
-        self.tx
-            .send(Pending { op, size, reply })
-            .map_err(|_| stopped())?;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(Pending { op, size, reply }).is_err() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(stopped());
+        }
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -103,8 +130,12 @@ pub async fn write_one(raft: &Raft, op: CommandOp) -> Answer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -132,6 +163,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 Err(_) => break,
             }
         }
+        waiting.fetch_sub(batch.len(), Ordering::SeqCst);
         let raft = raft.clone();
         tokio::spawn(async move {
             submit(&raft, batch).await;

@@ -420,8 +420,10 @@ impl Node {
 }
 
 /// Counts leader changes as this node sees them, until the Raft metrics channel closes.
+/// Watches the server metrics (vote, role, leader, membership), which change only with
+/// those: the full metrics change with every write, and a watcher of them wakes per write.
 pub async fn watch_leader(node: std::sync::Arc<Node>) {
-    let mut rx = node.raft.metrics();
+    let mut rx = node.raft.server_metrics();
     let mut leader = rx.borrow().current_leader;
     while rx.changed().await.is_ok() {
         let now = rx.borrow().current_leader;

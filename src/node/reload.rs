@@ -5,7 +5,8 @@
 //! each worker's Python under its lock, so requests in flight finish on the old code and new ones see the new.
 //! A version with dependencies first gets its environment installed here (once per
 //! environment hash) and runs in that environment's worker pool ([`Pool::load_in`]); the
-//! environments no recent version uses are removed (`--keep-envs`).
+//! environments no recent version uses are removed (`--keep-envs`). A WSGI/ASGI app without
+//! dependencies gets a pool of its own too (see `workers::pools`).
 //! A version that fails to load here is recorded (see `push status`) and the node keeps
 //! serving the previous one.
 
@@ -14,9 +15,9 @@ use std::sync::Arc;
 
 use super::Node;
 use crate::model::code_store::{is_text, is_wheel_path};
-use crate::runtime::{entry_module, sources};
+use crate::runtime::{entry_module, sources, web_app};
 use crate::shutdown::Shutdown;
-use crate::workers::Pool;
+use crate::workers::{Env, Pool};
 
 /// Follows HEADs until shutdown.
 pub async fn follow_heads(node: Arc<Node>, workers: Arc<Pool>, mut shutdown: Shutdown) {
@@ -81,6 +82,7 @@ async fn load(node: &Node, workers: &Arc<Pool>, app: &str, head: u64) -> Result<
         );
     }
     let entry = entry_module(&files).map_err(|e| e.to_string())?;
+    let web = web_app(&files).map_err(|e| e.to_string())?.is_some();
     let env = match env {
         Some((hash, wheels)) => Some(
             workers
@@ -88,6 +90,9 @@ async fn load(node: &Node, workers: &Arc<Pool>, app: &str, head: u64) -> Result<
                 .await
                 .map_err(|e| e.to_string())?,
         ),
+        // A WSGI/ASGI app gets a pool of its own, so its secrets and config can be in
+        // `os.environ` where no other app's code runs.
+        None if web => Some(Env::web()),
         None => None,
     };
     workers

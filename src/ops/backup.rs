@@ -6,10 +6,10 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use push_protocol::{BackupPart, ByteBuf, ErrorBody, ErrorCode, Op, Outcome, Reply};
-use sha2::{Digest, Sha256};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::Sender;
 
-use crate::consensus::backup::{self, BackupState};
+use crate::consensus::{backup, blob_section};
 use crate::node::peers::ForwardError;
 use crate::node::{Node, Route};
 
@@ -26,7 +26,7 @@ const MAX_HOPS: u8 = 3;
 
 /// Answers `Backup` (forwarded `hops` times so far), sending the stream to `progress`; the
 /// final reply is the `End` part.
-pub async fn backup(node: &Node, hops: u8, progress: &UnboundedSender<Reply>) -> Outcome {
+pub async fn backup(node: &Node, hops: u8, progress: &Sender<Reply>) -> Outcome {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         match node.linearizable().await? {
@@ -63,48 +63,64 @@ pub async fn backup(node: &Node, hops: u8, progress: &UnboundedSender<Reply>) ->
     }
 }
 
-/// The state as applied here (after leadership was confirmed), encoded and sent in chunks.
-async fn stream_here(node: &Node, progress: &UnboundedSender<Reply>) -> Outcome {
-    let (index, term, mut state) = {
-        let applier = node.state.read();
-        let (index, term) = applier
-            .last_applied
-            .map_or((0, 0), |l| (l.index, l.leader_id.term));
-        (index, term, applier.state.clone())
-    };
-    state.nodes.forget_liveness();
+/// The state as applied here (after leadership was confirmed), sent in chunks. It is encoded
+/// under the state's read lock into an unlinked temporary file (writes wait meanwhile, as
+/// while a snapshot is built; the state is never copied in memory), then read back chunk by
+/// chunk as fast as the client takes them: `progress` is bounded and its frames wait for the
+/// socket, so a slow client costs the node a few chunks of memory, not the whole state.
+async fn stream_here(node: &Node, progress: &Sender<Reply>) -> Outcome {
+    let shared = node.state.clone();
     let store = node.state.blobs().clone();
     let encoded = tokio::task::spawn_blocking(move || {
-        // The blob files travel inside the backup's state (a restore moves them back to
-        // files), so a backup holds every blob the state lists.
-        let listed: Vec<String> = state.code.blob_sizes().map(|(h, _)| h.clone()).collect();
-        for hash in listed {
-            let bytes = store.read(&hash).map_err(io::Error::other)?;
-            state.code.inline_blob(&hash, ByteBuf::from(bytes));
-        }
-        let bytes = backup::encode(&BackupState { index, term, state })?;
-        let sha256 = backup::hex(&Sha256::digest(&bytes));
-        Ok::<_, backup::BackupError>((bytes, sha256))
+        let mut file = tempfile::tempfile()?;
+        let applied = shared.read();
+        let (index, term) = applied
+            .last_applied
+            .map_or((0, 0), |l| (l.index, l.leader_id.term));
+        let mut sink = backup::StateSink::new(&mut file);
+        backup::encode_state_into(index, term, &applied.state, &mut sink)?;
+        // The blob files the state lists follow it; they never change, so they are read
+        // after the lock is let go.
+        let listed = blob_section::listed(&applied.state, &store);
+        drop(applied);
+        blob_section::write_listed(&mut sink, &listed, &store)?;
+        let (bytes, sha256) = sink.finish()?;
+        std::io::Seek::rewind(&mut file)?;
+        Ok::<_, backup::BackupError>((index, term, file, bytes, sha256))
     })
     .await
     .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-    let (bytes, sha256) =
-        encoded.map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-    tracing::info!(index, bytes = bytes.len(), "streaming a backup");
+    let (index, term, file, bytes, sha256) = encoded.map_err(|e| {
+        ErrorBody::new(
+            ErrorCode::Internal,
+            format!("cannot write the backup's state to a temporary file: {e}; check the free space of the temp directory"),
+        )
+    })?;
+    tracing::info!(index, bytes, "streaming a backup");
     let gone = || ErrorBody::new(ErrorCode::Unavailable, "the client went away");
     progress
         .send(Reply::Backup(BackupPart::Begin {
             format: push_protocol::FORMAT_VERSION,
             index,
             term,
-            bytes: bytes.len() as u64,
+            bytes,
         }))
+        .await
         .map_err(|_| gone())?;
-    for chunk in bytes.chunks(CHUNK) {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut left = bytes;
+    while left > 0 {
+        let mut chunk = vec![0u8; CHUNK.min(left as usize)];
+        file.read_exact(&mut chunk).await.map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::Internal,
+                format!("cannot read back the backup's temporary file: {e}"),
+            )
+        })?;
+        left -= chunk.len() as u64;
         progress
-            .send(Reply::Backup(BackupPart::Chunk(ByteBuf::from(
-                chunk.to_vec(),
-            ))))
+            .send(Reply::Backup(BackupPart::Chunk(ByteBuf::from(chunk))))
+            .await
             .map_err(|_| gone())?;
     }
     Ok(Reply::Backup(BackupPart::End { sha256 }))
@@ -115,7 +131,7 @@ async fn relay(
     node: &Node,
     leader: &str,
     hops: u8,
-    progress: &UnboundedSender<Reply>,
+    progress: &Sender<Reply>,
 ) -> Result<Outcome, ForwardError> {
     let mut replies = node
         .forward_stream(leader, &Op::Backup, hops, BACKUP_FORMAT)
@@ -136,7 +152,7 @@ async fn relay(
         };
         let Some(outcome) = next else { break };
         if let Some(Ok(reply)) = last.replace(outcome) {
-            if progress.send(reply).is_err() {
+            if progress.send(reply).await.is_err() {
                 return Ok(Err(ErrorBody::new(
                     ErrorCode::Unavailable,
                     "the client went away",

@@ -119,7 +119,7 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
         ),
         None => None,
     };
-    let env_dir = env.as_ref().map(|e| e.dir.as_path());
+    let env_dir = env.as_ref().and_then(|e| e.dir.as_deref());
     match node.workers.gate(app, number, files, entry, env_dir).await {
         Ok(None) => Ok(()),
         Ok(Some(error)) => Err(invalid(format!(

@@ -26,21 +26,21 @@ pub async fn eval(
     session: Option<u64>,
     code: String,
     module: Option<String>,
-    progress: &mpsc::UnboundedSender<Reply>,
+    progress: &mpsc::Sender<Reply>,
 ) -> Outcome {
     let started = Instant::now();
     let (mut output, mut done) = node.workers.eval(session, code, module, node.id);
     let result = loop {
         tokio::select! {
             chunk = output.recv() => match chunk {
-                Some(chunk) => send_output(chunk, &mut output, progress),
+                Some(chunk) => send_output(chunk, &mut output, progress).await,
                 None => break (&mut done).await,
             },
             result = &mut done => break result,
         }
     };
     while let Ok(chunk) = output.try_recv() {
-        send_output(chunk, &mut output, progress);
+        send_output(chunk, &mut output, progress).await;
     }
     let failed = !matches!(&result, Ok(Ok(r)) if r.error.is_none());
     crate::metrics::metrics().eval(started.elapsed(), failed);
@@ -56,28 +56,30 @@ pub async fn eval(
 
 /// Sends `first` and whatever more of the same stream is already waiting, up to
 /// [`OUTPUT_CHUNK`] bytes, as one `Output` frame.
-fn send_output(
+async fn send_output(
     first: (Stream, String),
     output: &mut mpsc::UnboundedReceiver<(Stream, String)>,
-    progress: &mpsc::UnboundedSender<Reply>,
+    progress: &mpsc::Sender<Reply>,
 ) {
     let (stream, mut text) = first;
     while text.len() < OUTPUT_CHUNK {
         match output.try_recv() {
             Ok((s, more)) if s == stream => text.push_str(&more),
             Ok(other) => {
-                let _ = progress.send(Reply::Output {
-                    stream,
-                    text: std::mem::take(&mut text),
-                });
+                let _ = progress
+                    .send(Reply::Output {
+                        stream,
+                        text: std::mem::take(&mut text),
+                    })
+                    .await;
                 let (s, t) = other;
-                let _ = progress.send(Reply::Output { stream: s, text: t });
+                let _ = progress.send(Reply::Output { stream: s, text: t }).await;
                 return;
             }
             Err(_) => break,
         }
     }
-    let _ = progress.send(Reply::Output { stream, text });
+    let _ = progress.send(Reply::Output { stream, text }).await;
 }
 
 /// Evaluates `code` on every member, each in a throwaway namespace.
@@ -88,7 +90,7 @@ pub async fn eval_all(node: &Node, code: String) -> Outcome {
         code: code.clone(),
         module: None,
     };
-    let (sink, _) = mpsc::unbounded_channel();
+    let (sink, _) = mpsc::channel(1);
     let results = fan_out(node, &targets, op, EVAL_ALL_TIMEOUT, || {
         eval(node, None, code, None, &sink)
     })
@@ -120,12 +122,14 @@ pub async fn session(node: &Node, op: &Op) -> Outcome {
             .await
             .map(|id| Reply::Session { id })
             .map_err(runtime_error),
-        Op::SessionOpenOn { worker } => rt
-            .open_session_on(*worker)
+        Op::SessionOpenOn { worker, pool } => rt
+            .open_session_on(*worker, pool.as_deref())
             .await
             .map(|id| Reply::Session { id })
             .map_err(|e| match e {
-                WorkerError::NoSuchWorker(..) => ErrorBody::new(ErrorCode::Invalid, e.to_string()),
+                WorkerError::NoSuchWorker(..) | WorkerError::NoSuchPool(..) => {
+                    ErrorBody::new(ErrorCode::Invalid, e.to_string())
+                }
                 e => runtime_error(e),
             }),
         Op::SessionClose { session } => rt
@@ -171,7 +175,7 @@ pub async fn session(node: &Node, op: &Op) -> Outcome {
 mod tests {
     use super::*;
 
-    fn drain(rx: &mut mpsc::UnboundedReceiver<Reply>) -> Vec<(Stream, String)> {
+    fn drain(rx: &mut mpsc::Receiver<Reply>) -> Vec<(Stream, String)> {
         let mut out = Vec::new();
         while let Ok(Reply::Output { stream, text }) = rx.try_recv() {
             out.push((stream, text));
@@ -179,13 +183,13 @@ mod tests {
         out
     }
 
-    #[test]
-    fn prints_of_one_stream_merge_and_a_switch_splits() {
+    #[tokio::test]
+    async fn prints_of_one_stream_merge_and_a_switch_splits() {
         let (tx, mut output) = mpsc::unbounded_channel();
-        let (progress, mut rx) = mpsc::unbounded_channel();
+        let (progress, mut rx) = mpsc::channel(8);
         tx.send((Stream::Stdout, "b".to_string())).expect("open");
         tx.send((Stream::Stderr, "c".to_string())).expect("open");
-        send_output((Stream::Stdout, "a".into()), &mut output, &progress);
+        send_output((Stream::Stdout, "a".into()), &mut output, &progress).await;
         assert_eq!(
             drain(&mut rx),
             vec![

@@ -187,6 +187,7 @@ pub fn reply_of(applied: Applied, index: u64) -> Outcome {
         Applied::Fired { .. } => Reply::Written { index },
         Applied::Appended { seqs } => Reply::Appended { seqs },
         Applied::Users { names } => Reply::Revoked(names),
+        Applied::Published { id } => Reply::Published { id, index },
         Applied::Failed(body) => return Err(body),
         // The node splits a batch's outcomes before they reach a request.
         Applied::Batch(_) => {

@@ -12,6 +12,7 @@
 //!   code evaluated in a module changes it (a hot-patch) or only reads (an eval).
 //! - [`users`]: users and their secrets (`push user`).
 //! - [`settings`]: each app's secrets and config (`push secret`, `push config`).
+//! - [`debug`]: post-mortem of kept failures and call tracing (`push errors`, `:pm`, `:trace`).
 //! - [`backup`]: a consistent copy of the state, streamed (`push backup`).
 //! - [`bridge`]: the cluster as the Python runtime sees it.
 //!
@@ -23,6 +24,7 @@ pub mod backup;
 pub mod bridge;
 pub mod cluster;
 pub mod code;
+pub mod debug;
 pub mod eval;
 pub mod fanout;
 pub mod kv;
@@ -47,7 +49,7 @@ use leader::Req;
 pub async fn handle_streaming(
     node: &Node,
     op: Op,
-    progress: &mpsc::UnboundedSender<Reply>,
+    progress: &mpsc::Sender<Reply>,
     who: Option<&str>,
 ) -> Outcome {
     // A membership change is noted once it has committed.
@@ -63,6 +65,11 @@ pub async fn handle_streaming(
             module,
         } => eval::eval(node, session, code, module, progress).await,
         Op::Backup => backup::backup(node, 0, progress).await,
+        Op::Debug {
+            action,
+            here,
+            scope,
+        } => debug::debug(node, &action, here, &scope, progress).await,
         Op::Forwarded { hops, op } if matches!(*op, Op::Backup) => {
             backup::backup(node, hops, progress).await
         }
@@ -135,6 +142,7 @@ async fn route(req: &Req<'_>) -> Outcome {
         } => ts::range(req, series, *t0, *t1, *last, *read).await,
         Op::TsStats => ts::stats(req).await,
         Op::TsCursor { .. } => leader::write(req).await,
+        Op::Publish { .. } => leader::write(req).await,
 
         Op::Audited { op, .. } if users::is_change(op) => users::change(req).await,
         Op::UserAdd { .. } | Op::UserRevoke { .. } | Op::UserRotate { .. } => {
@@ -169,7 +177,7 @@ async fn route(req: &Req<'_>) -> Outcome {
             code,
             module,
         } => {
-            let (sink, _) = mpsc::unbounded_channel();
+            let (sink, _) = mpsc::channel(1);
             eval::eval(node, *session, code.clone(), module.clone(), &sink).await
         }
         Op::EvalAll { code } => eval::eval_all(node, code.clone()).await,
@@ -181,6 +189,15 @@ async fn route(req: &Req<'_>) -> Outcome {
         | Op::Inspect { .. }
         | Op::Interrupt { .. } => eval::session(node, req.op).await,
 
+        Op::Debug {
+            action,
+            here,
+            scope,
+        } => {
+            let (sink, _) = mpsc::channel(1);
+            debug::debug(node, action, *here, scope, &sink).await
+        }
+
         Op::Daemons => Ok(Reply::Daemons(tasks::daemons(node).await)),
         Op::Tail {
             app,
@@ -191,7 +208,7 @@ async fn route(req: &Req<'_>) -> Outcome {
         Op::Run { func, args, on } => tasks::run(node, func, args, on).await,
 
         Op::Backup => {
-            let (sink, _) = mpsc::unbounded_channel();
+            let (sink, _) = mpsc::channel(1);
             backup::backup(node, req.hops, &sink).await
         }
 

@@ -32,13 +32,17 @@ PYTHON = platform.python_version()
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    """Finds the modules of the version being loaded (its loader serves them)."""
+    """Finds the modules of the version being loaded (its loader serves them), and after
+    load the modules an app imports later (``import data`` inside a handler): those of the
+    version this thread runs, else of any app's HEAD here."""
 
     def __init__(self):
         self.loader = None  # the _push_files.VersionLoader of the version being loaded
 
     def find_spec(self, fullname, path=None, target=None):
         loader = self.loader
+        if loader is None:
+            loader = _serving_loader(fullname)
         if loader is None:
             return None
         if fullname in loader.modules:
@@ -53,6 +57,25 @@ class _Finder(importlib.abc.MetaPathFinder):
             spec.submodule_search_locations = []
             return spec
         return None
+
+
+def _serving_loader(fullname):
+    """The loader of a loaded version that has module ``fullname``: the version of the app
+    running on this thread (a handler, daemon or lambda of it), else any app's HEAD."""
+    app = getattr(_origin, "app", None)
+    number = getattr(_origin, "version", None)
+    candidates = []
+    state = _apps.get(app) if app else None
+    if state is not None:
+        version = state["versions"].get(number) or state["head"]
+        if version is not None:
+            candidates.append(version)
+    candidates += [s["head"] for s in list(_apps.values()) if s["head"] is not None]
+    for version in candidates:
+        loader = version.loader
+        if loader is not None and (fullname in loader.modules or fullname in loader.packages):
+            return loader
+    return None
 
 
 _finder = _Finder()
@@ -70,6 +93,7 @@ class Version:
         self.tasks = {t["name"]: t for t in tasks}  # daemons, schedules, partition handlers
         self.web = web  # None, ("wsgi", callable) or ("asgi", callable)
         self.lifespan = None  # an ASGI app's, once started in this worker
+        self.loader = None  # finds its modules first imported after load (at request time)
 
 
 # app -> {"head": Version or None, "versions": {number: Version}}
@@ -194,12 +218,17 @@ def _load(app, number, files, entry, web=None, scratch=False):
             sys.modules.update(saved)
             _finder.loader = None
             importlib.invalidate_caches()
-    return Version(app, number, loaded, routes, tasks, web_app)
+    version = Version(app, number, loaded, routes, tasks, web_app)
+    if not scratch:
+        version.loader = _push_files.VersionLoader(modules, packages, base, version.modules)
+    return version
 
 
 def gate(app, number, files, entry, web=None):
     """Compile every module and import the entry in a scratch namespace. Returns None or an error."""
     try:
+        if web:
+            _push_web.app_environ(app, force=True, scratch=True)
         _load(app, number, files, entry, web, scratch=True)
         return None
     except SyntaxError as exc:
@@ -243,6 +272,8 @@ def shutdown_all():
 def load(app, number, files, entry, web=None):
     """Load a version and make it HEAD for ``app``. Returns None or an error message."""
     try:
+        if web:
+            _push_web.app_environ(app, force=True)
         version = _load(app, number, files, entry, web)
     except SyntaxError as exc:
         return _error(f"syntax error on Python {PYTHON}", exc)
@@ -377,7 +408,7 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
     more, query_string, client, server = extra
     state = _apps.get(app)
     if state is None or state["head"] is None:
-        return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node; deploy one with `push deploy DIR`\n".encode(), None, None, False
+        return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node (python worker pid {os.getpid()}); deploy one with `push deploy DIR`\n".encode(), None, None, False
     version = state["head"]
     if pinned is not None and pinned != version.number:
         version = state["versions"].get(pinned)
@@ -419,6 +450,8 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
         return 499, {}, b"", version.number, None, streamed
     except BaseException as exc:  # noqa: BLE001 - a handler's exception is a 500, never a crash
         log = format_exception(exc)
+        _keep_request(exc, app, version.number, f"route {method} {path}", method, path, query, headers,
+                      body, query_string, client, server)
         return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log, streamed
     finally:
         _registry.version = None
@@ -434,8 +467,9 @@ def _serve_web(app, version, method, path, headers, body, on_route, exchange, mo
     sent = False
     try:
         kind, callable_ = version.web
+        app_env = _push_web.app_environ(app)
         if kind == "wsgi":
-            env = _push_web.environ(method, path, query_string, headers, client, server, exchange, body, more)
+            env = _push_web.environ(method, path, query_string, headers, client, server, exchange, body, more, app_env)
             sent = _push_web.serve_wsgi(callable_, env, exchange, version.number)
         else:
             state = version.lifespan.state if version.lifespan else {}
@@ -446,10 +480,21 @@ def _serve_web(app, version, method, path, headers, body, on_route, exchange, mo
         return 499, {}, b"", version.number, None, True
     except BaseException as exc:  # noqa: BLE001 - an app's exception is a 500, never a crash
         log = format_exception(exc)
+        _keep_request(exc, app, version.number, f"{version.web[0]} {method} {path}", method, path, {}, headers,
+                      body if not more else b"", query_string, client, server)
         return 500, {"content-type": "text/plain"}, b"internal server error\n", version.number, log, sent
     finally:
         _registry.version = None
         clear_origin()
+
+
+def _keep_request(exc, app, version, origin, method, path, query, headers, body, query_string, client, server):
+    """Keep a handler's unhandled exception with its request, for post-mortem (``:pm``)."""
+    import _push_pm
+    request = {"method": method, "path": path, "query": list(dict(query).items()),
+               "headers": list(dict(headers).items()), "body": bytes(body or b""),
+               "query_string": query_string, "client": client, "server": server}
+    _push_pm.keep(exc, app, version, origin, request=request)
 
 
 def register_route(methods, path, fn, timeout=None):

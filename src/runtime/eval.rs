@@ -105,6 +105,79 @@ fn extract_result(py: Python<'_>, obj: &Bound<'_, PyAny>, node: u64) -> PyResult
     })
 }
 
+/// The result of `session.evaluate`, with what the sink cut noted.
+fn finish_result(
+    py: Python<'_>,
+    raw: &Bound<'_, PyAny>,
+    node: u64,
+    sink: Py<Sink>,
+) -> PyResult<(EvalResult, Option<String>)> {
+    let mut result = extract_result(py, raw, node)?;
+    let patch: Option<String> = raw.get_item("patch")?.extract()?;
+    if let Some(cut) = sink.borrow(py).truncation() {
+        result.truncated = Some(match result.truncated.take() {
+            Some(t) => format!("{t}; {cut}"),
+            None => cut,
+        });
+    }
+    Ok((result, patch))
+}
+
+/// What a Python thread writes, and its result once it ends.
+pub type OnThread<T> = (
+    mpsc::UnboundedReceiver<(Stream, String)>,
+    oneshot::Receiver<Result<T, RuntimeError>>,
+);
+
+/// The result of an eval interrupted outside its own exception handler.
+fn interrupted(node: u64) -> EvalResult {
+    EvalResult {
+        value: None,
+        type_name: None,
+        error: Some(PyException {
+            type_name: "KeyboardInterrupt".into(),
+            message: String::new(),
+            frames: Vec::new(),
+            formatted: "KeyboardInterrupt".into(),
+        }),
+        truncated: None,
+        micros: 0,
+        node,
+    }
+}
+
+/// Runs `f` with a fresh [`Sink`] on a Python thread of its own (an eval, a trace: either
+/// may run long, so never on the pool). What it writes arrives on the receiver while it
+/// runs; its result on the oneshot.
+pub fn on_thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce(Python<'_>, Py<Sink>) -> PyResult<T> + Send + 'static,
+) -> OnThread<T> {
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(super::PY_STACK)
+        .spawn(move || {
+            let result = Python::attach(|py| -> PyResult<T> {
+                let sink = Py::new(
+                    py,
+                    Sink {
+                        tx: out_tx,
+                        sent: Default::default(),
+                        cut: Default::default(),
+                    },
+                )?;
+                f(py, sink)
+            });
+            let _ = done_tx.send(result.map_err(|e| RuntimeError::Python(e.to_string())));
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a {name} thread: {e}");
+    }
+    (out_rx, done_rx)
+}
+
 impl Runtime {
     fn session_module(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         py.import("sys")?
@@ -121,43 +194,49 @@ impl Runtime {
         module: Option<String>,
         node: u64,
     ) -> Running {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (done_tx, done_rx) = oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("python-eval".into())
-            .stack_size(super::PY_STACK)
-            .spawn(move || {
-                let result = Python::attach(|py| -> PyResult<(EvalResult, Option<String>)> {
-                    let sink = Py::new(
-                        py,
-                        Sink {
-                            tx: out_tx,
-                            sent: Default::default(),
-                            cut: Default::default(),
-                        },
-                    )?;
-                    let raw = Self::session_module(py)?.getattr("evaluate")?.call1((
-                        session,
-                        code,
-                        module,
-                        sink.clone_ref(py),
-                    ))?;
-                    let mut result = extract_result(py, &raw, node)?;
-                    let patch: Option<String> = raw.get_item("patch")?.extract()?;
-                    if let Some(cut) = sink.borrow(py).truncation() {
-                        result.truncated = Some(match result.truncated.take() {
-                            Some(t) => format!("{t}; {cut}"),
-                            None => cut,
-                        });
-                    }
-                    Ok((result, patch))
-                });
-                let _ = done_tx.send(result.map_err(|e| RuntimeError::Python(e.to_string())));
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start an eval thread: {e}");
-        }
-        (out_rx, done_rx)
+        on_thread("python-eval", move |py, sink| {
+            let called = Self::session_module(py)?.getattr("evaluate")?.call1((
+                session,
+                code,
+                module,
+                sink.clone_ref(py),
+            ));
+            let raw = match called {
+                Ok(raw) => raw,
+                // An interrupt that lands just outside `evaluate`'s own handler (as it starts
+                // or returns) is still the eval's interruption, reported as one.
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
+                    return Ok((interrupted(node), None))
+                }
+                Err(e) => return Err(e),
+            };
+            finish_result(py, &raw, node, sink)
+        })
+    }
+
+    /// Starts an evaluation in frame `frame` of kept failure `seq` (see `postmortem.py`),
+    /// as [`Runtime::eval`] does; an unknown failure or frame is an error saying so.
+    pub fn eval_in_frame(
+        &self,
+        seq: u64,
+        frame: u32,
+        code: String,
+        scope: Vec<String>,
+        node: u64,
+    ) -> Running {
+        on_thread("python-eval", move |py, sink| {
+            let ns = py
+                .import("_push_pm")?
+                .getattr("namespace")?
+                .call1((seq, frame, scope))?;
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("frame", ns)?;
+            let raw = Self::session_module(py)?.getattr("evaluate")?.call(
+                (None::<u64>, code, None::<String>, sink.clone_ref(py)),
+                Some(&kwargs),
+            )?;
+            finish_result(py, &raw, node, sink)
+        })
     }
 
     /// Interrupts the evaluation running in `session`; says whether one was running.

@@ -5,10 +5,15 @@
 //! reads them with `exchange.read(timeout)` on its pool thread, GIL released while it waits.
 //! `exchange.head(...)` and `exchange.send(data)` queue frames on the worker's socket writer,
 //! so each chunk leaves for the node as soon as the app produces it.
+//!
+//! Backpressure: at most [`WINDOW`] bytes of an answer are on their way between `send` and
+//! the client's socket. The node says when it handed chunks to the socket
+//! ([`Inbox::sent`]); until then a `send` beyond the window waits (GIL released), so a fast
+//! generator writing to a slow client blocks instead of filling the node's memory.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use push_protocol::frame::Kind;
@@ -27,11 +32,22 @@ enum Event {
     Wake,
 }
 
+/// Bytes of a streamed answer that may be between `send` and the client's socket at once.
+pub const WINDOW: u64 = 256 * 1024;
+
+/// How much of the answer is on its way; a `send` waits on `room` while the window is full.
+#[derive(Default)]
+struct Credit {
+    inflight: Mutex<u64>,
+    room: Condvar,
+}
+
 /// The socket loop's end of an exchange.
 #[derive(Clone)]
 pub struct Inbox {
     events: Sender<Event>,
     gone: Arc<AtomicBool>,
+    credit: Arc<Credit>,
 }
 
 impl Inbox {
@@ -44,6 +60,18 @@ impl Inbox {
     pub fn disconnect(&self) {
         self.gone.store(true, Ordering::Relaxed);
         let _ = self.events.send(Event::Disconnect);
+        self.credit.room.notify_all();
+    }
+
+    /// The node handed `bytes` of the answer to the client's socket.
+    pub fn sent(&self, bytes: u64) {
+        let mut inflight = self
+            .credit
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *inflight = inflight.saturating_sub(bytes);
+        self.credit.room.notify_all();
     }
 }
 
@@ -63,6 +91,7 @@ pub struct Exchange {
     gone: Arc<AtomicBool>,
     /// Fired by the first `head`: the handler has started answering (its timeout stops).
     started: Mutex<Option<oneshot::Sender<()>>>,
+    credit: Arc<Credit>,
 }
 
 impl Exchange {
@@ -75,7 +104,9 @@ impl Exchange {
         let (events, received) = channel();
         let gone = Arc::new(AtomicBool::new(false));
         let (started, started_rx) = oneshot::channel();
+        let credit = Arc::new(Credit::default());
         let exchange = Exchange {
+            credit: credit.clone(),
             id,
             out,
             events: Mutex::new(received),
@@ -83,7 +114,45 @@ impl Exchange {
             gone: gone.clone(),
             started: Mutex::new(Some(started)),
         };
-        (exchange, Inbox { events, gone }, started_rx)
+        (
+            exchange,
+            Inbox {
+                events,
+                gone,
+                credit,
+            },
+            started_rx,
+        )
+    }
+
+    /// Waits until `len` more bytes fit in the window (an empty window always takes a
+    /// chunk, however large), the client is gone, or `wait` passed; whether they fit.
+    fn wait_for_room(&self, len: u64, wait: Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        let mut inflight = self
+            .credit
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.gone.load(Ordering::Relaxed) {
+                return false;
+            }
+            if *inflight == 0 || *inflight + len <= WINDOW {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Wake at least every second to notice a disconnect that raced the wait.
+            inflight = self
+                .credit
+                .room
+                .wait_timeout(inflight, left.min(Duration::from_secs(1)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     fn send_frame(&self, message: &FromWorker) -> bool {
@@ -148,14 +217,33 @@ impl Exchange {
         })
     }
 
-    /// Sends one piece of the body to the client at once; false once the client is gone.
-    fn send(&self, data: &[u8]) -> bool {
+    /// Waits up to `timeout` seconds until the window has room for `size` more bytes of the
+    /// answer (for ASGI, which waits on an executor thread so its loop never blocks); false
+    /// on timeout or once the client is gone.
+    fn wait_room(&self, py: Python<'_>, size: u64, timeout: f64) -> bool {
+        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        py.detach(|| self.wait_for_room(size, wait))
+    }
+
+    /// Sends one piece of the body to the client; false once the client is gone. Waits
+    /// (GIL released) while [`WINDOW`] bytes are already on their way: a slow client slows
+    /// the app down instead of filling the node's memory.
+    fn send(&self, py: Python<'_>, data: &[u8]) -> bool {
         if self.gone.load(Ordering::Relaxed) {
             return false;
         }
         if data.is_empty() {
             return true;
         }
+        let len = data.len() as u64;
+        if !py.detach(|| self.wait_for_room(len, Duration::from_secs(86_400))) {
+            return false;
+        }
+        *self
+            .credit
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) += len;
         self.send_frame(&FromWorker::HttpChunk {
             id: self.id,
             data: data.to_vec().into(),

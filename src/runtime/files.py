@@ -18,10 +18,13 @@ class VersionLoader(importlib.abc.Loader):
     """Runs one version's modules from the code store, and serves the files beside them
     (``importlib.resources``) from the version's copy on disk."""
 
-    def __init__(self, modules, packages, base):
+    def __init__(self, modules, packages, base, imported=None):
         self.modules = modules  # dotted name -> (label, source, is_package, path on disk)
         self.packages = packages  # dotted names of folders (implicit packages)
         self.base = base
+        # The loaded version's modules (name -> module), once it is loaded: a module first
+        # imported later joins them, so the next version's swap replaces it too.
+        self.imported = imported
 
     def create_module(self, spec):
         return None
@@ -36,6 +39,8 @@ class VersionLoader(importlib.abc.Loader):
             module.__push_file__ = label
             code = compile(source, label, "exec", dont_inherit=True)
             exec(code, module.__dict__)
+        if self.imported is not None:
+            self.imported[name] = module
 
     def get_resource_reader(self, fullname):
         return Resources(os.path.join(self.base, *fullname.split(".")))

@@ -4,13 +4,15 @@
 //! pool of dedicated Python threads and await its answer; the GIL is taken inside the job and
 //! released before any network wait (`_push_native` calls go through `Python::detach`).
 //!
-//! Layout: `bootstrap.py` (import hook, version loading, request dispatch) and `push.py` (the
+//! Layout: `bootstrap.py` (import hook, version loading, request dispatch), `postmortem.py`
+//! (failures kept for `:pm`, call tracing; [`debug`] is its Rust half) and `push.py` (the
 //! app-facing `push` module) are embedded Python; [`native`] is the Rust half of `push`;
 //! [`convert`] maps `Value`s to Python objects; [`cluster`] is the interface through which
 //! Python reaches the cluster (handed in at assembly, so the runtime imports no node).
 
 pub mod cluster;
 pub mod convert;
+pub mod debug;
 pub mod eval;
 pub mod exchange;
 pub mod native;
@@ -33,6 +35,7 @@ const TASKS: &str = include_str!("tasks.py");
 const ROUTES: &str = include_str!("routes.py");
 const WEB: &str = include_str!("web.py");
 const FILES: &str = include_str!("files.py");
+const POSTMORTEM: &str = include_str!("postmortem.py");
 
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +49,10 @@ pub const PY_STACK: usize = 256 << 20;
 /// The environment variable naming the directory of installed packages a worker puts first
 /// on `sys.path` (set by the node for the workers of an app's environment).
 pub const ENV_DIR_VAR: &str = "PUSH_ENV_DIR";
+
+/// The environment variable naming the one app whose pool a worker is in (set by the node for
+/// the workers of an app pool): only there do the app's secrets and config reach `os.environ`.
+pub const POOL_APP_VAR: &str = "PUSH_POOL_APP";
 
 /// The highest recursion limit app code may set: `sys.setrecursionlimit` above it is capped
 /// (with a note on stderr), so `sys.setrecursionlimit(10**6)` and a deep recursion end in a
@@ -157,6 +164,7 @@ impl Runtime {
                 load(FILES, c"<push>/files.py", "_push_files")?;
                 load(WEB, c"<push>/web.py", "_push_web")?;
                 let boot = load(BOOTSTRAP, c"<push>/bootstrap.py", "_push_runtime")?;
+                load(POSTMORTEM, c"<push>/postmortem.py", "_push_pm")?;
                 load(PUSH, c"<push>/push.py", "push")?;
                 load(SESSION, c"<push>/session.py", "_push_session")?;
                 load(TASKS, c"<push>/tasks.py", "_push_tasks")?;

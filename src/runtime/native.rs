@@ -472,6 +472,27 @@ fn secret_get(py: Python<'_>, app: String, name: String) -> PyResult<Option<Stri
     }
 }
 
+/// Secret names, and config entries as (name, value).
+type SettingsOf = (Vec<String>, Vec<(String, String)>);
+
+/// Secret names and config entries (name, value) of `app`: what a WSGI/ASGI app of its own
+/// pool gets in its environment (the secrets' values are read one by one).
+#[pyfunction]
+fn settings_of(py: Python<'_>, app: String) -> PyResult<SettingsOf> {
+    let secrets = match call(py, Op::Secrets { app: app.clone() })? {
+        Reply::Settings(entries) => entries.into_iter().map(|e| e.name).collect(),
+        other => return Err(unexpected(other)),
+    };
+    let config = match call(py, Op::Config { app })? {
+        Reply::Settings(entries) => entries
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect(),
+        other => return Err(unexpected(other)),
+    };
+    Ok((secrets, config))
+}
+
 /// The value of config entry `key` of `app`, or `default`.
 #[pyfunction]
 fn config_get(py: Python<'_>, app: String, key: String, default: Py<PyAny>) -> PyResult<Py<PyAny>> {
@@ -485,6 +506,15 @@ fn config_get(py: Python<'_>, app: String, key: String, default: Py<PyAny>) -> P
                 .unbind()),
             None => Ok(default),
         },
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Publishes `data` on `app`'s channel `channel`; returns the event's id.
+#[pyfunction]
+fn publish(py: Python<'_>, app: String, channel: String, data: String) -> PyResult<u64> {
+    match call(py, Op::Publish { app, channel, data })? {
+        Reply::Published { id, .. } => Ok(id),
         other => Err(unexpected(other)),
     }
 }
@@ -548,9 +578,11 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(run, &m)?)?;
     m.add_function(wrap_pyfunction!(nodes, &m)?)?;
     m.add_function(wrap_pyfunction!(log, &m)?)?;
+    m.add_function(wrap_pyfunction!(publish, &m)?)?;
     m.add_function(wrap_pyfunction!(qualify, &m)?)?;
     m.add_function(wrap_pyfunction!(secret_get, &m)?)?;
     m.add_function(wrap_pyfunction!(config_get, &m)?)?;
+    m.add_function(wrap_pyfunction!(settings_of, &m)?)?;
     m.add("PushError", py.get_type::<PushError>())?;
     Ok(m)
 }

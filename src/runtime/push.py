@@ -18,7 +18,9 @@ Data:     kv(name), queue(name), timeseries(name, keep=, max_points=, partitions
           in the running app's realm, another app's with app="other"
 Settings: secret(name), config(key, default=None), app() — read at every call, so a
           change (`push secret set`, `push config set`) needs no deploy
-Web:      @route(method, path) (path parameters like /items/{id}), Response
+Web:      @route(method, path) (path parameters like /items/{id}), Response,
+          channel(name).publish(data) — server push: every node serves the channel's
+          events to browsers as Server-Sent Events at GET /_push/channels/NAME
 Tasks:    @daemon(on=, replicas=, where=), @every("5s"), @cron("*/5 * * * *"),
           @series.handler (partitioned), run(fn, *args, on="any"|"all"|node|"tag:T")
 
@@ -31,7 +33,7 @@ Attributes computed on access:
 import _push_native as _native
 
 __all__ = [
-    "kv", "queue", "timeseries", "secret", "config", "app", "route", "Response", "daemon", "every", "cron", "run",
+    "kv", "queue", "timeseries", "channel", "secret", "config", "app", "route", "Response", "daemon", "every", "cron", "run",
     "version", "node", "cluster", "PushError", "RemoteError",
 ]
 
@@ -346,6 +348,52 @@ def timeseries(name, keep=None, max_points=None, partitions=None, app=None):
     ``keep`` ("1h", seconds) and ``max_points`` set its retention, ``partitions`` how many
     handler instances split its points (default 4)."""
     return Timeseries(name, keep, max_points, partitions, app)
+
+
+class Channel:
+    """A channel for server push: each ``publish`` is replicated through Raft and reaches every
+    subscriber of the channel, on every node, once and in order. Browsers subscribe with
+    ``new EventSource("/_push/channels/NAME")`` on any node's app HTTP port (add ``?app=APP``
+    for an app other than the default one); a reconnecting subscriber resumes after the last
+    event it saw (``Last-Event-ID``) from the channel's history, which keeps the last 1,000
+    events and at most 1 MiB of data.
+
+    Names are 1 to 128 letters, digits, ``_``, ``-``, ``.`` or ``:``. Get one with
+    ``push.channel(name)``.
+    """
+
+    def __init__(self, name, app=None):
+        self.name = str(name)
+        self.app = _realm(app)
+
+    def publish(self, data):
+        """Publish ``data`` as the channel's next event; returns its id (1, 2, 3, … per
+        channel). A str is sent as it is, bytes must be UTF-8 text, anything else is sent as
+        JSON. At most 64 KiB per event. Returns once a majority has durably stored it."""
+        if isinstance(data, str):
+            text = data
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            try:
+                text = bytes(data).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"channel events are text: these bytes are not UTF-8 ({e}); send str, UTF-8 bytes or JSON-able data") from None
+        else:
+            import json
+            try:
+                text = json.dumps(data, separators=(",", ":"))
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"channel data must be str, UTF-8 bytes or JSON-able, not {type(data).__name__} ({e})") from None
+        return _native.publish(self.app, self.name, text)
+
+    def __repr__(self):
+        return f"push.channel({self.name!r}, app={self.app!r})"
+
+
+def channel(name, app=None):
+    """The channel called ``name`` in this app (or app ``app``): ``push.channel("news")
+    .publish({"title": "hi"})`` sends an event to every subscriber of
+    ``GET /_push/channels/news`` on every node."""
+    return Channel(name, app)
 
 
 def _realm(app):

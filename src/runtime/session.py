@@ -126,8 +126,9 @@ def _exception(exc):
 _counter = itertools.count(1)
 
 
-def evaluate(sid, code, module, sink):
-    """Run ``code``; returns a dict describing the outcome. Output goes to ``sink``."""
+def evaluate(sid, code, module, sink, frame=None):
+    """Run ``code``; returns a dict describing the outcome. Output goes to ``sink``.
+    ``frame`` is (globals, locals) of a kept failure's frame to evaluate in (``:pm``)."""
     started = time.perf_counter()
     result = {"value": None, "type_name": None, "error": None, "truncated": None, "patch": None}
     _local.sink = sink
@@ -135,7 +136,7 @@ def evaluate(sid, code, module, sink):
     if sid is not None:
         _running[sid] = threading.get_ident()
     try:
-        ns = _namespace(sid, module)
+        ns, local_ns = frame if frame is not None else (_namespace(sid, module), None)
         filename = f"<eval-{next(_counter)}>"
         import linecache
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -149,9 +150,9 @@ def evaluate(sid, code, module, sink):
             for note in _patch_tree(ns, tree, filename):
                 sink.write(1, note + "\n")
         else:
-            exec(compile(tree, filename, "exec"), ns)
+            exec(compile(tree, filename, "exec"), ns, local_ns)
         if last is not None:
-            value = eval(compile(last, filename, "eval"), ns)
+            value = eval(compile(last, filename, "eval"), ns, local_ns)
             if module and _local.patched:
                 # An editor's patch (a call of hot_patch) is replayed whole.
                 result["patch"] = code
@@ -159,7 +160,7 @@ def evaluate(sid, code, module, sink):
                 result["value"], result["truncated"] = _short_repr(value)
                 result["type_name"] = type(value).__name__
                 if module is None:
-                    ns["_"] = value
+                    (ns if local_ns is None else local_ns)["_"] = value
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the client
         result["error"] = _exception(exc)
     finally:

@@ -19,6 +19,7 @@ import traceback
 import types
 
 import _push_native
+import _push_pm
 import _push_runtime
 import _push_session
 
@@ -201,6 +202,7 @@ class _Unit:
 
     def _crashed(self, exc, backoff):
         self.error = _push_runtime.format_exception(exc)
+        _push_pm.keep(exc, self.app, self.version, f"{self.kind} {self.unit}")
         self.state, self.since = "backoff", time.time()
         self.ring.write(1, f"crashed (restart in {backoff:.0f}s):\n{self.error}\n")
 
@@ -267,6 +269,7 @@ class _Unit:
             self.state = "idle"
         except BaseException as exc:  # noqa: BLE001
             self.error = _push_runtime.format_exception(exc)
+            _push_pm.keep(exc, self.app, self.version, f"schedule {self.unit}")
             self.state = "failed"
             self.ring.write(1, f"failed:\n{self.error}\n")
         self.since = time.time()
@@ -389,6 +392,11 @@ def run_lambda(path, code, name, module, args):
     _push_runtime.set_origin(None, None, "lambda")
     try:
         return fn(*args)
+    except BaseException as exc:
+        label = path or f"lambda {name}"
+        call = {"label": label, "fn": fn, "path": path, "args": list(args)}
+        _push_pm.keep(exc, _push_runtime.current_app(), _push_runtime.serving("main"), f"lambda {label}", call=call)
+        raise
     finally:
         _push_runtime.clear_origin()
 

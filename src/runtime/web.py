@@ -9,8 +9,10 @@ dropped or the worker stops.
 """
 
 import asyncio
+import os
 import sys
 import threading
+import time
 from urllib.parse import unquote, unquote_to_bytes
 
 TIMEOUT, CHUNK, END, DISCONNECT = 0, 1, 2, 3
@@ -19,6 +21,57 @@ TIMEOUT, CHUNK, END, DISCONNECT = 0, 1, 2, 3
 AFTER_DISCONNECT = 10.0
 # Longest a lifespan startup or shutdown may take.
 LIFESPAN_TIMEOUT = 30.0
+
+
+# -- secrets and config in the environment -------------------------------------------------
+# A WSGI/ASGI app runs in a pool of its own (the node names the app in PUSH_POOL_APP), so its
+# secrets and config (`push secret set`, `push config set`) can be environment variables
+# there: os.environ from version load on, refreshed at most every ENV_FRESH seconds by its
+# requests, and each WSGI request's environ. Workers of the node's main pool never get them.
+
+_POOL_APP = os.environ.get("PUSH_POOL_APP")
+ENV_FRESH = 1.0
+_env_lock = threading.Lock()
+_env = {"app": None, "values": {}, "at": 0.0, "set": set()}
+
+
+def app_environ(app, force=False, scratch=False):
+    """``app``'s secrets and config as environment variables (config first, a secret of the
+    same name wins), also set in ``os.environ`` when this worker is in the app's own pool
+    (``scratch``: a deploy gate's throwaway worker). Empty elsewhere."""
+    if app != _POOL_APP and not scratch:
+        return {}
+    now = time.monotonic()
+    with _env_lock:
+        fresh = _env["app"] == app and now - _env["at"] < ENV_FRESH
+        if fresh and not force:
+            return _env["values"]
+    import _push_native
+    import _push_runtime
+    try:
+        names, config = _push_native.settings_of(app)
+        values = dict(config)
+        for name in names:
+            value = _push_native.secret_get(app, name)
+            if value is not None:
+                _push_runtime.remember_secret(value)
+                values[name] = value
+    except Exception as exc:  # noqa: BLE001 - no leader yet: keep what the app has
+        import logging
+        logging.getLogger("push").warning(
+            "cannot read the secrets and config of %s for its environment (keeping the previous ones): %s",
+            app, _push_runtime.redact(str(exc)))
+        with _env_lock:
+            _env["at"] = now
+            return dict(_env["values"]) if _env["app"] == app else {}
+    with _env_lock:
+        for name in _env["set"] - set(values):
+            os.environ.pop(name, None)
+        for name, value in values.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+        _env.update(app=app, values=values, at=now, set=set(values))
+    return values
 
 
 class ClientDisconnected(OSError):
@@ -115,7 +168,7 @@ class _Input:
         return iter(self.readline, b"")
 
 
-def environ(method, path, query_string, headers, client, server, exchange, first, more):
+def environ(method, path, query_string, headers, client, server, exchange, first, more, app_env=None):
     host, port = _split(server)
     remote, remote_port = _split(client)
     env = {
@@ -142,6 +195,8 @@ def environ(method, path, query_string, headers, client, server, exchange, first
             env[key] = value
         else:
             env["HTTP_" + key] = value
+    for name, value in (app_env or {}).items():
+        env.setdefault(name, value)
     return env
 
 
@@ -328,6 +383,12 @@ def serve_asgi(app, http_scope, exchange, first, more, version):
                 exchange.head(head["status"], head["headers"], version)
                 head["sent"] = True
             body = message.get("body", b"")
+            # Backpressure: wait off the loop while the node has a window of this answer
+            # on its way to a slow client, so other requests on the loop keep running.
+            while body and not exchange.wait_room(len(body), 0):
+                if exchange.disconnected:
+                    raise ClientDisconnected("the client went away")
+                await asyncio.get_running_loop().run_in_executor(None, exchange.wait_room, len(body), 1.0)
             if body and not exchange.send(body):
                 raise ClientDisconnected("the client went away")
 

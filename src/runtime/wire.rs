@@ -124,6 +124,26 @@ pub enum Job {
         func: RunFunc,
         args: Vec<Value>,
     },
+    /// A post-mortem request, JSON for `postmortem.request`; answered with `Done::Json`.
+    Debug {
+        request: String,
+    },
+    /// An evaluation in frame `frame` of kept failure `seq`; output as for `Eval`.
+    EvalInFrame {
+        seq: u64,
+        frame: u32,
+        code: String,
+        scope: Vec<String>,
+        node: u64,
+    },
+    /// Trace calls of `target`; each event is an `Output` frame, the end `Done::Json`.
+    Trace {
+        target: String,
+        max: u32,
+        secs: u32,
+        scope: Vec<String>,
+        label: String,
+    },
 }
 
 /// A worker's answer to a [`Job`]. `Failed` carries a runtime failure's text.
@@ -202,6 +222,12 @@ pub enum ToWorker {
     /// HTTP job `id`'s client went away (or sent too large a body).
     Disconnect {
         id: u64,
+    },
+    /// The node handed `bytes` more of HTTP job `id`'s streamed answer to its client's
+    /// socket: the worker may send that much more (backpressure, see `exchange::WINDOW`).
+    Sent {
+        id: u64,
+        bytes: u64,
     },
 }
 

@@ -289,6 +289,16 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
                     inbox.disconnect();
                 }
             }
+            ToWorker::Sent { id, bytes } => {
+                if let Some(inbox) = link
+                    .inboxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                {
+                    inbox.sent(bytes);
+                }
+            }
         }
     }
 }
@@ -388,6 +398,36 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
             runtime.stop_tasks().await;
             Done::Unit
         }
+        Job::Debug { request } => match runtime.debug_json(request).await {
+            Ok(json) => Done::Json(Some(json)),
+            Err(e) => failed(e),
+        },
+        Job::EvalInFrame {
+            seq,
+            frame,
+            code,
+            scope,
+            node,
+        } => {
+            let (output, done) = runtime.eval_in_frame(seq, frame, code, scope, node);
+            match stream_output(link, id, output, done).await {
+                Ok((result, patch)) => Done::Eval(result, patch),
+                Err(e) => failed(e),
+            }
+        }
+        Job::Trace {
+            target,
+            max,
+            secs,
+            scope,
+            label,
+        } => {
+            let (output, done) = runtime.trace(target, max, secs, scope, label);
+            match stream_output(link, id, output, done).await {
+                Ok(json) => Done::Json(Some(json)),
+                Err(e) => failed(e),
+            }
+        }
         Job::RunLambda { func, args } => Done::Lambda(
             runtime
                 .run_lambda(func, args)
@@ -395,6 +435,19 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
                 .map_err(|e| e.to_string()),
         ),
     }
+}
+
+/// Sends what a running eval or trace writes to the node as job `id`'s output, then its end.
+async fn stream_output<T>(
+    link: &Link,
+    id: u64,
+    mut output: tokio::sync::mpsc::UnboundedReceiver<(push_protocol::Stream, String)>,
+    done: oneshot::Receiver<Result<T, RuntimeError>>,
+) -> Result<T, RuntimeError> {
+    while let Some((stream, text)) = output.recv().await {
+        link.send(&FromWorker::Output { id, stream, text });
+    }
+    done.await.map_err(|_| RuntimeError::Stopped)?
 }
 
 /// Runs a handler held to its route's timeout until it starts its answer: past it the client

@@ -9,7 +9,8 @@
 //! person checked it, and its audit note names them.
 
 use push_protocol::{
-    realm, ErrorBody, ErrorCode, Identity, Op, Reply, Role, UserRole, UserSecret, DEFAULT_APP,
+    realm, DebugAction, ErrorBody, ErrorCode, Identity, Op, Reply, Role, UserRole, UserSecret,
+    DEFAULT_APP,
 };
 
 use super::auth;
@@ -63,6 +64,12 @@ pub fn required(op: &Op) -> Need {
         | Op::Config { .. }
         | Op::Platform
         | Op::Envs => Viewer,
+        // Listing failures and reading their tracebacks is a viewer's; their locals, an
+        // evaluation in a frame, a replay and a trace run or show app data: a developer's.
+        Op::Debug { action, .. } => match action {
+            DebugAction::Errors | DebugAction::Open { .. } | DebugAction::Source { .. } => Viewer,
+            _ => Developer,
+        },
         Op::KvSet { .. }
         | Op::KvDelete { .. }
         | Op::KvCas { .. }
@@ -70,6 +77,7 @@ pub fn required(op: &Op) -> Need {
         | Op::QueueTake { .. }
         | Op::QueueAck { .. }
         | Op::TsAppend { .. }
+        | Op::Publish { .. }
         | Op::Restart { .. }
         | Op::Join { .. }
         | Op::JoinLearner { .. }
@@ -118,7 +126,8 @@ fn app_of(op: &Op) -> Option<&str> {
         | Op::Secrets { app }
         | Op::SecretGet { app, .. }
         | Op::ConfigSet { app, .. }
-        | Op::Config { app } => Some(app),
+        | Op::Config { app }
+        | Op::Publish { app, .. } => Some(app),
         Op::KvGet { map, .. }
         | Op::KvList { map, .. }
         | Op::KvSet { map, .. }
@@ -185,6 +194,15 @@ fn check_user(node: &Node, principal: &Principal) -> Result<Option<User>, ErrorB
         }
     }
     Ok(Some(user))
+}
+
+/// Sets a debug request's app scope from who sent it: a user sees only the failures and
+/// modules of the apps their role covers. Between nodes (the cluster token) the scope the
+/// first node set travels unchanged.
+pub fn scope_request(principal: &Principal, identity: &Identity, op: &mut Op) {
+    if let (Principal::User { .. }, Op::Debug { scope, .. }) = (principal, op) {
+        *scope = identity.apps.clone();
+    }
 }
 
 /// Checks one request before anything runs: who the connection is now (a revoke, rotate or
@@ -321,5 +339,12 @@ mod tests {
             n: 1,
         };
         assert_eq!(app_of(&main_queue), Some(DEFAULT_APP));
+        let publish = Op::Publish {
+            app: "shop".into(),
+            channel: "news".into(),
+            data: "x".into(),
+        };
+        assert_eq!(app_of(&publish), Some("shop"));
+        assert_eq!(required(&publish), Need::Role(UserRole::Operator));
     }
 }

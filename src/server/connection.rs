@@ -11,7 +11,7 @@ use push_protocol::tls::Stream;
 use push_protocol::{ErrorBody, ErrorCode, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
 use tokio::io::AsyncWriteExt;
 use tokio::io::WriteHalf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::access::{self, Principal};
 use super::limits::{Stage, Waiting};
@@ -245,10 +245,40 @@ fn response(version: u32, id: u64, last: bool, outcome: &Outcome) -> Vec<u8> {
     frame::encode_frame(Kind::Response, &[&id.to_be_bytes(), &[last as u8], &body])
 }
 
-async fn write_loop(mut writer: WriteHalf<Stream>, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(bytes) = rx.recv().await {
+/// A frame for the writer, and whom to tell once it is on the socket (a stream waits on that
+/// so it never runs more than [`STREAM_WINDOW`] frames ahead of a slow client).
+type Outgoing = (Vec<u8>, Option<oneshot::Sender<()>>);
+
+/// Intermediate replies of one request that may be queued or unwritten at once.
+const STREAM_WINDOW: usize = 4;
+
+/// Queues one intermediate reply for the socket; once more than [`STREAM_WINDOW`] are
+/// unwritten, waits until the oldest is on the socket. False once the connection is gone.
+async fn stream_out(
+    tx: &mpsc::Sender<Outgoing>,
+    frame: Vec<u8>,
+    unwritten: &mut std::collections::VecDeque<oneshot::Receiver<()>>,
+) -> bool {
+    let (written, on_socket) = oneshot::channel();
+    if tx.send((frame, Some(written))).await.is_err() {
+        return false;
+    }
+    unwritten.push_back(on_socket);
+    if unwritten.len() > STREAM_WINDOW {
+        if let Some(oldest) = unwritten.pop_front() {
+            return oldest.await.is_ok();
+        }
+    }
+    true
+}
+
+async fn write_loop(mut writer: WriteHalf<Stream>, mut rx: mpsc::Receiver<Outgoing>) {
+    while let Some((bytes, written)) = rx.recv().await {
         if writer.write_all(&bytes).await.is_err() {
             return;
+        }
+        if let Some(written) = written {
+            let _ = written.send(());
         }
     }
 }
@@ -263,7 +293,7 @@ async fn client_loop(
     version: u32,
 ) {
     let (mut reader, writer) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+    let (tx, rx) = mpsc::channel::<Outgoing>(1024);
     let writer_task = tokio::spawn(write_loop(writer, rx));
     loop {
         let frame = tokio::select! {
@@ -282,7 +312,9 @@ async fn client_loop(
                     &ErrorBody::new(frame_error_code(&e), format!("{e}; closing the connection")),
                 )
                 .unwrap_or_default();
-                let _ = tx.send(frame::encode_frame(Kind::Error, &[&body])).await;
+                let _ = tx
+                    .send((frame::encode_frame(Kind::Error, &[&body]), None))
+                    .await;
                 break;
             }
         };
@@ -299,7 +331,9 @@ async fn client_loop(
                 ),
             )
             .unwrap_or_default();
-            let _ = tx.send(frame::encode_frame(Kind::Error, &[&body])).await;
+            let _ = tx
+                .send((frame::encode_frame(Kind::Error, &[&body]), None))
+                .await;
             break;
         }
         let mut id = [0u8; 8];
@@ -323,7 +357,7 @@ async fn client_loop(
                     format!("unknown or malformed request ({e}); this node runs push {} — is the client a different version?", push_protocol::PUSH_VERSION),
                 ));
                 if tx
-                    .send(response(version, id, true, &outcome))
+                    .send((response(version, id, true, &outcome), None))
                     .await
                     .is_err()
                 {
@@ -339,13 +373,17 @@ async fn client_loop(
             Ok(identity) if matches!(op, Op::WhoAmI) => (Some(Ok(Reply::WhoAmI(identity))), None),
             Ok(identity) => (None, Some(identity)),
         };
+        let mut op = op;
+        if let Some(identity) = &identity {
+            access::scope_request(&principal, identity, &mut op);
+        }
         if let Some(outcome) = answered {
             if let Err(refused) = &outcome {
                 let kind = crate::metrics::op_kind(&op);
                 crate::metrics::metrics().op(kind, false, checked.elapsed(), Some(refused.code));
             }
             if tx
-                .send(response(version, id, true, &outcome))
+                .send((response(version, id, true, &outcome), None))
                 .await
                 .is_err()
             {
@@ -357,38 +395,49 @@ async fn client_loop(
         let tx = tx.clone();
         let who = who.clone();
         tokio::spawn(async move {
-            // Intermediate replies (eval output) go out in order, before the final one.
-            let (progress, mut updates) = mpsc::unbounded_channel();
-            let updates_tx = tx.clone();
-            let forwarder = tokio::spawn(async move {
-                while let Some(reply) = updates.recv().await {
-                    if updates_tx
-                        .send(response(version, id, false, &Ok(reply)))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
+            // Intermediate replies (eval output, backup chunks) go out in order, before the
+            // final one. They are passed on by this same task while the request runs (no second
+            // task per request), never more than a few ahead of what the socket took; whatever
+            // is still queued when it ends goes out before the final reply.
+            let (progress, mut updates) = mpsc::channel(STREAM_WINDOW);
+            let mut unwritten = std::collections::VecDeque::new();
             let kind = crate::metrics::op_kind(&op);
             let forwarded = matches!(op, Op::Forwarded { .. });
             let started = std::time::Instant::now();
-            let outcome = crate::ops::handle_streaming(&node, op, &progress, who.as_deref())
-                .await
-                .map(|reply| match &identity {
-                    Some(identity) => access::scope_reply(identity, reply),
-                    None => reply,
-                });
+            let work = crate::ops::handle_streaming(&node, op, &progress, who.as_deref());
+            tokio::pin!(work);
+            let mut open = true;
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    Some(reply) = updates.recv() => {
+                        open = open && stream_out(&tx, response(version, id, false, &Ok(reply)), &mut unwritten).await;
+                    }
+                    outcome = &mut work => break outcome,
+                }
+            };
+            while let Ok(reply) = updates.try_recv() {
+                open = open
+                    && stream_out(
+                        &tx,
+                        response(version, id, false, &Ok(reply)),
+                        &mut unwritten,
+                    )
+                    .await;
+            }
+            let outcome = outcome.map(|reply| match &identity {
+                Some(identity) => access::scope_reply(identity, reply),
+                None => reply,
+            });
             crate::metrics::metrics().op(
                 kind,
                 forwarded,
                 started.elapsed(),
                 outcome.as_ref().err().map(|e| e.code),
             );
-            drop(progress);
-            let _ = forwarder.await;
-            let _ = tx.send(response(version, id, true, &outcome)).await;
+            if open {
+                let _ = tx.send((response(version, id, true, &outcome), None)).await;
+            }
         });
     }
     drop(tx);

@@ -73,7 +73,16 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
         .unwrap_or(push_protocol::DEFAULT_APP)
         .to_string();
     let method = req.method().as_str().to_string();
-    let response = handle_app(&front, app.clone(), req).await;
+    let channel = req
+        .uri()
+        .path()
+        .strip_prefix(super::channels::PREFIX)
+        .filter(|_| req.method() == axum::http::Method::GET)
+        .map(str::to_string);
+    let response = match channel {
+        Some(name) => super::channels::subscribe(front.node.clone(), app.clone(), &name, &req),
+        None => handle_app(&front, app.clone(), req).await,
+    };
     crate::metrics::metrics().http(&app, &method, response.status().as_u16(), started.elapsed());
     response
 }

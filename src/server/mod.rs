@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod channels;
 pub mod connection;
 pub mod http;
 pub mod limits;

@@ -2,6 +2,10 @@
 //! worker (after its first part), and a streamed answer from the worker to the client, each
 //! chunk written out as it arrives (chunked transfer encoding unless the app set a length).
 //!
+//! Each chunk taken by the socket is acknowledged to the worker ([`HttpCall::sent`]), whose
+//! `send` waits once a window of bytes is unacknowledged: a slow client holds back the app's
+//! generator, and the node holds at most that window plus hyper's write buffer per answer.
+//!
 //! Dropping the answer's body (the client went away) drops its [`HttpCall`], which tells the
 //! worker, so the app sees `http.disconnect` (ASGI) or its generator closed (WSGI).
 
@@ -156,6 +160,7 @@ impl http_body::Body for Streamed {
         match self.call.events.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(HttpEvent::Chunk(data))) => {
+                self.call.sent(data.len() as u64);
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))))
             }
             // A second head cannot happen; skip it rather than corrupt the body.

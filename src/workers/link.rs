@@ -70,6 +70,11 @@ impl HttpCall {
         self.link.to_worker(&ToWorker::Disconnect { id: self.id });
     }
 
+    /// `bytes` of the streamed answer went to the client's socket: the worker may send more.
+    pub fn sent(&self, bytes: u64) {
+        self.link.to_worker(&ToWorker::Sent { id: self.id, bytes });
+    }
+
     /// The answer is complete: dropping this no longer means a disconnect.
     pub fn finished(&mut self) {
         self.finished = true;

@@ -9,6 +9,7 @@
 //! separate scratch worker whose cluster writes are refused. Workers reach the cluster through
 //! their [`link`], which answers their calls with the node's runtime `Cluster` interface.
 
+pub mod debug;
 pub mod envs;
 pub mod link;
 mod pools;
@@ -69,6 +70,8 @@ pub enum WorkerError {
     NoSession(u64),
     #[error("this node has no python worker w{0}: its workers are w1 to w{1} (see `push status` or :workers)")]
     NoSuchWorker(u32, usize),
+    #[error("this node has no python pool {0}: its pools are {1} (see `push status` or :workers)")]
+    NoSuchPool(String, String),
 }
 
 fn unexpected(done: Done) -> WorkerError {
@@ -91,6 +94,8 @@ pub struct PoolConfig {
     pub envs_dir: std::path::PathBuf,
     /// Keep the environments of each app's last this many versions.
     pub keep_envs: usize,
+    /// The one app an app pool serves (None: the node's main pool).
+    pub owner: Option<String>,
 }
 
 /// A version the node serves, as every worker must hold it.
@@ -128,6 +133,8 @@ impl Slot {
 
 /// The pool of worker processes.
 pub struct Pool {
+    /// Unique among the pools of this node (a session's place names its pool).
+    id: u64,
     config: PoolConfig,
     slots: Vec<Arc<Slot>>,
     cluster: OnceLock<Arc<dyn Cluster>>,
@@ -171,7 +178,9 @@ impl Pool {
                 })
             })
             .collect();
+        static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
         Arc::new(Pool {
+            id: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
             config,
             slots,
             cluster: OnceLock::new(),
@@ -194,6 +203,20 @@ impl Pool {
 
     /// Starts the workers; their calls go to `cluster`. Call from a runtime worker thread.
     pub fn start(self: &Arc<Self>, cluster: Arc<dyn Cluster>) {
+        if self.config.owner.is_none() {
+            // The node's main pool starts once per node: folders of workers that ended
+            // unwatched (the node was killed) go.
+            // In the background: the node's start does not wait for it.
+            tokio::task::spawn_blocking(|| {
+                let removed = process::remove_stale_temps();
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        "removed the temporary folders of ended python workers"
+                    );
+                }
+            });
+        }
         let _ = self.cluster.set(cluster);
         for index in 0..self.slots.len() {
             tokio::spawn(supervise::keep(self.clone(), index));
@@ -210,11 +233,11 @@ impl Pool {
             .ok_or_else(|| WorkerError::Stopped("the node is still starting".into()))
     }
 
-    /// Brings a fresh worker up to date, then lets requests reach it.
-    async fn bring_up(&self, slot: &Slot, link: Arc<Link>) {
+    /// Brings a fresh worker up to date, then lets requests reach it; says why it could not.
+    async fn bring_up(&self, slot: &Slot, link: Arc<Link>) -> Result<(), String> {
         {
             let _loads = self.load_lock.lock().await;
-            supervise::replay(self, &link, slot.index).await;
+            supervise::replay(self, &link, slot.index).await?;
             *self.python.lock().unwrap_or_else(|p| p.into_inner()) = link.python.clone();
             *self.prefix.lock().unwrap_or_else(|p| p.into_inner()) = link.prefix.clone();
             slot.generation.fetch_add(1, Ordering::Relaxed);
@@ -222,6 +245,7 @@ impl Pool {
             *slot.live.write().unwrap_or_else(|p| p.into_inner()) = Some(link);
         }
         self.up.notify_waiters();
+        Ok(())
     }
 
     fn loaded_versions(&self) -> BTreeMap<String, LoadedVersion> {
@@ -412,8 +436,10 @@ impl Pool {
         };
         let answer = tokio::time::timeout(GATE_TIMEOUT, link.job(job)).await;
         let _ = child.start_kill();
+        let pid = link.pid;
         tokio::spawn(async move {
             let _ = child.wait().await;
+            process::remove_temp(pid);
         });
         tokio::spawn(prepare_spare(self.clone()));
         match answer {
@@ -535,6 +561,14 @@ impl Pool {
 
     /// Runs a lambda on the least busy worker: its value, or the error with traceback.
     pub async fn run_lambda(&self, func: RunFunc, args: Vec<Value>) -> Result<Value, String> {
+        // A lambda of an app with dependencies runs in that app's pool.
+        let module = match &func {
+            RunFunc::Path(path) => Some(lambda_module(path)),
+            RunFunc::Code { module, .. } => module.as_deref(),
+        };
+        if let Some(pool) = module.and_then(|m| self.child_with_module(m)) {
+            return Box::pin(pool.run_lambda(func, args)).await;
+        }
         let (_, link) = self.any(WAIT_FOR_WORKER).await.map_err(|e| e.to_string())?;
         match link.job(Job::RunLambda { func, args }).await {
             Ok(Done::Lambda(result)) => result,
@@ -545,8 +579,14 @@ impl Pool {
 
     /// Each worker's row for `push status`, `push top` and `/metrics`.
     pub fn rows(&self) -> Vec<WorkerRow> {
-        let mut rows: Vec<WorkerRow> = self
-            .slots
+        let mut rows = self.rows_of(&self.sessions);
+        rows.extend(self.child_rows());
+        rows
+    }
+
+    /// This pool's rows, with the sessions `registry` places on its workers.
+    fn rows_of(&self, registry: &sessions::Sessions) -> Vec<WorkerRow> {
+        self.slots
             .iter()
             .map(|slot| {
                 let link = slot.link();
@@ -573,13 +613,12 @@ impl Pool {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .clone(),
-                    sessions: self.sessions.ids_on(slot.index),
+                    sessions: registry.ids_on(self.id, slot.index),
                     tasks: slot.index == TASKS_SLOT,
+                    pool: None,
                 }
             })
-            .collect();
-        rows.extend(self.child_rows(self.slots.len() as u32 + 1));
-        rows
+            .collect()
     }
 
     /// Kills the worker of slot `index` (its supervisor starts a new one).
@@ -604,6 +643,14 @@ async fn prepare_spare(pool: Arc<Pool>) {
     match supervise::start(&pool, "gate", true).await {
         Ok(started) => *spare = Some(started),
         Err(e) => tracing::warn!("cannot prepare a scratch worker for the deploy gate: {e}"),
+    }
+}
+
+/// The module of a lambda's `module:function` (or `module.function`) path.
+fn lambda_module(path: &str) -> &str {
+    match path.split_once(':') {
+        Some((module, _)) => module,
+        None => path.rsplit_once('.').map_or(path, |(module, _)| module),
     }
 }
 

@@ -18,11 +18,26 @@ use super::{Pool, PoolConfig, WorkerError, WAIT_FOR_WORKER};
 /// How long a replaced pool's requests in flight may take before its workers are stopped.
 const DRAIN_WITHIN: Duration = Duration::from_secs(30);
 
-/// An environment a version runs in: its hash and installed directory.
+/// The pool a version runs in: that of its environment (hash and installed directory), or,
+/// for a WSGI/ASGI app without dependencies, a pool of its own ([`Env::web`]).
 #[derive(Clone, Debug)]
 pub struct Env {
     pub hash: String,
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
+}
+
+/// The "environment hash" of the own pool of a WSGI/ASGI app without dependencies.
+pub const WEB_POOL: &str = "web";
+
+impl Env {
+    /// The own pool of a WSGI/ASGI app without dependencies: the main pool's packages, and
+    /// only this app's code, so its secrets and config can be in `os.environ`.
+    pub fn web() -> Env {
+        Env {
+            hash: WEB_POOL.to_string(),
+            dir: None,
+        }
+    }
 }
 
 impl Pool {
@@ -33,6 +48,60 @@ impl Pool {
             .unwrap_or_else(|p| p.into_inner())
             .get(app)
             .map(|(_, pool)| pool.clone())
+    }
+
+    /// The app pool whose app has module `module` (dotted), with that app's name: evals in
+    /// that module, sessions that evaluate in it and lambdas defined there run in it.
+    pub(super) fn child_with_module(&self, module: &str) -> Option<Arc<Pool>> {
+        self.app_of_module(module).map(|(_, pool)| pool)
+    }
+
+    /// Each app with a pool of its own, and that pool (copied out of the lock).
+    fn app_pools(&self) -> Vec<(String, Arc<Pool>)> {
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(app, (_, pool))| (app.clone(), pool.clone()))
+            .collect()
+    }
+
+    pub(super) fn app_of_module(&self, module: &str) -> Option<(String, Arc<Pool>)> {
+        let children = self.app_pools();
+        children.into_iter().find(|(app, pool)| {
+            pool.loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(app)
+                .is_some_and(|v| has_module(&v.files, module))
+        })
+    }
+
+    /// The pool `pool` names (None: this main pool; else an app's name or its rows'
+    /// "APP/ENV") and its app.
+    pub(super) fn named_pool(
+        self: &Arc<Self>,
+        pool: Option<&str>,
+    ) -> Result<(Arc<Pool>, Option<String>), WorkerError> {
+        let Some(name) = pool else {
+            return Ok((self.clone(), None));
+        };
+        let app = name.split('/').next().unwrap_or(name);
+        let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        match children.get(app) {
+            Some((hash, child)) if name == app || name == pool_label(app, hash) => {
+                Ok((child.clone(), Some(app.to_string())))
+            }
+            _ => {
+                let mut known = vec!["the main pool (no pool named)".to_string()];
+                known.extend(
+                    children
+                        .iter()
+                        .map(|(app, (hash, _))| pool_label(app, hash)),
+                );
+                Err(WorkerError::NoSuchPool(name.to_string(), known.join(", ")))
+            }
+        }
     }
 
     fn children(&self) -> Vec<Arc<Pool>> {
@@ -96,7 +165,7 @@ impl Pool {
         if dir.is_dir() {
             return Ok(Env {
                 hash: hash.to_string(),
-                dir,
+                dir: Some(dir),
             });
         }
         let python = self.python_executable().await?;
@@ -106,11 +175,11 @@ impl Pool {
         }
         Ok(Env {
             hash: hash.to_string(),
-            dir,
+            dir: Some(dir),
         })
     }
 
-    /// Loads `app`'s version `number` to run in `env` (None: no dependencies, the main pool)
+    /// Loads `app`'s version `number` to run in `env` (None: the main pool)
     /// and makes it the one this node serves. A new environment starts a new pool; the
     /// app's previous pool is drained once the new one serves.
     pub async fn load_in(
@@ -149,7 +218,8 @@ impl Pool {
             }
         }
         let fresh = Pool::new(PoolConfig {
-            env: Some(env.dir.clone()),
+            env: env.dir.clone(),
+            owner: Some(app.to_string()),
             ..self.config.clone()
         });
         fresh.start(self.cluster()?);
@@ -211,13 +281,7 @@ impl Pool {
 
     /// Load state of the apps served by their own pools.
     pub(super) fn child_apps(&self) -> Vec<(String, crate::runtime::AppState)> {
-        let children: Vec<(String, Arc<Pool>)> = self
-            .children
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(app, (_, pool))| (app.clone(), pool.clone()))
-            .collect();
+        let children = self.app_pools();
         children
             .into_iter()
             .filter_map(|(app, pool)| pool.apps().remove(&app).map(|s| (app, s)))
@@ -236,11 +300,19 @@ impl Pool {
         reports
     }
 
-    pub(super) fn child_rows(&self, first_slot: u32) -> Vec<push_protocol::WorkerRow> {
+    /// The rows of the app pools' workers, each naming its pool.
+    pub(super) fn child_rows(&self) -> Vec<push_protocol::WorkerRow> {
+        let children: Vec<(String, String, Arc<Pool>)> = self
+            .children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(app, (hash, pool))| (app.clone(), hash.clone(), pool.clone()))
+            .collect();
         let mut rows = Vec::new();
-        for pool in self.children() {
-            for mut row in pool.rows() {
-                row.slot = first_slot + rows.len() as u32;
+        for (app, hash, pool) in children {
+            for mut row in pool.rows_of(&self.sessions) {
+                row.pool = Some(pool_label(&app, &hash));
                 rows.push(row);
             }
         }
@@ -261,6 +333,27 @@ impl Pool {
             self.kill(index);
         }
     }
+}
+
+/// An app pool's name in rows and messages: "APP/ENV", ENV the first 12 characters of its
+/// environment's hash.
+pub fn pool_label(app: &str, hash: &str) -> String {
+    format!("{app}/{}", hash.get(..12).unwrap_or(hash))
+}
+
+/// Whether a version's `files` hold module `module` (a `.py` file or a folder of them).
+fn has_module(files: &std::collections::BTreeMap<String, String>, module: &str) -> bool {
+    files.keys().any(|path| {
+        let Some(stem) = path.strip_suffix(".py") else {
+            return false;
+        };
+        let stem = stem.strip_suffix("/__init__").unwrap_or(stem);
+        let name = stem.replace('/', ".");
+        name == module
+            || name
+                .strip_prefix(module)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 /// Lets `old`'s requests in flight finish (bounded), stops its units, then its workers.

@@ -1,6 +1,7 @@
 //! Starting one worker process: the node's own executable as `push worker`, with one end of
-//! a Unix socket pair as its file descriptor 3, killed by the kernel if the node dies; and
-//! saying in words how a worker ended.
+//! a Unix socket pair as its file descriptor 3, killed by the kernel if the node dies; saying
+//! in words how a worker ended; and removing the temporary folder (`push-worker-PID-*`, its
+//! copies of the versions' files) of a worker that ended without removing it itself.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -24,13 +25,15 @@ fn executable() -> std::path::PathBuf {
 }
 
 /// Starts `push worker` with `threads` Python threads (`label` names it in its logs; `env`,
-/// an environment directory its `sys.path` starts with): its
+/// an environment directory its `sys.path` starts with; `owner`, the app whose own pool it
+/// is in): its
 /// process and the node's end of its socket. Call it from a runtime worker thread, never a
 /// blocking-pool one: the kill-on-parent-death signal follows the thread that forked.
 pub fn spawn(
     threads: usize,
     label: &str,
     env: Option<&std::path::Path>,
+    owner: Option<&str>,
 ) -> Result<(tokio::process::Child, tokio::net::UnixStream), WorkerError> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| WorkerError::Start(format!("socket pair: {e}")))?;
@@ -50,6 +53,11 @@ pub fn spawn(
     command.env_remove(crate::runtime::ENV_DIR_VAR);
     if let Some(env) = env {
         command.env(crate::runtime::ENV_DIR_VAR, env);
+    }
+    // Only the workers of an app's own pool hold its secrets in `os.environ`.
+    command.env_remove(crate::runtime::POOL_APP_VAR);
+    if let Some(app) = owner {
+        command.env(crate::runtime::POOL_APP_VAR, app);
     }
     // SAFETY: between fork and exec only async-signal-safe calls: dup2 (which also clears
     // close-on-exec on the copy) and prctl.
@@ -110,9 +118,98 @@ pub fn describe(status: &ExitStatus) -> String {
     }
 }
 
+/// The name prefix of worker `pid`'s temporary folder (the runtime's `files.py` makes it
+/// with `tempfile.mkdtemp` in the temporary directory the worker inherits from the node).
+fn temp_prefix(pid: u32) -> String {
+    format!("push-worker-{pid}-")
+}
+
+/// Removes the temporary folders of worker `pid` (it has ended); says how many went.
+pub fn remove_temp(pid: u32) -> usize {
+    remove_temps_in(&std::env::temp_dir(), |p| p == pid)
+}
+
+/// Removes the temporary folders of workers that no longer run (left by workers killed while
+/// no node watched them: a node that was itself killed). Called at node start.
+pub fn remove_stale_temps() -> usize {
+    remove_temps_in(&std::env::temp_dir(), |pid| !alive(pid))
+}
+
+/// Whether a process `pid` exists (one of another user counts as existing).
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes the `push-worker-PID-*` folders directly in `dir` whose PID `gone` accepts.
+fn remove_temps_in(dir: &std::path::Path, gone: impl Fn(u32) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("push-worker-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || !name.to_string_lossy().starts_with(&temp_prefix(pid)) || !gone(pid) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed += 1,
+            // Another node of this machine removed it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                folder = %entry.path().display(),
+                "cannot remove an ended python worker's temporary folder: {e}"
+            ),
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_folders_of_ended_workers_go() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "push-worker-11-abc",
+            "push-worker-11-def",
+            "push-worker-12-abc",
+            "push-worker-x-abc",
+            "other-11-abc",
+        ] {
+            std::fs::create_dir_all(dir.path().join(name).join("main/v1")).unwrap();
+        }
+        std::fs::write(dir.path().join("push-worker-13-file"), "x").unwrap();
+        assert_eq!(remove_temps_in(dir.path(), |pid| pid == 11 || pid == 13), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "other-11-abc",
+                "push-worker-12-abc",
+                "push-worker-13-file",
+                "push-worker-x-abc"
+            ]
+        );
+        assert!(alive(std::process::id()));
+    }
 
     #[test]
     fn endings_are_described() {

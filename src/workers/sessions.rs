@@ -17,6 +17,14 @@ use super::link::Output;
 use super::{slot_label, unexpected, Link, Pool, WorkerError, WAIT_FOR_WORKER};
 use crate::runtime::wire::{Done, Job};
 
+/// A pool's name in messages: "the main python pool" or "app APP's python pool".
+fn pool_name(app: Option<&str>) -> String {
+    match app {
+        Some(app) => format!("app {app}'s python pool (its dependencies importable)"),
+        None => "the node's main python pool".to_string(),
+    }
+}
+
 /// How long after a Ctrl-C an eval may run before a second one restarts its worker.
 pub const STUCK_AFTER: Duration = Duration::from_secs(2);
 
@@ -44,9 +52,12 @@ fn no_session(session: u64, node: u64) -> EvalResult {
     }
 }
 
-/// Where a session lives: the slot, which worker of it (generation), its id there.
-#[derive(Clone, Copy, Debug)]
+/// Where a session lives: its pool (the main pool, or the pool of `app`), the slot, which
+/// worker of it (generation), its id there.
+#[derive(Clone, Debug)]
 pub struct Place {
+    pool: u64,
+    app: Option<String>,
     pub slot: usize,
     generation: u64,
     sid: u64,
@@ -71,24 +82,24 @@ impl Sessions {
     }
 
     pub fn place(&self, session: u64) -> Option<Place> {
-        self.inner().places.get(&session).copied()
+        self.inner().places.get(&session).cloned()
     }
 
-    pub fn on_slot(&self, slot: usize) -> usize {
+    pub fn on_slot(&self, pool: u64, slot: usize) -> usize {
         self.inner()
             .places
             .values()
-            .filter(|p| p.slot == slot)
+            .filter(|p| p.pool == pool && p.slot == slot)
             .count()
     }
 
-    /// The sessions living on `slot`.
-    pub fn ids_on(&self, slot: usize) -> Vec<u64> {
+    /// The sessions living on `slot` of pool `pool`.
+    pub fn ids_on(&self, pool: u64, slot: usize) -> Vec<u64> {
         let mut ids: Vec<u64> = self
             .inner()
             .places
             .iter()
-            .filter(|(_, p)| p.slot == slot)
+            .filter(|(_, p)| p.pool == pool && p.slot == slot)
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
@@ -106,27 +117,48 @@ impl Sessions {
 
 impl Pool {
     fn current(&self, place: &Place) -> Option<Arc<Link>> {
+        if place.pool != self.id {
+            return None;
+        }
         let slot = self.slots.get(place.slot)?;
         (slot.generation.load(Ordering::Relaxed) == place.generation)
             .then(|| slot.link())
             .flatten()
     }
 
-    /// Opens a session on a live worker (the one with fewest sessions) at slot `prefer` if given.
-    async fn open_on(&self, prefer: Option<usize>) -> Result<Place, WorkerError> {
+    /// The pool a session's place is in: its app's pool while that serves the app, else
+    /// this (main) pool.
+    fn pool_of(self: &Arc<Self>, place: &Place) -> Arc<Pool> {
+        place
+            .app
+            .as_deref()
+            .and_then(|app| self.child(app))
+            .unwrap_or_else(|| self.clone())
+    }
+
+    /// Opens a session on a live worker (the one with fewest sessions in `registry`) at slot
+    /// `prefer` if given; `app` names the app whose pool this is (None: the main pool).
+    async fn open_on(
+        &self,
+        prefer: Option<usize>,
+        registry: &Sessions,
+        app: Option<String>,
+    ) -> Result<Place, WorkerError> {
         let (slot, link) = match prefer.and_then(|i| self.slots.get(i)?.link().map(|l| (i, l))) {
             Some(found) => found,
             None => {
                 self.any(WAIT_FOR_WORKER).await?;
                 self.live()
                     .into_iter()
-                    .min_by_key(|(i, _)| self.sessions.on_slot(*i))
+                    .min_by_key(|(i, _)| registry.on_slot(self.id, *i))
                     .ok_or_else(|| WorkerError::NoWorker(self.why_none()))?
             }
         };
         let generation = self.slots[slot].generation.load(Ordering::Relaxed);
         match link.job(Job::OpenSession).await? {
             Done::Session(sid) => Ok(Place {
+                pool: self.id,
+                app,
                 slot,
                 generation,
                 sid,
@@ -137,23 +169,30 @@ impl Pool {
 
     /// Opens an eval session; its id is the node's.
     pub async fn open_session(&self) -> Result<u64, WorkerError> {
-        let place = self.open_on(None).await?;
+        let place = self.open_on(None, &self.sessions, None).await?;
         Ok(self.sessions.add(place))
     }
 
-    /// Opens an eval session on worker `worker` (1-based), waiting for it if it is restarting.
-    pub async fn open_session_on(&self, worker: u32) -> Result<u64, WorkerError> {
+    /// Opens an eval session on worker `worker` (1-based) of pool `pool` (None: the main
+    /// pool; else an app's name or "APP/ENV" as `push status` shows it), waiting for it if it
+    /// is restarting.
+    pub async fn open_session_on(
+        self: &Arc<Self>,
+        worker: u32,
+        pool: Option<&str>,
+    ) -> Result<u64, WorkerError> {
+        let (pool, app) = self.named_pool(pool)?;
         let index = (worker as usize).wrapping_sub(1);
-        if index >= self.slots.len() {
-            return Err(WorkerError::NoSuchWorker(worker, self.slots.len()));
+        if index >= pool.slots.len() {
+            return Err(WorkerError::NoSuchWorker(worker, pool.slots.len()));
         }
-        self.slot(index, WAIT_FOR_WORKER).await?;
-        let place = self.open_on(Some(index)).await?;
+        pool.slot(index, WAIT_FOR_WORKER).await?;
+        let place = pool.open_on(Some(index), &self.sessions, app).await?;
         Ok(self.sessions.add(place))
     }
 
     /// Closes a session; says whether it existed.
-    pub async fn close_session(&self, session: u64) -> Result<bool, WorkerError> {
+    pub async fn close_session(self: &Arc<Self>, session: u64) -> Result<bool, WorkerError> {
         let place = {
             let mut inner = self.sessions.inner();
             inner.running.remove(&session);
@@ -162,36 +201,59 @@ impl Pool {
         let Some(place) = place else {
             return Ok(false);
         };
-        if let Some(link) = self.current(&place) {
+        if let Some(link) = self.pool_of(&place).current(&place) {
             let _ = link.job(Job::CloseSession { session: place.sid }).await;
         }
         Ok(true)
     }
 
-    /// The session's worker; a session whose worker restarted moves to a live one (the note
-    /// says so).
+    /// The session's pool and worker; a session whose worker restarted moves to a live one
+    /// (the note says so), and so does a session that evaluates in a module of an app served
+    /// by another pool (`to`: Some(app) for an app pool, Some(None) for the main pool).
     async fn session_link(
-        &self,
+        self: &Arc<Self>,
         session: u64,
-    ) -> Result<(Place, Arc<Link>, Option<String>), WorkerError> {
+        to: Option<Option<String>>,
+    ) -> Result<(Arc<Pool>, Place, Arc<Link>, Option<String>), WorkerError> {
         let place = self
             .sessions
             .place(session)
             .ok_or(WorkerError::NoSession(session))?;
-        if let Some(link) = self.current(&place) {
-            return Ok((place, link, None));
+        let pool = self.pool_of(&place);
+        let moving = to.as_ref().filter(|app| **app != place.app);
+        if moving.is_none() {
+            if let Some(link) = pool.current(&place) {
+                return Ok((pool, place, link, None));
+            }
         }
-        let moved = self.open_on(None).await?;
-        self.sessions.inner().places.insert(session, moved);
-        let link = self
+        let app = moving.cloned().unwrap_or_else(|| place.app.clone());
+        let target = match &app {
+            Some(name) => self.child(name).unwrap_or_else(|| self.clone()),
+            None => self.clone(),
+        };
+        let app = app.filter(|_| !Arc::ptr_eq(&target, self));
+        let moved = target.open_on(None, &self.sessions, app.clone()).await?;
+        self.sessions.inner().places.insert(session, moved.clone());
+        let link = target
             .current(&moved)
-            .ok_or_else(|| WorkerError::NoWorker(self.why_none()))?;
-        let note = format!(
-            "(python worker {} that held this session restarted: names defined before are gone; now on {})\n",
-            slot_label(place.slot),
-            slot_label(moved.slot)
-        );
-        Ok((moved, link, Some(note)))
+            .ok_or_else(|| WorkerError::NoWorker(target.why_none()))?;
+        let note = match moving {
+            Some(_) => {
+                if let Some(old) = pool.current(&place) {
+                    let _ = old.job(Job::CloseSession { session: place.sid }).await;
+                }
+                format!(
+                    "(this session moved to {}, where that module lives: names defined in it before are gone)\n",
+                    pool_name(app.as_deref())
+                )
+            }
+            None => format!(
+                "(python worker {} that held this session restarted: names defined before are gone; now on {})\n",
+                slot_label(place.slot),
+                slot_label(moved.slot)
+            ),
+        };
+        Ok((target, moved, link, Some(note)))
     }
 
     /// Starts an evaluation: output chunks arrive while it runs, then its result.
@@ -216,33 +278,43 @@ impl Pool {
     }
 
     async fn run_eval(
-        &self,
+        self: &Arc<Self>,
         session: Option<u64>,
         code: String,
         module: Option<String>,
         node: u64,
         out: &mpsc::UnboundedSender<(Stream, String)>,
     ) -> Result<EvalResult, WorkerError> {
-        let (slot, link, sid) = match session {
+        // An eval in a module runs in the pool of the module's app (its own pool when the
+        // app has dependencies), and a session evaluating there moves with it.
+        let module_app = module
+            .as_deref()
+            .map(|m| self.app_of_module(m).map(|(app, _)| app));
+        let (pool, slot, link, sid) = match session {
             Some(session) => {
-                let (place, link, note) = match self.session_link(session).await {
-                    Err(WorkerError::NoSession(_)) => return Ok(no_session(session, node)),
-                    other => other?,
-                };
+                let (pool, place, link, note) =
+                    match self.session_link(session, module_app.clone()).await {
+                        Err(WorkerError::NoSession(_)) => return Ok(no_session(session, node)),
+                        other => other?,
+                    };
                 if let Some(note) = note {
                     let _ = out.send((Stream::Stderr, note));
                 }
                 self.sessions.inner().running.insert(session, (None, false));
-                (place.slot, link, Some(place.sid))
+                (pool, place.slot, link, Some(place.sid))
             }
             None => {
-                let (slot, link) = self.any(WAIT_FOR_WORKER).await?;
-                (slot, link, None)
+                let pool = module_app
+                    .flatten()
+                    .and_then(|app| self.child(&app))
+                    .unwrap_or_else(|| self.clone());
+                let (slot, link) = pool.any(WAIT_FOR_WORKER).await?;
+                (pool, slot, link, None)
             }
         };
         // A hot-patch holds the load lock: a worker coming up meanwhile gets it replayed.
         let _patching = match module {
-            Some(_) => Some(self.load_lock.lock().await),
+            Some(_) => Some(pool.load_lock.lock().await),
             None => None,
         };
         let job = Job::Eval {
@@ -294,11 +366,11 @@ impl Pool {
         };
         let (result, patch) = result;
         if let (Some(module), None, Some(patch)) = (&module, &result.error, patch) {
-            self.patches
+            pool.patches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push((module.clone(), patch.clone()));
-            self.patch_others(slot, module, &patch, node, out).await;
+            pool.patch_others(slot, module, &patch, node, out).await;
         }
         Ok(result)
     }
@@ -365,11 +437,12 @@ impl Pool {
     /// Interrupts the eval running in `session`; says whether one was running. A second
     /// interrupt after the client was told the eval has not stopped ([`STUCK_AFTER`] after the
     /// first) restarts the worker.
-    pub async fn interrupt(&self, session: u64) -> Result<bool, WorkerError> {
+    pub async fn interrupt(self: &Arc<Self>, session: u64) -> Result<bool, WorkerError> {
         let Some(place) = self.sessions.place(session) else {
             return Ok(false);
         };
-        let Some(link) = self.current(&place) else {
+        let pool = self.pool_of(&place);
+        let Some(link) = pool.current(&place) else {
             return Ok(false);
         };
         let told = {
@@ -390,7 +463,7 @@ impl Pool {
                 pid = link.pid,
                 "an eval did not stop after Ctrl-C: restarting its python worker"
             );
-            self.kill(place.slot);
+            pool.kill(place.slot);
             return Ok(true);
         }
         match link.job(Job::Interrupt { session: place.sid }).await? {
@@ -399,10 +472,18 @@ impl Pool {
         }
     }
 
-    /// The worker to ask about `session` (or any worker).
-    async fn ask(&self, session: Option<u64>) -> Result<(Option<u64>, Arc<Link>), WorkerError> {
+    /// The worker to ask about `session` (or about `module`, or any worker).
+    async fn ask(
+        self: &Arc<Self>,
+        session: Option<u64>,
+        module: Option<&str>,
+    ) -> Result<(Option<u64>, Arc<Link>), WorkerError> {
+        if let Some(pool) = module.and_then(|m| self.child_with_module(m)) {
+            let (_, link) = pool.any(WAIT_FOR_WORKER).await?;
+            return Ok((None, link));
+        }
         if let Some(place) = session.and_then(|s| self.sessions.place(s)) {
-            if let Some(link) = self.current(&place) {
+            if let Some(link) = self.pool_of(&place).current(&place) {
                 return Ok((Some(place.sid), link));
             }
         }
@@ -410,8 +491,8 @@ impl Pool {
         Ok((None, link))
     }
 
-    pub async fn is_complete(&self, code: String) -> Result<bool, WorkerError> {
-        let (_, link) = self.ask(None).await?;
+    pub async fn is_complete(self: &Arc<Self>, code: String) -> Result<bool, WorkerError> {
+        let (_, link) = self.ask(None, None).await?;
         match link.job(Job::IsComplete { code }).await? {
             Done::Bool(complete) => Ok(complete),
             other => Err(unexpected(other)),
@@ -419,13 +500,13 @@ impl Pool {
     }
 
     pub async fn complete(
-        &self,
+        self: &Arc<Self>,
         session: Option<u64>,
         code: String,
         cursor: usize,
         module: Option<String>,
     ) -> Result<(usize, Vec<String>), WorkerError> {
-        let (session, link) = self.ask(session).await?;
+        let (session, link) = self.ask(session, module.as_deref()).await?;
         match link
             .job(Job::Complete {
                 session,
@@ -441,11 +522,11 @@ impl Pool {
     }
 
     pub async fn inspect(
-        &self,
+        self: &Arc<Self>,
         session: Option<u64>,
         expr: String,
     ) -> Result<Inspection, WorkerError> {
-        let (session, link) = self.ask(session).await?;
+        let (session, link) = self.ask(session, None).await?;
         match link.job(Job::Inspect { session, expr }).await? {
             Done::Inspection(inspection) => Ok(inspection),
             other => Err(unexpected(other)),

@@ -40,7 +40,12 @@ pub async fn start_in(
     env: Option<&std::path::Path>,
 ) -> Result<(Child, Arc<Link>), WorkerError> {
     let cluster = pool.cluster()?;
-    let (mut child, socket) = process::spawn(pool.config.threads, label, env)?;
+    let owner = if scratch {
+        None
+    } else {
+        pool.config.owner.as_deref()
+    };
+    let (mut child, socket) = process::spawn(pool.config.threads, label, env, owner)?;
     match Link::connect(socket, cluster, scratch, HELLO_WITHIN).await {
         Ok(link) => Ok((child, link)),
         Err(e) => {
@@ -77,10 +82,23 @@ pub async fn keep(pool: Arc<Pool>, index: usize) {
             let _ = child.wait().await;
             return;
         }
-        pool.bring_up(&slot, link.clone()).await;
+        if let Err(why) = pool.bring_up(&slot, link.clone()).await {
+            // A worker without the node's versions would answer its requests with 503s.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            let ending = format!("could not be brought up to date: {why}");
+            tracing::error!(worker = %label, pid, "python worker {ending}; starting a new one in {backoff:?}");
+            slot.restarts.fetch_add(1, Ordering::Relaxed);
+            *slot.last_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(ending);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            continue;
+        }
         tracing::info!(worker = %label, pid, "python worker ready");
         let ending = watch(&pool, &mut child, &link).await;
         slot.set_down();
+        // A worker that ended by a signal could not remove its copies of the files.
+        process::remove_temp(pid);
         let why = format!("python worker {label} (pid {pid}) {ending}");
         link.close(format!("{why} while handling this request"));
         if pool.stopping.load(Ordering::Relaxed) {
@@ -140,8 +158,9 @@ async fn watch(pool: &Pool, child: &mut Child, link: &Link) -> String {
 }
 
 /// Replays what a fresh worker must hold: the versions the node serves, the hot-patches made
-/// since, then (on the tasks slot) the daemons placed here.
-pub async fn replay(pool: &Pool, link: &Link, index: usize) {
+/// since, then (on the tasks slot) the daemons placed here. A version that does not load is
+/// an error: the worker must not take requests without it.
+pub async fn replay(pool: &Pool, link: &Link, index: usize) -> Result<(), String> {
     let loaded = pool.loaded_versions();
     for (app, version) in loaded {
         let job = Job::Load {
@@ -150,15 +169,16 @@ pub async fn replay(pool: &Pool, link: &Link, index: usize) {
             files: version.files,
             entry: version.entry,
         };
-        match link.job(job).await {
-            Ok(crate::runtime::wire::Done::Refusal(None)) => {}
-            Ok(other) => {
-                tracing::error!(%app, version = version.number, "a restarted python worker cannot load the version its node serves: {other:?}")
-            }
-            Err(e) => {
-                tracing::error!(%app, version = version.number, "a restarted python worker cannot load the version its node serves: {e}")
-            }
-        }
+        let failed = match link.job(job).await {
+            Ok(crate::runtime::wire::Done::Refusal(None)) => continue,
+            Ok(crate::runtime::wire::Done::Refusal(Some(why))) => why,
+            Ok(other) => format!("{other:?}"),
+            Err(e) => e.to_string(),
+        };
+        return Err(format!(
+            "it cannot load {app}@v{}, which its node serves: {failed}",
+            version.number
+        ));
     }
     for (module, code) in pool.patches() {
         let (_output, done) = link.eval(Job::Eval {
@@ -185,4 +205,5 @@ pub async fn replay(pool: &Pool, link: &Link, index: usize) {
             }
         }
     }
+    Ok(())
 }

@@ -3,14 +3,19 @@
 //! imported by the app on all three nodes; a new package version switches every node while
 //! requests keep succeeding; rollback; an unchanged environment re-sends nothing; a
 //! wrong-platform wheel, a failing install and a failing import are refused naming the
-//! package with HEAD untouched; `push envs` lists the environments.
+//! package with HEAD untouched; `push envs` lists the environments. Evals in the app's
+//! module, sessions that evaluate there and the app's lambdas run in the app's pool, where
+//! the dependency imports; `:use` reaches the app pool's workers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use push_protocol::{Client, EvalResult, Op, Reply, Stream};
+
 use crate::support::cluster::{fails, ok};
+use crate::support::eval::eval_streams;
 use crate::support::http::request;
 use crate::support::Cluster;
 
@@ -264,4 +269,128 @@ async fn dependencies_ship_install_switch_and_refuse() {
     );
     assert_eq!(head(&cluster), before);
     wait_all_serve(&cluster, "1.0").await;
+}
+
+/// Evaluates `code` in `module` (in `session`): stderr and the result.
+async fn eval_in(
+    client: &Client,
+    session: Option<u64>,
+    module: &str,
+    code: &str,
+) -> (String, EvalResult) {
+    let mut replies = client
+        .call_stream(Op::Eval {
+            session,
+            code: code.into(),
+            module: Some(module.into()),
+        })
+        .await
+        .expect("send eval");
+    let mut err = String::new();
+    while let Some(reply) = replies.recv().await {
+        match reply.expect("eval reply") {
+            Reply::Output {
+                stream: Stream::Stderr,
+                text,
+            } => err.push_str(&text),
+            Reply::Output { .. } => {}
+            Reply::Evaluated(r) => return (err, *r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!("no result for {code:?}");
+}
+
+const LAMBDAS: &str = r#"
+
+def dep_version():
+    import tinypkg
+    return tinypkg.VERSION
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evals_sessions_and_lambdas_of_an_app_run_in_its_pool() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let house = wheelhouse(root, "h1", "1.0", "py3-none-any", &good_init("1.0"), false);
+    let app = write_app(root, "tinypkg", LAMBDAS);
+    ok(&deploy(&cluster, &app, &house));
+    let deadline = Instant::now() + WAIT;
+    while !request(&cluster.http(1), "GET", "/dep", &[], b"")
+        .await
+        .is_ok_and(|r| r.status == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never served\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = cluster.client(1).await;
+
+    // An eval in the app's module (`:in app`, an editor's eval in app.py) imports it.
+    let (_, r) = eval_in(&client, None, "app", "import tinypkg\ntinypkg.VERSION").await;
+    assert_eq!(r.value.as_deref(), Some("'1.0'"), "{r:?}");
+    // A scratch eval runs in the main pool, without the app's dependencies.
+    let (_, _, r) = eval_streams(&client, None, "import tinypkg").await;
+    assert_eq!(
+        r.error.map(|e| e.type_name).as_deref(),
+        Some("ModuleNotFoundError")
+    );
+
+    // Lambdas of the app: by path from a scratch eval, and shipped from the app's module.
+    let (_, _, r) = eval_streams(&client, None, "push.run('app:dep_version')").await;
+    assert_eq!(r.value.as_deref(), Some("'1.0'"), "{r:?}");
+    let (_, r) = eval_in(&client, None, "app", "push.run(dep_version, on='all')").await;
+    assert_eq!(r.value.as_deref(), Some("{1: '1.0'}"), "{r:?}");
+
+    // A session that evaluates in the app's module moves to the app's pool, says so, and
+    // stays there: its scratch evals import the dependency too.
+    let session = match client.call(Op::SessionOpen).await.expect("open") {
+        Reply::Session { id } => id,
+        other => panic!("unexpected {other:?}"),
+    };
+    let (err, r) = eval_in(&client, Some(session), "app", "tinypkg.VERSION").await;
+    assert_eq!(r.value.as_deref(), Some("'1.0'"), "{r:?}");
+    assert!(err.contains("moved to app main's python pool"), "{err}");
+    let (_, err, r) = eval_streams(&client, Some(session), "import tinypkg\ntinypkg.VERSION").await;
+    assert_eq!(r.value.as_deref(), Some("'1.0'"), "{r:?} {err}");
+    assert!(err.is_empty(), "{err}");
+
+    // The app pool's worker is listed with its pool, numbered in it, holding the session.
+    let rows = cluster.status(1).await.expect("status").workers;
+    let app_row = rows
+        .iter()
+        .find(|w| w.pool.as_deref().is_some_and(|p| p.starts_with("main/")))
+        .unwrap_or_else(|| panic!("no app-pool row: {rows:?}"));
+    assert_eq!(app_row.slot, 1, "{rows:?}");
+    assert!(app_row.sessions.contains(&session), "{rows:?}");
+    let main_row = rows.iter().find(|w| w.pool.is_none()).expect("main row");
+    assert!(!main_row.sessions.contains(&session), "{rows:?}");
+
+    // `:use ID/main/1` opens a session on that worker; `:use ID/nope/1` is refused, naming
+    // the pools there are.
+    let pool = app_row.pool.clone();
+    let on = client
+        .call(Op::SessionOpenOn { worker: 1, pool })
+        .await
+        .expect("open on the app pool's w1");
+    let Reply::Session { id: on } = on else {
+        panic!("unexpected {on:?}")
+    };
+    let (_, _, r) = eval_streams(&client, Some(on), "import tinypkg\ntinypkg.VERSION").await;
+    assert_eq!(r.value.as_deref(), Some("'1.0'"), "{r:?}");
+    let refused = client
+        .call(Op::SessionOpenOn {
+            worker: 1,
+            pool: Some("nope".into()),
+        })
+        .await
+        .expect_err("no such pool");
+    assert!(
+        refused.to_string().contains("no python pool nope"),
+        "{refused}"
+    );
 }

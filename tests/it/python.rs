@@ -1,5 +1,6 @@
 //! The embedded Python runtime: code at HEAD on every node, the import hook, hot reload,
-//! the deploy gate, web handlers and the `push` module.
+//! the deploy gate, web handlers and the `push` module; app modules first imported by a
+//! handler at request time.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -420,4 +421,41 @@ async fn a_version_that_fails_to_load_on_one_node_is_reported_and_that_node_keep
         table.contains("main@v2 (serving v1)") && table.contains("failed to load"),
         "{table}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_modules_first_imported_by_a_handler_are_found_and_replaced_by_the_next_version() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let app = tmp.path().join("lazy");
+    let handler = r#"
+import push
+
+@push.route("GET", "/lazy")
+def lazy():
+    import data
+    from pkg.deep import word
+    return f"{data.VALUE} {word()}"
+"#;
+    write(
+        &app,
+        &[
+            ("app.py", handler),
+            ("data.py", "VALUE = 'one'\n"),
+            ("pkg/deep.py", "def word():\n    return 'first'\n"),
+        ],
+    );
+    let dir = app.to_str().expect("utf8");
+    ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(1)]));
+    wait_body(&cluster, 1, "/lazy", "one first").await;
+    // The next version's modules replace those imported at request time.
+    write(
+        &app,
+        &[
+            ("data.py", "VALUE = 'two'\n"),
+            ("pkg/deep.py", "def word():\n    return 'second'\n"),
+        ],
+    );
+    ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(1)]));
+    wait_body(&cluster, 1, "/lazy", "two second").await;
 }

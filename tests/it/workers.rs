@@ -2,7 +2,8 @@
 //! kill -9, memory over `--py-worker-max-rss`) costs only the requests on that worker (502),
 //! the worker comes back, and Raft does not notice; handler timeouts (504, and a worker stuck
 //! in C code is recycled); the deploy gate's scratch worker refuses cluster writes; a
-//! hot-patch reaches every worker; an eval stuck in C code is restarted by a second Ctrl-C.
+//! hot-patch reaches every worker; an eval stuck in C code is restarted by a second Ctrl-C;
+//! a killed worker's temporary folder is removed (and stale ones at node start).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -166,8 +167,9 @@ async fn a_dying_worker_costs_its_requests_a_502_and_raft_does_not_notice() {
             "serving again after {path}"
         );
     }
-    // A crash in C code leaves the Python traceback of the thread that crashed in the log.
-    let logs = cluster.logs();
+    // A crash in C code leaves the Python traceback of the thread that crashed in the log
+    // (read whole: the restarts since may have pushed it out of the tail).
+    let logs = std::fs::read_to_string(cluster.data_dir(1).join("node.log")).expect("node log");
     assert!(
         logs.contains("Fatal Python error: Segmentation fault") && logs.contains(" in segv"),
         "no traceback of the segfault\n{logs}"
@@ -483,4 +485,66 @@ async fn the_repl_lists_workers_and_moves_to_one() {
         err.contains("no python worker w9") && err.contains("w1 to w2"),
         "{err}"
     );
+}
+
+/// The `push-worker-PID-*` folders of worker `pid` in the temporary directory.
+fn temp_folders(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("push-worker-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_temp_folder_is_removed_and_stale_ones_at_node_start() {
+    let mut cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+    cluster.deploy_app("tmpapp", APP, 1, "v1");
+    wait_serving(&cluster, 1).await;
+    let victim = rows(&cluster, 1).await[0].pid;
+    assert!(victim > 0);
+    let folders = temp_folders(victim);
+    assert_eq!(folders.len(), 1, "the worker copied the version's files");
+    // SAFETY: kill(2) on a worker of a node this test started.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    wait_restarted(&cluster, 1, 1).await;
+    let deadline = Instant::now() + WAIT;
+    while folders[0].exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} is still there\n{}",
+            folders[0].display(),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A folder left by a worker that ended unwatched (its node was killed) goes when a node
+    // starts; that of a live process stays.
+    let mut ended = std::process::Command::new("true").spawn().expect("true");
+    let dead = ended.id();
+    ended.wait().expect("true ends");
+    let stale = std::env::temp_dir().join(format!("push-worker-{dead}-stale"));
+    std::fs::create_dir_all(stale.join("main/v1")).expect("stale folder");
+    let live = std::env::temp_dir().join(format!("push-worker-{}-live", std::process::id()));
+    std::fs::create_dir_all(&live).expect("live folder");
+    cluster.stop(1);
+    cluster.restart(1);
+    cluster.wait_leader(WAIT).await;
+    wait_serving(&cluster, 1).await;
+    // The sweep runs in the background through every such folder of the machine's temporary
+    // directory (other test clusters' too), so it may take a while on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while stale.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the stale folder stayed\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(live.exists(), "a live process's folder went");
+    std::fs::remove_dir_all(&live).expect("remove the live folder");
 }

@@ -36,7 +36,7 @@ import sys
 from . import _native
 
 __all__ = [
-    "connect", "Connection", "Session", "EvalResult", "KV", "Queue", "Item", "Timeseries",
+    "connect", "Connection", "Session", "EvalResult", "KV", "Queue", "Item", "Timeseries", "Channel",
     "PushError", "ConnectError", "RefusedError", "NotLeaderError", "OutcomeUnknownError",
     "EvalError", "DEFAULT_APP",
 ]
@@ -238,6 +238,12 @@ class Connection:
         ``max_points`` set its retention, ``partitions`` how many handler instances split
         its points (default 4)."""
         return Timeseries(self, name, keep, max_points, partitions, app)
+
+    def channel(self, name, app=None):
+        """The channel called ``name`` in this connection's app (or app ``app``):
+        ``c.channel("news").publish(data)`` reaches every subscriber of
+        ``GET /_push/channels/news`` on every node."""
+        return Channel(self, name, app)
 
     def session(self, worker=None):
         """A new evaluation session (its own namespace) on this node, on Python worker
@@ -536,3 +542,39 @@ class Timeseries:
 
     def __repr__(self):
         return f"push_client.timeseries({self.name!r}, app={self.app!r})"
+
+
+def _event_text(data):
+    """A channel event's data as text: a str as it is, UTF-8 bytes decoded, else JSON."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(data).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"channel events are text: these bytes are not UTF-8 ({e}); send str, UTF-8 bytes or JSON-able data") from None
+    import json
+    try:
+        return json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"channel data must be str, UTF-8 bytes or JSON-able, not {type(data).__name__} ({e})") from None
+
+
+@_with_async("publish")
+class Channel:
+    """A channel for server push, the same as ``push.channel`` in app code. Get one with
+    ``conn.channel(name)``. Subscribers read it as Server-Sent Events at
+    ``GET /_push/channels/NAME`` on any node's app HTTP port (``?app=APP`` for another app)."""
+
+    def __init__(self, conn, name, app=None):
+        self._native = conn._native
+        self.name = str(name)
+        self.app = str(app or conn.app)
+
+    def publish(self, data):
+        """Publish ``data`` (str, UTF-8 bytes, or JSON-able; at most 64 KiB) as the channel's
+        next event; returns its id once a majority stored it."""
+        return _native.publish(self._native, self.app, self.name, _event_text(data))
+
+    def __repr__(self):
+        return f"push_client.channel({self.name!r}, app={self.app!r})"

@@ -27,7 +27,7 @@ pub struct FailoverBench {
     pub yes: bool,
 }
 
-async fn statuses(target: &Target) -> anyhow::Result<Vec<push_protocol::NodeStatus>> {
+pub(super) async fn statuses(target: &Target) -> anyhow::Result<Vec<push_protocol::NodeStatus>> {
     let token = target.token()?;
     let first = match target.connect(None).await?.call(Op::Status).await? {
         Reply::Status(s) => *s,

@@ -1,19 +1,23 @@
 //! `push bench`: bounded load generators printing throughput and latency percentiles. One
 //! file per load (`kv`, `queue`, `eval`, `http`, `cluster` for deploy and failover, `snapshot`
-//! for a big state's snapshot, install and reload); this one holds the
+//! for a big state's snapshot, install and reload, `pm` for post-mortem and tracing, `channels` for server push fan-out); this one holds the
 //! arguments, the summary and the report they share.
 
+mod channels;
 mod cluster;
 mod eval;
 mod http;
 mod kv;
+mod pm;
 mod queue;
 mod snapshot;
 
+pub use channels::ChannelsBench;
 pub use cluster::{DeployBench, FailoverBench};
 pub use eval::EvalBench;
 pub use http::HttpBench;
 pub use kv::KvBench;
+pub use pm::PmBench;
 pub use queue::QueueBench;
 pub use snapshot::SnapshotBench;
 
@@ -75,6 +79,12 @@ pub enum BenchCommand {
     /// Local nodes only: a state of N kv keys snapshotted, installed on a fresh joiner and
     /// reloaded on restart; times and each node's peak RSS
     Snapshot(SnapshotBench),
+    /// Post-mortem: opening a kept failure and evaluating in its frame (round trips), and
+    /// the time tracing adds to each call of a traced function
+    Pm(PmBench),
+    /// N SSE subscribers (default 1,000) spread over the nodes read one channel while events
+    /// are published at a steady rate: publish→receive p50/p99, delivered/expected
+    Channels(ChannelsBench),
 }
 
 /// Latency summary of one run.
@@ -136,6 +146,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Queue(a) => queue::queue(&args.target, a, args.json).await,
         BenchCommand::Http(a) => http::http(a, args.json).await,
         BenchCommand::Snapshot(a) => snapshot::snapshot(a, args.json).await,
+        BenchCommand::Pm(a) => pm::pm(&args.target, a, args.json).await,
+        BenchCommand::Channels(a) => channels::channels(&args.target, a, args.json).await,
     }
 }
 

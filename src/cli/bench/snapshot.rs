@@ -1,5 +1,5 @@
-//! `push bench snapshot`: how long a big state takes to snapshot, install on a fresh joiner
-//! and load after a restart, and each node's peak RSS meanwhile. It makes the state itself
+//! `push bench snapshot`: how long a big state takes to snapshot, install on a fresh joiner,
+//! load after a restart and back up (`push backup`), and each node's peak RSS meanwhile. It makes the state itself
 //! (N kv keys written straight into a backup file), seeds node 1 with `push restore`'s code,
 //! and runs local `push node` processes in a temp dir of its own, killed when it ends.
 
@@ -244,6 +244,49 @@ pub(super) async fn snapshot(args: &SnapshotBench, json: bool) -> anyhow::Result
         started.elapsed().as_secs_f64(),
         peak_rss(s2.pid),
     ));
+
+    // A backup of the whole state through node 1 (the leader encodes and streams it): node
+    // 1's RSS sampled meanwhile, against what it held just before.
+    let before = crate::procstat::of_pid(pid1).rss_bytes;
+    let started = Instant::now();
+    let out = dir.join("again.backup");
+    let mut backup = Command::new(std::env::current_exe()?)
+        .args([
+            "backup",
+            &out.display().to_string(),
+            "--to",
+            &a1,
+            "--token-file",
+        ])
+        .arg(dir.join("token"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting `push backup`")?;
+    let mut sampled = before;
+    let status = loop {
+        sampled = sampled.max(crate::procstat::of_pid(pid1).rss_bytes);
+        if let Some(status) = backup.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > within {
+            let _ = backup.kill();
+            bail!("`push backup` took over {} s", within.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    if !status.success() {
+        bail!("`push backup` failed ({status})");
+    }
+    rows.push((
+        format!(
+            "node 1 backup (+{:.1} MB)",
+            mb(sampled.saturating_sub(before))
+        ),
+        started.elapsed().as_secs_f64(),
+        sampled,
+    ));
+    let _ = std::fs::remove_file(&out);
     drop(n2);
     drop(n1);
 

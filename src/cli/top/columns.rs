@@ -132,7 +132,12 @@ pub fn worker_rows(snap: &Snapshot) -> Vec<Vec<String>> {
             s.workers.iter().map(move |w| {
                 vec![
                     s.id.to_string(),
-                    format!("w{}{}", w.slot, if w.tasks { "*" } else { "" }),
+                    format!(
+                        "{}w{}{}",
+                        w.pool.as_ref().map_or(String::new(), |p| format!("{p}/")),
+                        w.slot,
+                        if w.tasks { "*" } else { "" }
+                    ),
                     if w.up {
                         w.pid.to_string()
                     } else {

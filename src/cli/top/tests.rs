@@ -60,6 +60,7 @@ fn status(id: u64, role: &str) -> NodeStatus {
             last_exit: Some("was killed by signal 11 (SIGSEGV)".into()),
             sessions: vec![1],
             tasks: true,
+            pool: None,
         }],
     }
 }

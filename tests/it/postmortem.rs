@@ -1,0 +1,240 @@
+//! Post-mortem of live failures and call tracing, black-box: a route that raises on node 2 is
+//! listed by `push errors` (asked through node 1) with node 2's id; the REPL's `:pm` shows
+//! its frames, `:frame` its locals, input evaluates in the frame, `:source` shows the
+//! function; a hot-patch then `:replay` passes. Unknown, malformed and stale ids and a user
+//! of another app are refused with a message saying why.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::repl::run_script;
+use crate::support::cluster::{ok, push_bin};
+use crate::support::http::get;
+use crate::support::Cluster;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const APP: &str = r#"import push
+
+def square(n):
+    scale = 0
+    return n * n // scale
+
+@push.route("GET", "/sq/{n:int}")
+def sq(n):
+    factor = 3
+    return str(square(n) * factor)
+
+@push.route("GET", "/calc/{n:int}")
+def calc(n):
+    return str(helper(n))
+
+def helper(n):
+    return n + 1
+
+@push.daemon(on=1)
+def crasher(ctx):
+    ticket = "d-42"
+    raise RuntimeError("daemon broke on " + ticket)
+"#;
+
+/// `push errors --json` rows through node `via`, waiting (bounded) until `want` holds.
+fn errors_until(cluster: &Cluster, via: u64, want: impl Fn(&[Json]) -> bool) -> Vec<Json> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = ok(&cluster.cli(&["errors", &cluster.addr(via), "--json"]));
+        let rows: Vec<Json> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if want(&rows) {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "push errors never showed what was expected; last: {out}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_route_is_listed_opened_patched_and_replayed() {
+    let cluster = Cluster::start_with(2, &["--py-workers", "1"]).await;
+    cluster.deploy_app("pm", APP, 1, "pm");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = get(&cluster.http(2), "/sq/12").await;
+        if r.status == 500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never a 500: {}", r.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Listed through node 1, kept on node 2.
+    let rows = errors_until(&cluster, 1, |rows| {
+        rows.iter().any(|r| r["origin"] == "route GET /sq/12")
+    });
+    let row = rows
+        .iter()
+        .find(|r| r["origin"] == "route GET /sq/12")
+        .expect("the route's failure");
+    assert_eq!(row["node"], 2, "kept on the node that served it: {row}");
+    assert!(
+        row["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("ZeroDivisionError"),
+        "{row}"
+    );
+    let id = row["id"].as_str().expect("an id").to_string();
+    assert!(id.starts_with("2.1."), "node.worker.start.seq: {id}");
+    let table = ok(&cluster.cli(&["errors", &cluster.addr(1)]));
+    assert!(
+        table.contains(&id) && table.contains("route GET /sq/12"),
+        "{table}"
+    );
+
+    // Opened from a REPL on node 1: frames, locals, an eval in the frame, the source.
+    let script = format!(
+        ":pm {id}\n:frame 0\nn * 10 + scale\n:frame 1\nfactor\n:source\n:replay\n:q\n1 + 1\n"
+    );
+    let (_, out, err) = run_script(&cluster, &script);
+    assert!(
+        out.contains("frames:") && out.contains("in square") && out.contains("in sq"),
+        "numbered frames: {out}\n{err}"
+    );
+    assert!(
+        out.contains("GET /sq/12"),
+        "the recorded request: {out}\n{err}"
+    );
+    assert!(
+        out.contains("n = 12") && out.contains("scale = 0"),
+        "frame 0's locals: {out}\n{err}"
+    );
+    assert!(
+        out.contains("\n120\n"),
+        "an eval in frame 0 sees n: {out}\n{err}"
+    );
+    assert!(
+        out.contains("factor = 3") && out.contains("\n3\n"),
+        "frame 1: {out}\n{err}"
+    );
+    assert!(
+        out.contains("def sq(n):"),
+        ":source shows the function: {out}\n{err}"
+    );
+    assert!(
+        err.contains("replay failed") && err.contains("ZeroDivisionError"),
+        "before the fix the replay fails again: {out}\n{err}"
+    );
+    assert!(
+        out.contains(&format!("left failure {id}")) && out.contains("\n2\n"),
+        ":q leaves the view and input runs in the session again: {out}\n{err}"
+    );
+
+    // Fix it with a hot-patch on node 2, replay, see it pass.
+    ok(&cluster.cli(&[
+        "eval",
+        &cluster.addr(2),
+        "--module",
+        "app",
+        "def square(n):\n    return n * n\n",
+    ]));
+    let (_, out, err) = run_script(&cluster, &format!(":pm {id}\n:replay\n"));
+    assert!(
+        out.contains("replay passed: GET /sq/12 answered 200") && out.contains("432"),
+        "after the hot-patch the replay passes: {out}\n{err}"
+    );
+
+    // Bad ids say what is wrong and what to do.
+    let stale = format!("2.1.{}.1", 1000);
+    let unknown = {
+        let mut parts: Vec<&str> = id.split('.').collect();
+        parts[3] = "99999";
+        parts.join(".")
+    };
+    let (_, out, err) = run_script(
+        &cluster,
+        &format!(":pm {unknown}\n:pm nonsense\n:pm {stale}\n:frame 0\n:pm 9.1.1.1\n"),
+    );
+    assert!(
+        err.contains(&format!("no failure {unknown}")) && err.contains("push errors"),
+        "unknown: {out}\n{err}"
+    );
+    assert!(
+        err.contains("\"nonsense\" is not a failure id"),
+        "malformed: {err}"
+    );
+    assert!(
+        err.contains("restarted since failure") && err.contains("gone"),
+        "a worker restarted since: {err}"
+    );
+    assert!(err.contains(":frame works on an open failure"), "{err}");
+    assert!(err.contains("not a member"), "a node that is gone: {err}");
+
+    // A user of another app sees neither the failure nor its frames.
+    let out = ok(&cluster.cli(&[
+        "user",
+        "add",
+        "other",
+        "--role",
+        "developer",
+        "--app",
+        "shop",
+        "--to",
+        &cluster.addr(1),
+    ]));
+    let secret = out
+        .lines()
+        .find(|l| l.starts_with("push_"))
+        .expect("a secret")
+        .to_string();
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let out = Command::new(push_bin())
+            .args(["errors", &cluster.addr(1), "--json", "--token", &secret])
+            .current_dir(cluster.dir.path())
+            .env_remove("PUSH_TOKEN")
+            .env_remove("PUSH_ADDR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run push");
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = ok(&listed);
+    assert!(
+        !text.contains(&id),
+        "a user of app shop must not see main's failures: {text}"
+    );
+    let out = Command::new(push_bin())
+        .args(["repl", &cluster.addr(1), "--token", &secret])
+        .current_dir(cluster.dir.path())
+        .env_remove("PUSH_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!(":pm {id}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("repl");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("is not one of your apps' failures") && !said.contains("scale"),
+        "refused without its frames: {said}"
+    );
+}
