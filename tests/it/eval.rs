@@ -240,10 +240,14 @@ async fn hot_patching_a_module_changes_the_running_handler_and_eval_runs_on_ever
         "--to",
         &cluster.addr(1),
     ]));
+    // Every node must serve it before the patch: node 3 is asked below, and a deploy is
+    // acknowledged before each follower has loaded the version.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&cluster.http(2), "/").await.text() != "before" {
-        assert!(Instant::now() < deadline, "never served");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for id in [2, 3] {
+        while get(&cluster.http(id), "/").await.text() != "before" {
+            assert!(Instant::now() < deadline, "node {id} never served");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let c = cluster.client(2).await;
     let reply = c
