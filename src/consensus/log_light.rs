@@ -62,4 +62,3 @@ pub(super) fn rehydrate(
     }
     Ok(())
 }
-

@@ -25,8 +25,8 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
-    StorageError, StorageIOError, Vote,
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
 };
 use push_protocol::format as versions;
 use serde::{Deserialize, Serialize};
@@ -277,10 +277,7 @@ impl LogStore {
             let whole: Vec<Entry<TypeConfig>> = mem
                 .entries
                 .values()
-                .filter(|e| {
-                    !mem.light.contains_key(&e.log_id.index)
-                        && log_light::carries_blobs(e)
-                })
+                .filter(|e| !mem.light.contains_key(&e.log_id.index) && log_light::carries_blobs(e))
                 .map(|e| Entry::clone(e))
                 .collect();
             let (light, refs) = log_light::lighten(blobs, whole)?;
@@ -552,7 +549,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
             (entries, refs)
         };
         if let (Some(store), false) = (&self.blobs, refs.is_empty()) {
-            log_light::rehydrate(store, &mut entries, &refs).map_err(|e| io_err(ErrorVerb::Read, e))?;
+            log_light::rehydrate(store, &mut entries, &refs)
+                .map_err(|e| io_err(ErrorVerb::Read, e))?;
         }
         Ok(entries)
     }
@@ -615,10 +613,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             (Some(store), true) => {
                 // The blob files first (synced), then the record that refers to them.
                 let store = store.clone();
-                let (entries, refs) = tokio::task::spawn_blocking(move || log_light::lighten(&store, entries))
-                    .await
-                    .map_err(|e| io_err(ErrorVerb::Write, e))?
-                    .map_err(|e| io_err(ErrorVerb::Write, e))?;
+                let (entries, refs) =
+                    tokio::task::spawn_blocking(move || log_light::lighten(&store, entries))
+                        .await
+                        .map_err(|e| io_err(ErrorVerb::Write, e))?
+                        .map_err(|e| io_err(ErrorVerb::Write, e))?;
                 Record::AppendLight { entries, refs }
             }
             _ => Record::Append(entries),

@@ -2,7 +2,6 @@
 //! leader confirms its leadership with a quorum first, so the copy holds every write
 //! acknowledged before the request arrived; a follower relays the leader's stream.
 
-use std::io;
 use std::time::{Duration, Instant};
 
 use push_protocol::{BackupPart, ByteBuf, ErrorBody, ErrorCode, Op, Outcome, Reply};
