@@ -13,7 +13,7 @@ use crate::consensus::RaftSettings;
 ///
 /// ```ron
 /// (id: 1, listen: "127.0.0.1:7001", data: ".push/node1", join: None,
-///  heartbeat_ms: 40, election_min_ms: 140, election_max_ms: 220)
+///  heartbeat_ms: 40, election_min_ms: 100, election_max_ms: 160)
 /// ```
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -45,10 +45,10 @@ pub struct NodeArgs {
     /// Raft heartbeat interval in ms (default 40)
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout in ms (default 140)
+    /// Minimum election timeout in ms (default 100)
     #[arg(long)]
     pub election_min_ms: Option<u64>,
-    /// Maximum election timeout in ms, also the leader's lease (default 220)
+    /// Maximum election timeout in ms, also the leader's lease (default 160)
     #[arg(long)]
     pub election_max_ms: Option<u64>,
     /// Build a snapshot every N applied entries
