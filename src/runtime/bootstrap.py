@@ -22,6 +22,7 @@ import threading
 import traceback
 
 import _push_files
+import _push_routes
 import _push_web
 
 _lock = threading.RLock()
@@ -98,6 +99,12 @@ class Version:
 
 # app -> {"head": Version or None, "versions": {number: Version}}
 _apps = {}
+# app -> Event set when the first version of app being loaded in this worker is in place (or
+# failed): a request that arrives meanwhile waits for it instead of getting a 503 (a node loads
+# a version into its workers side by side, so one may serve while another still imports).
+_first_loads = {}
+# How long such a request waits, in seconds.
+FIRST_LOAD_WAIT = 30
 _registry = threading.local()
 
 
@@ -204,7 +211,6 @@ def _load(app, number, files, entry, web=None, scratch=False):
             importlib.import_module(entry)
             web_app = _web_app(web, names) if web else None
             loaded = {n: m for n, m in sys.modules.items() if n in names}
-            import _push_routes
             routes = _push_routes.Table(_registry.routes)
             tasks = list(_registry.tasks)
         finally:
@@ -271,6 +277,29 @@ def shutdown_all():
 
 def load(app, number, files, entry, web=None):
     """Load a version and make it HEAD for ``app``. Returns None or an error message."""
+    with _lock:
+        state = _apps.get(app)
+        first = None
+        if state is None or state["head"] is None:
+            first = _first_loads.setdefault(app, threading.Event())
+    try:
+        return _load_head(app, number, files, entry, web)
+    finally:
+        if first is not None:
+            with _lock:
+                _first_loads.pop(app, None)
+            first.set()
+
+
+def _await_first_load(app):
+    """The state of ``app`` once a first load of it in progress here has ended (or None)."""
+    first = _first_loads.get(app)
+    if first is not None:
+        first.wait(FIRST_LOAD_WAIT)
+    return _apps.get(app)
+
+
+def _load_head(app, number, files, entry, web):
     try:
         if web:
             _push_web.app_environ(app, force=True)
@@ -340,61 +369,6 @@ def serving(app):
     return state["head"].number if state and state["head"] else None
 
 
-class Request:
-    """An HTTP request as a handler sees it."""
-
-    def __init__(self, method, path, query, headers, body, params=None):
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.params = params or {}
-
-    @property
-    def text(self):
-        return self.body.decode("utf-8", "replace")
-
-    def json(self):
-        return json.loads(self.body or b"null")
-
-    def __repr__(self):
-        return f"<Request {self.method} {self.path}>"
-
-
-def _streams(result):
-    """Whether a handler's result is an iterator of chunks to stream (a generator, say)."""
-    return hasattr(result, "__next__") or inspect.isgenerator(result)
-
-
-def _to_response(result):
-    import push
-    status, headers = 200, {}
-    if isinstance(result, push.Response):
-        return result.status, result.headers, result.body
-    if _streams(result):
-        return 200, {"content-type": "text/plain; charset=utf-8"}, result
-    if isinstance(result, tuple):
-        if len(result) == 3:
-            status, result, headers = result
-        elif len(result) == 2:
-            status, result = result
-        else:
-            raise TypeError("a handler may return (status, body) or (status, body, headers)")
-    if isinstance(result, str):
-        headers.setdefault("content-type", "text/plain; charset=utf-8")
-        body = result.encode("utf-8")
-    elif isinstance(result, (bytes, bytearray)):
-        headers.setdefault("content-type", "application/octet-stream")
-        body = bytes(result)
-    elif result is None:
-        body = b""
-    else:
-        headers.setdefault("content-type", "application/json")
-        body = json.dumps(result).encode("utf-8")
-    return int(status), {str(k): str(v) for k, v in headers.items()}, body
-
-
 def handle_http(app, pinned, method, path, query, headers, body, on_route=None, exchange=None,
                 extra=(False, "", "", "")):
     """Run the handler for one request. Returns (status, headers, body, version, error_log,
@@ -407,6 +381,8 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
     string, the client's address, the server's address)."""
     more, query_string, client, server = extra
     state = _apps.get(app)
+    if state is None or state["head"] is None:
+        state = _await_first_load(app)
     if state is None or state["head"] is None:
         return 503, {"content-type": "text/plain"}, f"no version of {app!r} is running on this node (python worker pid {os.getpid()}); deploy one with `push deploy DIR`\n".encode(), None, None, False
     version = state["head"]
@@ -434,10 +410,10 @@ def handle_http(app, pinned, method, path, query, headers, body, on_route=None, 
         if more:
             body = _push_web.rest_of_body(exchange, body, more)
         if route.wants_request:
-            result = route.fn(Request(method, path, query, headers, body, params), **params)
+            result = route.fn(_push_routes.Request(method, path, query, headers, body, params), **params)
         else:
             result = route.fn(**params)
-        status, out_headers, out = _to_response(result)
+        status, out_headers, out = _push_routes.to_response(result)
         if not isinstance(out, bytes):
             if exchange is None:
                 out = b"".join(_push_web._text(c) for c in out)
@@ -501,7 +477,6 @@ def register_route(methods, path, fn, timeout=None):
     routes = _current_routes()
     if routes is None:
         raise RuntimeError("push.route can only be used while a version is being loaded (at module level)")
-    import _push_routes
     routes.append(_push_routes.Route(methods, path, fn, timeout))
 
 

@@ -5,9 +5,11 @@ passes it as the keyword argument ``id``; ``{id:int}`` converts it to an int (a 
 does not match); ``{rest:path}`` matches the rest of the path, slashes included. A path
 whose routes all refuse the method gets 405 with an ``Allow`` header; no route at all, 404.
 The newest registration of a (method, pattern) wins, and a fixed path beats a pattern.
+Also what a handler gets (``Request``) and how its result becomes a response.
 """
 
 import inspect
+import json
 import re
 from urllib.parse import unquote
 
@@ -135,3 +137,59 @@ class Table:
 
 def _accepts(methods, method):
     return "*" in methods or method in methods or (method == "HEAD" and "GET" in methods)
+
+
+class Request:
+    """An HTTP request as a handler sees it."""
+
+    def __init__(self, method, path, query, headers, body, params=None):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.params = params or {}
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body or b"null")
+
+    def __repr__(self):
+        return f"<Request {self.method} {self.path}>"
+
+
+def _streams(result):
+    """Whether a handler's result is an iterator of chunks to stream (a generator, say)."""
+    return hasattr(result, "__next__") or inspect.isgenerator(result)
+
+
+def to_response(result):
+    """A handler's result as (status, headers, body); body may be an iterator to stream."""
+    import push
+    status, headers = 200, {}
+    if isinstance(result, push.Response):
+        return result.status, result.headers, result.body
+    if _streams(result):
+        return 200, {"content-type": "text/plain; charset=utf-8"}, result
+    if isinstance(result, tuple):
+        if len(result) == 3:
+            status, result, headers = result
+        elif len(result) == 2:
+            status, result = result
+        else:
+            raise TypeError("a handler may return (status, body) or (status, body, headers)")
+    if isinstance(result, str):
+        headers.setdefault("content-type", "text/plain; charset=utf-8")
+        body = result.encode("utf-8")
+    elif isinstance(result, (bytes, bytearray)):
+        headers.setdefault("content-type", "application/octet-stream")
+        body = bytes(result)
+    elif result is None:
+        body = b""
+    else:
+        headers.setdefault("content-type", "application/json")
+        body = json.dumps(result).encode("utf-8")
+    return int(status), {str(k): str(v) for k, v in headers.items()}, body

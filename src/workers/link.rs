@@ -5,7 +5,7 @@
 //! When the worker dies, its supervisor closes the link with the reason (signal or exit
 //! code): every job in flight on it fails at once with that reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,6 +135,9 @@ pub struct Link {
     pub python: String,
     /// The worker's `sys.prefix`.
     pub prefix: String,
+    /// The apps this worker holds a version of (loaded or replayed): the pool sends an app's
+    /// requests only to workers that hold it, while any does.
+    pub apps: Mutex<BTreeSet<String>>,
 }
 
 /// Counts a job in flight for as long as it lives.
@@ -216,9 +219,26 @@ impl Link {
             pid,
             python,
             prefix,
+            apps: Mutex::new(BTreeSet::new()),
         });
         tokio::spawn(read_loop(link.clone(), reader, cluster, scratch));
         Ok(link)
+    }
+
+    /// Whether this worker holds a version of `app`.
+    pub fn holds(&self, app: &str) -> bool {
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(app)
+    }
+
+    /// Notes that this worker now holds a version of `app`.
+    pub fn hold(&self, app: &str) {
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.to_string());
     }
 
     /// Waits until the worker's socket ends.

@@ -278,11 +278,29 @@ impl Pool {
 
     /// The least busy live worker, waiting up to `wait` for one to come up.
     async fn any(&self, wait: Duration) -> Result<(usize, Arc<Link>), WorkerError> {
+        self.any_holding(None, wait).await
+    }
+
+    /// The least busy live worker that holds a version of `app` (of any live one while none
+    /// does: a node's workers load a version side by side, and one still importing it would
+    /// answer that the app is not running), waiting up to `wait` for one to come up.
+    async fn any_holding(
+        &self,
+        app: Option<&str>,
+        wait: Duration,
+    ) -> Result<(usize, Arc<Link>), WorkerError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.up.notified();
             // Ties go round the slots, so idle workers take turns.
-            let live = self.live();
+            let mut live = self.live();
+            if let Some(app) = app {
+                let holding: Vec<(usize, Arc<Link>)> =
+                    live.iter().filter(|(_, l)| l.holds(app)).cloned().collect();
+                if !holding.is_empty() {
+                    live = holding;
+                }
+            }
             let start = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
             let best = (0..live.len())
                 .map(|i| &live[(start + i) % live.len()])
@@ -353,9 +371,12 @@ impl Pool {
             crate::join::concurrently(links.iter().map(|(_, l)| l.job(job.clone()))).await;
         let mut refusal = None;
         let mut reached = 0;
-        for answer in answers {
+        for ((_, link), answer) in links.iter().zip(answers) {
             match answer {
-                Ok(Done::Refusal(None)) => reached += 1,
+                Ok(Done::Refusal(None)) => {
+                    link.hold(app);
+                    reached += 1
+                }
                 Ok(Done::Refusal(Some(why))) => refusal = Some(why),
                 Ok(other) => refusal = Some(unexpected(other).to_string()),
                 // A worker that died meanwhile gets the version replayed when it restarts.
@@ -456,7 +477,9 @@ impl Pool {
         if let Some(pool) = self.child(&request.app) {
             return Box::pin(pool.http(request)).await;
         }
-        let (_, link) = self.any(WAIT_FOR_WORKER).await?;
+        let (_, link) = self
+            .any_holding(Some(&request.app), WAIT_FOR_WORKER)
+            .await?;
         Ok(link.http(Job::Http(request)))
     }
 

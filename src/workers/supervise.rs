@@ -170,7 +170,10 @@ pub async fn replay(pool: &Pool, link: &Link, index: usize) -> Result<(), String
             entry: version.entry,
         };
         let failed = match link.job(job).await {
-            Ok(crate::runtime::wire::Done::Refusal(None)) => continue,
+            Ok(crate::runtime::wire::Done::Refusal(None)) => {
+                link.hold(&app);
+                continue;
+            }
             Ok(crate::runtime::wire::Done::Refusal(Some(why))) => why,
             Ok(other) => format!("{other:?}"),
             Err(e) => e.to_string(),

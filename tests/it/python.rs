@@ -459,3 +459,65 @@ def lazy():
     ok(&cluster.cli(&["deploy", dir, "--to", &cluster.addr(1)]));
     wait_body(&cluster, 1, "/lazy", "two second").await;
 }
+
+/// A node loads a version into its workers side by side, so one may serve it while another is
+/// still importing: requests go to the workers holding it, and one that reaches a worker
+/// still importing the app's first version waits for that load — none gets "503 no version
+/// is running".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_worker_still_importing_the_first_version_waits_for_it() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    let counter = cluster.dir.path().join("imports");
+    let counter = counter.to_str().expect("utf8");
+    // Imports are counted: the deploy gate's is the first, the two workers' the second and
+    // third (O_APPEND makes each count its own); the third takes 3 s.
+    let app_py = format!(
+        "import os, time\nimport push\n\n\
+         fd = os.open({counter:?}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n\
+         os.write(fd, b'x')\n\
+         if os.lseek(fd, 0, os.SEEK_CUR) == 3:\n    time.sleep(3)\n\
+         os.close(fd)\n\n\
+         @push.route('GET', '/')\ndef index():\n    return 'served by %d' % os.getpid()\n"
+    );
+    cluster.deploy_app("slow-import", &app_py, 1, "one worker imports slowly");
+    wait_body(&cluster, 1, "/", "served by").await;
+    let http = cluster.http(1);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let http = http.clone();
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..3 {
+                let r = get(&http, "/").await;
+                answers.push((r.status, r.text()));
+            }
+            answers
+        }));
+    }
+    let mut pids = std::collections::BTreeSet::new();
+    for c in clients {
+        for (status, text) in c.await.expect("client") {
+            assert_eq!(
+                status, 200,
+                "a request failed while a worker imported: {text}"
+            );
+            pids.insert(text);
+        }
+    }
+    assert_eq!(
+        std::fs::read(cluster.dir.path().join("imports"))
+            .expect("counter")
+            .len(),
+        3,
+        "expected the gate's and two workers' imports"
+    );
+    // The slow worker serves too once its import is done.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pids.len() < 2 {
+        assert!(Instant::now() < deadline, "only {pids:?} ever served");
+        let r = get(&http, "/").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        pids.insert(r.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
