@@ -326,10 +326,10 @@ pub fn store_for(store: &BlobStore, op: &CommandOp) -> Result<(), BlobError> {
 /// or a lagging follower reads them back from there); the state no longer lists them.
 pub fn after_apply(store: &BlobStore, op: &CommandOp, state: &crate::model::State) {
     match op {
-        CommandOp::JoinBlob { hash, .. } => {
-            if !state.code.has_blob(hash) && store.has(hash) && store.verify(hash).is_err() {
-                let _ = store.remove(hash);
-            }
+        CommandOp::JoinBlob { hash, .. }
+            if !state.code.has_blob(hash) && store.has(hash) && store.verify(hash).is_err() =>
+        {
+            let _ = store.remove(hash);
         }
         CommandOp::Batch(ops) => ops.iter().for_each(|op| after_apply(store, op, state)),
         CommandOp::Audited { op, .. } => after_apply(store, op, state),

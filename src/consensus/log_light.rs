@@ -16,12 +16,15 @@ pub(super) fn carries_blobs(entry: &Entry<TypeConfig>) -> bool {
     matches!(&entry.payload, EntryPayload::Normal(c) if matches!(c.op, CommandOp::PutBlobs { .. }))
 }
 
+/// Per light entry, its index and the hashes of its blobs, in order.
+pub(super) type Refs = Vec<(u64, Vec<String>)>;
+
 /// Writes the blobs of `entries`' `PutBlobs` to `store` (synced) and returns the entries
 /// without those bytes, with the hashes to read them back by: (light entries, refs).
 pub(super) fn lighten(
     store: &BlobStore,
     entries: Vec<Entry<TypeConfig>>,
-) -> io::Result<(Vec<Entry<TypeConfig>>, Vec<(u64, Vec<String>)>)> {
+) -> io::Result<(Vec<Entry<TypeConfig>>, Refs)> {
     let mut refs = Vec::new();
     let mut out = Vec::with_capacity(entries.len());
     for mut entry in entries {
