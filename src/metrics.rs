@@ -351,6 +351,8 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Backup => "backup",
         Op::Platform => "platform",
         Op::Envs => "envs",
+        Op::FileSizes { .. } => "file_sizes",
+        Op::FilePart { .. } => "file_part",
         Op::Debug { .. } => "debug",
         Op::Publish { .. } => "publish",
     }

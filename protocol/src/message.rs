@@ -432,7 +432,25 @@ pub enum Op {
         size: u64,
         pieces: Vec<String>,
     },
+    /// The paths of a version of `app` (None: HEAD) with each file's blob hash (SHA-256, hex)
+    /// and size, without their bytes (`push export` of a version too big for one reply). Answered with
+    /// [`Reply::FileSizes`]. (Format 4.)
+    FileSizes {
+        app: String,
+        version: Option<u64>,
+    },
+    /// At most [`FILE_PART_BYTES`] of file `path` of `app`'s version `version`, from byte
+    /// `offset` (empty past the end). Answered with [`Reply::FilePart`]. (Format 4.)
+    FilePart {
+        app: String,
+        version: u64,
+        path: String,
+        offset: u64,
+    },
 }
+
+/// The most bytes one [`Op::FilePart`] answers with.
+pub const FILE_PART_BYTES: u64 = 4 << 20;
 
 /// A successful reply.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -550,6 +568,14 @@ pub enum Reply {
         id: u64,
         index: u64,
     },
+    /// The answer to [`Op::FileSizes`]: the version read, and each file's (blob hash, size)
+    /// by path.
+    FileSizes {
+        version: u64,
+        files: BTreeMap<String, (String, u64)>,
+    },
+    /// The answer to [`Op::FilePart`].
+    FilePart(serde_bytes::ByteBuf),
 }
 
 /// The interpreter a node runs app code with, in the terms `pip download` takes.

@@ -4,10 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::io::Write;
+
 use anyhow::{bail, Context};
 use push_protocol::{Op, Reply, DEFAULT_APP};
+use sha2::{Digest, Sha256};
 
 use super::code::parse_version;
+use super::progress::Progress;
 use super::target::Target;
 use crate::model::code_store::check_path;
 
@@ -61,20 +65,31 @@ fn check_target(dir: &Path, force: bool) -> anyhow::Result<()> {
 /// Writes every file under `dir`; the paths come from the node, so each is checked to stay
 /// inside `dir` before anything is written.
 pub fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
-    for path in files.keys() {
-        check_path(path).map_err(|e| anyhow::anyhow!("the node sent a bad file name: {e}"))?;
-    }
+    check_paths(files.keys())?;
     for (path, bytes) in files {
-        let target = path
-            .split('/')
-            .fold(dir.to_path_buf(), |p, part| p.join(part));
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
+        let target = place(dir, path)?;
         std::fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(())
+}
+
+fn check_paths<'a>(paths: impl Iterator<Item = &'a String>) -> anyhow::Result<()> {
+    for path in paths {
+        check_path(path).map_err(|e| anyhow::anyhow!("the node sent a bad file name: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Where file `path` (checked) goes under `dir`, its folder created.
+fn place(dir: &Path, path: &str) -> anyhow::Result<PathBuf> {
+    let target = path
+        .split('/')
+        .fold(dir.to_path_buf(), |p, part| p.join(part));
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(target)
 }
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
@@ -82,25 +97,58 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     check_target(&args.dir, args.force)?;
     let client = args.target.connect(None).await?;
     let files = match client
-        .call(Op::Files {
+        .call(Op::FileSizes {
             app: app.clone(),
             version: Some(version),
         })
         .await?
     {
-        Reply::Files { files, .. } => files,
+        Reply::FileSizes { files, .. } => files,
         other => bail!("unexpected reply {other:?}"),
     };
-    let files: BTreeMap<String, Vec<u8>> = files
-        .into_iter()
-        .map(|(path, bytes)| (path, bytes.into_vec()))
-        .collect();
+    check_paths(files.keys())?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
-    write_files(&args.dir, &files)?;
-    let bytes: usize = files.values().map(Vec::len).sum();
+    let total: u64 = files.values().map(|(_, size)| size).sum();
+    let mut progress = Progress::new(format!("exporting {app}@v{version}"), total);
+    for (path, (hash, size)) in &files {
+        let target = place(&args.dir, path)?;
+        let writing = || format!("writing {}", target.display());
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&target).with_context(writing)?);
+        let mut sha = Sha256::new();
+        let mut offset = 0u64;
+        // A file comes in parts, so a version of any size exports with bounded memory.
+        while offset < *size {
+            let part = match client
+                .call(Op::FilePart {
+                    app: app.clone(),
+                    version,
+                    path: path.clone(),
+                    offset,
+                })
+                .await?
+            {
+                Reply::FilePart(bytes) => bytes.into_vec(),
+                other => bail!("unexpected reply {other:?}"),
+            };
+            if part.is_empty() {
+                bail!("{path}: the node sent {offset} of its {size} bytes and no more; run the export again");
+            }
+            sha.update(&part);
+            out.write_all(&part).with_context(writing)?;
+            offset += part.len() as u64;
+            progress.inc(part.len() as u64, path);
+        }
+        out.flush().with_context(writing)?;
+        let found: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if found != *hash {
+            bail!("{path} arrived damaged (its SHA-256 is {found}, the version records {hash}); run the export again");
+        }
+    }
+    progress.finish();
     println!(
-        "exported {app}@v{version}: {} files, {bytes} bytes, into {}",
+        "exported {app}@v{version}: {} files, {total} bytes, into {}",
         files.len(),
         args.dir.display()
     );

@@ -6,7 +6,7 @@
 //! ([`super::snapshot_file`]).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -176,6 +176,24 @@ impl BlobStore {
             },
             _ => io_err(hash)(e),
         })
+    }
+
+    /// At most `len` bytes of blob `hash` from byte `offset` (unchecked: the reader checks
+    /// the whole file against its hash).
+    pub fn read_part(&self, hash: &str, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
+        if !is_hash(hash) {
+            return Err(BlobError::Missing {
+                hash: hash.to_string(),
+            });
+        }
+        let mut file = self.open_blob(hash)?;
+        file.seek(io::SeekFrom::Start(offset))
+            .map_err(io_err(hash))?;
+        let mut bytes = Vec::new();
+        file.take(len)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(hash))?;
+        Ok(bytes)
     }
 
     /// The bytes of blob `hash`, checked against the hash.

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply, MAX_BLOB_BATCH};
+use push_protocol::{
+    ByteBuf, ErrorBody, ErrorCode, Op, Outcome, ReadMode, Reply, FILE_PART_BYTES, MAX_BLOB_BATCH,
+};
 
 use super::leader::{self, Req};
 use crate::model::code_store::{is_wheel_path, tree_hash, MAX_FILE_BYTES};
@@ -208,6 +210,62 @@ pub async fn files(req: &Req<'_>, app: &str, version: Option<u64>) -> Outcome {
                 let (version, tree) = node.read(|s| s.code.tree(app, version))?;
                 let files = node.read_files(tree).await?;
                 Route::Done(Reply::Files { version, files })
+            }
+            Route::Forward(leader) => Route::Forward(leader),
+        })
+    })
+    .await
+}
+
+/// `FileSizes`: a version's paths with each file's blob hash and size, read on the leader.
+pub async fn file_sizes(req: &Req<'_>, app: &str, version: Option<u64>) -> Outcome {
+    let node = req.node;
+    leader::run(req, || async {
+        Ok(match node.linearizable().await? {
+            Route::Done(()) => {
+                let (version, files) = node.read(|s| {
+                    s.code.tree(app, version).map(|(version, tree)| {
+                        let files = tree
+                            .into_iter()
+                            .map(|(path, hash)| {
+                                let size = s.code.blob_size(&hash).unwrap_or(0);
+                                (path, (hash, size))
+                            })
+                            .collect();
+                        (version, files)
+                    })
+                })?;
+                Route::Done(Reply::FileSizes { version, files })
+            }
+            Route::Forward(leader) => Route::Forward(leader),
+        })
+    })
+    .await
+}
+
+/// `FilePart`: up to [`FILE_PART_BYTES`] of one file of a version, from `offset`, read on the
+/// leader (which has every committed version).
+pub async fn file_part(req: &Req<'_>, app: &str, version: u64, path: &str, offset: u64) -> Outcome {
+    let node = req.node;
+    leader::run(req, || async {
+        Ok(match node.linearizable().await? {
+            Route::Done(()) => {
+                let (_, tree) = node.read(|s| s.code.tree(app, Some(version)))?;
+                let hash = tree.get(path).cloned().ok_or_else(|| {
+                    ErrorBody::new(
+                        ErrorCode::NotFound,
+                        format!("{app}@v{version} has no file {path:?}"),
+                    )
+                })?;
+                let store = node.state.blobs().clone();
+                let path = path.to_string();
+                let bytes = tokio::task::spawn_blocking(move || {
+                    store.read_part(&hash, offset, FILE_PART_BYTES)
+                })
+                .await
+                .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
+                .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, format!("{path}: {e}")))?;
+                Route::Done(Reply::FilePart(ByteBuf::from(bytes)))
             }
             Route::Forward(leader) => Route::Forward(leader),
         })

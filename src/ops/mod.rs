@@ -169,6 +169,13 @@ async fn route(req: &Req<'_>) -> Outcome {
         Op::Versions { app } => code::versions(req, app).await,
         Op::Diff { app, from, to } => code::diff(req, app, *from, *to).await,
         Op::Files { app, version } => code::files(req, app, *version).await,
+        Op::FileSizes { app, version } => code::file_sizes(req, app, *version).await,
+        Op::FilePart {
+            app,
+            version,
+            path,
+            offset,
+        } => code::file_part(req, app, *version, path, *offset).await,
         Op::Platform => code::platform(node).await,
         Op::Envs => code::envs(node).await,
 

@@ -58,6 +58,8 @@ pub fn required(op: &Op) -> Need {
         | Op::Versions { .. }
         | Op::Diff { .. }
         | Op::Files { .. }
+        | Op::FileSizes { .. }
+        | Op::FilePart { .. }
         | Op::Daemons
         | Op::Tail { .. }
         | Op::Secrets { .. }
@@ -122,6 +124,8 @@ fn app_of(op: &Op) -> Option<&str> {
         | Op::Activate { app, .. }
         | Op::Diff { app, .. }
         | Op::Files { app, .. }
+        | Op::FileSizes { app, .. }
+        | Op::FilePart { app, .. }
         | Op::SecretSet { app, .. }
         | Op::Secrets { app }
         | Op::SecretGet { app, .. }

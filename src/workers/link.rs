@@ -165,6 +165,8 @@ fn gate_allows(op: &Op) -> bool {
             | Op::TsStats
             | Op::Versions { .. }
             | Op::Files { .. }
+            | Op::FileSizes { .. }
+            | Op::FilePart { .. }
             | Op::Daemons
     )
 }

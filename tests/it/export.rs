@@ -91,3 +91,45 @@ async fn export_writes_back_the_bytes_that_were_deployed() {
     assert!(err.contains("not VERSION or APP@VERSION"), "{err}");
     assert!(!missing.exists());
 }
+
+/// A version bigger than one reply (a 20 MiB binary file beside the code) exports in parts,
+/// through a node that may be a follower, and comes back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_bigger_than_one_reply_exports_in_parts() {
+    let cluster = Cluster::start(3).await;
+    let app = cluster.dir.path().join("big");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::write(app.join("app.py"), "x = 1\n").expect("write");
+    // Bytes no text check accepts (a NUL at 0), 20 MiB: over the 16 MiB frame limit.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let model: Vec<u8> = (0..20 << 20)
+        .map(|i| {
+            if i == 0 {
+                return 0;
+            }
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(app.join("model.bin"), &model).expect("write");
+    ok(&cluster.cli(&[
+        "deploy",
+        app.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ]));
+    let out_dir = cluster.dir.path().join("exported-big");
+    let out = ok(&cluster.cli(&[
+        "export",
+        "1",
+        out_dir.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(2),
+    ]));
+    assert!(out.contains("exported main@v1: 2 files"), "{out}");
+    let back = tree(&out_dir);
+    assert_eq!(back["app.py"], b"x = 1\n");
+    assert!(back["model.bin"] == model, "model.bin came back different");
+}

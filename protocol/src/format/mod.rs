@@ -10,7 +10,7 @@
 //! | 1 | up to f6f8f84 | bincode 1.3 (varint), files without a header | the first |
 //! | 2 | up to a920e0a | postcard, files with a header | encoding; `NodeStatus` gained `format_version`, `min_format_version`; `CommandOp::Batch` (group commit); users (`Op`/`Reply`/`CommandOp` user variants, `State.users`); a series' handler `backlog` |
 //! | 3 | up to faf9308 | postcard, files with a header | membership (`Op::Remove`, `Op::JoinLearner`, `Op::Promote`), worker sessions (`Op::SessionOpenOn`), secrets and config, backup (refused over format-2 connections, [`introduced_in`]), realms; `NodeStatus.workers`; shapes in `tests/fixtures/shapes/format-3.txt` |
-//! | 4 | this one | postcard, files with a header | `Op::Complete.module` (an editor's file of the app completes in its module); dependencies: `Op::Platform`/`Reply::Platform` (`PlatformInfo`), `Op::Envs`/`Reply::Envs` (`EnvRow`); wheels travel as blobs under `.wheels/` in a version's tree; blob contents are files beside the state (`CodeStore.sizes`: hash -> size; `CodeStore.blobs` stays empty), files over one upload go up in pieces joined by `Op::JoinBlob`/`CommandOp::JoinBlob`, and the state bytes end with a blob section carrying the files (`consensus::snapshot_file`); snapshot files and state bytes streamed (meta length, state length and CRC-32 in their headers; `consensus::snapshot_file`); app pools: `WorkerRow.pool`, `Op::SessionOpenOn.pool`; post-mortem and tracing: `Op::Debug` (`DebugAction`), `Reply::Debug` (`DebugReply`, `FailureRow`, `FailureView`, `FrameInfo`); channels: `Op::Publish`/`Reply::Published`, `CommandOp::Publish`/`Applied::Published`, `State.channels` (`model::channels`); see the shapes recorded in `tests/fixtures/shapes/format-4.txt` |
+//! | 4 | this one | postcard, files with a header | `Op::Complete.module` (an editor's file of the app completes in its module); dependencies: `Op::Platform`/`Reply::Platform` (`PlatformInfo`), `Op::Envs`/`Reply::Envs` (`EnvRow`); wheels travel as blobs under `.wheels/` in a version's tree; blob contents are files beside the state (`CodeStore.sizes`: hash -> size; `CodeStore.blobs` stays empty), files over one upload go up in pieces joined by `Op::JoinBlob`/`CommandOp::JoinBlob`, and the state bytes end with a blob section carrying the files (`consensus::snapshot_file`); snapshot files and state bytes streamed (meta length, state length and CRC-32 in their headers; `consensus::snapshot_file`); app pools: `WorkerRow.pool`, `Op::SessionOpenOn.pool`; post-mortem and tracing: `Op::Debug` (`DebugAction`), `Reply::Debug` (`DebugReply`, `FailureRow`, `FailureView`, `FrameInfo`); channels: `Op::Publish`/`Reply::Published`, `CommandOp::Publish`/`Applied::Published`, `State.channels` (`model::channels`); files read in parts (`push export` of big versions): `Op::FileSizes`/`Reply::FileSizes`, `Op::FilePart`/`Reply::FilePart`; see the shapes recorded in `tests/fixtures/shapes/format-4.txt` |
 //!
 //! **Rule:** any change to the shape of a replicated or wire type bumps [`FORMAT_VERSION`],
 //! keeps the previous version readable here (and in `consensus::format`), and adds a golden
@@ -97,7 +97,13 @@ pub fn introduced_in(op: &Op) -> u32 {
         | Op::ConfigSet { .. }
         | Op::Config { .. }
         | Op::Backup => 3,
-        Op::Platform | Op::Envs | Op::Debug { .. } | Op::Publish { .. } | Op::JoinBlob { .. } => 4,
+        Op::Platform
+        | Op::Envs
+        | Op::Debug { .. }
+        | Op::Publish { .. }
+        | Op::JoinBlob { .. }
+        | Op::FileSizes { .. }
+        | Op::FilePart { .. } => 4,
         Op::Forwarded { op, .. } | Op::Audited { op, .. } => introduced_in(op),
         _ => 1,
     }
