@@ -92,6 +92,57 @@ impl BlobStore {
         size: u64,
         input: &mut impl Read,
     ) -> Result<(), BlobError> {
+        self.write_file(hash, size, input, true)
+    }
+
+    /// Writes each of `blobs` that is not here yet, then makes them durable together: one
+    /// `syncfs` of the blob folder's filesystem instead of two fsyncs per file (a deploy of
+    /// 10,000 small modules uploads them in a few batches of thousands of blobs). Returns
+    /// their hashes, in order.
+    pub fn write_all(&self, blobs: &[push_protocol::ByteBuf]) -> Result<Vec<String>, BlobError> {
+        let mut hashes = Vec::with_capacity(blobs.len());
+        let mut wrote = false;
+        for blob in blobs {
+            let hash = blob_hash(blob);
+            let path = self.path(&hash);
+            // A file of another length is what a crash before the sync left: write it again.
+            let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == blob.len() as u64);
+            if !whole {
+                let _ = std::fs::remove_file(&path);
+                self.write_file(&hash, blob.len() as u64, &mut &blob[..], false)?;
+                wrote = true;
+            }
+            hashes.push(hash);
+        }
+        if wrote {
+            self.sync().map_err(|e| BlobError::Io {
+                hash: "(a batch of blobs)".into(),
+                source: e,
+            })?;
+        }
+        Ok(hashes)
+    }
+
+    /// Makes every file written in the blob folder durable (its data and names).
+    fn sync(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let dir = File::open(&self.dir)?;
+        // SAFETY: syncfs(2) on a descriptor this function owns for the call's duration.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Writes blob `hash` from `input`; `durable`: fsync it and its folder before returning
+    /// (else the caller syncs a batch with [`BlobStore::sync`]).
+    fn write_file(
+        &self,
+        hash: &str,
+        size: u64,
+        input: &mut impl Read,
+        durable: bool,
+    ) -> Result<(), BlobError> {
         if !is_hash(hash) {
             return Err(BlobError::Damaged {
                 hash: hash.to_string(),
@@ -106,7 +157,10 @@ impl BlobStore {
         }
         let folder = path.parent().unwrap_or(&self.dir).to_path_buf();
         std::fs::create_dir_all(&folder).map_err(io_err(hash))?;
-        let tmp = folder.join(format!("{hash}.tmp"));
+        // Unique per write: the same blob may be written by two requests at once.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = folder.join(format!("{hash}.{n}.tmp"));
         let mut file = File::create(&tmp).map_err(io_err(hash))?;
         let mut hasher = Sha256::new();
         let mut left = size;
@@ -135,6 +189,10 @@ impl BlobStore {
                 hash: hash.to_string(),
                 found,
             });
+        }
+        if !durable {
+            drop(file);
+            return std::fs::rename(&tmp, &path).map_err(io_err(hash));
         }
         file.sync_all().map_err(io_err(hash))?;
         std::fs::rename(&tmp, &path).map_err(io_err(hash))?;
@@ -319,12 +377,7 @@ pub fn carries_blobs(op: &CommandOp) -> bool {
 /// pieces are not all here is left to the model, which refuses it the same way on every node.
 pub fn store_for(store: &BlobStore, op: &CommandOp) -> Result<(), BlobError> {
     match op {
-        CommandOp::PutBlobs { blobs } => {
-            for blob in blobs {
-                store.write(blob)?;
-            }
-            Ok(())
-        }
+        CommandOp::PutBlobs { blobs } => store.write_all(blobs).map(|_| ()),
         CommandOp::JoinBlob { hash, size, pieces } => {
             match store.join(hash, *size, pieces) {
                 Ok(()) => Ok(()),

@@ -30,10 +30,7 @@ pub(super) fn lighten(
     for mut entry in entries {
         if let EntryPayload::Normal(command) = &mut entry.payload {
             if let CommandOp::PutBlobs { blobs } = &mut command.op {
-                let mut hashes = Vec::with_capacity(blobs.len());
-                for blob in blobs.iter() {
-                    hashes.push(store.write(blob).map_err(io::Error::other)?);
-                }
+                let hashes = store.write_all(blobs).map_err(io::Error::other)?;
                 blobs.clear();
                 refs.push((entry.log_id.index, hashes));
             }

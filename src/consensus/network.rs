@@ -25,7 +25,9 @@ use push_protocol::tls::Stream;
 use push_protocol::Role;
 use serde::{Deserialize, Serialize};
 
+use super::blobs::{self, BlobStore};
 use super::{Raft, TypeConfig};
+use crate::model::CommandOp;
 
 /// Bytes of entries one AppendEntries carries at most (more entries go in later requests).
 pub const APPEND_BUDGET: usize = 2 << 20;
@@ -46,10 +48,40 @@ pub enum RaftRpcReply {
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
 }
 
-/// Answers one RPC from a peer.
-pub async fn serve_rpc(raft: &Raft, rpc: RaftRpc) -> RaftRpcReply {
+/// Answers one RPC from a peer. The blob files of entries that carry blobs are written
+/// (durably) first, outside openraft's core: its log append then finds them in place, and
+/// writing thousands of files inside the core stalled heartbeats into elections.
+pub async fn serve_rpc(raft: &Raft, blobs: &BlobStore, rpc: RaftRpc) -> RaftRpcReply {
     match rpc {
-        RaftRpc::Append(req) => RaftRpcReply::Append(raft.append_entries(req).await),
+        RaftRpc::Append(req) => {
+            let ops: Vec<CommandOp> = req
+                .entries
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    openraft::EntryPayload::Normal(c) if blobs::carries_blobs(&c.op) => {
+                        Some(c.op.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !ops.is_empty() {
+                let store = blobs.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    ops.iter().try_for_each(|op| blobs::store_for(&store, op))
+                })
+                .await;
+                // On failure the log append tries again and reports it.
+                let failed = match written {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(e) = failed {
+                    tracing::warn!("cannot write the blobs of entries from the leader first: {e}");
+                }
+            }
+            RaftRpcReply::Append(raft.append_entries(req).await)
+        }
         RaftRpc::Vote(req) => RaftRpcReply::Vote(raft.vote(req).await),
         RaftRpc::Snapshot(req) => {
             RaftRpcReply::Snapshot(super::snapshot_receive::receive(raft, req).await)

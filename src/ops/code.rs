@@ -29,6 +29,18 @@ pub async fn missing_blobs(req: &Req<'_>, hashes: &[String]) -> Outcome {
 /// `PutBlobs`: a batch of at most [`MAX_BLOB_BATCH`] bytes.
 pub async fn put_blobs(req: &Req<'_>, blobs: &[ByteBuf]) -> Outcome {
     check_batch(blobs)?;
+    // The blob files first (durably, one sync for the batch), outside openraft's core: its
+    // log append then finds them in place instead of writing them while heartbeats wait.
+    let (store, batch) = (req.node.state.blobs().clone(), blobs.to_vec());
+    tokio::task::spawn_blocking(move || store.write_all(&batch))
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::Unavailable,
+                format!("cannot store the blobs on this node: {e}; check its disk"),
+            )
+        })?;
     leader::write(req).await
 }
 

@@ -220,7 +220,7 @@ async fn peer_loop(
                 return;
             }
         };
-        let reply = serve_rpc(&node.raft, rpc).await;
+        let reply = serve_rpc(&node.raft, node.state.blobs(), rpc).await;
         let Ok(bytes) = format::encode(version, &reply) else {
             return;
         };

