@@ -45,5 +45,6 @@ mod top;
 mod up;
 mod upgrade;
 mod webapps;
+mod webbench;
 mod webenv;
 mod workers;
