@@ -15,6 +15,7 @@ mod cluster;
 mod code_store;
 mod deps;
 mod durability;
+mod envs_removal;
 mod eval;
 mod export;
 mod flood;
