@@ -165,8 +165,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 pub async fn deploy_dir(args: &DeployArgs) -> anyhow::Result<String> {
     let mut files = collect_files(&args.dir)?;
     let client = args.target.connect(None).await?;
-    let wheel_count =
-        super::deps::add_wheels(&args.dir, args.wheels.as_deref(), &client, &mut files).await?;
+    let wheel_count = super::deps::add_wheels(
+        &args.dir,
+        args.wheels.as_deref(),
+        &args.target,
+        &client,
+        &mut files,
+    )
+    .await?;
     let tree: BTreeMap<String, String> = files
         .iter()
         .map(|(p, b)| (p.clone(), blob_hash(b)))

@@ -88,25 +88,26 @@ pub fn pip_target_args(platform: &PlatformInfo) -> Vec<String> {
     args
 }
 
-/// Resolves the app's dependencies into wheels for the cluster's Python and adds them to
-/// `files` as `.wheels/NAME`; returns how many (0 when the app declares none).
+/// Resolves the app's dependencies into wheels for the cluster's Python (the one every
+/// member node runs; different Pythons are refused before anything is uploaded) and adds
+/// them to `files` as `.wheels/NAME`; returns how many (0 when the app declares none).
 pub async fn add_wheels(
     dir: &Path,
     wheelhouse: Option<&Path>,
+    target: &Target,
     client: &push_protocol::Client,
     files: &mut BTreeMap<String, Vec<u8>>,
 ) -> anyhow::Result<usize> {
     let Some((lines, source)) = requirements(dir)? else {
         return Ok(0);
     };
-    let platform = match client.call(Op::Platform).await {
-        Ok(Reply::Platform(p)) => p,
-        Ok(other) => bail!("unexpected reply {other:?}"),
-        Err(e) => bail!("cannot ask the cluster for its Python platform: {e}"),
-    };
+    // Every node installs the same wheels: they must fit every node's Python.
+    let nodes = super::platforms::every_node(target, client).await?;
+    let platform = super::platforms::common_platform(&nodes)?;
     eprintln!(
-        "resolving {} dependencies from {source} for the cluster's Python {} ({}, {} platform tags){}",
+        "resolving {} dependencies from {source} for the Python of {} node(s): {} ({}, {} platform tags){}",
         lines.len(),
+        nodes.len(),
         platform.python,
         platform.abi,
         platform.platforms.len(),

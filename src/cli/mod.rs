@@ -17,6 +17,7 @@ pub mod lsp;
 pub mod members;
 pub mod node;
 pub mod pipe;
+pub mod platforms;
 pub mod progress;
 pub mod publish;
 pub mod queue;

@@ -19,7 +19,7 @@ use crate::support::eval::eval_streams;
 use crate::support::http::request;
 use crate::support::Cluster;
 
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// Writes a wheel of package `tinypkg` (version `version`, tags `tag`) whose `__init__.py`
 /// is `init`, into `dir`; with `corrupt`, the module's bytes no longer match their CRC.
@@ -49,7 +49,7 @@ if corrupt:
 print(name)
 "#;
 
-fn wheelhouse(
+pub(crate) fn wheelhouse(
     root: &Path,
     name: &str,
     version: &str,
@@ -73,7 +73,7 @@ fn wheelhouse(
     dir
 }
 
-fn good_init(version: &str) -> String {
+pub(crate) fn good_init(version: &str) -> String {
     format!("VERSION = {version:?}\n# MARKER\n")
 }
 
@@ -87,7 +87,7 @@ def dep():
     return f"{tinypkg.VERSION} {os.path.basename(os.path.dirname(os.path.dirname(tinypkg.__file__)))}"
 "#;
 
-fn write_app(root: &Path, requirement: &str, extra: &str) -> PathBuf {
+pub(crate) fn write_app(root: &Path, requirement: &str, extra: &str) -> PathBuf {
     let dir = root.join("app");
     std::fs::create_dir_all(&dir).expect("app dir");
     std::fs::write(dir.join("app.py"), format!("{APP}{extra}")).expect("app.py");
@@ -95,7 +95,7 @@ fn write_app(root: &Path, requirement: &str, extra: &str) -> PathBuf {
     dir
 }
 
-fn deploy(cluster: &Cluster, app: &Path, wheels: &Path) -> std::process::Output {
+pub(crate) fn deploy(cluster: &Cluster, app: &Path, wheels: &Path) -> std::process::Output {
     cluster.cli(&[
         "deploy",
         app.to_str().expect("utf8"),
@@ -107,7 +107,7 @@ fn deploy(cluster: &Cluster, app: &Path, wheels: &Path) -> std::process::Output 
 }
 
 /// Waits until `/dep` on every node answers with `version` first.
-async fn wait_all_serve(cluster: &Cluster, version: &str) {
+pub(crate) async fn wait_all_serve(cluster: &Cluster, version: &str) {
     for id in 1..=3 {
         let deadline = Instant::now() + WAIT;
         loop {
