@@ -17,7 +17,7 @@ pub enum LspError {
     Unexpected(String),
     #[error("bad arguments for {command}: {reason}")]
     Arguments { command: String, reason: String },
-    #[error("unknown command {0:?}; the server knows push.eval, push.evalInModule, push.deploy, push.rollback, push.interrupt and push.status")]
+    #[error("unknown command {0:?}; the server knows push.eval, push.evalInModule, push.deploy, push.rollback, push.interrupt, push.status, push.errors, push.pm.open, push.pm.locals, push.pm.eval and push.pm.replay")]
     UnknownCommand(String),
     #[error("{0} is not open in the editor and cannot be read: {1}")]
     NoDocument(String, String),

@@ -11,9 +11,26 @@ pub const DEPLOY: &str = "push.deploy";
 pub const ROLLBACK: &str = "push.rollback";
 pub const INTERRUPT: &str = "push.interrupt";
 pub const STATUS: &str = "push.status";
+pub const ERRORS: &str = "push.errors";
+pub const PM_OPEN: &str = "push.pm.open";
+pub const PM_LOCALS: &str = "push.pm.locals";
+pub const PM_EVAL: &str = "push.pm.eval";
+pub const PM_REPLAY: &str = "push.pm.replay";
 
 /// Every command the server executes.
-pub const COMMANDS: [&str; 6] = [EVAL, EVAL_IN_MODULE, DEPLOY, ROLLBACK, INTERRUPT, STATUS];
+pub const COMMANDS: [&str; 11] = [
+    EVAL,
+    EVAL_IN_MODULE,
+    DEPLOY,
+    ROLLBACK,
+    INTERRUPT,
+    STATUS,
+    ERRORS,
+    PM_OPEN,
+    PM_LOCALS,
+    PM_EVAL,
+    PM_REPLAY,
+];
 
 /// Arguments of `push.eval` and `push.evalInModule`.
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -5,6 +5,7 @@
 //! state beyond documents, diagnostics and the link.
 
 mod commands;
+mod debug;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -74,7 +74,7 @@ fn start_lsp(cluster: &Cluster, node: u64, root: &Path) -> LspProc {
     );
     let init = lsp.initialize(root, json!({}));
     let commands = &init["capabilities"]["executeCommandProvider"]["commands"];
-    assert!(commands.as_array().is_some_and(|c| c.len() == 6), "{init}");
+    assert!(commands.as_array().is_some_and(|c| c.len() == 11), "{init}");
     lsp.wait_notification("push/status", WAIT, |p| p["connected"] == true);
     lsp
 }

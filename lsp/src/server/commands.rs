@@ -1,5 +1,6 @@
 //! The `push.*` commands behind `workspace/executeCommand`: eval (in the session or patched
-//! into a module), deploy, rollback, interrupt and status, with their arguments decoded, their
+//! into a module), deploy, rollback, interrupt and status (the post-mortem ones are in
+//! `debug.rs`), with their arguments decoded, their
 //! results encoded, and an eval's or deploy's error turned into a diagnostic on its file.
 
 use std::path::{Path, PathBuf};
@@ -282,6 +283,11 @@ impl Server {
             ext::ROLLBACK => to_json(self.cmd_rollback(args(command, arguments)?).await?),
             ext::INTERRUPT => to_json(self.cmd_interrupt().await?),
             ext::STATUS => to_json(self.link.status()),
+            ext::ERRORS => to_json(self.cmd_errors().await?),
+            ext::PM_OPEN => to_json(self.cmd_pm_open(args(command, arguments)?).await?),
+            ext::PM_LOCALS => to_json(self.cmd_pm_locals(args(command, arguments)?).await?),
+            ext::PM_EVAL => to_json(self.cmd_pm_eval(args(command, arguments)?).await?),
+            ext::PM_REPLAY => to_json(self.cmd_pm_replay(args(command, arguments)?).await?),
             other => Err(LspError::UnknownCommand(other.into()).into()),
         }
     }
