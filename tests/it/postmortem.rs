@@ -238,3 +238,82 @@ async fn a_failed_route_is_listed_opened_patched_and_replayed() {
         "refused without its frames: {said}"
     );
 }
+
+/// The editors' side: `push lsp`'s post-mortem commands list the failure, open it, read a
+/// frame's locals, evaluate in that frame and replay it, and pass the node's refusals on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lsp_lists_opens_and_evaluates_in_a_failed_frame() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+    cluster.deploy_app("pm", APP, 1, "pm");
+    let deadline = Instant::now() + WAIT;
+    while get(&cluster.http(1), "/sq/5").await.status != 500 {
+        assert!(Instant::now() < deadline, "never a 500");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let root = cluster.dir.path().join("editor");
+    std::fs::create_dir_all(&root).expect("root");
+    let mut lsp = crate::support::lsp::LspProc::start(
+        &[
+            "--to",
+            &cluster.addr(1),
+            "--token-file",
+            cluster.token_file.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    lsp.initialize(&root, serde_json::json!({}));
+    lsp.wait_notification("push/status", WAIT, |p| p["connected"] == true);
+
+    let listed = lsp
+        .command("push.errors", serde_json::json!({}), WAIT)
+        .expect("push.errors");
+    let row = listed["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["origin"] == "route GET /sq/5"))
+        .unwrap_or_else(|| panic!("the route's failure is listed: {listed}"))
+        .clone();
+    let id = row["id"].as_str().expect("id").to_string();
+
+    let opened = lsp
+        .command("push.pm.open", serde_json::json!({"id": id}), WAIT)
+        .expect("push.pm.open");
+    let frames = opened["frames"].as_array().expect("frames").clone();
+    let square = frames
+        .iter()
+        .position(|f| f["function"] == "square")
+        .unwrap_or_else(|| panic!("a frame of square: {opened}"));
+    let locals = lsp
+        .command(
+            "push.pm.locals",
+            serde_json::json!({"id": id, "frame": square}),
+            WAIT,
+        )
+        .expect("push.pm.locals");
+    let names: Vec<&str> = locals
+        .as_array()
+        .expect("locals")
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert!(names.contains(&"n") && names.contains(&"scale"), "{locals}");
+    let value = lsp
+        .command(
+            "push.pm.eval",
+            serde_json::json!({"id": id, "frame": square, "code": "n * 10 + scale"}),
+            WAIT,
+        )
+        .expect("push.pm.eval");
+    assert_eq!(value["value"], "50", "{value}");
+
+    // The code is unchanged, so a replay fails again, saying so.
+    let replay = lsp
+        .command("push.pm.replay", serde_json::json!({"id": id}), WAIT)
+        .expect("push.pm.replay");
+    assert_eq!(replay["ok"], false, "{replay}");
+
+    // A bad id: the node's message comes back as the LSP error.
+    let err = lsp
+        .command("push.pm.open", serde_json::json!({"id": "nonsense"}), WAIT)
+        .expect_err("a bad id is refused");
+    assert!(err.to_string().contains("is not a failure id"), "{err}");
+}
