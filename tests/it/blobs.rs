@@ -10,7 +10,7 @@ use push_protocol::{Op, Reply, Value};
 use sha2::{Digest, Sha256};
 
 use crate::support::cluster::{fails, ok, set};
-use crate::support::http::request;
+use crate::support::http::wait_get;
 use crate::support::Cluster;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -89,21 +89,11 @@ fn blob_file(cluster: &Cluster, id: u64, hash: &str) -> Option<Vec<u8>> {
 
 /// Waits until `path` on node `id` answers 200 with `want`.
 async fn wait_serves(cluster: &Cluster, id: u64, path: &str, want: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = request(&cluster.http(id), "GET", path, &[], b"").await;
-        if let Ok(r) = &got {
-            if r.status == 200 && r.text() == want {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {id} does not answer {path} with {want}: {:?}",
-            got.map(|r| (r.status, r.text()))
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_get(&cluster.http(id), path, WAIT, |r| {
+        r.status == 200 && r.text() == want
+    })
+    .await
+    .unwrap_or_else(|last| panic!("node {id} does not answer {path} with {want}: {last}"));
 }
 
 fn make_wheel(root: &Path, size: usize) -> (PathBuf, String) {

@@ -16,7 +16,7 @@ use push_protocol::{Client, EvalResult, Op, Reply, Stream};
 
 use crate::support::cluster::{fails, ok};
 use crate::support::eval::eval_streams;
-use crate::support::http::request;
+use crate::support::http::{request, wait_get};
 use crate::support::Cluster;
 
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
@@ -108,22 +108,13 @@ pub(crate) fn deploy(cluster: &Cluster, app: &Path, wheels: &Path) -> std::proce
 
 /// Waits until `/dep` on every node answers with `version` first.
 pub(crate) async fn wait_all_serve(cluster: &Cluster, version: &str) {
+    let first = format!("{version} ");
     for id in 1..=3 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let got = request(&cluster.http(id), "GET", "/dep", &[], b"").await;
-            if let Ok(r) = &got {
-                if r.status == 200 && r.text().starts_with(&format!("{version} ")) {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} does not serve tinypkg {version}: {:?}",
-                got.map(|r| (r.status, r.text()))
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_get(&cluster.http(id), "/dep", WAIT, |r| {
+            r.status == 200 && r.text().starts_with(&first)
+        })
+        .await
+        .unwrap_or_else(|last| panic!("node {id} does not serve tinypkg {version}: {last}"));
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::cluster::{fails, ok};
-use crate::support::http::{get, request};
+use crate::support::http::{get, request, wait_get};
 use crate::support::Cluster;
 
 fn write(dir: &Path, files: &[(&str, &str)]) {
@@ -27,21 +27,17 @@ fn repo(path: &str) -> String {
 /// Polls `GET path` on node `id` until a handler answers (200) with a body containing `want`
 /// (a 404 names the app and version, so its body alone proves nothing).
 async fn wait_body(cluster: &Cluster, id: u64, path: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = get(&cluster.http(id), path).await;
-        if r.status == 200 && r.text().contains(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {id} never served {want:?}; last: {} {}\n{}",
-            r.status,
-            r.text(),
+    let within = Duration::from_secs(10);
+    wait_get(&cluster.http(id), path, within, |r| {
+        r.status == 200 && r.text().contains(want)
+    })
+    .await
+    .unwrap_or_else(|last| {
+        panic!(
+            "node {id} never served {want:?}; last: {last}\n{}",
             cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        )
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,29 @@ pub async fn request(
         .map_err(|_| "no response within 20 s".to_string())?
 }
 
+/// Polls `GET path` at `addr` until `accept` takes an answer (a 200 with the wanted body,
+/// say) and returns it; a connection error counts as "not yet". After `within`, `Err` with
+/// the last answer, for the caller's message.
+pub async fn wait_get(
+    addr: &str,
+    path: &str,
+    within: Duration,
+    accept: impl Fn(&Response) -> bool,
+) -> Result<Response, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let last = match request(addr, "GET", path, &[], b"").await {
+            Ok(r) if accept(&r) => return Ok(r),
+            Ok(r) => format!("{} {}", r.status, r.text()),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn get(addr: &str, path: &str) -> Response {
     request(addr, "GET", path, &[], b"")
         .await
