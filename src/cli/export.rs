@@ -1,7 +1,6 @@
 //! `push export VERSION DIR`: writes a deployed version's files back to disk, byte for byte
 //! as they were deployed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use std::io::Write;
@@ -62,22 +61,13 @@ fn check_target(dir: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes every file under `dir`; the paths come from the node, so each is checked to stay
-/// inside `dir` before anything is written.
-pub fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
-    check_paths(files.keys())?;
-    for (path, bytes) in files {
-        let target = place(dir, path)?;
-        std::fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
-    }
-    Ok(())
-}
-
-fn check_paths<'a>(paths: impl Iterator<Item = &'a String>) -> anyhow::Result<()> {
+/// Checks every path the node sent stays inside `dir` (a bad one refuses the export
+/// before anything is written), then creates `dir`.
+fn prepare<'a>(dir: &Path, paths: impl Iterator<Item = &'a String>) -> anyhow::Result<()> {
     for path in paths {
         check_path(path).map_err(|e| anyhow::anyhow!("the node sent a bad file name: {e}"))?;
     }
-    Ok(())
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 /// Where file `path` (checked) goes under `dir`, its folder created.
@@ -106,9 +96,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         Reply::FileSizes { files, .. } => files,
         other => bail!("unexpected reply {other:?}"),
     };
-    check_paths(files.keys())?;
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating {}", args.dir.display()))?;
+    prepare(&args.dir, files.keys())?;
     let total: u64 = files.values().map(|(_, size)| size).sum();
     let mut progress = Progress::new(format!("exporting {app}@v{version}"), total);
     for (path, (hash, size)) in &files {
@@ -172,12 +160,10 @@ mod tests {
     #[test]
     fn a_path_leaving_the_directory_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let files = BTreeMap::from([
-            ("a.py".to_string(), b"x = 1\n".to_vec()),
-            ("../evil.py".to_string(), b"y = 2\n".to_vec()),
-        ]);
-        let e = write_files(dir.path(), &files).unwrap_err().to_string();
+        let out = dir.path().join("out");
+        let paths = ["a.py".to_string(), "../evil.py".to_string()];
+        let e = prepare(&out, paths.iter()).unwrap_err().to_string();
         assert!(e.contains("bad file name"), "{e}");
-        assert!(!dir.path().join("a.py").exists());
+        assert!(!out.exists());
     }
 }
