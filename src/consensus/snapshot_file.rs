@@ -362,16 +362,24 @@ impl SnapshotFile {
         (self.file.into_std().await, self.base)
     }
 
-    /// Checks the state bytes written so far ([`check_state`]), off the async threads.
+    /// Checks the state bytes written so far ([`check_state`]; bytes of a format before
+    /// the streamed layout are decoded), off the async threads.
     pub async fn check(&mut self, what: &str) -> Result<(), FormatError> {
         use tokio::io::AsyncWriteExt;
         let fail = |e: io::Error| corrupt(what, e.to_string());
         self.file.flush().await.map_err(fail)?;
         let mut file = self.file.try_clone().await.map_err(fail)?.into_std().await;
         let (base, what) = (self.base, what.to_string());
-        tokio::task::spawn_blocking(move || check_state(&mut file, base, &what).map(|_| ()))
-            .await
-            .map_err(|e| corrupt("a received snapshot", e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let (version, _) = check_state(&mut file, base, &what)?;
+            if version < STREAMED_SINCE {
+                // Older formats carry no length or checksum: only decoding checks them.
+                read_state(&mut file, base, &what)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| corrupt("a received snapshot", e.to_string()))?
     }
 }
 
@@ -520,5 +528,26 @@ mod tests {
             .expect_err("torn")
             .to_string();
         assert!(err.contains("torn header"), "{err}");
+    }
+
+    /// Received bytes without a header read as format 1, which has no checksum: the
+    /// receiver's check decodes them, so garbage is refused as a failed transfer (sent
+    /// again) rather than failing the install.
+    #[tokio::test]
+    async fn received_bytes_of_no_known_layout_fail_the_check() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = tokio::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("incoming"))
+            .await
+            .unwrap();
+        let mut received = SnapshotFile::new(file, 0).await.unwrap();
+        received.write_all(&[46; 300]).await.unwrap();
+        let err = received.check("the sent one").await.unwrap_err();
+        assert!(err.to_string().starts_with("the sent one"), "{err}");
     }
 }

@@ -157,26 +157,15 @@ impl StateMachineStore {
         self.shared.clone()
     }
 
-    /// Makes `current` the snapshot handed out, unless a newer one already is (a build and
-    /// an install can finish in either order).
-    fn set_current(&self, current: Current) {
-        let mut slot = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let newer = slot
-            .as_ref()
-            .is_some_and(|c| c.meta.last_log_id > current.meta.last_log_id);
-        if !newer {
-            *slot = Some(current);
-        }
-    }
-
-    /// Builds the snapshot file of the applied state at `tmp` and renames it into place;
+    /// Builds the snapshot file of the applied state and publishes it ([`publish`]);
     /// blocking (run off the async threads). Holds the read lock while it encodes, so what
-    /// it writes is one applied index.
+    /// it writes is one applied index. Returns the file built, open, and its place.
     fn build_blocking(
         shared: &SharedState,
         dir: &Path,
+        slot: &Mutex<Option<Current>>,
         snapshot_id: impl FnOnce(Option<LogId<u64>>) -> String,
-    ) -> std::io::Result<Current> {
+    ) -> std::io::Result<(std::fs::File, Current)> {
         let tmp = dir.join(BUILDING);
         let meta = {
             let applier = shared.read();
@@ -188,20 +177,49 @@ impl StateMachineStore {
             snapshot_file::write_snapshot(&tmp, &meta, &applier, Some(&shared.blobs))?;
             meta
         };
-        let path = dir.join(SNAPSHOT_FILE);
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(Current {
-            state_at: state_at(&path)?,
-            meta,
-        })
+        publish(slot, dir, &tmp, meta)
     }
 
-    /// The current snapshot file, opened at its state bytes.
-    async fn open_current(&self, current: &Current) -> std::io::Result<SnapshotFile> {
-        let file = tokio::fs::File::open(self.dir.join(SNAPSHOT_FILE)).await?;
-        SnapshotFile::new(file, current.state_at).await
+    /// The current snapshot and its file, opened at its state bytes. The file is opened
+    /// under the lock that publishing takes, so it is the one `current` describes.
+    fn open_current(&self) -> std::io::Result<Option<(Current, std::fs::File)>> {
+        let slot = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(current) = slot.clone() else {
+            return Ok(None);
+        };
+        let file = std::fs::File::open(self.dir.join(SNAPSHOT_FILE))?;
+        Ok(Some((current, file)))
     }
+}
+
+/// Makes the fsynced snapshot file at `tmp` (of `meta`) the current one: renames it over the
+/// snapshot file and records it in `slot` under one lock, unless a newer snapshot already is
+/// current (a build and an install can finish in either order) — then `tmp` is removed.
+/// Either way returns `tmp`'s file, opened before the rename (still readable when removed),
+/// and where its state bytes are.
+fn publish(
+    slot: &Mutex<Option<Current>>,
+    dir: &Path,
+    tmp: &Path,
+    meta: SnapshotMeta<u64, BasicNode>,
+) -> std::io::Result<(std::fs::File, Current)> {
+    let file = std::fs::File::open(tmp)?;
+    let current = Current {
+        state_at: state_at(tmp)?,
+        meta,
+    };
+    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let newer = slot
+        .as_ref()
+        .is_some_and(|c| c.meta.last_log_id > current.meta.last_log_id);
+    if newer {
+        std::fs::remove_file(tmp)?;
+    } else {
+        std::fs::rename(tmp, dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        *slot = Some(current.clone());
+    }
+    Ok((file, current))
 }
 
 /// Where the state bytes start in the snapshot file at `path` (read from its head only when
@@ -254,9 +272,9 @@ pub fn seed(
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let (shared, dir) = (self.shared.clone(), self.dir.clone());
-        let current = tokio::task::spawn_blocking(move || {
-            StateMachineStore::build_blocking(&shared, &dir, |last| match last {
+        let (shared, dir, slot) = (self.shared.clone(), self.dir.clone(), self.current.clone());
+        let (file, current) = tokio::task::spawn_blocking(move || {
+            StateMachineStore::build_blocking(&shared, &dir, &slot, |last| match last {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
                 None => format!("none-{seq}"),
             })
@@ -268,15 +286,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             .snapshots
             .with_label_values(&["built"])
             .inc();
-        let data = self
-            .open_current(&current)
+        let data = SnapshotFile::new(tokio::fs::File::from_std(file), current.state_at)
             .await
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         tracing::info!(last = ?current.meta.last_log_id, "built snapshot");
-        let meta = current.meta.clone();
-        self.set_current(current);
         Ok(Snapshot {
-            meta,
+            meta: current.meta,
             snapshot: Box::new(data),
         })
     }
@@ -375,19 +390,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let (received, start) = snapshot.into_std().await;
         let dir = self.dir.clone();
         let meta_owned = meta.clone();
-        let shared = self.shared.clone();
+        let (shared, slot) = (self.shared.clone(), self.current.clone());
         let installed = tokio::task::spawn_blocking(move || {
-            install_blocking(&dir, &shared.blobs, meta_owned, received, start)
+            install_blocking(&dir, &shared.blobs, &slot, meta_owned, received, start)
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        let (applier, current) = installed.map_err(|e| {
+        let applier = installed.map_err(|e| {
             tracing::warn!("refused a snapshot from the leader: {e}");
             sm_err(ErrorVerb::Read, e)
         })?;
         let index = applier.last_applied.map_or(0, |l| l.index);
         *self.shared.write() = applier;
-        self.set_current(current);
         self.shared.applied.send_replace(index);
         crate::metrics::metrics()
             .snapshots
@@ -400,16 +414,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let Some(current) = current else {
+        let opened = self
+            .open_current()
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let Some((current, file)) = opened else {
             return Ok(None);
         };
-        let data = self
-            .open_current(&current)
+        let data = SnapshotFile::new(tokio::fs::File::from_std(file), current.state_at)
             .await
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
@@ -423,14 +434,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 /// `snapshot.incoming`): checks and decodes them (any readable format; a damaged or cut
 /// transfer is refused here, before anything changes), writes them as the snapshot file of
 /// the current format beside the current one (copied as they are when already in it) and
-/// renames it into place.
+/// publishes it ([`publish`]).
 fn install_blocking(
     dir: &Path,
     store: &BlobStore,
+    slot: &Mutex<Option<Current>>,
     meta: SnapshotMeta<u64, BasicNode>,
     mut received: std::fs::File,
     start: u64,
-) -> Result<(Applier, Current), std::io::Error> {
+) -> Result<Applier, std::io::Error> {
     let (mut applier, version) =
         snapshot_file::read_state(&mut received, start, "a snapshot received from the leader")?;
     if version >= STREAMED_SINCE {
@@ -447,97 +459,14 @@ fn install_blocking(
         snapshot_file::write_snapshot(&tmp, &meta, &applier, Some(store))?;
     }
     drop(received);
-    let path = dir.join(SNAPSHOT_FILE);
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    publish(slot, dir, &tmp, meta)?;
     match std::fs::remove_file(dir.join(INCOMING)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let current = Current {
-        state_at: state_at(&path)?,
-        meta,
-    };
-    Ok((applier, current))
+    Ok(applier)
 }
 
 #[cfg(test)]
-mod tests {
-    use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
-
-    use super::*;
-    use crate::model::{Command, CommandOp};
-
-    fn set(key: &str) -> Entry<TypeConfig> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), key.len() as u64),
-            payload: EntryPayload::Normal(Command {
-                time_ms: 1,
-                op: CommandOp::KvSet {
-                    map: "m".into(),
-                    key: key.into(),
-                    value: push_protocol::Value::Int(1),
-                },
-            }),
-        }
-    }
-
-    /// What a kill -9 in the middle of a build, an install or a transfer leaves (a partial
-    /// file beside the snapshot) changes nothing: the previous snapshot loads, and the
-    /// partial files are gone.
-    #[tokio::test]
-    async fn a_crash_while_building_or_installing_leaves_the_previous_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateMachineStore::open(dir.path()).unwrap();
-        sm.apply([set("a"), set("bb")]).await.unwrap();
-        let built = sm.build_snapshot().await.unwrap();
-        let whole = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
-        drop(sm);
-        for leftover in [BUILDING, INSTALLING, INCOMING] {
-            std::fs::write(dir.path().join(leftover), &whole[..whole.len() / 2]).unwrap();
-        }
-        let sm = StateMachineStore::open(dir.path()).unwrap();
-        let applied = sm.shared().read().last_applied;
-        assert_eq!(applied, built.meta.last_log_id);
-        assert!(sm.shared().read().state.kv.get("m", "bb").is_some());
-        for leftover in [BUILDING, INSTALLING, INCOMING] {
-            assert!(!dir.path().join(leftover).exists(), "{leftover}");
-        }
-    }
-
-    /// A transfer cut short is refused by the install, and the snapshot before it stays.
-    #[tokio::test]
-    async fn a_cut_transfer_is_refused_and_installs_nothing() {
-        use tokio::io::AsyncWriteExt;
-        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut leader = StateMachineStore::open(from.path()).unwrap();
-        leader.apply([set("a"), set("bb")]).await.unwrap();
-        let built = leader.build_snapshot().await.unwrap();
-        let bytes = std::fs::read(from.path().join(SNAPSHOT_FILE)).unwrap();
-        let state = &bytes[state_at(&from.path().join(SNAPSHOT_FILE)).unwrap() as usize..];
-
-        let mut follower = StateMachineStore::open(to.path()).unwrap();
-        let mut data = follower.begin_receiving_snapshot().await.unwrap();
-        data.write_all(&state[..state.len() - 3]).await.unwrap();
-        data.flush().await.unwrap();
-        let err = data.check("the cut one").await.unwrap_err().to_string();
-        assert!(err.contains("truncated after byte"), "{err}");
-        assert!(follower.install_snapshot(&built.meta, data).await.is_err());
-        assert!(follower.shared().read().last_applied.is_none());
-        assert!(!to.path().join(SNAPSHOT_FILE).exists());
-
-        // The whole transfer installs, and survives a reopen.
-        let mut data = follower.begin_receiving_snapshot().await.unwrap();
-        data.write_all(state).await.unwrap();
-        data.flush().await.unwrap();
-        data.check("the whole one").await.unwrap();
-        follower.install_snapshot(&built.meta, data).await.unwrap();
-        drop(follower);
-        let reopened = StateMachineStore::open(to.path()).unwrap();
-        assert_eq!(
-            reopened.shared().read().last_applied,
-            built.meta.last_log_id
-        );
-        assert!(reopened.shared().read().state.kv.get("m", "a").is_some());
-    }
-}
+#[path = "state_machine_tests.rs"]
+mod tests;

@@ -1,0 +1,147 @@
+//! Unit tests of the state machine's snapshots: crashes mid-build, cut transfers, snapshots
+//! handed out while others are published ([`super`]).
+
+use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
+
+use super::*;
+use crate::model::{Command, CommandOp};
+
+fn set(key: &str) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), key.len() as u64),
+        payload: EntryPayload::Normal(Command {
+            time_ms: 1,
+            op: CommandOp::KvSet {
+                map: "m".into(),
+                key: key.into(),
+                value: push_protocol::Value::Int(1),
+            },
+        }),
+    }
+}
+
+/// What a kill -9 in the middle of a build, an install or a transfer leaves (a partial
+/// file beside the snapshot) changes nothing: the previous snapshot loads, and the
+/// partial files are gone.
+#[tokio::test]
+async fn a_crash_while_building_or_installing_leaves_the_previous_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = StateMachineStore::open(dir.path()).unwrap();
+    sm.apply([set("a"), set("bb")]).await.unwrap();
+    let built = sm.build_snapshot().await.unwrap();
+    let whole = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+    drop(sm);
+    for leftover in [BUILDING, INSTALLING, INCOMING] {
+        std::fs::write(dir.path().join(leftover), &whole[..whole.len() / 2]).unwrap();
+    }
+    let sm = StateMachineStore::open(dir.path()).unwrap();
+    let applied = sm.shared().read().last_applied;
+    assert_eq!(applied, built.meta.last_log_id);
+    assert!(sm.shared().read().state.kv.get("m", "bb").is_some());
+    for leftover in [BUILDING, INSTALLING, INCOMING] {
+        assert!(!dir.path().join(leftover).exists(), "{leftover}");
+    }
+}
+
+/// A transfer cut short is refused by the install, and the snapshot before it stays.
+#[tokio::test]
+async fn a_cut_transfer_is_refused_and_installs_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = StateMachineStore::open(from.path()).unwrap();
+    leader.apply([set("a"), set("bb")]).await.unwrap();
+    let built = leader.build_snapshot().await.unwrap();
+    let bytes = std::fs::read(from.path().join(SNAPSHOT_FILE)).unwrap();
+    let state = &bytes[state_at(&from.path().join(SNAPSHOT_FILE)).unwrap() as usize..];
+
+    let mut follower = StateMachineStore::open(to.path()).unwrap();
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(&state[..state.len() - 3]).await.unwrap();
+    data.flush().await.unwrap();
+    let err = data.check("the cut one").await.unwrap_err().to_string();
+    assert!(err.contains("truncated after byte"), "{err}");
+    assert!(follower.install_snapshot(&built.meta, data).await.is_err());
+    assert!(follower.shared().read().last_applied.is_none());
+    assert!(!to.path().join(SNAPSHOT_FILE).exists());
+
+    // The whole transfer installs, and survives a reopen.
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(state).await.unwrap();
+    data.flush().await.unwrap();
+    data.check("the whole one").await.unwrap();
+    follower.install_snapshot(&built.meta, data).await.unwrap();
+    drop(follower);
+    let reopened = StateMachineStore::open(to.path()).unwrap();
+    assert_eq!(
+        reopened.shared().read().last_applied,
+        built.meta.last_log_id
+    );
+    assert!(reopened.shared().read().state.kv.get("m", "a").is_some());
+}
+
+/// Reads a handed-out snapshot whole and returns the index its state bytes were applied
+/// at.
+async fn applied_in(snapshot: Snapshot<TypeConfig>) -> Option<LogId<u64>> {
+    let (mut file, start) = snapshot.snapshot.into_std().await;
+    let (applier, _) = snapshot_file::read_state(&mut file, start, "handed out").unwrap();
+    applier.last_applied
+}
+
+/// Snapshots handed out while others are built hold the state their meta names: the
+/// file is opened under the lock that publishes a new one (a leader once sent a late
+/// joiner the old meta's offset into the new file, which it could not decode).
+#[tokio::test]
+async fn a_snapshot_handed_out_during_builds_matches_its_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = StateMachineStore::open(dir.path()).unwrap();
+    sm.apply([set("a")]).await.unwrap();
+    sm.build_snapshot().await.unwrap();
+    let mut builder = sm.get_snapshot_builder().await;
+    let builds = tokio::spawn(async move {
+        for _ in 0..40 {
+            builder.build_snapshot().await.unwrap();
+        }
+    });
+    for i in 0..200 {
+        // Each build then holds another applied index (`set` indexes by key length).
+        sm.apply([set(&"k".repeat(i + 2))]).await.unwrap();
+        let snapshot = sm.get_current_snapshot().await.unwrap().unwrap();
+        let meta = snapshot.meta.last_log_id;
+        assert_eq!(applied_in(snapshot).await, meta);
+        if builds.is_finished() {
+            break;
+        }
+    }
+    builds.await.unwrap();
+}
+
+/// A build that finishes after a newer snapshot was published leaves the newer one in
+/// place, and the snapshot it returns still reads.
+#[tokio::test]
+async fn an_older_snapshot_published_late_leaves_the_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = StateMachineStore::open(dir.path()).unwrap();
+    sm.apply([set("a")]).await.unwrap();
+    let older = sm.build_snapshot().await.unwrap();
+    let older_file = dir.path().join("older");
+    std::fs::copy(dir.path().join(SNAPSHOT_FILE), &older_file).unwrap();
+    sm.apply([set("bbb")]).await.unwrap();
+    let newer = sm.build_snapshot().await.unwrap();
+    assert!(newer.meta.last_log_id > older.meta.last_log_id);
+
+    let (file, late) = publish(&sm.current, dir.path(), &older_file, older.meta).unwrap();
+    assert!(!older_file.exists());
+    let mut file = file;
+    let (applier, _) = snapshot_file::read_state(&mut file, late.state_at, "late").unwrap();
+    assert_eq!(applier.last_applied, late.meta.last_log_id);
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, newer.meta.last_log_id);
+    assert_eq!(applied_in(current).await, newer.meta.last_log_id);
+    assert_eq!(
+        snapshot_file::read_snapshot(&dir.path().join(SNAPSHOT_FILE))
+            .unwrap()
+            .meta
+            .last_log_id,
+        newer.meta.last_log_id
+    );
+}
