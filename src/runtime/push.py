@@ -195,6 +195,7 @@ def queue(name, app=None):
 def route(method, path=None, timeout=None, methods=None):
     """Decorator: serve HTTP requests for ``path`` with this function.
 
+        @push.route("/hello")                       # GET
         @push.route("GET", "/hello")
         @push.route("/items/{id:int}", methods=["GET", "PUT"])
         @push.route(["POST", "PUT"], "/files/{name:path}")

@@ -74,8 +74,11 @@ def compile_path(path):
 
 
 def methods_of(method, methods):
-    """The upper-case method tuple of ``@push.route``'s arguments ("*" means any)."""
+    """The upper-case method tuple of ``@push.route``'s arguments ("*" means any; none
+    given means GET, as a route of only a path)."""
     given = methods if methods is not None else method
+    if given is None:
+        return ("GET",)
     if isinstance(given, str):
         given = [given]
     try:

@@ -223,7 +223,7 @@ async fn handlers_raising_unicode_large_bodies_requests_and_plain_data() {
 def boom():
     raise RuntimeError("kaboom in the handler")
 
-@push.route("GET", "/ok")
+@push.route("/ok")
 def fine():
     return "fine"
 
@@ -272,6 +272,9 @@ def kv():
         r.text()
     );
     assert_eq!(get(&http, "/ok").await.text(), "fine");
+    // A route given only a path is a GET route, as in Flask.
+    let r = request(&http, "POST", "/ok", &[], b"").await.expect("post");
+    assert_eq!(r.status, 405);
     let log = std::fs::read_to_string(cluster.data_dir(1).join("node.log")).expect("log");
     assert!(
         log.contains("kaboom in the handler") && log.contains("main@v1/app.py\", line 5"),
