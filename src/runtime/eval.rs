@@ -1,8 +1,10 @@
-//! Live evaluation on the node: each eval runs on a thread of its own (so a runaway one can
-//! neither starve HTTP handlers nor block other sessions), streams what it prints through a
-//! bounded [`Sink`], and can be interrupted from any other request.
+//! Live evaluation in a worker: each eval runs on an eval thread of its own while it runs (so
+//! a runaway one can neither starve HTTP handlers nor block other sessions; finished threads
+//! wait for the next eval), streams what it prints through a bounded [`Sink`], and can be
+//! interrupted from any other request.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Mutex};
 
 use push_protocol::{EvalResult, Inspection, PyException, PyFrame, Stream};
 use pyo3::prelude::*;
@@ -146,35 +148,83 @@ fn interrupted(node: u64) -> EvalResult {
     }
 }
 
-/// Runs `f` with a fresh [`Sink`] on a Python thread of its own (an eval, a trace: either
-/// may run long, so never on the pool). What it writes arrives on the receiver while it
-/// runs; its result on the oneshot.
+/// A task for an eval thread.
+type Task = Box<dyn FnOnce(Python<'_>) + Send>;
+
+/// Eval threads waiting for their next task: each is reached through its own channel.
+static IDLE: Mutex<Vec<std_mpsc::Sender<Task>>> = Mutex::new(Vec::new());
+
+/// How many eval threads wait for work at most; more that finish at once end.
+const KEEP_IDLE: usize = 4;
+
+/// Runs `task` on an idle eval thread, or on a new one when none waits. An eval thread keeps
+/// its Python thread state while it lives (the GIL let go while it waits), so an eval costs
+/// neither a thread start nor a thread state's set-up.
+fn on_eval_thread(name: &str, task: Task) {
+    let mut task = task;
+    loop {
+        let idle = IDLE.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let Some(thread) = idle else { break };
+        match thread.send(task) {
+            Ok(()) => return,
+            // That thread ended meanwhile: try the next.
+            Err(std_mpsc::SendError(back)) => task = back,
+        }
+    }
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(super::PY_STACK)
+        .spawn(move || {
+            let (tx, mut rx) = std_mpsc::channel::<Task>();
+            Python::attach(|py| {
+                let mut next = Some(task);
+                while let Some(task) = next.take() {
+                    task(py);
+                    super::clear_interrupt(py);
+                    {
+                        let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+                        if idle.len() >= KEEP_IDLE {
+                            return;
+                        }
+                        idle.push(tx.clone());
+                    }
+                    // The receiver goes along (it cannot be shared with the waiting closure).
+                    (rx, next) = py.detach(move || {
+                        let task = rx.recv().ok();
+                        (rx, task)
+                    });
+                }
+            })
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a {name} thread: {e}");
+    }
+}
+
+/// Runs `f` with a fresh [`Sink`] on an eval thread (an eval, a trace: either may run long,
+/// so never on the pool that serves requests). What it writes arrives on the receiver while
+/// it runs; its result on the oneshot.
 pub fn on_thread<T: Send + 'static>(
     name: &str,
     f: impl FnOnce(Python<'_>, Py<Sink>) -> PyResult<T> + Send + 'static,
 ) -> OnThread<T> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(super::PY_STACK)
-        .spawn(move || {
-            let result = Python::attach(|py| -> PyResult<T> {
-                let sink = Py::new(
-                    py,
-                    Sink {
-                        tx: out_tx,
-                        sent: Default::default(),
-                        cut: Default::default(),
-                    },
-                )?;
-                f(py, sink)
-            });
+    on_eval_thread(
+        name,
+        Box::new(move |py| {
+            let result = Py::new(
+                py,
+                Sink {
+                    tx: out_tx,
+                    sent: Default::default(),
+                    cut: Default::default(),
+                },
+            )
+            .and_then(|sink| f(py, sink));
             let _ = done_tx.send(result.map_err(|e| RuntimeError::Python(e.to_string())));
-        });
-    if let Err(e) = spawned {
-        tracing::error!("cannot start a {name} thread: {e}");
-    }
+        }),
+    );
     (out_rx, done_rx)
 }
 

@@ -19,8 +19,9 @@ use std::time::Duration;
 use push_protocol::frame::Kind;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::outbox::Outbox;
 use super::wire::{self, FromWorker};
 
 /// What the node says about a request while it runs.
@@ -85,7 +86,7 @@ const DISCONNECT: u8 = 3;
 #[pyclass]
 pub struct Exchange {
     id: u64,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Outbox,
     events: Mutex<Receiver<Event>>,
     wake: Sender<Event>,
     gone: Arc<AtomicBool>,
@@ -97,10 +98,7 @@ pub struct Exchange {
 impl Exchange {
     /// An exchange for job `id` whose frames go to `out`; returns the loop's inbox and the
     /// signal of the answer's start.
-    pub fn new(
-        id: u64,
-        out: mpsc::UnboundedSender<Vec<u8>>,
-    ) -> (Exchange, Inbox, oneshot::Receiver<()>) {
+    pub fn new(id: u64, out: Outbox) -> (Exchange, Inbox, oneshot::Receiver<()>) {
         let (events, received) = channel();
         let gone = Arc::new(AtomicBool::new(false));
         let (started, started_rx) = oneshot::channel();
@@ -157,7 +155,7 @@ impl Exchange {
 
     fn send_frame(&self, message: &FromWorker) -> bool {
         match wire::encode(Kind::Response, message) {
-            Ok(bytes) => self.out.send(bytes).is_ok(),
+            Ok(bytes) => self.out.send(bytes),
             Err(e) => {
                 tracing::error!("cannot encode a response frame: {e}");
                 false

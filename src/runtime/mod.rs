@@ -16,6 +16,7 @@ pub mod debug;
 pub mod eval;
 pub mod exchange;
 pub mod native;
+pub mod outbox;
 pub mod tasks;
 pub mod wire;
 pub mod worker;
@@ -126,6 +127,20 @@ pub struct AppState {
     pub error: Option<(u64, String)>,
 }
 
+/// Drops an interrupt aimed at this thread that arrived after its job ended (a timeout or a
+/// Ctrl-C racing the job's return), so it cannot land in the thread's next job.
+pub(crate) fn clear_interrupt(py: Python<'_>) {
+    let _ = py;
+    // SAFETY: the GIL is held (`py`); a null exception only clears what is pending for the
+    // calling thread's own id.
+    unsafe {
+        pyo3::ffi::PyThreadState_SetAsyncExc(
+            pyo3::ffi::PyThread_get_thread_ident() as _,
+            std::ptr::null_mut(),
+        );
+    }
+}
+
 /// Handle to the interpreter and its thread pool.
 pub struct Runtime {
     jobs: Mutex<mpsc::Sender<Job>>,
@@ -188,15 +203,22 @@ impl Runtime {
             std::thread::Builder::new()
                 .name(format!("python-{i}"))
                 .stack_size(PY_STACK)
-                .spawn(move || loop {
-                    let job = {
-                        let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-                        guard.recv()
-                    };
-                    match job {
-                        Ok(job) => Python::attach(job),
-                        Err(_) => return,
-                    }
+                // The thread keeps its Python thread state for its whole life and only lets
+                // the GIL go while it waits: a job costs no thread-state set-up.
+                .spawn(move || {
+                    Python::attach(|py| loop {
+                        let job = py.detach(|| {
+                            let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
+                            guard.recv()
+                        });
+                        match job {
+                            Ok(job) => {
+                                job(py);
+                                clear_interrupt(py);
+                            }
+                            Err(_) => return,
+                        }
+                    })
                 })
                 .map_err(|e| RuntimeError::Start(e.to_string()))?;
         }

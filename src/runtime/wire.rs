@@ -19,7 +19,7 @@ use push_protocol::{
     TsPoint, Value,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 
 /// Largest frame either end accepts (a version's files travel in one).
 pub const MAX_FRAME: usize = frame::MAX_PEER_FRAME;
@@ -310,27 +310,6 @@ pub async fn read<T: serde::de::DeserializeOwned, R: AsyncRead + Unpin>(
             .map(Some)
             .map_err(|e| WireError::Codec(e.to_string())),
     }
-}
-
-/// Starts the task that writes frames made by [`encode`] to `writer`, and returns where to
-/// queue them. Frames queued while a write is under way go out together in the next one.
-/// The task ends when the writer fails or every sender is gone.
-pub fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
-    mut writer: W,
-) -> tokio::sync::mpsc::UnboundedSender<Vec<u8>> {
-    use tokio::io::AsyncWriteExt;
-    let (out, mut queued) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-    tokio::spawn(async move {
-        while let Some(mut bytes) = queued.recv().await {
-            while let Ok(more) = queued.try_recv() {
-                bytes.extend_from_slice(&more);
-            }
-            if writer.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-    });
-    out
 }
 
 #[cfg(test)]

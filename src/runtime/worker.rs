@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use push_protocol::frame::Kind;
 use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Member, NodeStatus, Op, Outcome, TsPoint};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::cluster::{Answer as Pending, Cluster};
 use super::exchange::{Exchange, Inbox};
+use super::outbox::Outbox;
 use super::wire::{self, Answer, Call, Done, FromWorker, Job, ToWorker};
 use super::{Runtime, RuntimeError};
 
@@ -33,9 +34,9 @@ pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The exit code of a worker that gave up on a handler stuck past its timeout.
 pub const EXIT_STUCK: i32 = 70;
 
-/// The worker's half of the socket: frames out through one writer task, calls awaiting answers.
+/// The worker's half of the socket: frames out through its [`Outbox`], calls awaiting answers.
 struct Link {
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Outbox,
     next: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     /// HTTP jobs in flight: where their body chunks and disconnects go.
@@ -46,7 +47,7 @@ impl Link {
     fn send(&self, message: &FromWorker) {
         match wire::encode(Kind::Response, message) {
             Ok(bytes) => {
-                let _ = self.out.send(bytes);
+                self.out.send(bytes);
             }
             Err(e) => tracing::error!("cannot encode a message for the node: {e}"),
         }
@@ -185,8 +186,10 @@ pub fn main(fd: i32, threads: usize) -> Result<(), RuntimeError> {
     socket
         .set_nonblocking(true)
         .map_err(|e| RuntimeError::Start(format!("worker socket: {e}")))?;
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread does the worker's socket work (decoding, encoding, routing answers): every
+    // hop between its tasks is then a plain poll, not a wake-up of another thread. Python
+    // runs on threads of its own and blocks on this runtime's handle when it calls the node.
+    let io = tokio::runtime::Builder::new_current_thread()
         .thread_name("worker-io")
         .enable_all()
         .build()
@@ -198,7 +201,7 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
     let socket = tokio::net::UnixStream::from_std(socket)
         .map_err(|e| RuntimeError::Start(format!("worker socket: {e}")))?;
     let (mut reader, writer) = socket.into_split();
-    let out = wire::spawn_writer(writer);
+    let out = Outbox::new(writer);
     let link = Arc::new(Link {
         out,
         next: AtomicU64::new(1),

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::WorkerError;
 use crate::runtime::cluster::Cluster;
+use crate::runtime::outbox::Outbox;
 use crate::runtime::wire::{self, Answer, Call, Done, FromWorker, Job, ToWorker};
 
 /// An eval's output chunks while it runs.
@@ -121,7 +122,7 @@ impl BodySender {
 
 /// A connected worker.
 pub struct Link {
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Outbox,
     next: AtomicU64,
     pending: Mutex<HashMap<u64, Waiter>>,
     /// Why the link closed, once it has; jobs sent after that fail with it.
@@ -209,7 +210,7 @@ impl Link {
                 )))
             }
         };
-        let out = wire::spawn_writer(writer);
+        let out = Outbox::new(writer);
         let (ended, _) = watch::channel(false);
         let link = Arc::new(Link {
             out,
@@ -281,7 +282,7 @@ impl Link {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, waiter);
-        let _ = self.out.send(bytes);
+        self.out.send(bytes);
     }
 
     /// Runs `job` on the worker and waits for its answer.
@@ -316,7 +317,7 @@ impl Link {
 
     fn to_worker(&self, message: &ToWorker) {
         if let Ok(bytes) = wire::encode(Kind::Request, message) {
-            let _ = self.out.send(bytes);
+            self.out.send(bytes);
         }
     }
 
