@@ -4,7 +4,6 @@ Rust calls the functions at the bottom (gate, load, activate, handle_http). App 
 imports this module; it uses ``push``.
 """
 
-import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -492,6 +491,7 @@ def register_task(spec, fn):
     except (OSError, TypeError):
         source = repr(getattr(fn, "__code__", fn))
     fingerprint = json.dumps({k: v for k, v in spec.items()}, sort_keys=True) + source
+    import hashlib  # here: it loads libcrypto, a few MB an idle worker does not need
     spec = dict(spec, fn=fn, hash=hashlib.sha256(fingerprint.encode()).hexdigest()[:16])
     tasks.append(spec)
 

@@ -8,7 +8,6 @@ thread of its own); their lifespan starts when a version loads here and ends whe
 dropped or the worker stops.
 """
 
-import asyncio
 import os
 import sys
 import threading
@@ -246,6 +245,17 @@ def serve_wsgi(app, env, exchange, version):
 
 
 # -- ASGI ----------------------------------------------------------------------------------
+
+class _Asyncio:
+    """asyncio, imported when an ASGI app first needs it: with the ssl it loads, it costs an
+    idle worker about 8 MB."""
+
+    def __getattr__(self, name):
+        import asyncio as module
+        return getattr(module, name)
+
+
+asyncio = _Asyncio()
 
 _loop = None
 _loop_lock = threading.Lock()
