@@ -31,6 +31,8 @@ pub struct NodeRow {
     pub lag: Option<u64>,
     /// CPU use since the previous refresh, in percent of one core.
     pub cpu_percent: Option<f64>,
+    /// The same for each of its Python workers, in the order of its status' workers.
+    pub worker_cpu: Vec<Option<f64>>,
     /// The registry's view: false when the node stopped heartbeating.
     pub registry_alive: Option<bool>,
 }
@@ -78,6 +80,8 @@ pub struct Collector {
     known: BTreeMap<u64, String>,
     clients: HashMap<String, Arc<Client>>,
     cpu: HashMap<u64, (u64, Instant)>,
+    /// CPU samples of workers by (node, pid): a restarted worker starts afresh.
+    worker_cpu: HashMap<(u64, u32), (u64, Instant)>,
     queues: HashMap<String, QueueSample>,
     /// The newest audit entries seen, newest last, and the highest seq among them.
     audit: VecDeque<AuditEntry>,
@@ -102,6 +106,7 @@ impl Collector {
             known: BTreeMap::new(),
             clients: HashMap::new(),
             cpu: HashMap::new(),
+            worker_cpu: HashMap::new(),
             queues: HashMap::new(),
             audit: VecDeque::new(),
             audit_after: 0,
@@ -296,6 +301,9 @@ impl Collector {
                     .unwrap_or_else(|| "not asked yet".into())),
             };
             let cpu_percent = status.as_ref().ok().and_then(|s| self.cpu_percent(s, now));
+            let worker_cpu = status
+                .as_ref()
+                .map_or_else(|_| Vec::new(), |s| self.worker_cpu(s, now));
             let lag = status
                 .as_ref()
                 .ok()
@@ -307,6 +315,7 @@ impl Collector {
                 status,
                 lag,
                 cpu_percent,
+                worker_cpu,
                 registry_alive,
             });
         }
@@ -319,6 +328,7 @@ impl Collector {
                     status: s.clone(),
                     lag: None,
                     cpu_percent: None,
+                    worker_cpu: Vec::new(),
                     registry_alive: None,
                 });
             }
@@ -422,12 +432,24 @@ impl Collector {
     /// after the node restarted and its counter went backwards).
     fn cpu_percent(&mut self, s: &NodeStatus, now: Instant) -> Option<f64> {
         let previous = self.cpu.insert(s.id, (s.cpu_ms, now));
-        let (cpu_ms, at) = previous?;
-        let wall = now.duration_since(at).as_secs_f64() * 1000.0;
-        if s.cpu_ms < cpu_ms || wall <= 0.0 {
-            return None;
-        }
-        Some((s.cpu_ms - cpu_ms) as f64 / wall * 100.0)
+        percent(previous, s.cpu_ms, now)
+    }
+
+    /// CPU percent of each of the node's workers since the previous sample of the same
+    /// process; samples of processes gone are dropped.
+    pub(super) fn worker_cpu(&mut self, s: &NodeStatus, now: Instant) -> Vec<Option<f64>> {
+        self.worker_cpu
+            .retain(|(node, pid), _| *node != s.id || s.workers.iter().any(|w| w.pid == *pid));
+        s.workers
+            .iter()
+            .map(|w| {
+                if !w.up {
+                    return None;
+                }
+                let previous = self.worker_cpu.insert((s.id, w.pid), (w.cpu_ms, now));
+                percent(previous, w.cpu_ms, now)
+            })
+            .collect()
     }
 
     fn queue_rows(&mut self, stats: Vec<QueueStat>, now: Instant) -> Vec<QueueRow> {
@@ -511,4 +533,15 @@ pub fn lag(s: &NodeStatus, leader: Option<&NodeStatus>) -> Option<u64> {
         (Some(c), a) => Some(c.saturating_sub(a.unwrap_or(0))),
         _ => None,
     }
+}
+
+/// CPU percent of one core between `previous` (CPU ms, when) and `cpu_ms` now; None on a
+/// first sample or a counter that went backwards.
+fn percent(previous: Option<(u64, Instant)>, cpu_ms: u64, now: Instant) -> Option<f64> {
+    let (before, at) = previous?;
+    let wall = now.duration_since(at).as_secs_f64() * 1000.0;
+    if cpu_ms < before || wall <= 0.0 {
+        return None;
+    }
+    Some((cpu_ms - before) as f64 / wall * 100.0)
 }

@@ -116,7 +116,7 @@ pub const WORKERS: [Column; 9] = [
     fixed("WORKER", 7),
     fixed("PID", 8),
     fixed("RSS", 9),
-    fixed("CPU s", 8),
+    fixed("CPU%", 6),
     fixed("BUSY", 5),
     fixed("SESS", 5),
     fixed("RESTARTS", 9),
@@ -127,9 +127,9 @@ pub const WORKERS: [Column; 9] = [
 pub fn worker_rows(snap: &Snapshot) -> Vec<Vec<String>> {
     snap.nodes
         .iter()
-        .filter_map(|n| n.status.as_ref().ok())
-        .flat_map(|s| {
-            s.workers.iter().map(move |w| {
+        .filter_map(|n| n.status.as_ref().ok().map(|s| (n, s)))
+        .flat_map(|(n, s)| {
+            s.workers.iter().enumerate().map(move |(i, w)| {
                 vec![
                     s.id.to_string(),
                     format!(
@@ -144,7 +144,11 @@ pub fn worker_rows(snap: &Snapshot) -> Vec<Vec<String>> {
                         "down".into()
                     },
                     bytes(w.rss_bytes),
-                    format!("{:.1}", w.cpu_ms as f64 / 1000.0),
+                    n.worker_cpu
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map_or("-".into(), |c| format!("{c:.1}")),
                     w.busy.to_string(),
                     w.sessions.len().to_string(),
                     w.restarts.to_string(),

@@ -72,6 +72,7 @@ fn snapshot() -> Snapshot {
         status,
         lag: Some(1),
         cpu_percent: Some(12.5),
+        worker_cpu: vec![Some(37.5)],
         registry_alive: Some(true),
     };
     let version = |number: u64, message: &str| VersionInfo {
@@ -295,6 +296,8 @@ fn plain_text_snapshot_has_every_section() {
         "PYTHON WORKERS",
         "w1*",
         "4001",
+        "CPU%",
+        "37.5",
         "was killed by signal 11 (SIGSEGV)",
         "QUEUES",
         "jobs",
@@ -353,4 +356,25 @@ fn screen_and_plain_text_share_the_headers() {
     for head in ["ID", "ADDRESS", "ROLE", "SERVING"] {
         assert!(screen.contains(head), "{head} missing:\n{screen}");
     }
+}
+
+/// A worker's CPU% comes from two samples of the same process; a restarted worker (new pid)
+/// or a worker that is down starts afresh.
+#[test]
+fn worker_cpu_is_a_percent_between_samples_of_one_process() {
+    let mut collector = super::collect::Collector::new(Vec::new(), String::new());
+    let start = std::time::Instant::now();
+    let mut s = status(1, "leader");
+    assert_eq!(collector.worker_cpu(&s, start), vec![None]);
+    s.workers[0].cpu_ms += 500;
+    let later = start + std::time::Duration::from_secs(2);
+    let cpu = collector.worker_cpu(&s, later);
+    assert!(
+        matches!(cpu[..], [Some(c)] if (c - 25.0).abs() < 1e-9),
+        "{cpu:?}"
+    );
+    s.workers[0].pid += 1;
+    assert_eq!(collector.worker_cpu(&s, later), vec![None]);
+    s.workers[0].up = false;
+    assert_eq!(collector.worker_cpu(&s, later), vec![None]);
 }
