@@ -317,3 +317,80 @@ async fn the_lsp_lists_opens_and_evaluates_in_a_failed_frame() {
         .expect_err("a bad id is refused");
     assert!(err.to_string().contains("is not a failure id"), "{err}");
 }
+
+/// Live failures as diagnostics: with the app's `app.py` open in the editor, a request that
+/// fails shows up (without asking) as an error on the line that raised, naming the exception,
+/// app@version and the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_failure_appears_as_a_diagnostic_on_its_line() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+    cluster.deploy_app("pm", APP, 1, "pm");
+    let root = cluster.dir.path().join("editor");
+    std::fs::create_dir_all(&root).expect("root");
+    std::fs::write(root.join("push.ron"), "(entry: \"app\")").expect("manifest");
+    let file = root.join("app.py");
+    std::fs::write(&file, APP).expect("app.py");
+    let uri = format!("file://{}", file.display());
+    let mut lsp = crate::support::lsp::LspProc::start(
+        &[
+            "--to",
+            &cluster.addr(1),
+            "--token-file",
+            cluster.token_file.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    lsp.initialize(&root, serde_json::json!({}));
+    lsp.wait_notification("push/status", WAIT, |p| p["connected"] == true);
+    lsp.notify(
+        "textDocument/didOpen",
+        serde_json::json!({"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": APP}}),
+    );
+
+    let deadline = Instant::now() + WAIT;
+    while get(&cluster.http(1), "/sq/5").await.status != 500 {
+        assert!(Instant::now() < deadline, "never a 500");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raising = APP
+        .lines()
+        .position(|l| l.contains("n * n // scale"))
+        .expect("the raising line") as u64;
+    let found = lsp.wait_notification("textDocument/publishDiagnostics", WAIT, |p| {
+        p["uri"] == uri.as_str()
+            && p["diagnostics"].as_array().is_some_and(|ds| {
+                ds.iter().any(|d| {
+                    d["range"]["start"]["line"] == raising
+                        && d["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("route GET /sq/5"))
+                })
+            })
+    });
+    let d = found["diagnostics"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["range"]["start"]["line"] == raising))
+        .expect("the diagnostic")
+        .clone();
+    let message = d["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("ZeroDivisionError") && message.contains("main@v1"),
+        "{d}"
+    );
+    assert_eq!(
+        (d["severity"].clone(), d["source"].clone()),
+        (1.into(), "push".into()),
+        "{d}"
+    );
+    // Its code is the failure's id, which push.errors lists.
+    let listed = lsp
+        .command("push.errors", serde_json::json!({}), WAIT)
+        .expect("push.errors");
+    assert!(
+        listed["rows"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["id"] == d["code"])),
+        "{d} / {listed}"
+    );
+}
