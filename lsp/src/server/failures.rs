@@ -43,18 +43,16 @@ pub fn place_in_app(place: &str) -> Option<AppPlace> {
     })
 }
 
-/// One diagnostic per (file, line, error, app@version, origin), from failures newest first;
-/// the message names how many failures it stands for and the newest one's id (its `code`).
+/// One diagnostic per (file, line, error, app@version), from failures newest first (a route
+/// that fails for every request is one error, not one per request): the message names the
+/// newest one's origin, how many failures it stands for and the newest one's id (its `code`).
 pub fn by_file(
     failures: &[(FailureRow, AppPlace)],
 ) -> BTreeMap<String, Vec<(u32, String, String)>> {
     let mut groups: Vec<(&FailureRow, &AppPlace, usize)> = Vec::new();
     for (row, place) in failures {
         let same = |(r, p, _): &&mut (&FailureRow, &AppPlace, usize)| {
-            p == &place
-                && r.error == row.error
-                && r.version == row.version
-                && r.origin == row.origin
+            p == &place && r.error == row.error && r.version == row.version
         };
         match groups.iter_mut().find(|g| same(g)) {
             Some(g) => g.2 += 1,
@@ -327,7 +325,10 @@ mod tests {
                 at(5),
             ),
             (
-                row("1.1.1.2", "ZeroDivisionError: division by zero", 2, ""),
+                FailureRow {
+                    origin: "route GET /sq/6".into(),
+                    ..row("1.1.1.2", "ZeroDivisionError: division by zero", 2, "")
+                },
                 at(5),
             ),
             (
