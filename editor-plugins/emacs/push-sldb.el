@@ -20,6 +20,7 @@
 (require 'cl-lib)
 (require 'eglot)
 (require 'jsonrpc)
+(require 'seq)
 (require 'subr-x)
 (require 'push)
 
@@ -68,17 +69,19 @@ Newest first.")
                                         servers)))
       (user-error "Push: not connected; open a file of the app and M-x push-connect")))
 
+(defun push-sldb--error-text (err)
+  "The server's message in the jsonrpc error ERR."
+  (or (alist-get 'jsonrpc-error-message (seq-filter #'consp (cdr err)))
+      (error-message-string err)))
+
 (defun push-sldb--request (command args)
   "Run server COMMAND with ARGS (a plist) on this buffer's server.
-Return the result."
-  (jsonrpc-request push-sldb--server :workspace/executeCommand
-                   (list :command command :arguments (vector args))))
-
-(defun push-sldb--error-text (err)
-  "The message of a jsonrpc error ERR."
-  (let ((data (cdr err)))
-    (or (and (listp data) (plist-get data :jsonrpc-error-message))
-        (error-message-string err))))
+Return the result; a refusal (an expired failure, say) is a user error with the
+server's message."
+  (condition-case err
+      (jsonrpc-request push-sldb--server :workspace/executeCommand
+                       (list :command command :arguments (vector args)))
+    (jsonrpc-error (user-error "Push: %s" (push-sldb--error-text err)))))
 
 ;;;###autoload
 (defun push-errors ()

@@ -291,7 +291,11 @@
         (should-not (funcall (push-test--found "^Frames:")))
         (pop-to-buffer sldb)
         (quit-window)
-        (should-not (eq (window-buffer (selected-window)) sldb))))))
+        (should-not (eq (window-buffer (selected-window)) sldb))
+        ;; A bad id is refused with the node's message.
+        (with-current-buffer sldb
+          (let ((err (should-error (push-sldb-open "nonsense") :type 'user-error)))
+            (should (string-match-p "^Push: .*is not a failure id" (cadr err)))))))))
 
 (provide 'push-test)
 ;;; push-test.el ends here
