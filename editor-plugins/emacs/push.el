@@ -16,6 +16,7 @@
 ;;   C-c C-p  patch the def at point into the running module on the node
 ;;   C-c C-d  deploy the app                      C-c C-c  interrupt the running eval
 ;;   C-c C-z  switch to the *push-repl* buffer (a comint running `push repl')
+;;   C-c C-e  M-x push-errors: the cluster's kept failures in *push-sldb* (push-sldb.el)
 ;;
 ;; Results appear as an overlay after the evaluated code and are appended to *push-repl*.
 ;; The node is found from `push-address'/`push-token', else `push lsp''s own lookup: the
@@ -399,6 +400,9 @@ Starts `push repl' there if it is not running."
               (if-let ((v (plist-get push-status :version))) (format " v%s" v) ""))
     " Push[-]"))
 
+(autoload 'push-errors "push-sldb"
+  "List the cluster's kept failures in *push-sldb* (newest first)." t)
+
 (defvar push-mode-map
   (let ((map (make-sparse-keymap)))
     (define-key map (kbd "C-x C-e") #'push-eval-last-statement)
@@ -410,6 +414,7 @@ Starts `push repl' there if it is not running."
     (define-key map (kbd "C-c C-c") #'push-interrupt)
     (define-key map (kbd "C-c C-z") #'push-repl)
     (define-key map (kbd "C-c C-s") #'push-show-status)
+    (define-key map (kbd "C-c C-e") #'push-errors)
     map)
   "Keys of `push-mode'.")
 

@@ -6,6 +6,7 @@
 
 mod commands;
 mod debug;
+mod failures;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +41,18 @@ struct Doc {
 struct FileDiagnostics {
     syntax: Vec<Diagnostic>,
     eval: Vec<Diagnostic>,
+    /// The cluster's kept failures whose innermost app frame is in this file.
+    failures: Vec<Diagnostic>,
+}
+
+/// Everything a file shows.
+fn all_diagnostics(d: &FileDiagnostics) -> Vec<Diagnostic> {
+    d.syntax
+        .iter()
+        .chain(&d.eval)
+        .chain(&d.failures)
+        .cloned()
+        .collect()
 }
 
 #[derive(Default)]
@@ -55,6 +68,7 @@ pub struct Server {
     hooks: Arc<Hooks>,
     docs: Arc<Mutex<HashMap<Uri, Doc>>>,
     diagnostics: Arc<Mutex<HashMap<Uri, FileDiagnostics>>>,
+    failures: Arc<failures::Watch>,
     workspace: Mutex<Workspace>,
     /// Whether the user was told the node is unreachable (once per disconnection).
     warned: AtomicBool,
@@ -66,12 +80,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Server {
     pub fn new(client: Client, link: Arc<Link>, hooks: Arc<Hooks>) -> Server {
+        let docs = Arc::new(Mutex::new(HashMap::new()));
+        let diagnostics = Arc::new(Mutex::new(HashMap::new()));
+        let failures = Arc::new(failures::Watch::new(
+            client.clone(),
+            link.clone(),
+            Arc::clone(&docs),
+            Arc::clone(&diagnostics),
+        ));
         Server {
             client,
             link,
             hooks,
-            docs: Arc::new(Mutex::new(HashMap::new())),
-            diagnostics: Arc::new(Mutex::new(HashMap::new())),
+            docs,
+            diagnostics,
+            failures,
             workspace: Mutex::new(Workspace::default()),
             warned: AtomicBool::new(false),
         }
@@ -106,10 +129,7 @@ impl Server {
     async fn publish(&self, uri: Uri) {
         let all = {
             let diags = lock(&self.diagnostics);
-            diags
-                .get(&uri)
-                .map(|d| d.syntax.iter().chain(&d.eval).cloned().collect())
-                .unwrap_or_default()
+            diags.get(&uri).map(all_diagnostics).unwrap_or_default()
         };
         self.client.publish_diagnostics(uri, all, None).await;
     }
@@ -162,7 +182,7 @@ impl Server {
                 }
                 let entry = diags.entry(uri.clone()).or_default();
                 entry.syntax = found;
-                entry.syntax.iter().chain(&entry.eval).cloned().collect()
+                all_diagnostics(entry)
             };
             client.publish_diagnostics(uri, all, Some(version)).await;
         });
@@ -410,6 +430,7 @@ impl LanguageServer for Server {
             targets.problem = None;
         }
         self.link.set_targets(targets);
+        self.failures.start(root);
     }
 
     async fn shutdown(&self) -> RpcResult<()> {
@@ -426,6 +447,7 @@ impl LanguageServer for Server {
             },
         );
         self.schedule_check(d.uri, d.version);
+        self.failures.nudge();
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {

@@ -17,6 +17,8 @@ use crate::support::Cluster;
 const WAIT: Duration = Duration::from_secs(20);
 
 const APP_PY: &str = "import push\nfrom lib import words\n\n\n@push.route(\"GET\", \"/\")\ndef index():\n    return words.word()\n\n\ndef double(x):\n    return x * 2\n";
+const BOOM_PY: &str =
+    "\n\n@push.route(\"GET\", \"/boom/{n:int}\")\ndef boom(n):\n    scale = 0\n    return n // scale\n";
 const WORDS_PY: &str = "def word():\n    return 'before'\n";
 
 /// Writes the test app (entry `app`, module `lib.words`) under `dir`.
@@ -612,6 +614,8 @@ async fn neovim_builtin_lsp_client_completes_hovers_and_evals() {
 async fn emacs_push_el_ert_suite_against_a_live_node() {
     let cluster = Cluster::start(1).await;
     let app = write_app(cluster.dir.path());
+    // A route that fails, for the *push-sldb* tests.
+    std::fs::write(app.join("app.py"), format!("{APP_PY}{BOOM_PY}")).expect("app.py");
     deploy_and_wait(&cluster, &app, 1, "before").await;
     let emacs_dir = repo().join("editor-plugins/emacs");
     let mut emacs = Command::new("emacs");
@@ -632,7 +636,7 @@ async fn emacs_push_el_ert_suite_against_a_live_node() {
     let (passed, output) = run_with_timeout(emacs, Duration::from_secs(120));
     assert!(passed, "ERT run failed:\n{output}");
     assert!(
-        output.contains("Ran 11 tests, 11 results as expected"),
+        output.contains("Ran 13 tests, 13 results as expected"),
         "{output}"
     );
     println!("{output}");

@@ -317,3 +317,135 @@ async fn the_lsp_lists_opens_and_evaluates_in_a_failed_frame() {
         .expect_err("a bad id is refused");
     assert!(err.to_string().contains("is not a failure id"), "{err}");
 }
+
+/// The app of the diagnostics test: two routes failing on different lines.
+const DIAG_APP: &str = r#"import push
+
+def square(n):
+    scale = 0
+    return n * n // scale
+
+@push.route("GET", "/sq/{n:int}")
+def sq(n):
+    return str(square(n))
+
+@push.route("GET", "/other/{n:int}")
+def other(n):
+    raise ValueError("not today")
+"#;
+
+/// The 0-based line of DIAG_APP holding `text`.
+fn diag_line(text: &str) -> u64 {
+    DIAG_APP
+        .lines()
+        .position(|l| l.contains(text))
+        .expect("a line of DIAG_APP") as u64
+}
+
+/// Whether a publishDiagnostics for `uri` has a diagnostic on `line` whose message has `part`.
+fn has_diagnostic(p: &Json, uri: &str, line: u64, part: &str) -> bool {
+    p["uri"] == uri
+        && p["diagnostics"].as_array().is_some_and(|ds| {
+            ds.iter().any(|d| {
+                d["range"]["start"]["line"] == line
+                    && d["message"].as_str().is_some_and(|m| m.contains(part))
+            })
+        })
+}
+
+/// Live failures as diagnostics: with the app's `app.py` open in the editor, a request that
+/// fails shows up (without asking) as an error on the line that raised, naming the exception,
+/// app@version and the route; the failure's id is its code. When the worker drops it (it
+/// keeps its last 50), the diagnostic goes, and a route failing for many requests is one
+/// diagnostic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_failure_appears_as_a_diagnostic_on_its_line() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+    let root = cluster.dir.path().join("editor");
+    std::fs::create_dir_all(&root).expect("root");
+    std::fs::write(root.join("push.ron"), "(entry: \"app\")").expect("manifest");
+    let file = root.join("app.py");
+    std::fs::write(&file, DIAG_APP).expect("app.py");
+    ok(&cluster.cli(&[
+        "deploy",
+        root.to_str().expect("utf8"),
+        "--to",
+        &cluster.addr(1),
+    ]));
+    let uri = format!("file://{}", file.display());
+    let mut lsp = crate::support::lsp::LspProc::start(
+        &[
+            "--to",
+            &cluster.addr(1),
+            "--token-file",
+            cluster.token_file.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    lsp.initialize(&root, serde_json::json!({}));
+    lsp.wait_notification("push/status", WAIT, |p| p["connected"] == true);
+    lsp.notify(
+        "textDocument/didOpen",
+        serde_json::json!({"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": DIAG_APP}}),
+    );
+
+    let deadline = Instant::now() + WAIT;
+    while get(&cluster.http(1), "/sq/5").await.status != 500 {
+        assert!(Instant::now() < deadline, "never a 500");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raising = diag_line("n * n // scale");
+    let found = lsp.wait_notification("textDocument/publishDiagnostics", WAIT, |p| {
+        has_diagnostic(p, &uri, raising, "route GET /sq/5")
+    });
+    let d = found["diagnostics"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["range"]["start"]["line"] == raising))
+        .expect("the diagnostic")
+        .clone();
+    let message = d["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("ZeroDivisionError") && message.contains("main@v1"),
+        "{d}"
+    );
+    assert_eq!(
+        (d["severity"].clone(), d["source"].clone()),
+        (1.into(), "push".into()),
+        "{d}"
+    );
+    // Its code is the failure's id, which push.errors lists.
+    let listed = lsp
+        .command("push.errors", serde_json::json!({}), WAIT)
+        .expect("push.errors");
+    assert!(
+        listed["rows"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["id"] == d["code"])),
+        "{d} / {listed}"
+    );
+
+    // 55 failures of another route: the worker keeps its last 50, so the first one is gone,
+    // and its diagnostic with it; the other route's are one diagnostic.
+    for n in 0..55 {
+        assert_eq!(
+            get(&cluster.http(1), &format!("/other/{n}")).await.status,
+            500
+        );
+    }
+    let other = diag_line("not today");
+    let after = lsp.wait_notification("textDocument/publishDiagnostics", WAIT, |p| {
+        has_diagnostic(p, &uri, other, "ValueError: not today")
+            && !has_diagnostic(p, &uri, raising, "")
+            && has_diagnostic(p, &uri, other, " times, newest failure ")
+    });
+    let on_other = after["diagnostics"]
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .filter(|d| d["range"]["start"]["line"] == other)
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(on_other, 1, "{after}");
+}

@@ -5,7 +5,8 @@
 ;; Run in batch Emacs by tests/it/lsp.rs, which starts a real cluster, deploys an app and sets:
 ;;   PUSH_BIN   the push binary          PUSH_APP   the deployed app's directory
 ;;   PUSH_HTTP  the node's HTTP address  PUSH_ADDR/PUSH_TOKEN  read by `push lsp' itself
-;; The app has app.py (a route "/" returning lib.words.word()) and lib/words.py.
+;; The app has app.py (a route "/" returning lib.words.word(), and "/boom/{n}" dividing by
+;; zero) and lib/words.py.
 
 ;;; Code:
 
@@ -227,6 +228,74 @@
       (comint-send-input)
       (should (push-test--wait (push-test--found "^54$")))
       (delete-process proc))))
+
+;; Post-mortem: a route that fails (GET /boom/N divides by zero) is listed by M-x push-errors
+;; in *push-sldb*; RET opens it, RET on its frame shows the locals, `e' evaluates in the
+;; frame, `v' visits the source line, `r' replays (failing again), `l' lists, `q' quits.
+(ert-deftest push-sldb-keys-are-bound ()
+  (require 'push-sldb)
+  (should (eq (lookup-key push-mode-map (kbd "C-c C-e")) 'push-errors))
+  (dolist (binding '(("RET" . push-sldb-ret) ("v" . push-sldb-visit) ("e" . push-sldb-eval)
+                     ("r" . push-sldb-replay) ("g" . push-sldb-refresh)
+                     ("l" . push-sldb-list) ("q" . quit-window)))
+    (should (eq (lookup-key push-sldb-mode-map (kbd (car binding))) (cdr binding)))))
+
+(ert-deftest push-sldb-opens-a-live-failure ()
+  (push-test--open "app.py")
+  (push-test--http-get "/boom/7")
+  (let (sldb)
+    ;; Failures are listed as they are kept: ask again (g) until it is there.
+    (should (push-test--wait
+             (lambda ()
+               (setq sldb (with-current-buffer (find-file-noselect (push-test--file "app.py"))
+                            (push-errors)))
+               (with-current-buffer sldb
+                 (funcall (push-test--found "route GET /boom/7"))))))
+    (with-current-buffer sldb
+      (should (derived-mode-p 'push-sldb-mode))
+      (goto-char (point-min))
+      (re-search-forward "route GET /boom/7")
+      ;; RET on the failure opens it: numbered frames with file:line and the source line.
+      (push-sldb-ret)
+      (should (funcall (push-test--found "^Failure .* route GET /boom/7")))
+      (should (funcall (push-test--found "ZeroDivisionError")))
+      (goto-char (point-min))
+      (should (re-search-forward "^ +\\([0-9]+\\): main@v[0-9]+/app\\.py:\\([0-9]+\\) in boom$" nil t))
+      (let ((line (string-to-number (match-string 2))))
+        (forward-line 1)
+        (should (looking-at " +return n // scale$"))
+        (forward-line -1)
+        ;; RET on the frame: its locals.
+        (push-sldb-ret)
+        (should (funcall (push-test--found "^ +n = 7$")))
+        (should (funcall (push-test--found "^ +scale = 0$")))
+        ;; e: evaluate in the frame; the result is in the buffer (and the echo area).
+        (let ((result (push-sldb-eval "n * 6 + scale")))
+          (should (equal (plist-get result :value) "42")))
+        (should (funcall (push-test--found "^ +>>> n \\* 6 \\+ scale\n +=> 42$")))
+        ;; v: the source, at the frame's line.
+        (let ((source (save-excursion (push-sldb-visit))))
+          (with-current-buffer source
+            (should (equal buffer-file-name (push-test--file "app.py")))
+            (should (equal (line-number-at-pos) line))
+            (should (looking-at " +return n // scale"))))
+        ;; r: the code is unchanged, so the replay fails again and says so.
+        (let ((replay (push-sldb-replay)))
+          (should (eq (plist-get replay :ok) :json-false)))
+        (should (funcall (push-test--found "^Replay failed again")))
+        ;; g keeps the failure open; l goes back to the list; q quits.
+        (push-sldb-refresh)
+        (should (funcall (push-test--found "^Frames:")))
+        (push-sldb-list)
+        (should (funcall (push-test--found "route GET /boom/7")))
+        (should-not (funcall (push-test--found "^Frames:")))
+        (pop-to-buffer sldb)
+        (quit-window)
+        (should-not (eq (window-buffer (selected-window)) sldb))
+        ;; A bad id is refused with the node's message.
+        (with-current-buffer sldb
+          (let ((err (should-error (push-sldb-open "nonsense") :type 'user-error)))
+            (should (string-match-p "^Push: .*is not a failure id" (cadr err)))))))))
 
 (provide 'push-test)
 ;;; push-test.el ends here

@@ -10,6 +10,22 @@ import { Settings, fileArgs, parseRollbackInput, readSettings, selectionArgs } f
 import { StatusText, hasOutput, interruptMessage, serverDownText, statusText, transcript } from './format';
 import { InlineResults } from './inline';
 import {
+  ErrorsResult,
+  FailureView,
+  FrameEval,
+  FrameInfo,
+  Local,
+  PmCommand,
+  failureItems,
+  findAppRoot,
+  frameEvalText,
+  frameItems,
+  frameOutcome,
+  localFile,
+  localsText,
+  shortFile,
+} from './postmortem';
+import {
   Command,
   DeployResult,
   EvalOutcome,
@@ -168,6 +184,112 @@ export function activate(context: vscode.ExtensionContext): void {
       .show();
   }
 
+  /** The frame last picked in "Push: Show Errors", where "Push: Eval in Frame" evaluates. */
+  let current: { view: FailureView; frame: FrameInfo; uri: string | undefined } | undefined;
+  const isFile = (p: string) => fs.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
+
+  /** Where a frame's `APP@vN/PATH` may be: the active file's app root, then the workspace's. */
+  function appRoots(): string[] {
+    const roots: string[] = [];
+    const file = vscode.window.activeTextEditor?.document.uri;
+    const fromFile = file?.scheme === 'file' ? findAppRoot(path.dirname(file.fsPath), isFile) : undefined;
+    if (fromFile) roots.push(fromFile);
+    for (const folder of vscode.workspace.workspaceFolders ?? []) {
+      const root = findAppRoot(folder.uri.fsPath, isFile) ?? folder.uri.fsPath;
+      if (!roots.includes(root)) roots.push(root);
+      if (!roots.includes(folder.uri.fsPath)) roots.push(folder.uri.fsPath);
+    }
+    return roots;
+  }
+
+  /** "Push: Show Errors": a quick pick of the kept failures, then of the chosen one's frames. */
+  async function showErrors(): Promise<void> {
+    let listed: ErrorsResult;
+    try {
+      listed = await server.request<ErrorsResult>(PmCommand.errors, {});
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Push: listing failures failed: ${describe(err)}`);
+      return;
+    }
+    for (const m of listed.missing) output.appendLine(`── push errors: node ${m.node} was not asked: ${m.why}`);
+    if (listed.rows.length === 0) {
+      void vscode.window.showInformationMessage('Push: no failures are kept in the cluster.');
+      return;
+    }
+    const failure = await vscode.window.showQuickPick(failureItems(listed.rows), {
+      title: 'Push: Errors (newest first)',
+      placeHolder: 'A failure: shows its frames',
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
+    if (!failure) return;
+    let view: FailureView;
+    try {
+      view = await server.request<FailureView>(PmCommand.open, { id: failure.value.id });
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Push: opening ${failure.value.id} failed: ${describe(err)}`);
+      return;
+    }
+    const frame = await vscode.window.showQuickPick(frameItems(view), {
+      title: `Push: ${view.row.error} (${view.row.origin})`,
+      placeHolder: 'A frame: opens its source and shows its locals; then "Push: Eval in Frame"',
+      matchOnDescription: true,
+    });
+    if (!frame) return;
+    await openFrame(view, frame.value);
+  }
+
+  /** Opens the frame's source at its line and writes its locals to the "Push" channel. */
+  async function openFrame(view: FailureView, frame: FrameInfo): Promise<void> {
+    const file = localFile(frame.file, appRoots(), isFile, path.join);
+    let uri: string | undefined;
+    if (file) {
+      const doc = await vscode.workspace.openTextDocument(file);
+      const at = new vscode.Position(Math.min(Math.max(0, frame.line - 1), doc.lineCount - 1), 0);
+      const editor = await vscode.window.showTextDocument(doc, { preview: true });
+      editor.selection = new vscode.Selection(at, at);
+      editor.revealRange(new vscode.Range(at, at), vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+      uri = doc.uri.toString();
+    } else {
+      void vscode.window.showWarningMessage(
+        `Push: ${frame.file} is not in this workspace (open the app's folder); its locals are in the "Push" output.`,
+      );
+    }
+    current = { view, frame, uri };
+    try {
+      const locals = await server.request<Local[]>(PmCommand.locals, { id: view.row.id, frame: frame.index });
+      output.appendLine(localsText(view, frame, locals));
+      output.show(true);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Push: reading the locals failed: ${describe(err)}`);
+    }
+  }
+
+  /** "Push: Eval in Frame": an expression in the picked frame, shown inline and in "Push". */
+  async function evalInFrame(): Promise<void> {
+    if (!current) {
+      void vscode.window.showWarningMessage('Push: pick a failure and a frame with "Push: Show Errors" first.');
+      return;
+    }
+    const { view, frame, uri } = current;
+    const code = await vscode.window.showInputBox({
+      title: `Push: Eval in frame ${frame.index} of ${view.row.id}`,
+      prompt: `In ${frame.function} at ${shortFile(frame.file)}:${frame.line}: its globals and a copy of its locals`,
+      placeHolder: 'e.g. n * 2',
+    });
+    if (!code) return;
+    let r: FrameEval;
+    try {
+      r = await server.request<FrameEval>(PmCommand.eval, { id: view.row.id, frame: frame.index, code });
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Push: eval in frame failed: ${describe(err)}`);
+      return;
+    }
+    if (uri) inline.show(uri, frameOutcome(r, Math.max(0, frame.line - 1)));
+    output.appendLine(frameEvalText(view.row.id, frame, code, r));
+    output.show(true);
+  }
+
   const openSettings = 'Open Settings';
   const openPushSettings = () => vscode.commands.executeCommand('workbench.action.openSettings', 'push.');
 
@@ -233,6 +355,8 @@ export function activate(context: vscode.ExtensionContext): void {
     command('clearResults', () => inline.clear(vscode.window.activeTextEditor?.document.uri.toString())),
     command('showStatus', showStatus),
     command('restartServer', () => server.start(settings())),
+    vscode.commands.registerCommand('push.showErrors', showErrors),
+    vscode.commands.registerCommand('push.evalInFrame', evalInFrame),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('push')) void server.start(settings());
     }),

@@ -28,27 +28,25 @@ pub struct FrameArgs {
 
 impl Server {
     async fn debug(&self, action: DebugAction) -> Result<DebugReply, LspError> {
-        let op = Op::Debug {
-            action,
-            here: false,
-            scope: vec![],
-        };
-        match self.link.call(op, REQUEST_TIMEOUT).await? {
-            Reply::Debug(reply) => Ok(reply),
-            other => Err(LspError::Unexpected(format!("{other:?}"))),
-        }
+        super::failures::call(&self.link, action).await
     }
 
-    /// `push.errors`: `{rows, missing}` (rows newest first; missing: nodes not asked, and why).
+    /// `push.errors`: `{rows, missing}` (rows newest first; missing: nodes not asked, and
+    /// why). The open files' failure diagnostics are refreshed from the same rows.
     pub(super) async fn cmd_errors(&self) -> Result<serde_json::Value, LspError> {
         match self.debug(DebugAction::Errors).await? {
-            DebugReply::Errors { rows, missing } => Ok(serde_json::json!({
+            DebugReply::Errors { rows, missing } => {
+                if let Err(e) = self.failures.refresh(Some(rows.clone())).await {
+                    tracing::debug!("live failures not refreshed: {e}");
+                }
+                Ok(serde_json::json!({
                 "rows": rows,
                 "missing": missing
                     .into_iter()
                     .map(|(node, why)| serde_json::json!({"node": node, "why": why}))
                     .collect::<Vec<_>>(),
-            })),
+                }))
+            }
             other => Err(LspError::Unexpected(format!("{other:?}"))),
         }
     }

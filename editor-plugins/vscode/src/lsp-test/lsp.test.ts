@@ -2,7 +2,7 @@
 // under vscode-languageclient, and checks what the extension relies on from the contract:
 // initialize without a node, the advertised commands, `push.status`, code lens commands and
 // their argument objects, answers within ~2 s on a dead node, and (against a one-node cluster
-// started here) evals, patches and `push/status`.
+// started here) evals, patches, `push/status` and the "Push: Show Errors" flow's calls.
 //
 // `npm run test:lsp`. Without PUSH_BIN it is skipped, or fails when PUSH_REQUIRE_LSP=1.
 
@@ -24,6 +24,18 @@ import {
   evalOutcomeProblems,
   pushStatusProblems,
 } from '../protocol';
+import {
+  ErrorsResult,
+  FailureView,
+  FrameEval,
+  Local,
+  PmCommand,
+  failureItems,
+  frameItems,
+  frameOutcome,
+  localFile,
+} from '../postmortem';
+import { inlineResult } from '../format';
 import { eventually, within } from '../testing/wait';
 
 const BIN = process.env.PUSH_BIN;
@@ -331,5 +343,50 @@ function run(bin: string): void {
       assert.match(o.error ?? '', /ZeroDivisionError/);
       assert.match(o.traceback ?? '', /ZeroDivisionError/);
     });
+
+    test('Show Errors: a failing daemon is listed, its frame opened, read and evaluated in', async () => {
+      // A daemon that raises: deployed from the file on disk, as "Push: Deploy" does.
+      const file = path.join(dir, 'app', 'app.py');
+      fs.writeFileSync(file, `${APP}${CRASHER}`);
+      const d = await lsp.command<{ ok: boolean }>(Command.deploy, {}, 20_000);
+      assert.equal(d.ok, true, JSON.stringify(d));
+      let listed: ErrorsResult | undefined;
+      const deadline = Date.now() + 30_000;
+      while (!listed?.rows.some((r) => r.origin === 'daemon crasher')) {
+        assert.ok(Date.now() < deadline, `the daemon's failure never listed: ${JSON.stringify(listed)}`);
+        if (listed) await new Promise((r) => setTimeout(r, 200));
+        listed = await lsp.command<ErrorsResult>(PmCommand.errors, {}, 10_000);
+      }
+      const items = failureItems(listed.rows);
+      const picked = items.find((i) => i.value.origin === 'daemon crasher')!;
+      assert.match(picked.label, /RuntimeError: daemon broke on d-42/);
+
+      const view = await lsp.command<FailureView>(PmCommand.open, { id: picked.value.id }, 10_000);
+      const frame = frameItems(view).find((f) => f.value.function === 'crasher');
+      assert.ok(frame, `a frame of crasher: ${JSON.stringify(view.frames)}`);
+      assert.match(frame.label, /^\d+: app\.py:\d+ in crasher$/);
+      // The frame's file is the workspace's app.py, at the raising line.
+      assert.equal(localFile(frame.value.file, [path.join(dir, 'app')], fs.existsSync, path.join), file);
+      const lines = fs.readFileSync(file, 'utf8').split('\n');
+      assert.match(lines[frame.value.line - 1], /raise RuntimeError/);
+
+      const locals = await lsp.command<Local[]>(PmCommand.locals, { id: view.row.id, frame: frame.value.index }, 10_000);
+      assert.deepEqual(
+        locals.filter((l) => l.name === 'ticket'),
+        [{ name: 'ticket', repr: "'d-42'" }],
+        JSON.stringify(locals),
+      );
+      const r = await lsp.command<FrameEval>(
+        PmCommand.eval,
+        { id: view.row.id, frame: frame.value.index, code: 'ticket.upper()' },
+        10_000,
+      );
+      assert.equal(r.ok, true, JSON.stringify(r));
+      assert.deepEqual(inlineResult(frameOutcome(r, frame.value.line - 1)), { text: "⇒ 'D-42'", isError: false });
+    });
   });
 }
+
+/** Appended to APP by the Show Errors test: a daemon that fails each time it runs. */
+const CRASHER =
+  '\n\nimport push\n\n\n@push.daemon(on=1)\ndef crasher(ctx):\n    ticket = "d-42"\n    raise RuntimeError("daemon broke on " + ticket)\n';
