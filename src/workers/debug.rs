@@ -29,10 +29,13 @@ pub enum DebugError {
     Worker(#[from] WorkerError),
 }
 
-/// A failure id: `NODE.WORKER.START.SEQ`.
+/// A failure id: `NODE.WORKER.START.SEQ` for a worker of the node's main pool,
+/// `NODE.POOL.WORKER.START.SEQ` for one of an app pool (an app with dependencies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailureId {
     pub node: u64,
+    /// The app pool (its id on that node); None: the main pool.
+    pub pool: Option<u64>,
     /// 1-based, as `push status` numbers workers.
     pub worker: u32,
     /// Which start of that worker (a restarted worker's failures are gone).
@@ -41,18 +44,25 @@ pub struct FailureId {
 }
 
 impl FailureId {
-    /// Parses `NODE.WORKER.START.SEQ`, saying what an id looks like when it is not one.
+    /// Parses `NODE.WORKER.START.SEQ` or `NODE.POOL.WORKER.START.SEQ`, saying what an id
+    /// looks like when it is not one.
     pub fn parse(text: &str) -> Result<FailureId, DebugError> {
         let parts: Vec<Option<u64>> = text.trim().split('.').map(|p| p.parse().ok()).collect();
-        match parts.as_slice() {
-            [Some(node), Some(worker), Some(start), Some(seq)] if *worker >= 1 => Ok(FailureId {
-                node: *node,
+        let (node, pool, rest) = match parts.as_slice() {
+            [Some(node), rest @ ..] if rest.len() == 3 => (*node, None, rest),
+            [Some(node), Some(pool), rest @ ..] if rest.len() == 3 => (*node, Some(*pool), rest),
+            _ => (0, None, &[][..]),
+        };
+        match rest {
+            [Some(worker), Some(start), Some(seq)] if *worker >= 1 => Ok(FailureId {
+                node,
+                pool,
                 worker: u32::try_from(*worker).unwrap_or(u32::MAX),
                 start: *start,
                 seq: *seq,
             }),
             _ => Err(DebugError::Invalid(format!(
-                "{text:?} is not a failure id; ids look like 2.1.1.7 (node.worker.start.number): `push errors` lists them"
+                "{text:?} is not a failure id; ids look like 2.1.1.7 (node.worker.start.number, or node.pool.worker.start.number in an app's own pool): `push errors` lists them"
             ))),
         }
     }
@@ -60,11 +70,18 @@ impl FailureId {
 
 impl std::fmt::Display for FailureId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}.{}",
-            self.node, self.worker, self.start, self.seq
-        )
+        match self.pool {
+            Some(pool) => write!(
+                f,
+                "{}.{pool}.{}.{}.{}",
+                self.node, self.worker, self.start, self.seq
+            ),
+            None => write!(
+                f,
+                "{}.{}.{}.{}",
+                self.node, self.worker, self.start, self.seq
+            ),
+        }
     }
 }
 
@@ -97,9 +114,24 @@ fn clean(text: &str) -> String {
 }
 
 impl Pool {
-    /// The kept failures of every live worker of this pool, newest first, of the apps in
-    /// `scope` (every app when empty).
+    /// The kept failures of every live worker of this pool and of its app pools, newest
+    /// first, of the apps in `scope` (every app when empty).
     pub async fn failures(&self, node: u64, scope: &[String]) -> Vec<FailureRow> {
+        let mut rows = self.own_failures(node, None, scope).await;
+        for (_, pool) in self.app_pools() {
+            rows.extend(pool.own_failures(node, Some(pool.id), scope).await);
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
+        rows
+    }
+
+    /// The kept failures of this pool's own workers (`pool`: the id their ids carry).
+    async fn own_failures(
+        &self,
+        node: u64,
+        pool: Option<u64>,
+        scope: &[String],
+    ) -> Vec<FailureRow> {
         let request = serde_json::json!({"do": "list", "scope": scope}).to_string();
         let live: Vec<(usize, u64, Arc<Link>)> = self
             .live()
@@ -126,6 +158,7 @@ impl Pool {
                 FailureRow {
                     id: FailureId {
                         node,
+                        pool,
                         worker,
                         start,
                         seq: r.seq,
@@ -146,8 +179,26 @@ impl Pool {
         rows
     }
 
-    /// The worker failure `id` was kept on, if it is still the same start of that worker.
+    /// The worker failure `id` was kept on, in this pool or the app pool it names, if it is
+    /// still the same start of that worker.
     fn holder(&self, id: &FailureId) -> Result<Arc<Link>, DebugError> {
+        match id.pool {
+            Some(wanted) if wanted != self.id => {
+                let Some((_, pool)) = self.app_pools().into_iter().find(|(_, p)| p.id == wanted)
+                else {
+                    return Err(DebugError::NotFound(format!(
+                        "node {} has no app pool {wanted} now (a deploy with other dependencies replaced it), and the failures its workers kept went with it; `push errors` lists the kept ones",
+                        id.node
+                    )));
+                };
+                pool.own_holder(id)
+            }
+            _ => self.own_holder(id),
+        }
+    }
+
+    /// The worker of this pool failure `id` was kept on ([`Pool::holder`]).
+    fn own_holder(&self, id: &FailureId) -> Result<Arc<Link>, DebugError> {
         let index = id.worker as usize - 1;
         let Some(slot) = self.slots.get(index) else {
             return Err(DebugError::NotFound(format!(
@@ -246,19 +297,32 @@ impl Pool {
         scope: &[String],
         out: &mpsc::UnboundedSender<(Stream, String)>,
     ) -> Result<(u64, String), DebugError> {
-        let live = self.live();
+        // This pool's workers and those of the app pools: the target's module may be in
+        // any of them.
+        let mut live: Vec<(String, Arc<Link>)> = self
+            .live()
+            .into_iter()
+            .map(|(index, link)| (slot_label(index), link))
+            .collect();
+        for (app, pool) in self.app_pools() {
+            live.extend(
+                pool.live()
+                    .into_iter()
+                    .map(|(index, link)| (format!("{app}/{}", slot_label(index)), link)),
+            );
+        }
         if live.is_empty() {
             return Err(WorkerError::NoWorker("none is up".into()).into());
         }
         let (merged, mut events) = mpsc::unbounded_channel();
         let mut ends = Vec::new();
-        for (index, link) in &live {
+        for (label, link) in &live {
             let job = Job::Trace {
                 target: target.to_string(),
                 max,
                 secs,
                 scope: scope.to_vec(),
-                label: format!("node {node} {}", slot_label(*index)),
+                label: format!("node {node} {label}"),
             };
             let (mut output, done) = link.eval(job);
             let merged = merged.clone();
@@ -311,10 +375,14 @@ impl Pool {
         Ok((printed, why))
     }
 
-    /// Stops every trace running on this pool's workers; returns how many stopped.
+    /// Stops every trace running on the workers of this pool and its app pools; returns how
+    /// many stopped.
     pub async fn untrace(&self) -> u64 {
         let request = serde_json::json!({"do": "untrace"}).to_string();
-        let links: Vec<Arc<Link>> = self.live().into_iter().map(|(_, l)| l).collect();
+        let mut links: Vec<Arc<Link>> = self.live().into_iter().map(|(_, l)| l).collect();
+        for (_, pool) in self.app_pools() {
+            links.extend(pool.live().into_iter().map(|(_, l)| l));
+        }
         let answers = crate::join::concurrently(links.iter().map(|link| {
             link.job(Job::Debug {
                 request: request.clone(),
@@ -329,5 +397,34 @@ impl Pool {
             })
             .filter_map(|a| a.ok.and_then(|v| v.as_u64()))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_ids_of_the_main_pool_and_of_app_pools_round_trip() {
+        for text in ["2.1.1.7", "2.3.1.1.7"] {
+            let id = FailureId::parse(text).unwrap();
+            assert_eq!(id.to_string(), text);
+        }
+        assert_eq!(FailureId::parse("2.1.1.7").unwrap().pool, None);
+        assert_eq!(FailureId::parse(" 2.3.1.1.7 ").unwrap().pool, Some(3));
+        for bad in [
+            "",
+            "2.1.1",
+            "2.0.1.7",
+            "2.x.1.1",
+            "1.2.3.4.5.6",
+            "2.3.0.1.7",
+        ] {
+            let err = FailureId::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("is not a failure id") && err.contains("push errors"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

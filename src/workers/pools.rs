@@ -57,7 +57,7 @@ impl Pool {
     }
 
     /// Each app with a pool of its own, and that pool (copied out of the lock).
-    fn app_pools(&self) -> Vec<(String, Arc<Pool>)> {
+    pub(super) fn app_pools(&self) -> Vec<(String, Arc<Pool>)> {
         self.children
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use push_protocol::{Client, EvalResult, Op, Reply, Stream};
+use push_protocol::{Client, DebugAction, DebugReply, EvalResult, Op, Reply, Stream};
 
 use crate::support::cluster::{fails, ok};
 use crate::support::eval::eval_streams;
@@ -297,6 +297,15 @@ const LAMBDAS: &str = r#"
 def dep_version():
     import tinypkg
     return tinypkg.VERSION
+
+@push.route("GET", "/dv")
+def dv():
+    return dep_version()
+
+@push.route("GET", "/dep-boom")
+def dep_boom():
+    pkg_version = tinypkg.VERSION
+    raise ValueError(f"no luck with {pkg_version}")
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,4 +393,70 @@ async fn evals_sessions_and_lambdas_of_an_app_run_in_its_pool() {
         refused.to_string().contains("no python pool nope"),
         "{refused}"
     );
+
+    // A failure in the app's pool is listed with an id naming that pool, and opens there.
+    let r = request(&cluster.http(1), "GET", "/dep-boom", &[], b"")
+        .await
+        .expect("boom");
+    assert_eq!(r.status, 500);
+    let debug = |action| Op::Debug {
+        action,
+        here: false,
+        scope: Vec::new(),
+    };
+    let rows = match client
+        .call(debug(DebugAction::Errors))
+        .await
+        .expect("errors")
+    {
+        Reply::Debug(DebugReply::Errors { rows, .. }) => rows,
+        other => panic!("unexpected {other:?}"),
+    };
+    let row = rows
+        .iter()
+        .find(|r| r.error.contains("no luck with 1.0"))
+        .unwrap_or_else(|| panic!("the app pool's failure is not listed: {rows:?}"));
+    assert_eq!(row.id.split('.').count(), 5, "{row:?}");
+    let opened = client
+        .call(debug(DebugAction::Open { id: row.id.clone() }))
+        .await
+        .expect("open");
+    let Reply::Debug(DebugReply::Opened(view)) = opened else {
+        panic!("unexpected {opened:?}")
+    };
+    assert!(
+        view.frames.iter().any(|f| f.function == "dep_boom"),
+        "{view:?}"
+    );
+
+    // A trace reaches the app pool's workers: calls of dep_version made through /dv.
+    let tracer = cluster.client(1).await;
+    let trace = tokio::spawn(async move {
+        tracer
+            .call(Op::Debug {
+                action: DebugAction::Trace {
+                    target: "app.dep_version".into(),
+                    max: 1,
+                    secs: 30,
+                },
+                here: true,
+                scope: Vec::new(),
+            })
+            .await
+    });
+    let deadline = Instant::now() + WAIT;
+    while !trace.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the trace saw no call of dep_version"
+        );
+        let _ = request(&cluster.http(1), "GET", "/dv", &[], b"").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match trace.await.expect("trace task").expect("trace") {
+        Reply::Debug(DebugReply::Traced { events, why, .. }) => {
+            assert_eq!(events, 1, "{why}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
