@@ -157,6 +157,21 @@ def test_sessions_complete_inspect_interrupt(conn):
         assert s.eval("answer").value == "42"
 
 
+def test_a_session_the_node_forgot_is_reopened_with_a_note(conn):
+    s = conn.session()
+    s.eval("x = 41")
+    # The node forgets the session, as a restart would.
+    assert push_client._native.session_close(conn._native, s.id)
+    old, notes = s.id, []
+    r = s.eval("y = 1\ny + 1", on_output=lambda stream, text: notes.append((stream, text)))
+    assert r.error is None and r.value == "2"
+    assert s.id != old
+    assert any(stream == "stderr" and f"no longer knows session {old}" in text for stream, text in notes), notes
+    # The new session is a fresh namespace: names of the forgotten one are gone.
+    assert s.eval("x", on_output=lambda *_: None).error["type_name"] == "NameError"
+    s.close()
+
+
 def test_network_calls_release_the_gil(conn, cluster):
     waiting = conn.queue("gil")
     taken, calling = {}, threading.Event()

@@ -142,6 +142,12 @@ class EvalResult:
         return f"<EvalResult {self.value!r} on node {self.node}>"
 
 
+def _forgotten(error):
+    """Whether an eval's error says its session does not exist on the node (nothing ran)."""
+    return (error is not None and error.get("type_name") == "LookupError"
+            and "does not exist on this node" in (error.get("message") or ""))
+
+
 def _print_output(stream, text):
     out = sys.stdout if stream == "stdout" else sys.stderr
     out.write(text)
@@ -155,14 +161,25 @@ class Session:
 
     def __init__(self, conn, worker=None):
         self._native = conn._native
+        self._worker = worker
         self.id = _native.session_open(self._native, worker)
 
     def eval(self, code, *, module=None, on_output=None):
         """Evaluate ``code`` in this session (or inside app module ``module``: a hot-patch).
         Output is passed to ``on_output(stream, text)`` as it is printed on the node
         (default: written to this process's stdout/stderr). Returns an EvalResult; an
-        exception in the code is in its ``error`` (``raise_for_error()`` raises it)."""
-        d = _native.eval(self._native, str(code), self.id, module, on_output or _print_output)
+        exception in the code is in its ``error`` (``raise_for_error()`` raises it).
+
+        A session the node no longer knows (it restarted, or the session was closed) is
+        reopened and the code run there, with a note on stderr that its names are gone."""
+        out = on_output or _print_output
+        d = _native.eval(self._native, str(code), self.id, module, out)
+        if _forgotten(d["error"]):
+            old, self.id = self.id, _native.session_open(self._native, self._worker)
+            out("stderr", f"push_client: the node no longer knows session {old} (it restarted, "
+                          f"or the session was closed), so the names defined in it are gone; "
+                          f"continuing in a new session, {self.id}\n")
+            d = _native.eval(self._native, str(code), self.id, module, out)
         return EvalResult(d)
 
     def complete(self, code, cursor=None):
