@@ -80,6 +80,19 @@ pub const MAX_APP_BYTES: u64 = 32 << 20;
 /// pieces and kept as a file on every node.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
+/// Largest blob kept inline in the replicated state (its bytes in [`CodeStore`] itself, so in
+/// the Raft log record, the snapshot's body and every node's memory); a larger one is a file
+/// beside the state on every node (`consensus::blobs`). 64 KiB: nearly every source module,
+/// template or small asset fits, so a deploy of thousands of them creates no files (creating
+/// one costs ~0.4 ms), while the state's memory stays bounded by the app size limits; a
+/// 2 MiB piece of a large file is always a file.
+pub const INLINE_MAX: u64 = 64 << 10;
+
+/// Whether a blob of `size` bytes stays inline in the state (see [`INLINE_MAX`]).
+pub fn is_inline(size: u64) -> bool {
+    size <= INLINE_MAX
+}
+
 /// Whether a file of a version is given to the workers as source text: a `.py` module
 /// always (checked with [`check_source`]), any other file when it is UTF-8 without NUL bytes.
 pub fn is_text(path: &str, bytes: &[u8]) -> bool {
@@ -220,13 +233,13 @@ impl App {
     }
 }
 
-/// Blobs (hashes and sizes; their bytes are files beside the state, see
-/// `consensus::blobs`) and apps.
+/// Blobs (hashes and sizes; the bytes of small ones too, larger ones are files beside the
+/// state, see `consensus::blobs`) and apps.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CodeStore {
-    /// Blob bytes held in the state itself: formats 1 to 3 kept every blob here. A node moves
-    /// them to files when it loads such a state (and a restored backup carries them here), so
-    /// from format 4 on this is empty in every applied state.
+    /// Blob bytes held in the state itself: those of at most [`INLINE_MAX`] bytes (formats 1
+    /// to 3 kept every blob here; a node moves the larger ones to files when it loads such a
+    /// state).
     blobs: BTreeMap<String, ByteBuf>,
     apps: BTreeMap<String, App>,
     /// Every blob the store holds: hash -> size in bytes.
@@ -247,13 +260,17 @@ fn not_found(message: String) -> ErrorBody {
 }
 
 impl CodeStore {
-    /// Records blobs (their bytes go to files, written by the state machine); returns how many
-    /// were new.
+    /// Records blobs: a small one's bytes stay here, a larger one's go to a file (written by
+    /// the state machine); returns how many were new.
     pub fn put_blobs(&mut self, blobs: &[ByteBuf]) -> usize {
         let mut added = 0;
         for blob in blobs {
-            if self.record_blob(&blob_hash(blob), blob.len() as u64) {
+            let hash = blob_hash(blob);
+            if self.record_blob(&hash, blob.len() as u64) {
                 added += 1;
+                if is_inline(blob.len() as u64) {
+                    self.blobs.insert(hash, blob.clone());
+                }
             }
         }
         added
@@ -268,25 +285,42 @@ impl CodeStore {
         true
     }
 
-    /// Takes the blob bytes held in the state (formats 1 to 3, restored backups) for the
-    /// caller to move to files and [`CodeStore::record_blob`].
-    pub fn take_inline_blobs(&mut self) -> BTreeMap<String, ByteBuf> {
-        std::mem::take(&mut self.blobs)
+    /// Takes the blob bytes held in the state that belong in files (larger than
+    /// [`INLINE_MAX`]: formats 1 to 3 held every blob here) for the caller to write and
+    /// [`CodeStore::record_blob`]; the small ones stay, their sizes recorded.
+    pub fn take_large_blobs(&mut self) -> BTreeMap<String, ByteBuf> {
+        let (large, small) = std::mem::take(&mut self.blobs)
+            .into_iter()
+            .partition(|(_, bytes)| !is_inline(bytes.len() as u64));
+        self.blobs = small;
+        for (hash, bytes) in &self.blobs {
+            self.sizes.entry(hash.clone()).or_insert(bytes.len() as u64);
+        }
+        large
     }
 
-    /// Whether the state holds blob bytes itself (see [`CodeStore::take_inline_blobs`]).
-    pub fn has_inline_blobs(&self) -> bool {
-        !self.blobs.is_empty()
+    /// Whether [`CodeStore::take_large_blobs`] has anything to do: a state of formats 1 to 3.
+    pub fn needs_move(&self) -> bool {
+        self.blobs
+            .iter()
+            .any(|(hash, bytes)| !is_inline(bytes.len() as u64) || !self.sizes.contains_key(hash))
     }
 
-    /// Puts blob bytes into the state itself, for a backup to carry them.
+    /// Puts blob bytes into the state itself, for a peer of formats 1 to 3 to get them.
     pub fn inline_blob(&mut self, hash: &str, bytes: ByteBuf) {
         self.blobs.insert(hash.to_string(), bytes);
     }
 
+    /// The bytes of blob `hash` when the state holds them (a blob of at most [`INLINE_MAX`]
+    /// bytes); None for a blob that is a file, or unknown.
+    pub fn inline_bytes(&self, hash: &str) -> Option<&ByteBuf> {
+        self.blobs.get(hash)
+    }
+
     /// Records blob `hash` of `size` bytes made of the blobs `pieces` in order (a file too
-    /// large for one upload) and forgets the pieces no version uses. Refused when a piece is
-    /// missing or the sizes do not add up; returns how many blobs were new.
+    /// large for one upload) and forgets the pieces no version uses. Refused when the blob is
+    /// small enough to stay inline (it is uploaded whole), a piece is missing or the sizes do
+    /// not add up; returns how many blobs were new.
     pub fn join_blob(
         &mut self,
         hash: &str,
@@ -295,6 +329,12 @@ impl CodeStore {
     ) -> Result<usize, ErrorBody> {
         if self.sizes.contains_key(hash) {
             return Ok(0);
+        }
+        if is_inline(size) {
+            return Err(invalid(format!(
+                "blob {hash} of {size} bytes is small enough to upload whole (at most \
+                 {INLINE_MAX} bytes): send it with PutBlobs, not in pieces"
+            )));
         }
         let mut total = 0u64;
         for piece in pieces {
@@ -324,6 +364,7 @@ impl CodeStore {
             .collect();
         for piece in unused {
             self.sizes.remove(&piece);
+            self.blobs.remove(&piece);
         }
         self.sizes.insert(hash.to_string(), size);
         Ok(1)
@@ -683,24 +724,77 @@ mod tests {
     #[test]
     fn a_joined_blob_replaces_its_pieces() {
         let mut store = CodeStore::default();
-        store.put_blobs(&[ByteBuf::from(b"ab".to_vec()), ByteBuf::from(b"cd".to_vec())]);
-        let pieces = vec![blob_hash(b"ab"), blob_hash(b"cd")];
-        let whole = blob_hash(b"abcd");
-        let err = store.join_blob(&whole, 5, &pieces).unwrap_err();
+        // A piece larger than INLINE_MAX is a file (only its size is here), a small last
+        // piece stays inline until the join forgets it.
+        let (big, tail) = (vec![7u8; INLINE_MAX as usize + 1], b"cd".to_vec());
+        store.put_blobs(&[ByteBuf::from(big.clone()), ByteBuf::from(tail.clone())]);
+        let pieces = vec![blob_hash(&big), blob_hash(&tail)];
+        assert!(store.inline_bytes(&pieces[0]).is_none());
+        assert_eq!(
+            store.inline_bytes(&pieces[1]).map(|b| b.to_vec()),
+            Some(tail)
+        );
+        let size = INLINE_MAX + 3;
+        let whole = blob_hash(&[&big[..], b"cd"].concat());
+        let err = store.join_blob(&whole, size + 1, &pieces).unwrap_err();
         assert!(
-            err.message.contains("hold 4 bytes, not 5"),
+            err.message
+                .contains(&format!("hold {size} bytes, not {}", size + 1)),
             "{}",
             err.message
         );
         let err = store
-            .join_blob(&whole, 4, &[pieces[0].clone(), "00".repeat(32)])
+            .join_blob(&whole, size, &[pieces[0].clone(), "00".repeat(32)])
             .unwrap_err();
         assert!(err.message.contains("upload it again"), "{}", err.message);
-        assert_eq!(store.join_blob(&whole, 4, &pieces).unwrap(), 1);
-        assert_eq!(store.blob_size(&whole), Some(4));
+        assert_eq!(store.join_blob(&whole, size, &pieces).unwrap(), 1);
+        assert_eq!(store.blob_size(&whole), Some(size));
         assert!(!store.has_blob(&pieces[0]) && !store.has_blob(&pieces[1]));
+        assert!(store.inline_bytes(&pieces[1]).is_none() && store.inline_bytes(&whole).is_none());
+        // A blob small enough to be inline is uploaded whole, never joined.
+        store.put_blobs(&[ByteBuf::from(b"ab".to_vec()), ByteBuf::from(b"ef".to_vec())]);
+        let err = store
+            .join_blob(
+                &blob_hash(b"abef"),
+                4,
+                &[blob_hash(b"ab"), blob_hash(b"ef")],
+            )
+            .unwrap_err();
+        assert!(err.message.contains("upload whole"), "{}", err.message);
         let bytes = |t: &[u8]| BTreeMap::from([("i.png".to_string(), ByteBuf::from(t.to_vec()))]);
         let d = diff(1, &bytes(b"\x89PNG\0"), 2, &bytes(b"\x89PNG\x01"));
         assert_eq!(d, "Binary files v1/i.png and v2/i.png differ\n");
+    }
+
+    #[test]
+    fn small_blobs_stay_inline_and_large_ones_are_sizes_only() {
+        let mut store = CodeStore::default();
+        let small = vec![1u8; INLINE_MAX as usize];
+        let large = vec![2u8; INLINE_MAX as usize + 1];
+        assert_eq!(
+            store.put_blobs(&[ByteBuf::from(small.clone()), ByteBuf::from(large.clone())]),
+            2
+        );
+        let (s, l) = (blob_hash(&small), blob_hash(&large));
+        assert_eq!(
+            store.inline_bytes(&s).map(|b| b.to_vec()),
+            Some(small.clone())
+        );
+        assert!(store.inline_bytes(&l).is_none());
+        assert_eq!(store.blob_size(&l), Some(INLINE_MAX + 1));
+        assert!(!store.needs_move());
+
+        // A state of formats 1 to 3 held every blob inline and no sizes: only the large ones
+        // leave, the small ones get their sizes.
+        let mut old = CodeStore::default();
+        old.inline_blob(&s, ByteBuf::from(small.clone()));
+        old.inline_blob(&l, ByteBuf::from(large));
+        assert!(old.needs_move());
+        let moved = old.take_large_blobs();
+        assert_eq!(moved.keys().collect::<Vec<_>>(), vec![&l]);
+        assert_eq!(old.blob_size(&s), Some(INLINE_MAX));
+        assert!(old.inline_bytes(&s).is_some() && old.inline_bytes(&l).is_none());
+        old.record_blob(&l, INLINE_MAX + 1);
+        assert!(!old.needs_move());
     }
 }
