@@ -301,4 +301,42 @@ async fn a_file_over_the_limit_is_refused_by_name() {
     );
     let versions = ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]));
     assert!(versions.contains("no versions yet"), "{versions}");
+
+    // A blob small enough to stay inline is uploaded whole: a join of pieces is refused,
+    // saying so, and stores nothing.
+    let c = cluster.client(1).await;
+    let pieces = [b"ab".to_vec(), b"cd".to_vec()];
+    let put = c
+        .call(Op::PutBlobs {
+            blobs: pieces
+                .iter()
+                .cloned()
+                .map(push_protocol::ByteBuf::from)
+                .collect(),
+        })
+        .await;
+    assert!(put.is_ok(), "{put:?}");
+    let whole = sha256(b"abcd");
+    let err = c
+        .call(Op::JoinBlob {
+            hash: whole.clone(),
+            size: 4,
+            pieces: pieces.iter().map(|p| sha256(p)).collect(),
+        })
+        .await
+        .expect_err("a small join is refused");
+    assert_eq!(err.code(), Some(push_protocol::ErrorCode::Invalid), "{err}");
+    assert!(
+        err.to_string().contains("uploaded whole") && err.to_string().contains("PutBlobs"),
+        "{err}"
+    );
+    match c
+        .call(Op::MissingBlobs {
+            hashes: vec![whole],
+        })
+        .await
+    {
+        Ok(Reply::Missing(missing)) => assert_eq!(missing.len(), 1, "{missing:?}"),
+        other => panic!("{other:?}"),
+    }
 }
