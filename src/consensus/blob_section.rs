@@ -1,6 +1,7 @@
-//! The blob section of a snapshot's state bytes (format 4 on): the blob files the state lists,
-//! streamed from the blob store after the state's body, so a follower or a late joiner that
-//! installs a snapshot gets every blob with it.
+//! The blob section of a snapshot's state bytes (format 4 on): the blob files the state lists
+//! (blobs larger than `INLINE_MAX`; smaller ones are in the state's body), streamed from the
+//! blob store after the body, so a follower or a late joiner that installs a snapshot gets
+//! every blob with it.
 //!
 //! Layout (integers little-endian): `PUSHBLB\n`, the number of blobs (u64), then per blob its
 //! hash (64 ASCII hex digits), its size (u64) and its bytes. Nothing follows. The section is
@@ -34,12 +35,16 @@ pub fn write(out: &mut File, state: &State, store: &BlobStore) -> io::Result<u64
     Ok(written)
 }
 
-/// The blobs `state` lists that are on this node's disk, with their sizes (one missing is
-/// logged: the receiver then lacks it just as this node does). Taken under the state's lock;
-/// the blobs' bytes are written afterwards with [`write_listed`] (blob files never change).
+/// The blobs `state` lists as files (not those it holds itself: they travel in its body) that
+/// are on this node's disk, with their sizes (one missing is logged: the receiver then lacks
+/// it just as this node does). Taken under the state's lock; the blobs' bytes are written
+/// afterwards with [`write_listed`] (blob files never change).
 pub fn listed(state: &State, store: &BlobStore) -> Vec<(String, u64)> {
     let mut present = Vec::new();
     for (hash, size) in state.code.blob_sizes() {
+        if state.code.inline_bytes(hash).is_some() {
+            continue;
+        }
         if store.has(hash) {
             present.push((hash.clone(), size));
         } else {

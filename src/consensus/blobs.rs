@@ -1,9 +1,10 @@
-//! Blob contents on a node's disk: one file per blob at `<state>/blobs/ab/HASH` (the first two
-//! hex digits of its SHA-256 name a folder), written to a temporary name, fsynced and renamed,
-//! and checked against the hash whenever it is read. The replicated state keeps only each
-//! blob's hash and size ([`crate::model::CodeStore`]); the state machine writes the bytes of
-//! the blob commands here as it applies them ([`store_for`]), and snapshots carry the files
-//! ([`super::snapshot_file`]).
+//! Blob contents on a node's disk: one file per blob larger than
+//! [`crate::model::code_store::INLINE_MAX`] at `<state>/blobs/ab/HASH` (the first two hex
+//! digits of its SHA-256 name a folder), written to a temporary name, fsynced and renamed, and
+//! checked against the hash whenever it is read. The replicated state keeps such a blob's hash
+//! and size only (smaller blobs stay inline in it, [`crate::model::CodeStore`]); the state
+//! machine writes the bytes of the blob commands here as it applies them ([`store_for`]), and
+//! snapshots carry the files ([`super::snapshot_file`]).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -11,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::model::code_store::blob_hash;
+use std::collections::BTreeMap;
+
+use push_protocol::ByteBuf;
+
+use crate::model::code_store::{blob_hash, is_inline};
 use crate::model::CommandOp;
 
 /// Bytes read or written at once while streaming a blob.
@@ -99,8 +104,11 @@ impl BlobStore {
     /// `syncfs` of the blob folder's filesystem instead of two fsyncs per file (a deploy of
     /// 10,000 small modules uploads them in a few batches of thousands of blobs). Returns
     /// their hashes, in order.
-    pub fn write_all(&self, blobs: &[push_protocol::ByteBuf]) -> Result<Vec<String>, BlobError> {
-        let mut hashes = Vec::with_capacity(blobs.len());
+    pub fn write_all<'a>(
+        &self,
+        blobs: impl IntoIterator<Item = &'a ByteBuf>,
+    ) -> Result<Vec<String>, BlobError> {
+        let mut hashes = Vec::new();
         let mut wrote = false;
         for blob in blobs {
             let hash = blob_hash(blob);
@@ -209,20 +217,36 @@ impl BlobStore {
     }
 
     /// Writes blob `hash` as the concatenation of the blobs `pieces` (checked against the
-    /// hash). Does nothing when it is already there.
-    pub fn join(&self, hash: &str, size: u64, pieces: &[String]) -> Result<(), BlobError> {
+    /// hash), each read from `inline` (pieces the state holds) or its file. Does nothing when
+    /// it is already there.
+    pub fn join(
+        &self,
+        hash: &str,
+        size: u64,
+        pieces: &[String],
+        inline: &Inline,
+    ) -> Result<(), BlobError> {
         if self.has(hash) {
             return Ok(());
         }
-        let mut readers = Vec::new();
-        for piece in pieces {
-            readers.push(self.open_blob(piece)?);
-        }
-        let mut chain: Box<dyn Read> = Box::new(io::empty());
-        for reader in readers {
-            chain = Box::new(chain.chain(reader));
-        }
+        let mut chain = self.pieces(pieces, inline)?;
         self.write_from(hash, size, &mut chain)
+    }
+
+    /// The blobs `pieces` one after the other, each from `inline` or its file.
+    fn pieces<'a>(
+        &self,
+        pieces: &[String],
+        inline: &'a Inline,
+    ) -> Result<Box<dyn Read + 'a>, BlobError> {
+        let mut chain: Box<dyn Read + 'a> = Box::new(io::empty());
+        for piece in pieces {
+            chain = match inline.get(piece) {
+                Some(bytes) => Box::new(chain.chain(&bytes[..])),
+                None => Box::new(chain.chain(self.open_blob(piece)?)),
+            };
+        }
+        Ok(chain)
     }
 
     /// Opens blob `hash` for streaming (checked by the reader of the stream, or by
@@ -338,20 +362,24 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Checks that the blobs `pieces` here add up to blob `hash` of `size` bytes (reading them
-/// once, in order), before a `JoinBlob` is proposed.
+/// Blob bytes the state holds (small blobs), by hash: what a join reads its small pieces from.
+pub type Inline = BTreeMap<String, ByteBuf>;
+
+/// Checks that the blobs `pieces` (from `inline` or their files) add up to blob `hash` of
+/// `size` bytes (reading them once, in order), before a `JoinBlob` is proposed.
 pub fn check_join(
     store: &BlobStore,
     hash: &str,
     size: u64,
     pieces: &[String],
+    inline: &Inline,
 ) -> Result<(), BlobError> {
     let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    for piece in pieces {
-        let mut file = store.open_blob(piece)?;
-        total += io::copy(&mut file, &mut HashWriter(&mut hasher)).map_err(io_err(piece))?;
-    }
+    let total = io::copy(
+        &mut store.pieces(pieces, inline)?,
+        &mut HashWriter(&mut hasher),
+    )
+    .map_err(io_err(hash))?;
     let found = hex(&hasher.finalize());
     if found != hash || total != size {
         return Err(BlobError::Mismatch {
@@ -362,34 +390,91 @@ pub fn check_join(
     Ok(())
 }
 
-/// Whether a command carries blob bytes to write ([`store_for`]).
+/// The blobs of `blobs` that are files (larger than `INLINE_MAX`); the others stay inline in
+/// the state and in the log.
+pub fn large(blobs: &[ByteBuf]) -> impl Iterator<Item = &ByteBuf> {
+    blobs.iter().filter(|b| !is_inline(b.len() as u64))
+}
+
+/// Whether a command carries blob bytes to write as files ([`store_for`]).
 pub fn carries_blobs(op: &CommandOp) -> bool {
     match op {
-        CommandOp::PutBlobs { .. } | CommandOp::JoinBlob { .. } => true,
+        CommandOp::PutBlobs { blobs } => large(blobs).next().is_some(),
+        CommandOp::JoinBlob { .. } => true,
         CommandOp::Batch(ops) => ops.iter().any(carries_blobs),
         CommandOp::Audited { op, .. } => carries_blobs(op),
         _ => false,
     }
 }
 
-/// Writes the blob bytes a command carries (`PutBlobs`, `JoinBlob`, inside `Batch` or
-/// `Audited` too) to `store`, before the command is applied to the state. A `JoinBlob` whose
-/// pieces are not all here is left to the model, which refuses it the same way on every node.
-pub fn store_for(store: &BlobStore, op: &CommandOp) -> Result<(), BlobError> {
+/// Writes the blob bytes a command carries as files (the large blobs of `PutBlobs`, `JoinBlob`,
+/// inside `Batch` or `Audited` too) to `store`, before the command is applied to the state; a
+/// join reads its small pieces from `inline` ([`inline_pieces`]). A `JoinBlob` whose pieces
+/// are not all here is left to the model, which refuses it the same way on every node.
+pub fn store_for(store: &BlobStore, op: &CommandOp, inline: &Inline) -> Result<(), BlobError> {
     match op {
-        CommandOp::PutBlobs { blobs } => store.write_all(blobs).map(|_| ()),
+        CommandOp::PutBlobs { blobs } => store.write_all(large(blobs)).map(|_| ()),
+        // Refused by the model: a blob that small is uploaded whole.
+        CommandOp::JoinBlob { size, .. } if is_inline(*size) => Ok(()),
         CommandOp::JoinBlob { hash, size, pieces } => {
-            match store.join(hash, *size, pieces) {
+            match store.join(hash, *size, pieces, inline) {
                 Ok(()) => Ok(()),
                 // Refused by the model (a piece never uploaded, or not adding up).
                 Err(BlobError::Missing { .. } | BlobError::Damaged { .. }) => Ok(()),
                 Err(e) => Err(e),
             }
         }
-        CommandOp::Batch(ops) => ops.iter().try_for_each(|op| store_for(store, op)),
-        CommandOp::Audited { op, .. } => store_for(store, op),
+        CommandOp::Batch(ops) => ops.iter().try_for_each(|op| store_for(store, op, inline)),
+        CommandOp::Audited { op, .. } => store_for(store, op, inline),
         _ => Ok(()),
     }
+}
+
+/// The pieces of the `JoinBlob`s among `ops` that are small blobs: their bytes from the `state`
+/// or from a `PutBlobs` among `ops` (applied before the join in the same batch). Empty, and
+/// cheap, without a join.
+pub fn inline_pieces<'a>(
+    state: &crate::model::State,
+    ops: impl Iterator<Item = &'a CommandOp> + Clone,
+) -> Inline {
+    fn joins<'a>(op: &'a CommandOp, out: &mut Vec<&'a String>) {
+        match op {
+            CommandOp::JoinBlob { pieces, .. } => out.extend(pieces),
+            CommandOp::Batch(ops) => ops.iter().for_each(|op| joins(op, out)),
+            CommandOp::Audited { op, .. } => joins(op, out),
+            _ => {}
+        }
+    }
+    fn puts<'a>(op: &'a CommandOp, out: &mut Vec<&'a ByteBuf>) {
+        match op {
+            CommandOp::PutBlobs { blobs } => {
+                out.extend(blobs.iter().filter(|b| is_inline(b.len() as u64)))
+            }
+            CommandOp::Batch(ops) => ops.iter().for_each(|op| puts(op, out)),
+            CommandOp::Audited { op, .. } => puts(op, out),
+            _ => {}
+        }
+    }
+    let mut wanted = Vec::new();
+    ops.clone().for_each(|op| joins(op, &mut wanted));
+    if wanted.is_empty() {
+        return Inline::new();
+    }
+    let mut found = Inline::new();
+    for piece in &wanted {
+        if let Some(bytes) = state.code.inline_bytes(piece) {
+            found.insert(piece.to_string(), bytes.clone());
+        }
+    }
+    let mut uploaded = Vec::new();
+    ops.for_each(|op| puts(op, &mut uploaded));
+    for blob in uploaded {
+        let hash = blob_hash(blob);
+        if wanted.contains(&&hash) {
+            found.insert(hash, blob.clone());
+        }
+    }
+    found
 }
 
 /// After a `JoinBlob` was applied: a join the model refused leaves no joined file behind.
@@ -408,10 +493,10 @@ pub fn after_apply(store: &BlobStore, op: &CommandOp, state: &crate::model::Stat
     }
 }
 
-/// Moves the blobs a state of formats 1 to 3 held in memory (or a restored backup carries) to
-/// files in `store`, leaving the state with their hashes and sizes only.
+/// Moves the large blobs a state of formats 1 to 3 held in memory to files in `store`,
+/// leaving the state with their hashes and sizes only (the small ones stay, sized).
 pub fn move_to_files(store: &BlobStore, state: &mut crate::model::State) -> Result<(), BlobError> {
-    for (hash, bytes) in state.code.take_inline_blobs() {
+    for (hash, bytes) in state.code.take_large_blobs() {
         let written = store.write(&bytes)?;
         if written != hash {
             return Err(BlobError::Damaged {
@@ -438,12 +523,24 @@ mod tests {
         assert_eq!(store.list().unwrap().len(), 2);
         let whole: Vec<u8> = [&b"hello "[..], &[0u8, 255, 1]].concat();
         let hash = blob_hash(&whole);
-        store.join(&hash, 9, &[a.clone(), b.clone()]).unwrap();
+        let none = Inline::new();
+        store
+            .join(&hash, 9, &[a.clone(), b.clone()], &none)
+            .unwrap();
         assert_eq!(store.read(&hash).unwrap(), whole);
+        // A piece the state holds is read from there.
+        let tail = ByteBuf::from(b"!".to_vec());
+        let inline = Inline::from([(blob_hash(&tail), tail)]);
+        let longer = blob_hash(b"hello !");
+        let parts = [a.clone(), blob_hash(b"!")];
+        check_join(&store, &longer, 7, &parts, &inline).unwrap();
+        assert!(check_join(&store, &longer, 7, &parts, &none).is_err());
+        store.join(&longer, 7, &parts, &inline).unwrap();
+        assert_eq!(store.read(&longer).unwrap(), b"hello !");
 
         // A wrong hash never gets a file; a damaged file is refused when read.
         let wrong = "0".repeat(64);
-        let err = store.join(&wrong, 9, &[a.clone(), b]).unwrap_err();
+        let err = store.join(&wrong, 9, &[a.clone(), b], &none).unwrap_err();
         assert!(matches!(err, BlobError::Damaged { .. }), "{err}");
         assert!(!store.has(&wrong));
         std::fs::write(store.path(&a), b"HELLO ").unwrap();

@@ -50,9 +50,10 @@ pub(super) enum Record {
     Truncate(u64),
     /// Remove entries up to and including this log id.
     Purge(LogId<u64>),
-    /// Entries whose blob bytes were left out (format 4): each `PutBlobs` listed in `refs`
-    /// (index, its blobs' hashes) carries no bytes here; they are blob files, written and
-    /// synced before this record ([`super::blobs`]).
+    /// Entries whose large blobs' bytes were left out (format 4): each `PutBlobs` listed in
+    /// `refs` (index, those blobs' hashes) carries here only its blobs of at most
+    /// `INLINE_MAX` bytes (none before small blobs stayed inline); the others are blob files,
+    /// written and synced before this record ([`super::blobs`]).
     AppendLight {
         entries: Vec<Entry<TypeConfig>>,
         refs: Vec<(u64, Vec<String>)>,
@@ -151,8 +152,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct LogStore {
     shared: Arc<Shared>,
-    /// Where the blob bytes of `PutBlobs` entries go instead of the log (file and memory);
-    /// without one, entries are kept whole.
+    /// Where the large blobs' bytes of `PutBlobs` entries go instead of the log (file and
+    /// memory); without one, entries are kept whole.
     blobs: Option<BlobStore>,
 }
 
@@ -618,7 +619,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .await
                         .map_err(|e| io_err(ErrorVerb::Write, e))?
                         .map_err(|e| io_err(ErrorVerb::Write, e))?;
-                Record::AppendLight { entries, refs }
+                if refs.is_empty() {
+                    Record::Append(entries)
+                } else {
+                    Record::AppendLight { entries, refs }
+                }
             }
             _ => Record::Append(entries),
         };

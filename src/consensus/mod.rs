@@ -5,6 +5,7 @@
 //! a majority, and an entry counts toward that majority only after the log store's `fdatasync`.
 
 pub mod backup;
+mod blob_read;
 pub mod blob_section;
 pub mod blobs;
 pub mod format;

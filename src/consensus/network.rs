@@ -67,7 +67,10 @@ pub async fn serve_rpc(raft: &Raft, blobs: &BlobStore, rpc: RaftRpc) -> RaftRpcR
             if !ops.is_empty() {
                 let store = blobs.clone();
                 let written = tokio::task::spawn_blocking(move || {
-                    ops.iter().try_for_each(|op| blobs::store_for(&store, op))
+                    // A join's small pieces are the state's: the apply joins those.
+                    let inline = blobs::Inline::new();
+                    ops.iter()
+                        .try_for_each(|op| blobs::store_for(&store, op, &inline))
                 })
                 .await;
                 // On failure the log append tries again and reports it.

@@ -63,7 +63,8 @@ impl SharedState {
         self.data.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The blob files of this node (every blob the applied state lists is there).
+    /// The blob files of this node (every blob the applied state lists and does not hold
+    /// itself is there; read blobs with [`SharedState::read_tree`] and its siblings).
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
     }
@@ -114,7 +115,7 @@ impl StateMachineStore {
                 super::blob_section::install(&mut file, at, &store)
                     .map_err(std::io::Error::other)?;
             }
-            let inline = loaded.applier.state.code.has_inline_blobs();
+            let inline = loaded.applier.state.code.needs_move();
             blobs::move_to_files(&store, &mut loaded.applier.state)
                 .map_err(std::io::Error::other)?;
             let mut current = Current {
@@ -322,11 +323,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             })
         };
         if commands().any(blobs::carries_blobs) {
-            // Blob bytes go to files before the state lists them, outside the lock.
+            // Large blobs' bytes go to files before the state lists them, outside the lock
+            // (a join reads its small pieces from the state or this batch).
+            let inline = blobs::inline_pieces(&self.shared.read().state, commands());
             let (shared, ops) = (self.shared.clone(), commands().cloned().collect::<Vec<_>>());
             tokio::task::spawn_blocking(move || {
                 ops.iter()
-                    .try_for_each(|op| blobs::store_for(&shared.blobs, op))
+                    .try_for_each(|op| blobs::store_for(&shared.blobs, op, &inline))
             })
             .await
             .map_err(|e| sm_err(ErrorVerb::Write, e))?
@@ -450,7 +453,7 @@ fn install_blocking(
         let at = snapshot_file::section_of(&mut received, start)?;
         super::blob_section::install(&mut received, at, store).map_err(std::io::Error::other)?;
     }
-    let inline = applier.state.code.has_inline_blobs();
+    let inline = applier.state.code.needs_move();
     blobs::move_to_files(store, &mut applier.state).map_err(std::io::Error::other)?;
     let tmp = dir.join(INSTALLING);
     if version == push_protocol::format::highest() && version >= STREAMED_SINCE && !inline {

@@ -1,6 +1,8 @@
 //! Unit tests of the state machine's snapshots: crashes mid-build, cut transfers, snapshots
 //! handed out while others are published ([`super`]).
 
+use std::collections::BTreeMap;
+
 use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
 
 use super::*;
@@ -144,4 +146,97 @@ async fn an_older_snapshot_published_late_leaves_the_newer_one() {
             .last_log_id,
         newer.meta.last_log_id
     );
+}
+
+fn entry(index: u64, op: CommandOp) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Command { time_ms: 1, op }),
+    }
+}
+
+/// A blob of at most `INLINE_MAX` bytes stays in the state (no file), a larger one and a
+/// joined one become files; both read back byte-identical after a restart and on a follower
+/// that installs the snapshot, where again only the large ones are files.
+#[tokio::test]
+async fn small_blobs_stay_inline_and_large_ones_are_files_everywhere() {
+    use crate::model::code_store::{blob_hash, INLINE_MAX};
+    use push_protocol::ByteBuf;
+    use tokio::io::AsyncWriteExt;
+    let small = b"print('small')\n".to_vec();
+    let large: Vec<u8> = (0..INLINE_MAX as usize + 1)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let (piece, tail) = (vec![8u8; INLINE_MAX as usize + 5], vec![9u8; 10]);
+    let joined = [&piece[..], &tail[..]].concat();
+    let (s, l, p, t, j) = (
+        blob_hash(&small),
+        blob_hash(&large),
+        blob_hash(&piece),
+        blob_hash(&tail),
+        blob_hash(&joined),
+    );
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = StateMachineStore::open(from.path()).unwrap();
+    let put = CommandOp::PutBlobs {
+        blobs: [&small, &large, &piece, &tail]
+            .iter()
+            .map(|b| ByteBuf::from(b.to_vec()))
+            .collect(),
+    };
+    let join = CommandOp::JoinBlob {
+        hash: j.clone(),
+        size: joined.len() as u64,
+        pieces: vec![p.clone(), t.clone()],
+    };
+    // One batch: the join's small piece comes from the upload applied just before it.
+    leader.apply([entry(1, put), entry(2, join)]).await.unwrap();
+    let tree = BTreeMap::from([
+        ("a.py".to_string(), s.clone()),
+        ("big.bin".to_string(), l.clone()),
+        ("joined.bin".to_string(), j.clone()),
+    ]);
+    let check = |shared: &SharedState, who: &str| {
+        let files = shared.read_tree(tree.clone()).unwrap();
+        assert_eq!(files["a.py"].to_vec(), small, "{who}");
+        assert_eq!(files["big.bin"].to_vec(), large, "{who}");
+        assert_eq!(files["joined.bin"].to_vec(), joined, "{who}");
+        let state = &shared.read().state;
+        assert!(state.code.inline_bytes(&s).is_some(), "{who}");
+        assert!(!shared.blobs().has(&s), "{who}: the small blob is a file");
+        assert!(state.code.inline_bytes(&l).is_none(), "{who}");
+        assert!(shared.blobs().has(&l) && shared.blobs().has(&j), "{who}");
+        assert!(
+            !state.code.has_blob(&t),
+            "{who}: the joined piece stays listed"
+        );
+        assert!(
+            !state.code.has_blob(&p),
+            "{who}: the joined piece stays listed"
+        );
+        let part = shared.read_blob_part(&s, 6, 5).unwrap();
+        assert_eq!(part, b"'smal", "{who}");
+    };
+    check(&leader.shared(), "leader");
+    let built = leader.build_snapshot().await.unwrap();
+    let bytes = std::fs::read(from.path().join(SNAPSHOT_FILE)).unwrap();
+    let state = &bytes[state_at(&from.path().join(SNAPSHOT_FILE)).unwrap() as usize..];
+    drop(leader);
+    check(
+        &StateMachineStore::open(from.path()).unwrap().shared(),
+        "reopened",
+    );
+
+    let mut follower = StateMachineStore::open(to.path()).unwrap();
+    let mut data = follower.begin_receiving_snapshot().await.unwrap();
+    data.write_all(state).await.unwrap();
+    data.flush().await.unwrap();
+    follower.install_snapshot(&built.meta, data).await.unwrap();
+    check(&follower.shared(), "follower");
+    drop(follower);
+    let reopened = StateMachineStore::open(to.path()).unwrap();
+    check(&reopened.shared(), "follower reopened");
+    // What needs a path gets the small blob written out as its file.
+    let path = reopened.shared().blob_file(&s).unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), small);
 }

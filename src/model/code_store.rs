@@ -80,6 +80,19 @@ pub const MAX_APP_BYTES: u64 = 32 << 20;
 /// pieces and kept as a file on every node.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
+/// Largest blob kept inline in the replicated state (its bytes in [`CodeStore`] itself, so in
+/// the Raft log record, the snapshot's body and every node's memory); a larger one is a file
+/// beside the state on every node (`consensus::blobs`). 64 KiB: nearly every source module,
+/// template or small asset fits, so a deploy of thousands of them creates no files (creating
+/// one costs ~0.4 ms), while the state's memory stays bounded by the app size limits; a
+/// 2 MiB piece of a large file is always a file.
+pub const INLINE_MAX: u64 = 64 << 10;
+
+/// Whether a blob of `size` bytes stays inline in the state (see [`INLINE_MAX`]).
+pub fn is_inline(size: u64) -> bool {
+    size <= INLINE_MAX
+}
+
 /// Whether a file of a version is given to the workers as source text: a `.py` module
 /// always (checked with [`check_source`]), any other file when it is UTF-8 without NUL bytes.
 pub fn is_text(path: &str, bytes: &[u8]) -> bool {
@@ -220,13 +233,13 @@ impl App {
     }
 }
 
-/// Blobs (hashes and sizes; their bytes are files beside the state, see
-/// `consensus::blobs`) and apps.
+/// Blobs (hashes and sizes; the bytes of small ones too, larger ones are files beside the
+/// state, see `consensus::blobs`) and apps.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CodeStore {
-    /// Blob bytes held in the state itself: formats 1 to 3 kept every blob here. A node moves
-    /// them to files when it loads such a state (and a restored backup carries them here), so
-    /// from format 4 on this is empty in every applied state.
+    /// Blob bytes held in the state itself: those of at most [`INLINE_MAX`] bytes (formats 1
+    /// to 3 kept every blob here; a node moves the larger ones to files when it loads such a
+    /// state).
     blobs: BTreeMap<String, ByteBuf>,
     apps: BTreeMap<String, App>,
     /// Every blob the store holds: hash -> size in bytes.
@@ -247,13 +260,17 @@ fn not_found(message: String) -> ErrorBody {
 }
 
 impl CodeStore {
-    /// Records blobs (their bytes go to files, written by the state machine); returns how many
-    /// were new.
+    /// Records blobs: a small one's bytes stay here, a larger one's go to a file (written by
+    /// the state machine); returns how many were new.
     pub fn put_blobs(&mut self, blobs: &[ByteBuf]) -> usize {
         let mut added = 0;
         for blob in blobs {
-            if self.record_blob(&blob_hash(blob), blob.len() as u64) {
+            let hash = blob_hash(blob);
+            if self.record_blob(&hash, blob.len() as u64) {
                 added += 1;
+                if is_inline(blob.len() as u64) {
+                    self.blobs.insert(hash, blob.clone());
+                }
             }
         }
         added
@@ -268,25 +285,42 @@ impl CodeStore {
         true
     }
 
-    /// Takes the blob bytes held in the state (formats 1 to 3, restored backups) for the
-    /// caller to move to files and [`CodeStore::record_blob`].
-    pub fn take_inline_blobs(&mut self) -> BTreeMap<String, ByteBuf> {
-        std::mem::take(&mut self.blobs)
+    /// Takes the blob bytes held in the state that belong in files (larger than
+    /// [`INLINE_MAX`]: formats 1 to 3 held every blob here) for the caller to write and
+    /// [`CodeStore::record_blob`]; the small ones stay, their sizes recorded.
+    pub fn take_large_blobs(&mut self) -> BTreeMap<String, ByteBuf> {
+        let (large, small) = std::mem::take(&mut self.blobs)
+            .into_iter()
+            .partition(|(_, bytes)| !is_inline(bytes.len() as u64));
+        self.blobs = small;
+        for (hash, bytes) in &self.blobs {
+            self.sizes.entry(hash.clone()).or_insert(bytes.len() as u64);
+        }
+        large
     }
 
-    /// Whether the state holds blob bytes itself (see [`CodeStore::take_inline_blobs`]).
-    pub fn has_inline_blobs(&self) -> bool {
-        !self.blobs.is_empty()
+    /// Whether [`CodeStore::take_large_blobs`] has anything to do: a state of formats 1 to 3.
+    pub fn needs_move(&self) -> bool {
+        self.blobs
+            .iter()
+            .any(|(hash, bytes)| !is_inline(bytes.len() as u64) || !self.sizes.contains_key(hash))
     }
 
-    /// Puts blob bytes into the state itself, for a backup to carry them.
+    /// Puts blob bytes into the state itself, for a peer of formats 1 to 3 to get them.
     pub fn inline_blob(&mut self, hash: &str, bytes: ByteBuf) {
         self.blobs.insert(hash.to_string(), bytes);
     }
 
+    /// The bytes of blob `hash` when the state holds them (a blob of at most [`INLINE_MAX`]
+    /// bytes); None for a blob that is a file, or unknown.
+    pub fn inline_bytes(&self, hash: &str) -> Option<&ByteBuf> {
+        self.blobs.get(hash)
+    }
+
     /// Records blob `hash` of `size` bytes made of the blobs `pieces` in order (a file too
-    /// large for one upload) and forgets the pieces no version uses. Refused when a piece is
-    /// missing or the sizes do not add up; returns how many blobs were new.
+    /// large for one upload) and forgets the pieces no version uses. Refused when the blob is
+    /// small enough to stay inline (it is uploaded whole), a piece is missing or the sizes do
+    /// not add up; returns how many blobs were new.
     pub fn join_blob(
         &mut self,
         hash: &str,
@@ -295,6 +329,12 @@ impl CodeStore {
     ) -> Result<usize, ErrorBody> {
         if self.sizes.contains_key(hash) {
             return Ok(0);
+        }
+        if is_inline(size) {
+            return Err(invalid(format!(
+                "blob {hash} of {size} bytes is small enough to upload whole (at most \
+                 {INLINE_MAX} bytes): send it with PutBlobs, not in pieces"
+            )));
         }
         let mut total = 0u64;
         for piece in pieces {
@@ -324,6 +364,7 @@ impl CodeStore {
             .collect();
         for piece in unused {
             self.sizes.remove(&piece);
+            self.blobs.remove(&piece);
         }
         self.sizes.insert(hash.to_string(), size);
         Ok(1)
@@ -560,147 +601,5 @@ pub fn diff(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sources_must_be_utf8_text_without_nul_bytes() {
-        assert!(check_source("app.py", b"x = 1\n").is_ok());
-        let e = check_source("lib/junk.py", b"x = 1\n\xff\xfe")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("lib/junk.py is not UTF-8") && e.contains("offset 6"),
-            "{e}"
-        );
-        let e = check_source("nul.py", b"x = 1\0").unwrap_err().to_string();
-        assert!(e.contains("nul.py contains a NUL byte at offset 5"), "{e}");
-    }
-
-    #[test]
-    fn wheels_make_the_environment_hash() {
-        let mut tree = BTreeMap::from([("app.py".to_string(), "a1".to_string())]);
-        assert_eq!(env_hash(&tree), None);
-        tree.insert(".wheels/b-1.0-py3-none-any.whl".into(), "bb".into());
-        tree.insert(".wheels/a-1.0-py3-none-any.whl".into(), "cc".into());
-        tree.insert("z.py".into(), "zz".into());
-        assert_eq!(
-            wheels(&tree),
-            vec![
-                ("a-1.0-py3-none-any.whl".to_string(), "cc".to_string()),
-                ("b-1.0-py3-none-any.whl".to_string(), "bb".to_string())
-            ]
-        );
-        let one = env_hash(&tree).unwrap();
-        // Same wheels under other names: same environment; another wheel: another one.
-        let renamed = BTreeMap::from([
-            (".wheels/x.whl".to_string(), "bb".to_string()),
-            (".wheels/y.whl".to_string(), "cc".to_string()),
-        ]);
-        assert_eq!(env_hash(&renamed).unwrap(), one);
-        tree.insert(".wheels/b-1.0-py3-none-any.whl".into(), "dd".into());
-        assert_ne!(env_hash(&tree).unwrap(), one);
-        assert!(is_wheel_path(".wheels/x.whl") && !is_wheel_path("wheels.py"));
-    }
-
-    #[test]
-    fn a_version_holds_at_most_max_files() {
-        let half = MAX_APP_BYTES / 2;
-        assert!(check_app_size([("a.py", half), ("b.html", half)]).is_ok());
-        let e = check_app_size([("a.py", half), ("b.html", half), ("c.json", 1)])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("c.json") && e.contains(&MAX_APP_BYTES.to_string()),
-            "{e}"
-        );
-        assert!(check_file_count(MAX_FILES).is_ok());
-        let e = check_file_count(MAX_FILES + 1).unwrap_err().to_string();
-        assert!(e.contains(&format!("more than the {MAX_FILES}")), "{e}");
-    }
-
-    fn store_with(files: &[(&str, &str)]) -> (CodeStore, BTreeMap<String, String>) {
-        let mut store = CodeStore::default();
-        let blobs: Vec<ByteBuf> = files
-            .iter()
-            .map(|(_, s)| ByteBuf::from(s.as_bytes().to_vec()))
-            .collect();
-        store.put_blobs(&blobs);
-        let tree = files
-            .iter()
-            .map(|(p, s)| (p.to_string(), blob_hash(s.as_bytes())))
-            .collect();
-        (store, tree)
-    }
-
-    #[test]
-    fn commit_rollback_and_unchanged() {
-        let (mut store, tree1) = store_with(&[("app.py", "x = 1\n")]);
-        let out = store.commit("a", &tree1, "one", "me", 1, true).unwrap();
-        assert_eq!(
-            out,
-            CommitOutcome::Created {
-                version: 1,
-                activated: true
-            }
-        );
-        assert_eq!(
-            store.commit("a", &tree1, "again", "me", 2, true).unwrap(),
-            CommitOutcome::Unchanged { head: 1 }
-        );
-        store.put_blobs(&[ByteBuf::from(b"x = 2\n".to_vec())]);
-        let tree2 = BTreeMap::from([("app.py".to_string(), blob_hash(b"x = 2\n"))]);
-        store.commit("a", &tree2, "two", "me", 3, true).unwrap();
-        assert_eq!(store.heads(), vec![("a".to_string(), 2)]);
-        let text = |t: &str| {
-            BTreeMap::from([("app.py".to_string(), ByteBuf::from(t.as_bytes().to_vec()))])
-        };
-        let diff = diff(1, &text("x = 1\n"), 2, &text("x = 2\n"));
-        assert!(diff.contains("-x = 1") && diff.contains("+x = 2"), "{diff}");
-        assert_eq!(store.activate("a", None).unwrap(), (Some(2), 1));
-        let err = store.activate("a", None).unwrap_err();
-        assert!(
-            err.message.contains("nothing to roll back"),
-            "{}",
-            err.message
-        );
-        let err = store.activate("a", Some(9)).unwrap_err();
-        assert_eq!(err.code, ErrorCode::NotFound);
-        assert_eq!(store.app("a").unwrap().head, Some(1));
-    }
-
-    #[test]
-    fn commit_refuses_missing_blobs_and_bad_paths() {
-        let (mut store, mut tree) = store_with(&[("ok.py", "")]);
-        tree.insert("../evil.py".into(), blob_hash(b""));
-        assert!(store.commit("a", &tree, "", "", 0, true).is_err());
-        let tree = BTreeMap::from([("m.py".to_string(), "00".repeat(32))]);
-        let err = store.commit("a", &tree, "", "", 0, true).unwrap_err();
-        assert!(err.message.contains("not in the code store"));
-        assert!(store.app("a").is_none_or(|a| a.versions.is_empty()));
-    }
-
-    #[test]
-    fn a_joined_blob_replaces_its_pieces() {
-        let mut store = CodeStore::default();
-        store.put_blobs(&[ByteBuf::from(b"ab".to_vec()), ByteBuf::from(b"cd".to_vec())]);
-        let pieces = vec![blob_hash(b"ab"), blob_hash(b"cd")];
-        let whole = blob_hash(b"abcd");
-        let err = store.join_blob(&whole, 5, &pieces).unwrap_err();
-        assert!(
-            err.message.contains("hold 4 bytes, not 5"),
-            "{}",
-            err.message
-        );
-        let err = store
-            .join_blob(&whole, 4, &[pieces[0].clone(), "00".repeat(32)])
-            .unwrap_err();
-        assert!(err.message.contains("upload it again"), "{}", err.message);
-        assert_eq!(store.join_blob(&whole, 4, &pieces).unwrap(), 1);
-        assert_eq!(store.blob_size(&whole), Some(4));
-        assert!(!store.has_blob(&pieces[0]) && !store.has_blob(&pieces[1]));
-        let bytes = |t: &[u8]| BTreeMap::from([("i.png".to_string(), ByteBuf::from(t.to_vec()))]);
-        let d = diff(1, &bytes(b"\x89PNG\0"), 2, &bytes(b"\x89PNG\x01"));
-        assert_eq!(d, "Binary files v1/i.png and v2/i.png differ\n");
-    }
-}
+#[path = "code_store_tests.rs"]
+mod tests;

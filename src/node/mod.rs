@@ -118,37 +118,43 @@ impl Node {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    /// The bytes of the files of `tree` (path -> blob hash), read from this node's blob files
-    /// off the async threads, each checked against its hash.
+    /// The bytes of the files of `tree` (path -> blob hash): small ones from the state, the
+    /// others from this node's blob files off the async threads, each checked against its hash.
     pub async fn read_files(
         &self,
         tree: BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, push_protocol::ByteBuf>, ErrorBody> {
-        let store = self.state.blobs().clone();
+        let shared = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            tree.into_iter()
-                .map(|(path, hash)| {
-                    store
-                        .read(&hash)
-                        .map(|bytes| (path.clone(), push_protocol::ByteBuf::from(bytes)))
-                        .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, format!("{path}: {e}")))
-                })
-                .collect()
+            shared
+                .read_tree(tree)
+                .map_err(|(path, e)| ErrorBody::new(ErrorCode::Unavailable, format!("{path}: {e}")))
         })
         .await
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
     }
 
-    /// The wheels of an environment as files on this node: (file name, blob file).
-    pub fn wheel_files(
+    /// A file on this node for each of `files` (name, blob hash), for what needs a path (a
+    /// wheel to install, a binary file to link): the blob's file, written out first for a
+    /// small blob the state holds. The error names the file.
+    pub async fn blob_files(
         &self,
-        wheels: Vec<crate::model::code_store::Wheel>,
-    ) -> Vec<(String, std::path::PathBuf)> {
-        let store = self.state.blobs();
-        wheels
-            .into_iter()
-            .map(|(name, hash)| (name, store.path(&hash)))
-            .collect()
+        files: Vec<(String, String)>,
+    ) -> Result<Vec<(String, std::path::PathBuf)>, ErrorBody> {
+        let shared = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .map(|(name, hash)| {
+                    shared
+                        .blob_file(&hash)
+                        .map(|path| (name.clone(), path))
+                        .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, format!("{name}: {e}")))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
     }
 
     /// Reads the applied state under a short lock.

@@ -74,8 +74,11 @@ async fn load(node: &Node, workers: &Arc<Pool>, app: &str, head: u64) -> Result<
         .collect();
     let mut files = sources(bytes).map_err(|e| e.to_string())?;
     // Binary files reach the workers as the blob files to link ([`crate::runtime::LINK`]).
-    for path in binary {
-        let blob = node.state.blobs().path(&tree[&path]);
+    let binary = binary
+        .into_iter()
+        .map(|path| (path.clone(), tree[&path].clone()))
+        .collect();
+    for (path, blob) in node.blob_files(binary).await.map_err(|e| e.message)? {
         files.insert(
             format!("{}{path}", crate::runtime::LINK),
             blob.to_string_lossy().to_string(),
@@ -86,7 +89,7 @@ async fn load(node: &Node, workers: &Arc<Pool>, app: &str, head: u64) -> Result<
     let env = match env {
         Some((hash, wheels)) => Some(
             workers
-                .ensure_env(&hash, node.wheel_files(wheels))
+                .ensure_env(&hash, node.blob_files(wheels).await.map_err(|e| e.message)?)
                 .await
                 .map_err(|e| e.to_string())?,
         ),

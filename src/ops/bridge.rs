@@ -36,20 +36,16 @@ impl Cluster for NodeCluster {
             return Ok(None);
         };
         // Called off the async threads (a worker's or Python's own): the files are read here.
-        let store = self.0.state.blobs();
-        let mut files = BTreeMap::new();
-        for (path, hash) in tree {
-            if crate::model::code_store::is_wheel_path(&path) {
-                continue;
-            }
-            let bytes = store.read(&hash).map_err(|e| {
-                ErrorBody::new(
-                    push_protocol::ErrorCode::Unavailable,
-                    format!("{path}: {e}"),
-                )
-            })?;
-            files.insert(path, ByteBuf::from(bytes));
-        }
+        let tree = tree
+            .into_iter()
+            .filter(|(path, _)| !crate::model::code_store::is_wheel_path(path))
+            .collect();
+        let files = self.0.state.read_tree(tree).map_err(|(path, e)| {
+            ErrorBody::new(
+                push_protocol::ErrorCode::Unavailable,
+                format!("{path}: {e}"),
+            )
+        })?;
         Ok(Some(files))
     }
 

@@ -8,7 +8,7 @@ use push_protocol::{
 };
 
 use super::leader::{self, Req};
-use crate::model::code_store::{is_wheel_path, tree_hash, MAX_FILE_BYTES};
+use crate::model::code_store::{is_inline, is_wheel_path, tree_hash, INLINE_MAX, MAX_FILE_BYTES};
 use crate::model::CommandOp;
 use crate::node::{Node, Route};
 
@@ -29,10 +29,15 @@ pub async fn missing_blobs(req: &Req<'_>, hashes: &[String]) -> Outcome {
 /// `PutBlobs`: a batch of at most [`MAX_BLOB_BATCH`] bytes.
 pub async fn put_blobs(req: &Req<'_>, blobs: &[ByteBuf]) -> Outcome {
     check_batch(blobs)?;
-    // The blob files first (durably, one sync for the batch), outside openraft's core: its
-    // log append then finds them in place instead of writing them while heartbeats wait.
-    let (store, batch) = (req.node.state.blobs().clone(), blobs.to_vec());
-    tokio::task::spawn_blocking(move || store.write_all(&batch))
+    // The files of the large blobs first (durably, one sync for the batch), outside
+    // openraft's core: its log append then finds them in place instead of writing them while
+    // heartbeats wait. Small blobs stay inline in the entry and the state.
+    let large: Vec<ByteBuf> = crate::consensus::blobs::large(blobs).cloned().collect();
+    if large.is_empty() {
+        return leader::write(req).await;
+    }
+    let store = req.node.state.blobs().clone();
+    tokio::task::spawn_blocking(move || store.write_all(&large))
         .await
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| {
@@ -127,7 +132,12 @@ async fn gate(node: &Node, app: &str, tree: &BTreeMap<String, String>) -> Result
     let env = match env {
         Some((hash, wheels)) => Some(
             node.workers
-                .ensure_env(&hash, node.wheel_files(wheels))
+                .ensure_env(
+                    &hash,
+                    node.blob_files(wheels).await.map_err(|e| {
+                        invalid(format!("deploy rejected, HEAD unchanged — {}", e.message))
+                    })?,
+                )
                 .await
                 .map_err(|e| invalid(format!("deploy rejected, HEAD unchanged — {e}")))?,
         ),
@@ -269,10 +279,10 @@ pub async fn file_part(req: &Req<'_>, app: &str, version: u64, path: &str, offse
                         format!("{app}@v{version} has no file {path:?}"),
                     )
                 })?;
-                let store = node.state.blobs().clone();
+                let shared = node.state.clone();
                 let path = path.to_string();
                 let bytes = tokio::task::spawn_blocking(move || {
-                    store.read_part(&hash, offset, FILE_PART_BYTES)
+                    shared.read_blob_part(&hash, offset, FILE_PART_BYTES)
                 })
                 .await
                 .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
@@ -294,11 +304,26 @@ pub async fn join_blob(req: &Req<'_>, hash: &str, size: u64, pieces: &[String]) 
             format!("a blob of {size} bytes is over the {MAX_FILE_BYTES}-byte limit of one file"),
         ));
     }
+    if is_inline(size) {
+        return Err(ErrorBody::new(
+            ErrorCode::Invalid,
+            format!(
+                "a blob of {size} bytes is uploaded whole (at most {INLINE_MAX} bytes), not in \
+                 pieces; send it with PutBlobs"
+            ),
+        ));
+    }
     if req.node.is_leader() {
         let store = req.node.state.blobs().clone();
         let (hash_, pieces_) = (hash.to_string(), pieces.to_vec());
+        let inline: crate::consensus::blobs::Inline = req.node.read(|s| {
+            pieces
+                .iter()
+                .filter_map(|p| Some((p.clone(), s.code.inline_bytes(p)?.clone())))
+                .collect()
+        });
         let joined = tokio::task::spawn_blocking(move || {
-            crate::consensus::blobs::check_join(&store, &hash_, size, &pieces_)
+            crate::consensus::blobs::check_join(&store, &hash_, size, &pieces_, &inline)
         })
         .await
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;

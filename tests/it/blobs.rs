@@ -1,7 +1,10 @@
 //! Large and binary files: a 20 MB binary file and a 12 MB wheel deploy through `push deploy`
 //! (in pieces, with progress), land as blob files on all three nodes and on a node that joins
 //! later through a snapshot, and are served (the binary file, by the app) and imported (the
-//! wheel's data) byte-identical on every node; a file over the limit is refused by name.
+//! wheel's data) byte-identical on every node; small files (a text file, a small binary one)
+//! stay inline in the replicated state (no blob file for the text) and are served
+//! byte-identical too, also by a node restarted with kill -9 and by the late joiner; a file
+//! over the limit is refused by name.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,11 +53,25 @@ HERE = os.path.dirname(__file__)
 def wheel():
     return bigpkg.DIGEST
 
+def digest(*path):
+    with open(os.path.join(HERE, *path), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
 @push.route("GET", "/photo")
 def photo():
-    with open(os.path.join(HERE, "static", "photo.bin"), "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return digest("static", "photo.bin")
+
+@push.route("GET", "/icon")
+def icon():
+    return digest("static", "icon.bin")
+
+@push.route("GET", "/notes")
+def notes():
+    return digest("notes.txt")
 "#;
+
+/// A small text file of the app: inline in the state, never a blob file.
+const NOTES: &str = "Small files stay in the replicated state.\n";
 
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -139,6 +156,16 @@ async fn large_binary_files_and_wheels_reach_every_node_and_a_late_joiner() {
     std::fs::write(app.join("requirements.txt"), "bigpkg\n").expect("reqs");
     let photo = binary(20 << 20);
     std::fs::write(app.join("static/photo.bin"), &photo).expect("photo");
+    let icon = binary(3000);
+    std::fs::write(app.join("static/icon.bin"), &icon).expect("icon");
+    std::fs::write(app.join("notes.txt"), NOTES).expect("notes");
+    let (icon_hash, notes_hash) = (sha256(&icon), sha256(NOTES.as_bytes()));
+    let small_served = |cluster: &Cluster, id: u64| {
+        assert!(
+            blob_file(cluster, id, &notes_hash).is_none(),
+            "node {id}: the small text file became a blob file"
+        );
+    };
 
     let out = cluster.cli(&[
         "deploy",
@@ -158,11 +185,27 @@ async fn large_binary_files_and_wheels_reach_every_node_and_a_late_joiner() {
     for id in 1..=3 {
         wait_serves(&cluster, id, "/wheel", &wheel_digest).await;
         wait_serves(&cluster, id, "/photo", &photo_hash).await;
+        wait_serves(&cluster, id, "/icon", &icon_hash).await;
+        wait_serves(&cluster, id, "/notes", &notes_hash).await;
+        small_served(&cluster, id);
         for (hash, bytes) in [(&photo_hash, &photo), (&wheel_hash, &wheel)] {
             let file = blob_file(&cluster, id, hash).expect("the blob file is on the node");
             assert!(file == **bytes, "node {id}: blob {hash} differs");
         }
     }
+
+    // A node killed with kill -9 comes back serving every file byte-identical.
+    cluster.kill(3);
+    cluster.restart(3);
+    for (path, want) in [
+        ("/wheel", &wheel_digest),
+        ("/photo", &photo_hash),
+        ("/icon", &icon_hash),
+        ("/notes", &notes_hash),
+    ] {
+        wait_serves(&cluster, 3, path, want).await;
+    }
+    small_served(&cluster, 3);
 
     // Enough writes for a snapshot past the deploy, then a fourth node joins.
     let client = cluster.client(1).await;
@@ -192,6 +235,9 @@ async fn large_binary_files_and_wheels_reach_every_node_and_a_late_joiner() {
     cluster.wait_joined([4]).await;
     wait_serves(&cluster, 4, "/wheel", &wheel_digest).await;
     wait_serves(&cluster, 4, "/photo", &photo_hash).await;
+    wait_serves(&cluster, 4, "/icon", &icon_hash).await;
+    wait_serves(&cluster, 4, "/notes", &notes_hash).await;
+    small_served(&cluster, 4);
     for (hash, bytes) in [(&photo_hash, &photo), (&wheel_hash, &wheel)] {
         let file = blob_file(&cluster, 4, hash).expect("the late joiner has the blob file");
         assert!(file == **bytes, "node 4: blob {hash} differs");
@@ -255,4 +301,42 @@ async fn a_file_over_the_limit_is_refused_by_name() {
     );
     let versions = ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]));
     assert!(versions.contains("no versions yet"), "{versions}");
+
+    // A blob small enough to stay inline is uploaded whole: a join of pieces is refused,
+    // saying so, and stores nothing.
+    let c = cluster.client(1).await;
+    let pieces = [b"ab".to_vec(), b"cd".to_vec()];
+    let put = c
+        .call(Op::PutBlobs {
+            blobs: pieces
+                .iter()
+                .cloned()
+                .map(push_protocol::ByteBuf::from)
+                .collect(),
+        })
+        .await;
+    assert!(put.is_ok(), "{put:?}");
+    let whole = sha256(b"abcd");
+    let err = c
+        .call(Op::JoinBlob {
+            hash: whole.clone(),
+            size: 4,
+            pieces: pieces.iter().map(|p| sha256(p)).collect(),
+        })
+        .await
+        .expect_err("a small join is refused");
+    assert_eq!(err.code(), Some(push_protocol::ErrorCode::Invalid), "{err}");
+    assert!(
+        err.to_string().contains("uploaded whole") && err.to_string().contains("PutBlobs"),
+        "{err}"
+    );
+    match c
+        .call(Op::MissingBlobs {
+            hashes: vec![whole],
+        })
+        .await
+    {
+        Ok(Reply::Missing(missing)) => assert_eq!(missing.len(), 1, "{missing:?}"),
+        other => panic!("{other:?}"),
+    }
 }
