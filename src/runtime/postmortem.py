@@ -161,6 +161,11 @@ def _capped(value, cap):
         text = repr(value)
     except BaseException as exc:  # noqa: BLE001
         text = f"<repr failed: {type(exc).__name__}: {exc}>"
+    return _cut(text, cap)
+
+
+def _cut(text, cap):
+    """``text`` cut to ``cap`` characters, saying how many more there were."""
     if len(text) > cap:
         text = text[:cap] + f"... ({len(text) - cap} more characters)"
     return text
@@ -311,7 +316,7 @@ def trace(target, max_events, secs, scope, sink, label):
         try:
             value = original(*args, **kwargs)
         except BaseException as exc:
-            outcome = f"raised {type(exc).__name__}: {_capped(str(exc), TRACE_REPR_CAP)}"
+            outcome = f"raised {type(exc).__name__}: {_cut(str(exc), TRACE_REPR_CAP)}"
             _emit(started, args, kwargs, outcome)
             raise
         _emit(started, args, kwargs, f"-> {_capped(value, TRACE_REPR_CAP)}")

@@ -441,16 +441,29 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
 }
 
 /// Sends what a running eval or trace writes to the node as job `id`'s output, then its end.
+/// The end is `done`, not the output closing: Python may keep the sink alive after the job
+/// returned (a failure kept from a traced call holds the trace's frames, and so its sink).
 async fn stream_output<T>(
     link: &Link,
     id: u64,
     mut output: tokio::sync::mpsc::UnboundedReceiver<(push_protocol::Stream, String)>,
-    done: oneshot::Receiver<Result<T, RuntimeError>>,
+    mut done: oneshot::Receiver<Result<T, RuntimeError>>,
 ) -> Result<T, RuntimeError> {
-    while let Some((stream, text)) = output.recv().await {
+    let result = loop {
+        tokio::select! {
+            biased;
+            chunk = output.recv() => match chunk {
+                Some((stream, text)) => link.send(&FromWorker::Output { id, stream, text }),
+                None => break (&mut done).await,
+            },
+            result = &mut done => break result,
+        }
+    };
+    // Written before the job returned, so already queued.
+    while let Ok((stream, text)) = output.try_recv() {
         link.send(&FromWorker::Output { id, stream, text });
     }
-    done.await.map_err(|_| RuntimeError::Stopped)?
+    result.map_err(|_| RuntimeError::Stopped)?
 }
 
 /// Runs a handler held to its route's timeout until it starts its answer: past it the client

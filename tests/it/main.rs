@@ -44,6 +44,7 @@ mod tasks;
 mod tidy;
 mod tls;
 mod top;
+mod trace;
 mod up;
 mod upgrade;
 mod webapps;

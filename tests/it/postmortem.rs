@@ -449,3 +449,102 @@ async fn a_live_failure_appears_as_a_diagnostic_on_its_line() {
         .unwrap_or(0);
     assert_eq!(on_other, 1, "{after}");
 }
+
+/// A daemon that does some work, then raises.
+const DAEMON_APP: &str = r#"import push
+
+@push.daemon(on=1)
+def cruncher(ctx):
+    batch = [n * n for n in range(5)]
+    total = sum(batch)
+    raise RuntimeError(f"cruncher gave up at {total}")
+"#;
+
+/// A daemon's crash is kept like a route's: `push errors --json` lists it with the daemon as
+/// its origin and app@version, `:pm` opens it with the daemon function's frame and locals, and
+/// the daemon still restarts with backoff (its second crash is kept too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_daemon_is_kept_opened_and_still_restarts() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+    cluster.deploy_app("pm", DAEMON_APP, 1, "a crashing daemon");
+
+    let origin = "daemon cruncher";
+    let rows = errors_until(&cluster, 1, |rows| {
+        rows.iter().any(|r| r["origin"] == origin)
+    });
+    let row = rows
+        .iter()
+        .find(|r| r["origin"] == origin)
+        .expect("the daemon's failure");
+    assert_eq!(
+        (
+            row["app"].clone(),
+            row["version"].clone(),
+            row["node"].clone()
+        ),
+        ("main".into(), 1.into(), 1.into()),
+        "app@version and node: {row}"
+    );
+    assert_eq!(
+        row["error"], "RuntimeError: cruncher gave up at 30",
+        "{row}"
+    );
+    let id = row["id"].as_str().expect("an id").to_string();
+
+    // Opened in the REPL: the daemon function's frame, where it raised, with its locals.
+    let (_, out, err) = run_script(&cluster, &format!(":pm {id}\n:frame 0\ntotal + 1\n:q\n"));
+    assert!(
+        out.contains("daemon cruncher") && out.contains("main") && out.contains("v1"),
+        "the failure's origin and app@version: {out}\n{err}"
+    );
+    assert!(
+        out.contains("frames:") && out.contains(" 0: ") && out.contains("in cruncher"),
+        "frame 0 is the daemon's function: {out}\n{err}"
+    );
+    assert!(
+        out.contains("total = 30") && out.contains("batch = [0, 1, 4, 9, 16]"),
+        "the daemon's locals: {out}\n{err}"
+    );
+    assert!(out.contains("\n31\n"), "an eval in its frame: {out}\n{err}");
+    assert!(
+        out.contains(&format!("left failure {id}")),
+        ":q leaves the view: {out}\n{err}"
+    );
+
+    // The daemon restarts as before: `push daemons` counts a restart, and its next crash is
+    // kept as a failure of its own.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let table = ok(&cluster.cli(&["daemons", "--to", &cluster.addr(1)]));
+        let restarts = table
+            .lines()
+            .find(|l| l.starts_with("cruncher "))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .and_then(|n| n.parse::<u32>().ok());
+        if restarts.is_some_and(|n| n >= 1) {
+            assert!(
+                table.contains("last crash: RuntimeError: cruncher gave up at 30"),
+                "{table}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never restarted: {table}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = errors_until(&cluster, 1, |rows| {
+        rows.iter().filter(|r| r["origin"] == origin).count() >= 2
+    });
+    let ids: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["origin"] == origin)
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(
+        ids.len() >= 2 && ids[0] != id && ids.contains(&id.as_str()),
+        "newest first, the first crash still kept: {ids:?}"
+    );
+}
