@@ -338,14 +338,10 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
             module,
             node,
         } => {
-            let (mut output, done) = runtime.eval(session, code, module, node);
-            while let Some((stream, text)) = output.recv().await {
-                link.send(&FromWorker::Output { id, stream, text });
-            }
-            match done.await {
-                Ok(Ok((result, patch))) => Done::Eval(result, patch),
-                Ok(Err(e)) => failed(e),
-                Err(_) => failed(RuntimeError::Stopped),
+            let (output, done) = runtime.eval(session, code, module, node);
+            match stream_output(link, id, output, done).await {
+                Ok((result, patch)) => Done::Eval(result, patch),
+                Err(e) => failed(e),
             }
         }
         Job::Interrupt { session } => match runtime.interrupt(session).await {
