@@ -503,20 +503,25 @@ async fn a_request_to_a_worker_still_importing_the_first_version_waits_for_it() 
             pids.insert(text);
         }
     }
-    assert_eq!(
+    // Requests keep coming (each must succeed) until the second worker has imported (the
+    // slow, third import: it may start only after the first requests were served) and
+    // serves too.
+    let imports = || {
         std::fs::read(cluster.dir.path().join("imports"))
-            .expect("counter")
-            .len(),
-        3,
-        "expected the gate's and two workers' imports"
-    );
-    // The slow worker serves too once its import is done.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while pids.len() < 2 {
-        assert!(Instant::now() < deadline, "only {pids:?} ever served");
+            .map(|b| b.len())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.len() < 2 || imports() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "only {pids:?} ever served, after {} imports (the gate's and two workers' expected)",
+            imports()
+        );
         let r = get(&http, "/").await;
         assert_eq!(r.status, 200, "{}", r.text());
         pids.insert(r.text());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(imports(), 3, "the gate's and two workers' imports, no more");
 }
