@@ -149,7 +149,7 @@ fn interrupted(node: u64) -> EvalResult {
 }
 
 /// A task for an eval thread.
-type Task = Box<dyn FnOnce(Python<'_>) + Send>;
+type Task = super::Job;
 
 /// Eval threads waiting for their next task: each is reached through its own channel.
 static IDLE: Mutex<Vec<std_mpsc::Sender<Task>>> = Mutex::new(Vec::new());
@@ -175,25 +175,20 @@ fn on_eval_thread(name: &str, task: Task) {
         .name(name.into())
         .stack_size(super::PY_STACK)
         .spawn(move || {
-            let (tx, mut rx) = std_mpsc::channel::<Task>();
-            Python::attach(|py| {
-                let mut next = Some(task);
-                while let Some(task) = next.take() {
-                    task(py);
-                    super::clear_interrupt(py);
-                    {
-                        let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
-                        if idle.len() >= KEEP_IDLE {
-                            return;
-                        }
-                        idle.push(tx.clone());
-                    }
-                    // The receiver goes along (it cannot be shared with the waiting closure).
-                    (rx, next) = py.detach(move || {
-                        let task = rx.recv().ok();
-                        (rx, task)
-                    });
+            let (tx, rx) = std_mpsc::channel::<Task>();
+            let mut first = Some(task);
+            super::run_jobs(move || {
+                if let Some(task) = first.take() {
+                    return Some(task);
                 }
+                {
+                    let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() >= KEEP_IDLE {
+                        return None;
+                    }
+                    idle.push(tx.clone());
+                }
+                rx.recv().ok()
             })
         });
     if let Err(e) = spawned {

@@ -127,9 +127,21 @@ pub struct AppState {
     pub error: Option<(u64, String)>,
 }
 
+/// Runs jobs on the calling thread, which keeps one Python thread state for its whole life and
+/// lets the GIL go only while `next` waits for the next job (None ends the thread): a job then
+/// costs no thread-state set-up. Used by the pool's threads and the eval threads.
+fn run_jobs(mut next: impl FnMut() -> Option<Job> + Send) {
+    Python::attach(|py| {
+        while let Some(job) = py.detach(&mut next) {
+            job(py);
+            clear_interrupt(py);
+        }
+    })
+}
+
 /// Drops an interrupt aimed at this thread that arrived after its job ended (a timeout or a
 /// Ctrl-C racing the job's return), so it cannot land in the thread's next job.
-pub(crate) fn clear_interrupt(py: Python<'_>) {
+fn clear_interrupt(py: Python<'_>) {
     let _ = py;
     // SAFETY: the GIL is held (`py`); a null exception only clears what is pending for the
     // calling thread's own id.
@@ -203,22 +215,8 @@ impl Runtime {
             std::thread::Builder::new()
                 .name(format!("python-{i}"))
                 .stack_size(PY_STACK)
-                // The thread keeps its Python thread state for its whole life and only lets
-                // the GIL go while it waits: a job costs no thread-state set-up.
                 .spawn(move || {
-                    Python::attach(|py| loop {
-                        let job = py.detach(|| {
-                            let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-                            guard.recv()
-                        });
-                        match job {
-                            Ok(job) => {
-                                job(py);
-                                clear_interrupt(py);
-                            }
-                            Err(_) => return,
-                        }
-                    })
+                    run_jobs(|| rx.lock().unwrap_or_else(|p| p.into_inner()).recv().ok())
                 })
                 .map_err(|e| RuntimeError::Start(e.to_string()))?;
         }
