@@ -117,15 +117,22 @@ impl Pool {
     /// The kept failures of every live worker of this pool and of its app pools, newest
     /// first, of the apps in `scope` (every app when empty).
     pub async fn failures(&self, node: u64, scope: &[String]) -> Vec<FailureRow> {
-        let mut rows = self.own_failures(node, None, scope).await;
-        for (_, pool) in self.app_pools() {
-            rows.extend(pool.own_failures(node, Some(pool.id), scope).await);
-        }
+        let pools = self.app_pools();
+        let (mut rows, more) = tokio::join!(
+            self.own_failures(node, None, scope),
+            crate::join::concurrently(pools.iter().map(|(_, pool)| pool.own_failures(
+                node,
+                Some(pool.id),
+                scope
+            )),)
+        );
+        rows.extend(more.into_iter().flatten());
         rows.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
         rows
     }
 
-    /// The kept failures of this pool's own workers (`pool`: the id their ids carry).
+    /// The kept failures of this pool's own workers (`pool`: the id their ids carry), in no
+    /// particular order.
     async fn own_failures(
         &self,
         node: u64,
@@ -175,8 +182,25 @@ impl Pool {
                 }
             }));
         }
-        rows.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
         rows
+    }
+
+    /// The live workers of this pool and of its app pools, each with its label in trace
+    /// lines (`w1`, `APP/w1`).
+    fn live_everywhere(&self) -> Vec<(String, Arc<Link>)> {
+        let mut live: Vec<(String, Arc<Link>)> = self
+            .live()
+            .into_iter()
+            .map(|(index, link)| (slot_label(index), link))
+            .collect();
+        for (app, pool) in self.app_pools() {
+            live.extend(
+                pool.live()
+                    .into_iter()
+                    .map(|(index, link)| (format!("{app}/{}", slot_label(index)), link)),
+            );
+        }
+        live
     }
 
     /// The worker failure `id` was kept on, in this pool or the app pool it names, if it is
@@ -299,18 +323,7 @@ impl Pool {
     ) -> Result<(u64, String), DebugError> {
         // This pool's workers and those of the app pools: the target's module may be in
         // any of them.
-        let mut live: Vec<(String, Arc<Link>)> = self
-            .live()
-            .into_iter()
-            .map(|(index, link)| (slot_label(index), link))
-            .collect();
-        for (app, pool) in self.app_pools() {
-            live.extend(
-                pool.live()
-                    .into_iter()
-                    .map(|(index, link)| (format!("{app}/{}", slot_label(index)), link)),
-            );
-        }
+        let live = self.live_everywhere();
         if live.is_empty() {
             return Err(WorkerError::NoWorker("none is up".into()).into());
         }
@@ -379,11 +392,8 @@ impl Pool {
     /// many stopped.
     pub async fn untrace(&self) -> u64 {
         let request = serde_json::json!({"do": "untrace"}).to_string();
-        let mut links: Vec<Arc<Link>> = self.live().into_iter().map(|(_, l)| l).collect();
-        for (_, pool) in self.app_pools() {
-            links.extend(pool.live().into_iter().map(|(_, l)| l));
-        }
-        let answers = crate::join::concurrently(links.iter().map(|link| {
+        let links = self.live_everywhere();
+        let answers = crate::join::concurrently(links.iter().map(|(_, link)| {
             link.job(Job::Debug {
                 request: request.clone(),
             })
