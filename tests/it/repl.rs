@@ -98,15 +98,20 @@ async fn typing_completing_interrupting_and_moving_between_nodes() {
     }
 }
 
-pub fn run_script(cluster: &Cluster, script: &str) -> (bool, String, String) {
-    let mut child = Command::new(push_bin())
+/// `push repl` on node 1 with the cluster's token file, every stdio piped.
+pub fn piped_repl(cluster: &Cluster) -> Command {
+    let mut command = Command::new(push_bin());
+    command
         .args(["repl", &cluster.addr(1), "--token-file"])
         .arg(&cluster.token_file)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        .stderr(Stdio::piped());
+    command
+}
+
+pub fn run_script(cluster: &Cluster, script: &str) -> (bool, String, String) {
+    let mut child = piped_repl(cluster).spawn().expect("spawn");
     child
         .stdin
         .take()

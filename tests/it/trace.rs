@@ -5,11 +5,11 @@
 //! is bounded; calls are made only once the trace is confirmed installed on the worker.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::cluster::{ok, push_bin};
+use crate::support::cluster::ok;
 use crate::support::http::{get, wait_get};
 use crate::support::Cluster;
 
@@ -38,12 +38,7 @@ struct Repl {
 
 impl Repl {
     fn start(cluster: &Cluster, script: &str) -> Repl {
-        let mut child = Command::new(push_bin())
-            .args(["repl", &cluster.addr(1), "--token-file"])
-            .arg(&cluster.token_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = crate::repl::piped_repl(cluster)
             .spawn()
             .expect("spawn push repl");
         let (tx, lines) = mpsc::channel();
