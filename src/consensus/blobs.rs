@@ -460,12 +460,7 @@ pub fn inline_pieces<'a>(
     if wanted.is_empty() {
         return Inline::new();
     }
-    let mut found = Inline::new();
-    for piece in &wanted {
-        if let Some(bytes) = state.code.inline_bytes(piece) {
-            found.insert(piece.to_string(), bytes.clone());
-        }
-    }
+    let mut found = held_inline(state, wanted.iter().copied());
     let mut uploaded = Vec::new();
     ops.for_each(|op| puts(op, &mut uploaded));
     for blob in uploaded {
@@ -475,6 +470,17 @@ pub fn inline_pieces<'a>(
         }
     }
     found
+}
+
+/// The bytes of those of `pieces` that `state` holds inline (small blobs).
+pub fn held_inline<'a>(
+    state: &crate::model::State,
+    pieces: impl IntoIterator<Item = &'a String>,
+) -> Inline {
+    pieces
+        .into_iter()
+        .filter_map(|p| Some((p.clone(), state.code.inline_bytes(p)?.clone())))
+        .collect()
 }
 
 /// After a `JoinBlob` was applied: a join the model refused leaves no joined file behind.

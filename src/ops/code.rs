@@ -316,12 +316,9 @@ pub async fn join_blob(req: &Req<'_>, hash: &str, size: u64, pieces: &[String]) 
     if req.node.is_leader() {
         let store = req.node.state.blobs().clone();
         let (hash_, pieces_) = (hash.to_string(), pieces.to_vec());
-        let inline: crate::consensus::blobs::Inline = req.node.read(|s| {
-            pieces
-                .iter()
-                .filter_map(|p| Some((p.clone(), s.code.inline_bytes(p)?.clone())))
-                .collect()
-        });
+        let inline = req
+            .node
+            .read(|s| crate::consensus::blobs::held_inline(s, pieces));
         let joined = tokio::task::spawn_blocking(move || {
             crate::consensus::blobs::check_join(&store, &hash_, size, &pieces_, &inline)
         })
