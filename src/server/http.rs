@@ -157,8 +157,9 @@ async fn handle_app(front: &Front, app: String, req: Request) -> Response {
         streaming::pump_rest(body, sent, limit, deadline, call.body_sender(), over_tx);
     }
     let first_event = tokio::select! {
-        event = call.events.recv() => event,
+        biased;
         Ok(e) = &mut over => return body_refused(e, limit, front),
+        event = call.events.recv() => event,
     };
     if let Some(HttpEvent::Head {
         status,
@@ -171,6 +172,10 @@ async fn handle_app(front: &Front, app: String, req: Request) -> Response {
     let out = match (&mut call.done).await {
         Ok(Ok(Done::Http(out))) => {
             call.finished();
+            // The app answered the cut-off body (499): the body's fault is the answer.
+            if let Ok(e) = over.try_recv() {
+                return body_refused(e, limit, front);
+            }
             out
         }
         Ok(Ok(other)) => {

@@ -84,8 +84,10 @@ pub fn pump_rest(
                     if let Ok(data) = frame.into_data() {
                         total += data.len() as u64;
                         if total > limit {
-                            to.disconnect();
+                            // The reason first: the app answers the cut-off quickly, and
+                            // the front must already know why when that answer arrives.
                             let _ = over.send(BodyError::TooLarge);
+                            to.disconnect();
                             return;
                         }
                         to.body(Some(data.to_vec()));
@@ -93,13 +95,13 @@ pub fn pump_rest(
                 }
                 Ok(None) => return to.body(None),
                 Ok(Some(Err(e))) => {
-                    to.disconnect();
                     let _ = over.send(BodyError::Broken(e.to_string()));
+                    to.disconnect();
                     return;
                 }
                 Err(_) => {
-                    to.disconnect();
                     let _ = over.send(BodyError::Late);
+                    to.disconnect();
                     return;
                 }
             }
