@@ -1,6 +1,7 @@
 //! The data that requests and replies carry: node reports and status, the registry, daemon
 //! rows and log lines, lambdas, timeseries and queue items, evaluation results, versions,
-//! log records and audit entries. [`crate::message`] holds the envelopes ([`crate::Op`],
+//! log records and audit entries, the platform and environments of dependencies, and the
+//! parts of a backup stream. [`crate::message`] holds the envelopes ([`crate::Op`],
 //! [`crate::Reply`]) around them.
 
 use serde::{Deserialize, Serialize};
@@ -393,4 +394,50 @@ pub struct SettingInfo {
     pub set_by: String,
     /// Milliseconds since the Unix epoch.
     pub set_ms: u64,
+}
+
+/// The interpreter a node runs app code with, in the terms `pip download` takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformInfo {
+    /// The full version, like "3.11.7" (`--python-version` takes major.minor).
+    pub python: String,
+    /// The implementation tag, like "cp" (`--implementation`).
+    pub implementation: String,
+    /// The ABI tag, like "cp311" (`--abi`).
+    pub abi: String,
+    /// The platform tags it installs, most specific first (`--platform`, each).
+    pub platforms: Vec<String>,
+}
+
+/// One environment for an app's dependencies, as one node has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRow {
+    /// The environment hash (SHA-256 of the sorted wheel hashes).
+    pub hash: String,
+    /// The app whose versions use it.
+    pub app: String,
+    /// The wheels it is made of (file names).
+    pub wheels: Vec<String>,
+    /// Its size on the answering node's disk, when installed there.
+    pub bytes: Option<u64>,
+    /// The versions of `app` that use it.
+    pub versions: Vec<u64>,
+    /// Whether it is the environment of `app`'s HEAD.
+    pub head: bool,
+}
+
+/// The frames of a backup stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupPart {
+    /// What follows: `bytes` of state in `format`, as applied at log `index` of `term`.
+    Begin {
+        format: u32,
+        index: u64,
+        term: u64,
+        bytes: u64,
+    },
+    /// The next bytes of the state.
+    Chunk(serde_bytes::ByteBuf),
+    /// The SHA-256 (hex) of all the state bytes sent.
+    End { sha256: String },
 }
