@@ -369,7 +369,7 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         "queues" => {
             if let Some(Reply::QueueStats(mut stats)) = call(conn, Op::QueueStats) {
                 realm::keep_local(&current_app(), &mut stats, |s| &mut s.name);
-                print!("{}", queue_table(&stats));
+                print!("{}", crate::views::queue_table(&stats));
             }
         }
         "peek" if !rest.is_empty() => {
@@ -522,28 +522,6 @@ pub fn run(conn: &Conn, hooks: &Hooks, line: &str) -> Flow {
         ),
     }
     Flow::Continue
-}
-
-/// The queue table shared by `:queues` and `push queues`.
-pub fn queue_table(stats: &[push_protocol::QueueStat]) -> String {
-    if stats.is_empty() {
-        return "no queues yet\n".into();
-    }
-    let mut out = format!(
-        "{:<24} {:>8} {:>8} {:>10} {:>10}\n",
-        "QUEUE", "READY", "LEASED", "PUTS", "ACKS"
-    );
-    for s in stats {
-        out.push_str(&format!(
-            "{:<24} {:>8} {:>8} {:>10} {:>10}\n",
-            realm::display(&s.name),
-            s.ready,
-            s.leased,
-            s.puts,
-            s.acks
-        ));
-    }
-    out
 }
 
 fn nodes(conn: &Conn) {

@@ -1,5 +1,6 @@
 //! Text views of tasks and timeseries shared by the REPL's meta commands and the `push` CLI:
-//! the daemons table, a node's Python workers, the node registry, timeseries stats and points, and log tailing.
+//! the daemons table, a node's Python workers, the node registry, queue and timeseries stats,
+//! timeseries points, and log tailing.
 
 use std::time::Duration;
 
@@ -300,6 +301,28 @@ pub async fn audit(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
+}
+
+/// The queue table shared by `:queues` and `push queues`.
+pub fn queue_table(stats: &[push_protocol::QueueStat]) -> String {
+    if stats.is_empty() {
+        return "no queues yet\n".into();
+    }
+    let mut out = format!(
+        "{:<24} {:>8} {:>8} {:>10} {:>10}\n",
+        "QUEUE", "READY", "LEASED", "PUTS", "ACKS"
+    );
+    for s in stats {
+        out.push_str(&format!(
+            "{:<24} {:>8} {:>8} {:>10} {:>10}\n",
+            push_protocol::realm::display(&s.name),
+            s.ready,
+            s.leased,
+            s.puts,
+            s.acks
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

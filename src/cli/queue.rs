@@ -34,7 +34,7 @@ pub async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
         bail!("unexpected reply");
     };
     realm::keep_local(&args.app, &mut stats, |s| &mut s.name);
-    print!("{}", push_repl::commands::queue_table(&stats));
+    print!("{}", push_repl::views::queue_table(&stats));
     Ok(())
 }
 
