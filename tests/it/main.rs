@@ -47,6 +47,7 @@ mod top;
 mod trace;
 mod up;
 mod upgrade;
+mod users;
 mod webapps;
 mod webbench;
 mod webenv;
