@@ -349,6 +349,16 @@ async fn flask_apps_run_unchanged() {
     out.read_to_string(&mut rest).expect("rest");
     assert!(rest.contains("data: two"), "{rest}");
     assert!(curl.wait().expect("curl").success());
+    // sse-starlette's EventSourceResponse, as FastAPI apps use it for SSE.
+    let sse = Command::new("curl")
+        .args(["-sN", &format!("http://{}/sse", cluster.http(3))])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&sse.stdout);
+    assert!(
+        text.contains("data: three") && text.contains("event: done") && text.contains("data: bye"),
+        "{text}"
+    );
 
     // The client leaves mid-stream: the app's generator is closed (its finally runs).
     let mut stream = Stream::open(&cluster.http(1), "GET", "/forever", &[], b"");
@@ -368,6 +378,7 @@ import push
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from contextlib import asynccontextmanager
+from sse_starlette.sse import EventSourceResponse
 
 gate = push.kv("gate")
 seen = push.kv("seen")
@@ -412,6 +423,15 @@ async def events():
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
+@app.get("/sse")
+async def sse():
+    async def stream():
+        yield {"data": "three"}
+        yield {"event": "done", "data": "bye"}
+
+    return EventSourceResponse(stream())
+
+
 @app.get("/wait")
 async def wait(request: Request):
     await asyncio.to_thread(seen.__setitem__, "waiting", True)
@@ -424,7 +444,8 @@ async def wait(request: Request):
 "#;
 
 /// A FastAPI app runs unchanged on every node: its lifespan ran in the worker, a body
-/// streams in, SSE's first event reaches curl before the handler finishes, and a client
+/// streams in, SSE's first event reaches curl before the handler finishes (and
+/// sse-starlette's `EventSourceResponse` streams too), and a client
 /// that leaves is seen by the app as `http.disconnect`. The example app serves too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fastapi_apps_run_unchanged() {
