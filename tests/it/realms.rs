@@ -5,13 +5,12 @@
 //! else — not in any node's log, the audit log, `/metrics`, `push status`, `push logs` or a
 //! listing — after every command path that touches it.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use push_protocol::{Client, Op, Reply, Value};
 
-use crate::support::cluster::{fails, ok, push_bin};
+use crate::support::cluster::{fails, ok, push_bin, with_stdin};
 use crate::support::http;
 use crate::support::tmux::Tmux;
 use crate::support::Cluster;
@@ -20,25 +19,16 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Runs the CLI with the cluster token and `stdin` piped in.
 fn cli_stdin(cluster: &Cluster, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(push_bin())
-        .args(args)
-        .arg("--token-file")
-        .arg(&cluster.token_file)
-        .current_dir(cluster.dir.path())
-        .env_remove("PUSH_ADDR")
-        .env_remove("PUSH_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run push");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for push")
+    with_stdin(
+        Command::new(push_bin())
+            .args(args)
+            .arg("--token-file")
+            .arg(&cluster.token_file)
+            .current_dir(cluster.dir.path())
+            .env_remove("PUSH_ADDR")
+            .env_remove("PUSH_TOKEN"),
+        stdin,
+    )
 }
 
 /// Deploys `source` as the one module of app `app` through node 1.

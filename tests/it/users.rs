@@ -2,14 +2,13 @@
 //! connection and a REPL are open; an expired user; `push login`'s 0600 credentials file and
 //! `push status` saying who you are.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use push_protocol::{Client, ErrorCode, Op};
 
 use crate::roles::{add_user, call_outcome, connect, WAIT};
-use crate::support::cluster::{fails, ok, push_bin};
+use crate::support::cluster::{fails, ok, push_bin, with_stdin};
 use crate::support::tmux::Tmux;
 use crate::support::Cluster;
 
@@ -142,25 +141,16 @@ async fn login_keeps_the_secret_owner_only_and_status_says_who_you_are() {
     let home = tempfile::tempdir().expect("home");
     let work = tempfile::tempdir().expect("a directory without .push");
     let push = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(push_bin())
-            .args(args)
-            .current_dir(work.path())
-            .env("HOME", home.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("PUSH_ADDR")
-            .env_remove("PUSH_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run push");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("wait")
+        with_stdin(
+            Command::new(push_bin())
+                .args(args)
+                .current_dir(work.path())
+                .env("HOME", home.path())
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("PUSH_ADDR")
+                .env_remove("PUSH_TOKEN"),
+            stdin,
+        )
     };
     let err = fails(&push(&["login", &cluster.addr(1)], "not-a-secret\n"));
     assert!(err.contains("not a user secret"), "{err}");

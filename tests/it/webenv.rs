@@ -3,12 +3,11 @@
 //! change reaches the next requests within the documented second; the secret's value appears
 //! in no node's log; the app runs in a python pool of its own.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::cluster::{ok, push_bin};
+use crate::support::cluster::{ok, push_bin, with_stdin};
 use crate::support::http::request;
 use crate::support::Cluster;
 
@@ -29,24 +28,15 @@ fn sha256(text: &str) -> String {
 
 /// `push secret set flask NAME` with the value on stdin.
 fn set_secret(cluster: &Cluster, name: &str, value: &str) {
-    let mut child = Command::new(push_bin())
-        .args(["secret", "set", "flask", name, "--to", &cluster.addr(2)])
-        .arg("--token-file")
-        .arg(&cluster.token_file)
-        .env_remove("PUSH_ADDR")
-        .env_remove("PUSH_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run push");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(value.as_bytes())
-        .expect("write stdin");
-    ok(&child.wait_with_output().expect("push secret set"));
+    ok(&with_stdin(
+        Command::new(push_bin())
+            .args(["secret", "set", "flask", name, "--to", &cluster.addr(2)])
+            .arg("--token-file")
+            .arg(&cluster.token_file)
+            .env_remove("PUSH_ADDR")
+            .env_remove("PUSH_TOKEN"),
+        value,
+    ));
 }
 
 /// Polls `/settings` of the flask app on node `id` until its JSON has every `want` part.

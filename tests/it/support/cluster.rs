@@ -9,14 +9,7 @@ use push_protocol::{Client, NodeStatus, Op, ReadMode, Reply, Value};
 
 use super::proxy::{FaultNet, Mode};
 
-/// The `push` binary under test: `PUSH_TEST_BIN` if set (scripts/test points it at a binary
-/// built for another CPython to run the smoke tests), else the one cargo built with the tests.
-pub fn push_bin() -> &'static str {
-    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        std::env::var("PUSH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_push").to_string())
-    })
-}
+pub use super::cli::{fails, ok, push_bin, with_stdin};
 
 /// A free loopback port for a node to listen on. Taken below the kernel's ephemeral range
 /// (32768 and up on Linux) and never handed out twice by this process: a port from the
@@ -578,26 +571,4 @@ pub async fn get(client: &Client, map: &str, key: &str, read: ReadMode) -> Optio
         Ok(Reply::Value(v)) => v,
         other => panic!("get {map}/{key} failed: {other:?}"),
     }
-}
-
-/// Stdout of a CLI run that must succeed.
-pub fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "push failed: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-/// Stderr of a CLI run that must fail.
-pub fn fails(output: &Output) -> String {
-    assert!(
-        !output.status.success(),
-        "push unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stderr).to_string()
 }

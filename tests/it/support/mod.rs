@@ -1,5 +1,6 @@
 //! Test support: clusters of real node processes and helpers to talk to them.
 
+pub mod cli;
 pub mod cluster;
 pub mod eval;
 pub mod http;
