@@ -1,15 +1,17 @@
 //! Formats across releases: the golden fixtures of formats 1 (bincode), 2 (the first
 //! postcard release) and 3 (realms, secrets, config) — data dirs and recorded frames — load
-//! in this one, their data dirs
-//! upgrade in place on first start (also when killed mid-upgrade), a newer one is refused
-//! naming both versions, and a format-1 client still gets answers in its own shapes.
+//! in this one, their data dirs upgrade in place on first start (also when killed
+//! mid-upgrade), a newer one is refused naming both versions, and a format-1 client still gets
+//! answers in its own shapes; the current format's own fixture (format 4: blob files,
+//! channels) decodes and serves as it is.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use push::consensus::format::{decode_state, LOG_MAGIC, SNAPSHOT_MAGIC};
+use push::consensus::format::{LOG_MAGIC, SNAPSHOT_MAGIC};
 use push::consensus::network::{RaftRpc, RaftRpcReply};
-use push::consensus::state_machine::Applier;
+use push::consensus::snapshot_file::read_state;
 use push_protocol::format::{self, handshake as layout};
 use push_protocol::frame::Kind;
 use push_protocol::{
@@ -131,8 +133,11 @@ fn peer_frames_decode(f: u32) {
                 RaftRpc::Vote(_) => {}
                 RaftRpc::Snapshot(req) => {
                     snapshots += 1;
-                    // The whole snapshot fits one chunk: its state bytes are that format too.
-                    let state: Applier = decode_state(&req.data, "snapshot").expect("state");
+                    // The whole snapshot fits one chunk: its state bytes are that format too
+                    // (from format 4 with a length, a checksum and a blob section).
+                    let mut file = tempfile::tempfile().expect("temp file");
+                    file.write_all(&req.data).expect("write");
+                    let (state, _) = read_state(&mut file, 0, "snapshot").expect("state");
                     assert_eq!(
                         state.state.kv.get("settings", "greeting"),
                         Some(&Value::Str("hello".into()))
@@ -219,6 +224,27 @@ async fn check_fixture_contents(cluster: &Cluster, f: u32) {
     };
     let entries: Vec<_> = config.into_iter().map(|e| (e.name, e.value)).collect();
     assert_eq!(entries, [("mode".to_string(), Some("fast".to_string()))]);
+}
+
+/// The fixture of the format this release writes, recorded by the release that shipped it:
+/// its frames decode, and its data dir serves as it is, a blob file (format 4) included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_formats_fixture_decodes_and_serves() {
+    client_frames_decode(FORMAT_VERSION);
+    peer_frames_decode(FORMAT_VERSION);
+    let cluster = Cluster::launch_from(&fixture(FORMAT_VERSION, "data"), FIXTURE_TOKEN);
+    check_fixture_contents(&cluster, FORMAT_VERSION).await;
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("v2");
+    let to = cluster.addr(1);
+    ok(&cluster.cli(&["export", "2", dir.to_str().expect("utf8"), "--to", &to]));
+    let big = std::fs::read(dir.join("static/big.bin")).expect("the exported blob file");
+    let pattern: Vec<u8> = (0..65_600u32).map(|i| (i % 251) as u8).collect();
+    assert!(
+        big == pattern,
+        "static/big.bin differs ({} bytes)",
+        big.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
