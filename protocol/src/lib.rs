@@ -16,8 +16,10 @@
 //! - [`records`]: the data requests and replies carry (status, reports, results, entries).
 //! - [`client`]: the async client that multiplexes requests over one connection.
 //! - [`users`]: roles, users as listed, who a connection is, the shape of a user secret.
+//! - [`access`]: the role each request needs, and which requests only read.
 //! - [`tls`]: optional TLS (rustls) for every connection, and the stream type they share.
 
+pub mod access;
 pub mod client;
 pub mod codec;
 pub mod debug;

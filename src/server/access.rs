@@ -1,16 +1,17 @@
 //! Who may do what, checked once at the edge: [`authenticate`] turns a hello's credential into
 //! a [`Principal`] (the cluster token, or a user's secret), and [`authorize`] checks every
-//! request against the users table as applied on this node, before anything runs. [`required`]
-//! is the one table from each [`Op`] to the role it needs. [`scope_reply`] trims a listing of
+//! request against the users table as applied on this node, before anything runs, by the one
+//! table from each [`Op`] to the role it needs ([`required`], in push-protocol, which the
+//! deploy gate's read-only rule shares). [`scope_reply`] trims a listing of
 //! every app's queues, series or daemons to the apps a scoped user's role covers.
 //!
 //! The cluster token is the bootstrap admin credential and what nodes present to each other,
 //! so a request forwarded between nodes is not checked again: the node that took it from the
 //! person checked it, and its audit note names them.
 
+pub use push_protocol::access::{required, Need};
 use push_protocol::{
-    realm, DebugAction, ErrorBody, ErrorCode, Identity, Op, Reply, Role, UserRole, UserSecret,
-    DEFAULT_APP,
+    realm, ErrorBody, ErrorCode, Identity, Op, Reply, Role, UserRole, UserSecret, DEFAULT_APP,
 };
 
 use super::auth;
@@ -26,93 +27,6 @@ pub enum Principal {
     /// A user; `hash` is the SHA-256 of the secret it presented, compared on every request
     /// so that a rotate refuses the old secret on open connections too.
     User { accessor: String, hash: String },
-}
-
-/// What a request needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Need {
-    /// At least this role (on the op's app, for an op that names one).
-    Role(UserRole),
-    /// Only the cluster token: requests nodes send each other.
-    ClusterToken,
-}
-
-/// The role each request needs. One exhaustive match: a new `Op` does not compile until it
-/// is placed here.
-pub fn required(op: &Op) -> Need {
-    use UserRole::*;
-    Need::Role(match op {
-        Op::Ping
-        | Op::Status
-        | Op::WhoAmI
-        | Op::Nodes
-        | Op::Logs { .. }
-        | Op::Audit { .. }
-        | Op::KvGet { .. }
-        | Op::KvList { .. }
-        | Op::QueuePeek { .. }
-        | Op::QueueStats
-        | Op::TsRange { .. }
-        | Op::TsStats
-        | Op::MissingBlobs { .. }
-        | Op::Versions { .. }
-        | Op::Diff { .. }
-        | Op::Files { .. }
-        | Op::FileSizes { .. }
-        | Op::FilePart { .. }
-        | Op::Daemons
-        | Op::Tail { .. }
-        | Op::Secrets { .. }
-        | Op::Config { .. }
-        | Op::Platform
-        | Op::Envs => Viewer,
-        // Listing failures and reading their tracebacks is a viewer's; their locals, an
-        // evaluation in a frame, a replay and a trace run or show app data: a developer's.
-        Op::Debug { action, .. } => match action {
-            DebugAction::Errors | DebugAction::Open { .. } | DebugAction::Source { .. } => Viewer,
-            _ => Developer,
-        },
-        Op::KvSet { .. }
-        | Op::KvDelete { .. }
-        | Op::KvCas { .. }
-        | Op::QueuePut { .. }
-        | Op::QueueTake { .. }
-        | Op::QueueAck { .. }
-        | Op::TsAppend { .. }
-        | Op::Publish { .. }
-        | Op::Restart { .. }
-        | Op::Join { .. }
-        | Op::JoinLearner { .. }
-        | Op::Promote { .. }
-        | Op::Remove { .. }
-        | Op::Backup => Operator,
-        Op::PutBlobs { .. }
-        | Op::JoinBlob { .. }
-        | Op::Commit { .. }
-        | Op::Activate { .. }
-        | Op::SecretSet { .. }
-        | Op::ConfigSet { .. } => Deployer,
-        Op::Eval { .. }
-        | Op::EvalAll { .. }
-        | Op::Run { .. }
-        | Op::SessionOpen
-        | Op::SessionOpenOn { .. }
-        | Op::SessionClose { .. }
-        | Op::Complete { .. }
-        | Op::Inspect { .. }
-        | Op::IsComplete { .. }
-        | Op::Interrupt { .. } => Developer,
-        Op::UserAdd { .. }
-        | Op::UserList
-        | Op::UserRevoke { .. }
-        | Op::UserRotate { .. }
-        | Op::SecretGet { .. } => Admin,
-        Op::Forwarded { .. }
-        | Op::Audited { .. }
-        | Op::AuditRecord(_)
-        | Op::Heartbeat(_)
-        | Op::TsCursor { .. } => return Need::ClusterToken,
-    })
 }
 
 /// The app an op acts on, for a user whose role is scoped to apps. A kv map, queue or

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use push_protocol::frame::Kind;
-use push_protocol::{ErrorBody, ErrorCode, Op, Stream};
+use push_protocol::{ErrorBody, ErrorCode, Stream};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -150,33 +150,11 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Ops a scratch worker (the deploy gate's) may send: reads only. Anything else would make
-/// an import-time side effect of an unactivated version real.
-fn gate_allows(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Ping
-            | Op::Status
-            | Op::Nodes
-            | Op::KvGet { .. }
-            | Op::KvList { .. }
-            | Op::QueuePeek { .. }
-            | Op::QueueStats
-            | Op::TsRange { .. }
-            | Op::TsStats
-            | Op::Versions { .. }
-            | Op::Files { .. }
-            | Op::FileSizes { .. }
-            | Op::FilePart { .. }
-            | Op::Daemons
-    )
-}
-
 /// The refusal a deploy gate's write gets.
 pub fn gate_refusal() -> ErrorBody {
     ErrorBody::new(
         ErrorCode::Invalid,
-        "the deploy gate imports a new version in a scratch worker, where cluster writes are refused (the version is not active yet): move module-level writes into a function, a @push.daemon or a route",
+        "the deploy gate imports a new version in a scratch worker, where cluster writes (and evals) are refused (the version is not active yet): move module-level writes into a function, a @push.daemon or a route",
     )
 }
 
@@ -420,7 +398,7 @@ async fn read_loop(
 async fn serve_call(cluster: &dyn Cluster, call: Call, scratch: bool) -> Answer {
     let result = match call {
         Call::Op(op) => {
-            if scratch && !gate_allows(&op) {
+            if scratch && !push_protocol::access::is_read(&op) {
                 return Answer::Outcome(Err(gate_refusal()));
             }
             return Answer::Outcome(cluster.call(op).await);
@@ -454,20 +432,21 @@ async fn serve_call(cluster: &dyn Cluster, call: Call, scratch: bool) -> Answer 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use push_protocol::Op;
 
     #[test]
     fn the_gate_may_read_but_not_write() {
-        assert!(gate_allows(&Op::KvGet {
+        assert!(push_protocol::access::is_read(&Op::KvGet {
             map: "m".into(),
             key: "k".into(),
             read: push_protocol::ReadMode::Stale,
         }));
-        assert!(!gate_allows(&Op::KvSet {
+        assert!(!push_protocol::access::is_read(&Op::KvSet {
             map: "m".into(),
             key: "k".into(),
             value: push_protocol::Value::Int(1),
         }));
-        assert!(!gate_allows(&Op::QueueTake {
+        assert!(!push_protocol::access::is_read(&Op::QueueTake {
             queue: "q".into(),
             lease_ms: 1000,
             wait_ms: 0,

@@ -5,13 +5,14 @@
 //! hot-patch reaches every worker; an eval stuck in C code is restarted by a second Ctrl-C;
 //! a killed worker's temporary folder is removed (and stale ones at node start).
 
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use push_protocol::{Client, Op, ReadMode, Reply, Value, WorkerRow};
 
-use crate::support::cluster::{fails, get as kv_get, ok, set as kv_set};
+use crate::support::cluster::{fails, get as kv_get, ok, push_bin, set as kv_set, with_stdin};
 use crate::support::eval::eval_streams;
 use crate::support::http::get;
 use crate::support::Cluster;
@@ -259,18 +260,24 @@ async fn the_deploy_gate_imports_in_a_scratch_worker_that_refuses_writes() {
     );
     let out = ok(&cluster.cli(&["versions", "--to", &cluster.addr(1)]));
     assert!(out.contains("v1"), "{out}");
-    // Reads at import time are fine.
+    // Reads at import time are fine: kv, and the app's config and secrets.
+    let to = cluster.addr(1);
+    ok(&cluster.cli(&["config", "set", "main", "mode", "fast", "--to", &to]));
+    ok(&with_stdin(
+        Command::new(push_bin())
+            .args(["secret", "set", "main", "api-key", "--to", &to])
+            .arg("--token-file")
+            .arg(&cluster.token_file)
+            .env_remove("PUSH_ADDR")
+            .env_remove("PUSH_TOKEN"),
+        "s3cret",
+    ));
     std::fs::write(
         dir.join("app.py"),
-        "import push\n\nseen = push.kv('cfg').get('x')\n",
+        "import push\n\nseen = push.kv('cfg').get('x')\nMODE = push.config('mode', 'slow')\nKEY = push.secret('api-key')\nassert MODE == 'fast' and KEY == 's3cret'\n",
     )
     .expect("write");
-    ok(&cluster.cli(&[
-        "deploy",
-        dir.to_str().expect("utf8"),
-        "--to",
-        &cluster.addr(1),
-    ]));
+    ok(&cluster.cli(&["deploy", dir.to_str().expect("utf8"), "--to", &to]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
