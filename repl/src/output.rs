@@ -3,12 +3,50 @@
 use std::io::{IsTerminal, Write};
 
 use nu_ansi_term::Color;
-use push_protocol::{DebugAction, DebugReply, EvalResult, Op, Reply, Stream};
+use push_protocol::{Client, DebugAction, DebugReply, EvalResult, Op, Outcome, Reply, Stream};
 
 use crate::conn::Conn;
 
 fn colour() -> bool {
     std::io::stdout().is_terminal()
+}
+
+/// Runs `op` as a stream on `client`, printing its output as it arrives, and returns its last
+/// other reply (`None` when the node closed the stream first; `Err` when the request could
+/// not be sent). On Ctrl-C, `on_ctrl_c`'s request is sent (after printing its note, if any)
+/// and the stream goes on to its end.
+pub fn print_stream(
+    conn: &Conn,
+    client: &Client,
+    op: Op,
+    on_ctrl_c: Option<(Option<&str>, Op)>,
+) -> Result<Option<Outcome>, String> {
+    conn.handle().block_on(async {
+        let mut replies = client.call_stream(op).await.map_err(|e| e.to_string())?;
+        let mut last = None;
+        loop {
+            tokio::select! {
+                reply = replies.recv() => match reply {
+                    Some(Ok(Reply::Output { stream: Stream::Stdout, text })) => {
+                        print!("{text}");
+                        std::io::stdout().flush().ok();
+                    }
+                    Some(Ok(Reply::Output { stream: Stream::Stderr, text })) => eprint!("{text}"),
+                    Some(other) => last = Some(other),
+                    None => break,
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    if let Some((note, interrupt)) = &on_ctrl_c {
+                        if let Some(note) = note {
+                            eprintln!("{}", error_text(note));
+                        }
+                        let _ = client.call(interrupt.clone()).await;
+                    }
+                }
+            }
+        }
+        Ok(last)
+    })
 }
 
 /// An error line (a message or an error), red on a terminal.
@@ -75,30 +113,11 @@ pub fn eval_and_print(conn: &Conn, code: &str) -> bool {
             module: conn.module(),
         },
     };
-    let outcome = conn.handle().block_on(async {
-        let mut replies = client.call_stream(op).await.map_err(|e| e.to_string())?;
-        let mut last = None;
-        loop {
-            tokio::select! {
-                reply = replies.recv() => match reply {
-                    Some(Ok(Reply::Output { stream: Stream::Stdout, text })) => {
-                        print!("{text}");
-                        std::io::stdout().flush().ok();
-                    }
-                    Some(Ok(Reply::Output { stream: Stream::Stderr, text })) => eprint!("{text}"),
-                    Some(other) => last = Some(other),
-                    None => break,
-                },
-                _ = tokio::signal::ctrl_c() => {
-                    if let Some(session) = session {
-                        eprintln!("{}", error_text("^C — interrupting the evaluation on the node"));
-                        let _ = client.call(Op::Interrupt { session }).await;
-                    }
-                }
-            }
-        }
-        Ok::<_, String>(last)
+    let interrupt = session.map(|session| {
+        let note = "^C — interrupting the evaluation on the node";
+        (Some(note), Op::Interrupt { session })
     });
+    let outcome = print_stream(conn, &client, op, interrupt);
     let ok = match outcome {
         Ok(Some(Ok(Reply::Evaluated(result))))
         | Ok(Some(Ok(Reply::Debug(DebugReply::Evaluated(result))))) => print_result(&result),

@@ -2,13 +2,12 @@
 //! (locals), `:source`, `:replay`, leaving with `:q`; `:trace MODULE.FUNC` and `:untrace`.
 //! While a failure is open, plain input evaluates in the chosen frame ([`crate::output`]).
 
-use std::io::Write;
 use std::time::Duration;
 
-use push_protocol::{DebugAction, DebugReply, FailureRow, FailureView, Op, Reply, Stream};
+use push_protocol::{DebugAction, DebugReply, FailureRow, FailureView, Op, Reply};
 
 use crate::conn::Conn;
-use crate::output::error_text;
+use crate::output::{error_text, print_stream};
 use crate::views::format_time;
 
 /// The failures table of `push errors` and `:errors`, newest first.
@@ -256,28 +255,12 @@ fn trace(conn: &Conn, rest: &str) {
         here: !all,
         scope: vec![],
     };
-    let outcome = conn.handle().block_on(async {
-        let mut replies = client.call_stream(op).await.map_err(|e| e.to_string())?;
-        let mut last = None;
-        loop {
-            tokio::select! {
-                reply = replies.recv() => match reply {
-                    Some(Ok(Reply::Output { stream: Stream::Stdout, text })) => {
-                        print!("{text}");
-                        std::io::stdout().flush().ok();
-                    }
-                    Some(Ok(Reply::Output { stream: Stream::Stderr, text })) => eprint!("{text}"),
-                    Some(other) => last = Some(other),
-                    None => break,
-                },
-                _ = tokio::signal::ctrl_c() => {
-                    let untrace = Op::Debug { action: DebugAction::Untrace, here: !all, scope: vec![] };
-                    let _ = client.call(untrace).await;
-                }
-            }
-        }
-        Ok::<_, String>(last)
-    });
+    let untrace = Op::Debug {
+        action: DebugAction::Untrace,
+        here: !all,
+        scope: vec![],
+    };
+    let outcome = print_stream(conn, &client, op, Some((None, untrace)));
     match outcome {
         Ok(Some(Ok(Reply::Debug(DebugReply::Traced { events, why, .. })))) => {
             println!("trace ended: {events} call(s) shown; {why}")
