@@ -8,8 +8,6 @@ The newest registration of a (method, pattern) wins, and a fixed path beats a pa
 Also what a handler gets (``Request``) and how its result becomes a response.
 """
 
-import inspect
-import json
 import re
 from urllib.parse import unquote
 
@@ -25,6 +23,7 @@ class Route:
     __slots__ = ("methods", "path", "regex", "converters", "fn", "wants_request", "timeout")
 
     def __init__(self, methods, path, fn, timeout):
+        import inspect
         self.methods = methods
         self.path = path
         self.fn = fn
@@ -158,6 +157,7 @@ class Request:
         return self.body.decode("utf-8", "replace")
 
     def json(self):
+        import json
         return json.loads(self.body or b"null")
 
     def __repr__(self):
@@ -166,11 +166,13 @@ class Request:
 
 def _streams(result):
     """Whether a handler's result is an iterator of chunks to stream (a generator, say)."""
+    import inspect
     return hasattr(result, "__next__") or inspect.isgenerator(result)
 
 
 def to_response(result):
     """A handler's result as (status, headers, body); body may be an iterator to stream."""
+    import json
     import push
     status, headers = 200, {}
     if isinstance(result, push.Response):
