@@ -166,13 +166,11 @@ class Request:
 
 def _streams(result):
     """Whether a handler's result is an iterator of chunks to stream (a generator, say)."""
-    import inspect
-    return hasattr(result, "__next__") or inspect.isgenerator(result)
+    return hasattr(result, "__next__")
 
 
 def to_response(result):
     """A handler's result as (status, headers, body); body may be an iterator to stream."""
-    import json
     import push
     status, headers = 200, {}
     if isinstance(result, push.Response):
@@ -195,6 +193,7 @@ def to_response(result):
     elif result is None:
         body = b""
     else:
+        import json
         headers.setdefault("content-type", "application/json")
         body = json.dumps(result).encode("utf-8")
     return int(status), {str(k): str(v) for k, v in headers.items()}, body
