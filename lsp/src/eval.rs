@@ -41,6 +41,18 @@ pub async fn run(
     code: String,
     module: Option<String>,
 ) -> Result<Ran, LspError> {
+    run_watched(link, session, code, module, &|_| {}).await
+}
+
+/// [`run`], calling `on_stuck` with the node's notice if the eval has not stopped after an
+/// interrupt (the next interrupt then restarts its worker).
+pub async fn run_watched(
+    link: &Link,
+    session: Option<u64>,
+    code: String,
+    module: Option<String>,
+    on_stuck: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Ran, LspError> {
     let client = link.client().await?;
     let mut generation = link.generation();
     let mut replies = match client
@@ -68,7 +80,12 @@ pub async fn run(
         match next {
             Some(Ok(Reply::Output { stream, text })) => match stream {
                 Stream::Stdout => push_capped(&mut stdout, &text),
-                Stream::Stderr => push_capped(&mut stderr, &text),
+                Stream::Stderr => {
+                    if text.starts_with(push_protocol::EVAL_STUCK_NOTICE) {
+                        on_stuck(&text);
+                    }
+                    push_capped(&mut stderr, &text)
+                }
             },
             Some(Ok(Reply::Evaluated(result))) => {
                 return Ok(Ran {

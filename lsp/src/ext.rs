@@ -92,11 +92,17 @@ pub struct RolledBack {
     pub version: u64,
 }
 
-/// Result of `push.interrupt`: `ok` when an eval was running and was interrupted.
+/// Result of `push.interrupt`: `ok` when an eval was running and was interrupted;
+/// `restarted` when it had not stopped after the interrupt before (the node said so) and this
+/// one restarted its python worker, losing the session's names, as `message` says.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Interrupted {
     pub ok: bool,
     pub running: bool,
+    #[serde(default)]
+    pub restarted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The connection as the editor shows it (status line, `push.status`).

@@ -72,6 +72,9 @@ pub struct Server {
     workspace: Mutex<Workspace>,
     /// Whether the user was told the node is unreachable (once per disconnection).
     warned: AtomicBool,
+    /// The session's running eval has not stopped after an interrupt (the node said so): the
+    /// next `push.interrupt` restarts its worker.
+    stuck_eval: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,6 +100,7 @@ impl Server {
             failures,
             workspace: Mutex::new(Workspace::default()),
             warned: AtomicBool::new(false),
+            stuck_eval: AtomicBool::new(false),
         }
     }
 

@@ -46,6 +46,11 @@ pub use format::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 /// The version of the Push release this crate belongs to.
 pub const PUSH_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How the node's notice that an eval has not stopped after an interrupt begins (written to
+/// the eval's stderr while it still runs): a client spots it to say that a second interrupt
+/// restarts the worker.
+pub const EVAL_STUCK_NOTICE: &str = "this eval has not stopped";
+
 /// The app a request means when it names none (`push deploy`, the HTTP front, `push tail`).
 pub const DEFAULT_APP: &str = "main";
 

@@ -8,13 +8,9 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import inspect
-import json
 import linecache
-import logging
 import marshal
 import os
-import platform
 import shutil
 import sys
 import threading
@@ -28,7 +24,7 @@ _lock = threading.RLock()
 
 # The version of this interpreter ("3.12.1"). Nodes of one cluster may run different minor
 # versions: deployed code is source, but gate and load errors name the version that failed.
-PYTHON = platform.python_version()
+PYTHON = sys.version.split()[0]
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -262,6 +258,7 @@ def _stop_lifespan(version):
         failed = version.lifespan.stop()
         version.lifespan = None
         if failed:
+            import logging
             logging.getLogger("push").warning("%s@v%s: ASGI lifespan shutdown: %s", version.app, version.number, failed)
 
 
@@ -481,6 +478,8 @@ def register_route(methods, path, fn, timeout=None):
 
 def register_task(spec, fn):
     """Record a daemon, schedule or partition handler declared by the version being loaded."""
+    import inspect
+    import json
     tasks = getattr(_registry, "tasks", None)
     if tasks is None:
         raise RuntimeError(f"push.{spec['kind']} can only be used while a version is being loaded (at module level)")
@@ -498,6 +497,7 @@ def register_task(spec, fn):
 
 def head_tasks(app):
     """(version, [task spec without the function]) of the app's HEAD, as JSON for Rust."""
+    import json
     state = _apps.get(app)
     if not state or not state["head"]:
         return None
@@ -565,38 +565,81 @@ def clear_origin():
     _origin.__dict__.clear()
 
 
-class _NodeLogHandler(logging.Handler):
+def _node_log_handler(logging):
     """The root logger's handler: hands records to the node (``_push_native.log``)."""
 
-    _formatter = logging.Formatter()
+    class _NodeLogHandler(logging.Handler):
+        _formatter = logging.Formatter()
 
-    def emit(self, record):
-        try:
-            message = record.getMessage()
-            if record.exc_info:
-                message += "\n" + self._formatter.formatException(record.exc_info)
-            message = redact(message)
-            import _push_native
-            _push_native.log(record.levelno, record.name, message,
-                             getattr(_origin, "app", None), getattr(_origin, "version", None),
-                             getattr(_origin, "source", None))
-            tee = getattr(_origin, "tee", None)
-            if tee is not None:
-                tee(f"{record.levelname} {message}\n")
-        except Exception:  # noqa: BLE001 - logging must never raise into app code
-            self.handleError(record)
+        def emit(self, record):
+            try:
+                message = record.getMessage()
+                if record.exc_info:
+                    message += "\n" + self._formatter.formatException(record.exc_info)
+                message = redact(message)
+                import _push_native
+                _push_native.log(record.levelno, record.name, message,
+                                 getattr(_origin, "app", None), getattr(_origin, "version", None),
+                                 getattr(_origin, "source", None))
+                tee = getattr(_origin, "tee", None)
+                if tee is not None:
+                    tee(f"{record.levelname} {message}\n")
+            except Exception:  # noqa: BLE001 - logging must never raise into app code
+                self.handleError(record)
+
+    return _NodeLogHandler()
 
 
-def _install_logging():
+def _install_logging(logging):
     root = logging.getLogger()
-    if not any(isinstance(h, _NodeLogHandler) for h in root.handlers):
-        root.addHandler(_NodeLogHandler())
+    if not any(getattr(h, "_push_node", False) for h in root.handlers):
+        handler = _node_log_handler(logging)
+        handler._push_node = True
+        root.addHandler(handler)
     # Python's default (WARNING) would drop the info records apps expect to see.
     if root.level == logging.WARNING:
         root.setLevel(logging.INFO)
 
 
-_install_logging()
+class _AfterLoad(importlib.abc.Loader):
+    """A module's own loader, then ``then(module)``; everything else is the real loader's."""
+
+    def __init__(self, loader, then):
+        self._loader, self._then = loader, then
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        # Introspection (inspect.getsource, resources) sees the real loader.
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._then(module)
+
+
+class _LoggingHook(importlib.abc.MetaPathFinder):
+    """Installs the node's log handler the moment anything (app code, the runtime) imports
+    ``logging``: an idle worker never does, and spares its memory (about 0.6 MB)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "logging":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _AfterLoad(spec.loader, _install_logging)
+        return spec
+
+
+if "logging" in sys.modules:
+    _install_logging(sys.modules["logging"])
+else:
+    sys.meta_path.insert(0, _LoggingHook())
 
 
 def guard_recursion(cap, stack):

@@ -13,9 +13,7 @@ not traced runs untouched. The node calls the functions at the bottom with JSON 
 
 import collections
 import functools
-import inspect
 import itertools
-import json
 import linecache
 import sys
 import threading
@@ -189,6 +187,7 @@ def _locals(failure, index):
 
 
 def _source(failure, index):
+    import inspect
     f, line = _frame(failure, index)
     try:
         lines, first = inspect.getsourcelines(f.f_code)
@@ -301,6 +300,7 @@ def _app_of(module_name):
 def trace(target, max_events, secs, scope, sink, label):
     """Trace calls of ``target`` for up to ``max_events`` calls or ``secs`` seconds; each call
     goes to ``sink`` as a line. Returns JSON {"events", "why"}."""
+    import json
     holder, name, original, module_name = _resolve_target(target)
     app = _app_of(module_name)
     if scope and app not in scope:
@@ -402,6 +402,7 @@ def untrace():
 
 def request(text):
     """Answer one JSON request from the node; returns JSON: {"ok": ...} or {"error": ...}."""
+    import json
     req = json.loads(text)
     what, scope = req["do"], req.get("scope") or []
     try:

@@ -8,8 +8,6 @@ The newest registration of a (method, pattern) wins, and a fixed path beats a pa
 Also what a handler gets (``Request``) and how its result becomes a response.
 """
 
-import inspect
-import json
 import re
 from urllib.parse import unquote
 
@@ -25,6 +23,7 @@ class Route:
     __slots__ = ("methods", "path", "regex", "converters", "fn", "wants_request", "timeout")
 
     def __init__(self, methods, path, fn, timeout):
+        import inspect
         self.methods = methods
         self.path = path
         self.fn = fn
@@ -158,6 +157,7 @@ class Request:
         return self.body.decode("utf-8", "replace")
 
     def json(self):
+        import json
         return json.loads(self.body or b"null")
 
     def __repr__(self):
@@ -166,7 +166,7 @@ class Request:
 
 def _streams(result):
     """Whether a handler's result is an iterator of chunks to stream (a generator, say)."""
-    return hasattr(result, "__next__") or inspect.isgenerator(result)
+    return hasattr(result, "__next__")
 
 
 def to_response(result):
@@ -193,6 +193,7 @@ def to_response(result):
     elif result is None:
         body = b""
     else:
+        import json
         headers.setdefault("content-type", "application/json")
         body = json.dumps(result).encode("utf-8")
     return int(status), {str(k): str(v) for k, v in headers.items()}, body

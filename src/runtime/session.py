@@ -5,11 +5,7 @@ thread, to a sink that streams it to the client; everything else still reaches t
 stdout/stderr.
 """
 
-import ast
 import builtins
-import codeop
-import ctypes
-import inspect
 import itertools
 import sys
 import threading
@@ -129,6 +125,7 @@ _counter = itertools.count(1)
 def evaluate(sid, code, module, sink, frame=None):
     """Run ``code``; returns a dict describing the outcome. Output goes to ``sink``.
     ``frame`` is (globals, locals) of a kept failure's frame to evaluate in (``:pm``)."""
+    import ast
     started = time.perf_counter()
     result = {"value": None, "type_name": None, "error": None, "truncated": None, "patch": None}
     _local.sink = sink
@@ -180,6 +177,7 @@ def _replayed(code, tree):
     ``q.put(1)``, ``push.kv("m")["k"] = 1``, a loop -- runs once, on the worker that evaluated
     it. None when nothing is to be replayed."""
     def names_only(target):
+        import ast
         if isinstance(target, ast.Name):
             return True
         if isinstance(target, (ast.Tuple, ast.List)):
@@ -187,6 +185,7 @@ def _replayed(code, tree):
         return False
 
     def defines(stmt):
+        import ast
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
                              ast.Import, ast.ImportFrom)):
             return True
@@ -214,6 +213,7 @@ def hot_patch(g, src, first=1):
     module namespace ``g`` as :func:`evaluate` does for a module, under the module's file name
     so tracebacks point at the right file and line. Returns what it did, one note a line
     ("evaluated in M" when nothing was defined). The editors' patch command calls this."""
+    import ast
     filename = g.get("__push_file__") or g.get("__file__") or "<patch>"
     try:
         tree = ast.parse(src, filename, "exec")
@@ -247,6 +247,8 @@ def _patch_tree(g, tree, filename):
 
 
 def _patch_statement(g, stmt, filename):
+    import ast
+    import inspect
     import types
     where = g.get("__name__")
     is_def = isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
@@ -292,6 +294,7 @@ def _patch_statement(g, stmt, filename):
 
 def interrupt(sid):
     """Raise KeyboardInterrupt in the thread running ``sid``'s eval. Returns whether one ran."""
+    import ctypes
     ident = _running.get(sid)
     if ident is None:
         return False
@@ -301,6 +304,7 @@ def interrupt(sid):
 
 def interrupt_thread(ident):
     """Raise KeyboardInterrupt in thread ``ident`` (a handler past its timeout)."""
+    import ctypes
     n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
     return n == 1
 
@@ -309,6 +313,7 @@ def is_complete(code):
     """As the interactive interpreter decides: an open block needs more lines, and an
     indented block ends with an empty last line (the code ends with a newline); invalid code
     counts as complete (eval reports the error)."""
+    import codeop
     try:
         if codeop.compile_command(code, "<input>", "exec") is None:
             return False
@@ -415,6 +420,7 @@ def _attribute_completions(ns, text):
 
 
 def inspect_expr(sid, expr):
+    import inspect
     ns = _namespace(sid, None)
     value = eval(expr, ns)
     try:

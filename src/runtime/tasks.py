@@ -9,9 +9,6 @@ restarts happen on the units' own threads.
 
 import builtins
 import collections
-import ctypes
-import json
-import logging
 import sys
 import threading
 import time
@@ -99,6 +96,7 @@ class Context:
         self.node = _push_native.node_info()["id"]
         # Records propagate to the root handler, which tags them and tees them into the
         # unit's ring (see _Unit._main).
+        import logging
         self.log = logging.getLogger(f"push.task.{name}")
         self.log.propagate = True
         self.log.setLevel(logging.INFO)
@@ -134,6 +132,7 @@ def _wants_context(fn):
 
 
 def _interrupt(thread):
+    import ctypes
     if thread is not None and thread.is_alive() and thread.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit))
 
@@ -360,6 +359,7 @@ def fire(app, name):
 
 def reports():
     """JSON list of every unit and schedule this node runs or ran, for the heartbeat."""
+    import json
     with _lock:
         _retired[:] = [u for u in _retired if u.thread is not None and u.thread.is_alive()]
         units = list(_units.values()) + list(_schedules.values()) + list(_retired)

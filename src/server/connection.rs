@@ -9,12 +9,11 @@ use push_protocol::format::{self, handshake as layout};
 use push_protocol::frame::{self, FrameError, Kind, MAX_CLIENT_FRAME, MAX_PEER_FRAME};
 use push_protocol::tls::Stream;
 use push_protocol::{ErrorBody, ErrorCode, Hello, Op, Outcome, Reply, Role, Welcome, MAGIC};
-use tokio::io::AsyncWriteExt;
-use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
 use super::access::{self, Principal};
 use super::limits::{Stage, Waiting};
+use super::replies::Replies;
 use crate::consensus::network::{serve_rpc, RaftRpc};
 use crate::node::Node;
 use crate::shutdown::Shutdown;
@@ -245,22 +244,18 @@ fn response(version: u32, id: u64, last: bool, outcome: &Outcome) -> Vec<u8> {
     frame::encode_frame(Kind::Response, &[&id.to_be_bytes(), &[last as u8], &body])
 }
 
-/// A frame for the writer, and whom to tell once it is on the socket (a stream waits on that
-/// so it never runs more than [`STREAM_WINDOW`] frames ahead of a slow client).
-type Outgoing = (Vec<u8>, Option<oneshot::Sender<()>>);
-
 /// Intermediate replies of one request that may be queued or unwritten at once.
 const STREAM_WINDOW: usize = 4;
 
-/// Queues one intermediate reply for the socket; once more than [`STREAM_WINDOW`] are
-/// unwritten, waits until the oldest is on the socket. False once the connection is gone.
+/// Sends one intermediate reply; once more than [`STREAM_WINDOW`] are unwritten, waits until
+/// the oldest is on the socket. False once the connection is gone.
 async fn stream_out(
-    tx: &mpsc::Sender<Outgoing>,
+    replies: &Replies,
     frame: Vec<u8>,
     unwritten: &mut std::collections::VecDeque<oneshot::Receiver<()>>,
 ) -> bool {
     let (written, on_socket) = oneshot::channel();
-    if tx.send((frame, Some(written))).await.is_err() {
+    if !replies.send(frame, Some(written)) {
         return false;
     }
     unwritten.push_back(on_socket);
@@ -270,17 +265,6 @@ async fn stream_out(
         }
     }
     true
-}
-
-async fn write_loop(mut writer: WriteHalf<Stream>, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some((bytes, written)) = rx.recv().await {
-        if writer.write_all(&bytes).await.is_err() {
-            return;
-        }
-        if let Some(written) = written {
-            let _ = written.send(());
-        }
-    }
 }
 
 async fn client_loop(
@@ -293,12 +277,15 @@ async fn client_loop(
     version: u32,
 ) {
     let (mut reader, writer) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel::<Outgoing>(1024);
-    let writer_task = tokio::spawn(write_loop(writer, rx));
+    // Replies are written by whichever task has them (see `replies`): no writer task.
+    let (tx, gone) = Replies::new(writer);
     loop {
         let frame = tokio::select! {
             _ = shutdown.wait() => break,
-            f = frame::read_frame(&mut reader, MAX_CLIENT_FRAME) => f,
+            f = async {
+                tx.room().await;
+                frame::read_frame(&mut reader, MAX_CLIENT_FRAME).await
+            } => f,
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -312,9 +299,7 @@ async fn client_loop(
                     &ErrorBody::new(frame_error_code(&e), format!("{e}; closing the connection")),
                 )
                 .unwrap_or_default();
-                let _ = tx
-                    .send((frame::encode_frame(Kind::Error, &[&body]), None))
-                    .await;
+                tx.send(frame::encode_frame(Kind::Error, &[&body]), None);
                 break;
             }
         };
@@ -331,9 +316,7 @@ async fn client_loop(
                 ),
             )
             .unwrap_or_default();
-            let _ = tx
-                .send((frame::encode_frame(Kind::Error, &[&body]), None))
-                .await;
+            tx.send(frame::encode_frame(Kind::Error, &[&body]), None);
             break;
         }
         let mut id = [0u8; 8];
@@ -356,11 +339,7 @@ async fn client_loop(
                     ErrorCode::UnknownOp,
                     format!("unknown or malformed request ({e}); this node runs push {} — is the client a different version?", push_protocol::PUSH_VERSION),
                 ));
-                if tx
-                    .send((response(version, id, true, &outcome), None))
-                    .await
-                    .is_err()
-                {
+                if !tx.send(response(version, id, true, &outcome), None) {
                     break;
                 }
                 continue;
@@ -382,11 +361,7 @@ async fn client_loop(
                 let kind = crate::metrics::op_kind(&op);
                 crate::metrics::metrics().op(kind, false, checked.elapsed(), Some(refused.code));
             }
-            if tx
-                .send((response(version, id, true, &outcome), None))
-                .await
-                .is_err()
-            {
+            if !tx.send(response(version, id, true, &outcome), None) {
                 break;
             }
             continue;
@@ -436,11 +411,11 @@ async fn client_loop(
                 outcome.as_ref().err().map(|e| e.code),
             );
             if open {
-                let _ = tx.send((response(version, id, true, &outcome), None)).await;
+                tx.send(response(version, id, true, &outcome), None);
             }
         });
     }
     drop(tx);
     // Let queued replies (and a final error frame) go out before closing.
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
 }

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod http;
 pub mod limits;
 pub mod metrics_page;
+pub mod replies;
 pub mod streaming;
 
 use std::sync::Arc;

@@ -347,8 +347,8 @@ impl Pool {
                     if stuck {
                         warned = true;
                         let _ = out.send((Stream::Stderr, format!(
-                            "this eval has not stopped {} s after Ctrl-C (blocked in C code?); press Ctrl-C again to restart python worker {} on node {node} (this session's names will be lost)\n",
-                            STUCK_AFTER.as_secs(), slot_label(slot)
+                            "{} {} s after Ctrl-C (blocked in C code?); press Ctrl-C again to restart python worker {} on node {node} (this session's names will be lost)\n",
+                            push_protocol::EVAL_STUCK_NOTICE, STUCK_AFTER.as_secs(), slot_label(slot)
                         )));
                     }
                 }

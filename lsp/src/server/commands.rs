@@ -4,6 +4,7 @@
 //! results encoded, and an eval's or deploy's error turned into a diagnostic on its file.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use push_protocol::{Op, Reply};
 use serde::de::DeserializeOwned;
@@ -145,21 +146,45 @@ impl Server {
             })
         };
         let mut session = self.link.session().await?;
-        let mut ran = eval::run(&self.link, Some(session), code.clone(), module.clone()).await?;
+        let mut ran = self
+            .eval_watched(session, code.clone(), module.clone())
+            .await?;
         if lost(&ran) {
             // The node restarted and forgot the session: open a new one and run again.
             self.link.forget_session();
             session = self.link.session().await?;
-            ran = eval::run(&self.link, Some(session), code.clone(), module.clone()).await?;
+            ran = self
+                .eval_watched(session, code.clone(), module.clone())
+                .await?;
         }
         let module = match module {
             Some(_) if unloaded(&ran) => {
-                ran = eval::run(&self.link, Some(session), code, None).await?;
+                ran = self.eval_watched(session, code, None).await?;
                 None
             }
             other => other,
         };
         Ok(self.finish_eval(ran, &a.uri, range, module, false).await)
+    }
+
+    /// An eval in the LSP's session. The node's notice that it has not stopped after an
+    /// interrupt is shown at once (the eval's own answer comes only when it ends) and arms the
+    /// next `push.interrupt`, which restarts its worker.
+    async fn eval_watched(
+        &self,
+        session: u64,
+        code: String,
+        module: Option<String>,
+    ) -> Result<eval::Ran, LspError> {
+        let on_stuck = |notice: &str| {
+            self.stuck_eval.store(true, Ordering::Relaxed);
+            let client = self.client.clone();
+            let shown = format!("Push: {} (run push.interrupt again)", notice.trim_end());
+            tokio::spawn(async move { client.show_message(MessageType::WARNING, shown).await });
+        };
+        let ran = eval::run_watched(&self.link, Some(session), code, module, &on_stuck).await;
+        self.stuck_eval.store(false, Ordering::Relaxed);
+        ran
     }
 
     async fn cmd_eval_in_module(&self, a: EvalArgs) -> Result<EvalOutcome, LspError> {
@@ -254,8 +279,13 @@ impl Server {
             return Ok(ext::Interrupted {
                 ok: false,
                 running: false,
+                restarted: false,
+                message: None,
             });
         };
+        // After the node's notice that the eval has not stopped, this interrupt is the one
+        // that restarts its worker (the node decides; this only says so).
+        let stuck = self.stuck_eval.swap(false, Ordering::Relaxed);
         match self
             .link
             .call(Op::Interrupt { session }, REQUEST_TIMEOUT)
@@ -264,6 +294,10 @@ impl Server {
             Reply::Interrupted { running } => Ok(ext::Interrupted {
                 ok: running,
                 running,
+                restarted: running && stuck,
+                message: (running && stuck).then(|| {
+                    "the eval had not stopped after the interrupt: its python worker is restarting, and the names this session defined before are lost".to_string()
+                }),
             }),
             other => Err(LspError::Unexpected(format!("{other:?}"))),
         }

@@ -1,0 +1,119 @@
+//! `push lsp` and the worker behind its session: an eval stuck in C code is interrupted by
+//! `push.interrupt`, the editor is told when it has not stopped, and a second `push.interrupt`
+//! restarts that worker and says the session's names are lost — as Ctrl-C does in the REPL.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::lsp::LspProc;
+use crate::support::Cluster;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eval_stuck_in_c_is_restarted_by_a_second_push_interrupt_which_says_names_are_lost() {
+    let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
+    let dir = tempfile::tempdir().expect("temp");
+    let mut lsp = LspProc::start(
+        &[
+            "--to",
+            &cluster.addr(1),
+            "--token-file",
+            cluster.token_file.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    lsp.initialize(dir.path(), json!({}));
+    lsp.wait_notification("push/status", WAIT, |p| p["connected"] == true);
+    let file = format!("file://{}", dir.path().join("scratch.py").display());
+
+    let r = lsp
+        .command("push.eval", json!({"uri": file, "code": "x = 41"}), WAIT)
+        .expect("define x");
+    assert_eq!(r["ok"], json!(true), "{r}");
+    let stuck = lsp.send_request(
+        "workspace/executeCommand",
+        json!({"command": "push.eval", "arguments": [{"uri": file, "code": "import time\ntime.sleep(60)"}]}),
+    );
+
+    // The first interrupt reaches the running eval (retried until the eval has started).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = lsp
+            .command("push.interrupt", json!({}), WAIT)
+            .expect("interrupt");
+        if r["ok"] == true {
+            assert_eq!(r["restarted"], json!(false), "{r}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the eval never ran\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // time.sleep in C does not see it: 2 s later the editor is told, while the eval still runs.
+    let notice = lsp.wait_notification("window/showMessage", WAIT, |p| {
+        p["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has not stopped 2 s after"))
+    });
+    assert!(
+        notice["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("names will be lost") && m.contains("push.interrupt")),
+        "{notice}"
+    );
+
+    // The second interrupt restarts the worker, and says what that costs.
+    let r = lsp
+        .command("push.interrupt", json!({}), WAIT)
+        .expect("second interrupt");
+    assert_eq!(
+        (r["ok"].clone(), r["restarted"].clone()),
+        (json!(true), json!(true)),
+        "{r}"
+    );
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("names this session defined before are lost")),
+        "{r}"
+    );
+    let ended = lsp.response(stuck, WAIT);
+    let said = match &ended {
+        Ok(outcome) => outcome.to_string(),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        said.contains("SIGKILL"),
+        "the stuck eval ends saying its worker was killed: {said}"
+    );
+
+    // The session goes on, on a new worker, without its names, and says so.
+    let r = lsp
+        .command(
+            "push.eval",
+            json!({"uri": file, "code": "'x' in globals()"}),
+            WAIT,
+        )
+        .expect("eval after the restart");
+    assert_eq!(r["value"], json!("False"), "{r}");
+    assert!(
+        r["stderr"]
+            .as_str()
+            .is_some_and(|e| e.contains("names defined before are gone")),
+        "{r}"
+    );
+    let r = lsp
+        .command("push.interrupt", json!({}), WAIT)
+        .expect("idle interrupt");
+    assert_eq!(
+        (r["ok"].clone(), r["restarted"].clone()),
+        (json!(false), json!(false)),
+        "{r}"
+    );
+}
