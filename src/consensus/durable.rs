@@ -1,6 +1,8 @@
 //! How far the Raft log is on disk, and the one case where openraft is told an append is done
-//! before it is: the leader's own new entries, so that replication to the followers runs in
-//! parallel with the leader's `fdatasync` instead of after it (Raft dissertation §10.2.1).
+//! before it is: the leader's own new entries, when its log writer is idle, so that replication
+//! to the followers runs in parallel with the leader's `fdatasync` instead of after it (Raft
+//! dissertation §10.2.1). A busy writer keeps the synchronous path: there the wait gathers
+//! the writes arriving meanwhile into the leader's next append.
 //!
 //! openraft 0.9 holds its core until the log store reports an append flushed, and only then
 //! sends the entries to the followers (`RaftCore::run_command`, `Command::AppendInputEntries`
