@@ -50,3 +50,27 @@ async fn the_committed_index_is_on_disk_when_saved() {
     let mut log = LogStore::open(dir.path()).unwrap();
     assert_eq!(log.read_committed().await.unwrap(), Some(id(2)));
 }
+
+#[tokio::test]
+async fn the_commit_index_told_to_followers_is_cut_to_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = |i| LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
+    let entry = |i| Entry::<TypeConfig> {
+        log_id: id(i),
+        payload: openraft::EntryPayload::Blank,
+    };
+    let mut log = LogStore::open(dir.path()).unwrap().early_for(1);
+    assert_eq!(log.commit_on_disk(Some(id(3))), None);
+    log.append_and_wait(vec![entry(1), entry(2), entry(3)])
+        .await
+        .unwrap();
+    assert_eq!(log.durable().last(), Some(3));
+    assert_eq!(log.commit_on_disk(Some(id(2))), Some(id(2)));
+    assert_eq!(log.commit_on_disk(Some(id(9))), Some(id(3)));
+    assert_eq!(log.commit_on_disk(None), None);
+    log.truncate(id(3)).await.unwrap();
+    // The truncation is on disk once a later synced record is.
+    log.save_vote(&openraft::Vote::new(2, 1)).await.unwrap();
+    assert_eq!(log.durable().last(), Some(2));
+    assert_eq!(log.commit_on_disk(Some(id(9))), Some(id(2)));
+}

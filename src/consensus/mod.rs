@@ -1,13 +1,17 @@
 //! Consensus: adapts openraft to Push. It owns the durable log, the network between nodes and
 //! the state machine wrapper; what a command *means* lives in [`crate::model`].
 //!
-//! **Architecture Invariant:** a write is acknowledged only after openraft has committed it on
-//! a majority, and an entry counts toward that majority only after the log store's `fdatasync`.
+//! **Architecture Invariant:** a write is acknowledged only after it is on a majority's disk:
+//! openraft commits it on a majority, a follower's copy counts toward that majority only after
+//! the follower's `fdatasync`, and the leader's own copy, which openraft counts at once (so
+//! replication runs in parallel with the leader's sync, [`durable`]), must be synced before
+//! the entry is applied or a follower hears it is committed.
 
 pub mod backup;
 mod blob_read;
 pub mod blob_section;
 pub mod blobs;
+pub mod durable;
 pub mod format;
 mod log_light;
 pub mod log_store;
@@ -106,8 +110,15 @@ pub async fn start(
     // Blob bytes stay out of the log (file and memory): they are files beside the state.
     let blobs =
         blobs::BlobStore::open(&dir.join("state").join(state_machine::BLOBS)).map_err(storage)?;
-    let log = LogStore::open_with_blobs(&dir.join("log"), Some(blobs)).map_err(storage)?;
-    let sm = StateMachineStore::open(&dir.join("state")).map_err(storage)?;
+    // The leader's own appends are reported at once and synced while they replicate; the
+    // state machine applies, and followers hear of, only what is on the leader's disk
+    // ([`durable`]).
+    let log = LogStore::open_with_blobs(&dir.join("log"), Some(blobs))
+        .map_err(storage)?
+        .early_for(id);
+    let sm = StateMachineStore::open(&dir.join("state"))
+        .map_err(storage)?
+        .after_log(log.durable());
     let shared = sm.shared();
     let config = Config {
         cluster_name: "push".into(),
@@ -126,7 +137,11 @@ pub async fn start(
     let raft = Raft::new(
         id,
         Arc::new(config),
-        network::Network { token, peer_via },
+        network::Network {
+            token,
+            peer_via,
+            log: Some(log.clone()),
+        },
         log,
         sm,
     )

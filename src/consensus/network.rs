@@ -26,7 +26,7 @@ use push_protocol::Role;
 use serde::{Deserialize, Serialize};
 
 use super::blobs::{self, BlobStore};
-use super::{Raft, TypeConfig};
+use super::{LogStore, Raft, TypeConfig};
 use crate::model::CommandOp;
 
 /// Bytes of entries one AppendEntries carries at most (more entries go in later requests).
@@ -97,6 +97,9 @@ pub struct Network {
     pub token: String,
     /// Peer id -> address to dial instead of the one in the membership (`--peer-via`).
     pub peer_via: BTreeMap<u64, String>,
+    /// This node's log: the commit index sent to followers is cut to what is on its disk
+    /// (the leader's own entries may be committed before they are, see `super::durable`).
+    pub log: Option<LogStore>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -113,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             token: self.token.clone(),
             stream: None,
             version: format::highest(),
+            log: self.log.clone(),
         }
     }
 }
@@ -125,6 +129,7 @@ pub struct PeerConnection {
     stream: Option<Stream>,
     /// The format of the current connection (the peer's welcome chose it).
     version: u32,
+    log: Option<LogStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,9 +292,13 @@ impl PeerConnection {
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
+        if let Some(log) = &self.log {
+            // No follower applies an entry before it is on a durable majority.
+            rpc.leader_commit = log.commit_on_disk(rpc.leader_commit);
+        }
         self.call(&RaftRpc::Append(rpc), option.hard_ttl(), |r| match r {
             RaftRpcReply::Append(r) => Some(r),
             _ => None,

@@ -22,6 +22,7 @@ use openraft::{
 };
 
 use super::blobs::{self, BlobStore};
+use super::durable::DurableIndex;
 pub use super::snapshot_file::Applier;
 use super::snapshot_file::{self, SnapshotFile, STREAMED_SINCE};
 use super::TypeConfig;
@@ -82,6 +83,9 @@ pub struct StateMachineStore {
     /// The newest snapshot, shared with the builders openraft asks for.
     current: Arc<Mutex<Option<Current>>>,
     snapshot_seq: Arc<AtomicU64>,
+    /// The log's on-disk index, when the leader's own entries may be committed before they
+    /// are on its disk: an entry is applied only once it is ([`super::durable`]).
+    durable: Option<DurableIndex>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
@@ -151,7 +155,14 @@ impl StateMachineStore {
             dir: dir.to_path_buf(),
             current: Arc::new(Mutex::new(current)),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
+            durable: None,
         })
+    }
+
+    /// Applies an entry only once `durable` (the log's on-disk index) reaches it.
+    pub fn after_log(mut self, durable: DurableIndex) -> StateMachineStore {
+        self.durable = Some(durable);
+        self
     }
 
     pub fn shared(&self) -> Arc<SharedState> {
@@ -316,6 +327,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut out = Vec::new();
         let mut last = None;
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if let (Some(durable), Some(newest)) = (&self.durable, entries.last()) {
+            // The leader's own entries may be committed before they are on its disk.
+            durable
+                .wait_for(newest.log_id.index)
+                .await
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
         let commands = || {
             entries.iter().filter_map(|e| match &e.payload {
                 EntryPayload::Normal(command) => Some(&command.op),
@@ -366,6 +384,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             dir: self.dir.clone(),
             current: self.current.clone(),
             snapshot_seq: self.snapshot_seq.clone(),
+            durable: self.durable.clone(),
         }
     }
 

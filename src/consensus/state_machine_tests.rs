@@ -240,3 +240,39 @@ async fn small_blobs_stay_inline_and_large_ones_are_files_everywhere() {
     let path = reopened.shared().blob_file(&s).unwrap();
     assert_eq!(std::fs::read(path).unwrap(), small);
 }
+
+/// An entry committed before it is on the leader's disk (its own entries count toward the
+/// quorum at once, see `super::super::durable`) is applied only once it is there, and not at
+/// all if the log cannot be written.
+#[tokio::test]
+async fn an_entry_is_applied_only_once_it_is_on_the_logs_disk() {
+    use super::super::durable::{DurableIndex, Effect};
+    let dir = tempfile::tempdir().unwrap();
+    let durable = DurableIndex::new(Some(0));
+    let mut sm = StateMachineStore::open(dir.path())
+        .unwrap()
+        .after_log(durable.clone());
+    let shared = sm.shared();
+    let applying = tokio::spawn(async move {
+        let outcome = sm.apply([set("a"), set("bb")]).await.map(|_| ());
+        (sm, outcome)
+    });
+    // Not on disk yet: nothing applied within a generous bound.
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(200), async {
+        while shared.read().last_applied.is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "applied before the log was on disk");
+    durable.synced([Effect::Appended(2)].into_iter());
+    let (mut sm, outcome) = applying.await.unwrap();
+    outcome.unwrap();
+    assert!(shared.read().state.kv.get("m", "bb").is_some());
+
+    // A failed log write: the apply fails instead of waiting forever or applying.
+    let failing = tokio::spawn(async move { sm.apply([set("ccc")]).await.map(|_| ()) });
+    durable.failed();
+    assert!(failing.await.unwrap().is_err());
+    assert!(shared.read().state.kv.get("m", "ccc").is_none());
+}
