@@ -13,6 +13,7 @@ pub mod blob_section;
 pub mod blobs;
 pub mod durable;
 pub mod format;
+mod log_file;
 mod log_light;
 pub mod log_store;
 pub mod network;

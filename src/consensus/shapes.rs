@@ -39,7 +39,7 @@ const FILES: [&str; 21] = [
     "src/model/tasks.rs",
     "src/model/timeseries.rs",
     "src/consensus/backup.rs",
-    "src/consensus/log_store.rs",
+    "src/consensus/log_file.rs",
     "src/consensus/network.rs",
     "src/consensus/snapshot_file.rs",
     "src/consensus/state_machine.rs",
