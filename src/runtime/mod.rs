@@ -37,6 +37,7 @@ const ROUTES: &str = include_str!("routes.py");
 const WEB: &str = include_str!("web.py");
 const FILES: &str = include_str!("files.py");
 const POSTMORTEM: &str = include_str!("postmortem.py");
+const LOGS: &str = include_str!("logs.py");
 
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -187,6 +188,7 @@ impl Runtime {
                     modules.set_item(name, &module)?;
                     PyResult::Ok(module)
                 };
+                load(LOGS, c"<push>/logs.py", "_push_logs")?;
                 load(ROUTES, c"<push>/routes.py", "_push_routes")?;
                 load(FILES, c"<push>/files.py", "_push_files")?;
                 load(WEB, c"<push>/web.py", "_push_web")?;

@@ -11,6 +11,10 @@ use crate::support::Cluster;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// An eval stuck in C (`time.sleep`). An interrupt that lands before the sleep, while Python
+/// still runs `import time` (a loaded machine), is swallowed, so the eval is stuck either way.
+const STUCK: &str = "import time\nwhile True:\n    try:\n        time.sleep(60)\n        break\n    except KeyboardInterrupt:\n        pass\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eval_stuck_in_c_is_restarted_by_a_second_push_interrupt_which_says_names_are_lost() {
     let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
@@ -34,7 +38,7 @@ async fn an_eval_stuck_in_c_is_restarted_by_a_second_push_interrupt_which_says_n
     assert_eq!(r["ok"], json!(true), "{r}");
     let stuck = lsp.send_request(
         "workspace/executeCommand",
-        json!({"command": "push.eval", "arguments": [{"uri": file, "code": "import time\ntime.sleep(60)"}]}),
+        json!({"command": "push.eval", "arguments": [{"uri": file, "code": STUCK}]}),
     );
 
     // The first interrupt reaches the running eval (retried until the eval has started).

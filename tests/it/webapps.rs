@@ -349,16 +349,6 @@ async fn flask_apps_run_unchanged() {
     out.read_to_string(&mut rest).expect("rest");
     assert!(rest.contains("data: two"), "{rest}");
     assert!(curl.wait().expect("curl").success());
-    // sse-starlette's EventSourceResponse, as FastAPI apps use it for SSE.
-    let sse = Command::new("curl")
-        .args(["-sN", &format!("http://{}/sse", cluster.http(3))])
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&sse.stdout);
-    assert!(
-        text.contains("data: three") && text.contains("event: done") && text.contains("data: bye"),
-        "{text}"
-    );
 
     // The client leaves mid-stream: the app's generator is closed (its finally runs).
     let mut stream = Stream::open(&cluster.http(1), "GET", "/forever", &[], b"");
@@ -488,6 +478,16 @@ async fn fastapi_apps_run_unchanged() {
     out.read_to_string(&mut rest).expect("rest");
     assert!(rest.contains("data: two"), "{rest}");
     assert!(curl.wait().expect("curl").success());
+    // sse-starlette's EventSourceResponse, as FastAPI apps use it for SSE.
+    let sse = Command::new("curl")
+        .args(["-sN", &format!("http://{}/sse", cluster.http(3))])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&sse.stdout);
+    assert!(
+        text.contains("data: three") && text.contains("event: done") && text.contains("data: bye"),
+        "{text}"
+    );
 
     // The client leaves before any answer: the app's receive() says http.disconnect.
     let stream = Stream::open_no_head(&cluster.http(1), "/wait");
