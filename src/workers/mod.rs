@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use push_protocol::{RunFunc, UnitReport, Value, WorkerRow};
+use push_protocol::WorkerRow;
 use tokio::process::Child;
 use tokio::sync::Notify;
 
@@ -31,10 +31,9 @@ pub use link::{BodySender, HttpCall, HttpEvent, Link};
 pub use pools::Env;
 pub use sessions::Running;
 
-use crate::model::spec::HeadTasks;
 use crate::runtime::cluster::Cluster;
 use crate::runtime::wire::{Done, HttpRequest, Job};
-use crate::runtime::{tasks as py_tasks, AppState, GATE_TIMEOUT};
+use crate::runtime::{AppState, GATE_TIMEOUT};
 
 /// The slot whose worker runs this node's daemons and schedule firings.
 pub const TASKS_SLOT: usize = 0;

@@ -130,4 +130,3 @@ fn lambda_module(path: &str) -> &str {
         None => path.rsplit_once('.').map_or(path, |(module, _)| module),
     }
 }
-
