@@ -11,9 +11,15 @@ use crate::support::Cluster;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// An eval stuck in C (`time.sleep`). An interrupt that lands before the sleep, while Python
-/// still runs `import time` (a loaded machine), is swallowed, so the eval is stuck either way.
-const STUCK: &str = "import time\nwhile True:\n    try:\n        time.sleep(60)\n        break\n    except KeyboardInterrupt:\n        pass\n";
+/// An eval stuck in C (`time.sleep`) that touches `marker` first. The test interrupts only
+/// once the marker exists; an interrupt that still lands in Python just before the sleep (a
+/// loaded machine) is swallowed, so the eval is stuck in C either way.
+fn stuck(marker: &std::path::Path) -> String {
+    format!(
+        "import pathlib, time\nwhile True:\n    try:\n        pathlib.Path({:?}).touch()\n        time.sleep(60)\n        break\n    except KeyboardInterrupt:\n        pass\n",
+        marker.display().to_string()
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eval_stuck_in_c_is_restarted_by_a_second_push_interrupt_which_says_names_are_lost() {
@@ -36,13 +42,22 @@ async fn an_eval_stuck_in_c_is_restarted_by_a_second_push_interrupt_which_says_n
         .command("push.eval", json!({"uri": file, "code": "x = 41"}), WAIT)
         .expect("define x");
     assert_eq!(r["ok"], json!(true), "{r}");
+    let marker = dir.path().join("sleeping");
     let stuck = lsp.send_request(
         "workspace/executeCommand",
-        json!({"command": "push.eval", "arguments": [{"uri": file, "code": STUCK}]}),
+        json!({"command": "push.eval", "arguments": [{"uri": file, "code": stuck(&marker)}]}),
     );
 
-    // The first interrupt reaches the running eval (retried until the eval has started).
+    // The first interrupt reaches the running eval, once it is about to sleep.
     let deadline = Instant::now() + WAIT;
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the eval never ran\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     loop {
         let r = lsp
             .command("push.interrupt", json!({}), WAIT)

@@ -345,12 +345,19 @@ async fn an_eval_stuck_in_c_is_restarted_by_a_second_interrupt_and_says_names_ar
     let (_, _, r) = eval_streams(&c, Some(s), "x = 41").await;
     assert!(r.error.is_none());
     let (addr, token) = (cluster.addr(1), cluster.token.clone());
+    // Touches a marker, then sleeps in C; an interrupt landing in Python just before the sleep
+    // (a loaded machine) is swallowed, so the eval is stuck in C either way.
+    let marker = cluster.dir.path().join("sleeping");
+    let code = format!(
+        "import pathlib, time\nwhile True:\n    try:\n        pathlib.Path({:?}).touch()\n        time.sleep(120)\n        break\n    except KeyboardInterrupt:\n        pass\n",
+        marker.display().to_string()
+    );
     let stuck = tokio::spawn(async move {
         let c = Client::connect(&addr, &token).await.expect("connect");
         let mut replies = c
             .call_stream(Op::Eval {
                 session: Some(s),
-                code: "import time\ntime.sleep(120)".into(),
+                code,
                 module: None,
             })
             .await
@@ -365,8 +372,17 @@ async fn an_eval_stuck_in_c_is_restarted_by_a_second_interrupt_and_says_names_ar
         }
         said
     });
-    // Interrupt until the node restarts the worker (a Ctrl-C 2 s after the first one).
+    // Interrupt (once the eval is about to sleep) until the node restarts the worker (a
+    // Ctrl-C 2 s after the first one).
     let deadline = Instant::now() + WAIT;
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the eval never ran\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     while !stuck.is_finished() {
         assert!(
             Instant::now() < deadline,
