@@ -65,15 +65,7 @@ fn change(lsp: &mut LspProc, path: &Path, version: i32, text: &str) {
 }
 
 fn start_lsp(cluster: &Cluster, node: u64, root: &Path) -> LspProc {
-    let mut lsp = LspProc::start(
-        &[
-            "--to",
-            &cluster.addr(node),
-            "--token-file",
-            cluster.token_file.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    let mut lsp = LspProc::on_node(cluster, node);
     let init = lsp.initialize(root, json!({}));
     let commands = &init["capabilities"]["executeCommandProvider"]["commands"];
     assert!(commands.as_array().is_some_and(|c| c.len() == 11), "{init}");
@@ -383,15 +375,7 @@ async fn eval_sent_right_after_initialize_waits_for_the_connection_under_way() {
     // connecting: the command waits for that attempt instead of failing with "not connected".
     let cluster = Cluster::start(1).await;
     let dir = tempfile::tempdir().expect("temp");
-    let mut lsp = LspProc::start(
-        &[
-            "--to",
-            &cluster.addr(1),
-            "--token-file",
-            cluster.token_file.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    let mut lsp = LspProc::on_node(&cluster, 1);
     lsp.initialize(dir.path(), json!({}));
     let file = dir.path().join("x.py");
     let r = lsp

@@ -25,17 +25,7 @@ fn stuck(marker: &std::path::Path) -> String {
 async fn an_eval_stuck_in_c_is_restarted_by_a_second_push_interrupt_which_says_names_are_lost() {
     let cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
     let dir = tempfile::tempdir().expect("temp");
-    let mut lsp = LspProc::start(
-        &[
-            "--to",
-            &cluster.addr(1),
-            "--token-file",
-            cluster.token_file.to_str().expect("utf8"),
-        ],
-        &[],
-    );
-    lsp.initialize(dir.path(), json!({}));
-    lsp.wait_notification("push/status", WAIT, |p| p["connected"] == true);
+    let mut lsp = LspProc::connected(&cluster, dir.path());
     let file = format!("file://{}", dir.path().join("scratch.py").display());
 
     let r = lsp

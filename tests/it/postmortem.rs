@@ -252,7 +252,7 @@ async fn the_lsp_lists_opens_and_evaluates_in_a_failed_frame() {
     }
     let root = cluster.dir.path().join("editor");
     std::fs::create_dir_all(&root).expect("root");
-    let mut lsp = connected_lsp(&cluster, &root);
+    let mut lsp = crate::support::lsp::LspProc::connected(&cluster, &root);
 
     let listed = lsp
         .command("push.errors", serde_json::json!({}), WAIT)
@@ -325,22 +325,6 @@ def other(n):
 "#;
 
 /// The 0-based line of DIAG_APP holding `text`.
-/// A real `push lsp` on node 1 with its workspace at `root`, initialised and connected.
-fn connected_lsp(cluster: &Cluster, root: &std::path::Path) -> crate::support::lsp::LspProc {
-    let mut lsp = crate::support::lsp::LspProc::start(
-        &[
-            "--to",
-            &cluster.addr(1),
-            "--token-file",
-            cluster.token_file.to_str().expect("utf8"),
-        ],
-        &[],
-    );
-    lsp.initialize(root, serde_json::json!({}));
-    lsp.wait_notification("push/status", WAIT, |p| p["connected"] == true);
-    lsp
-}
-
 fn diag_line(text: &str) -> u64 {
     DIAG_APP
         .lines()
@@ -379,7 +363,7 @@ async fn a_live_failure_appears_as_a_diagnostic_on_its_line() {
         &cluster.addr(1),
     ]));
     let uri = format!("file://{}", file.display());
-    let mut lsp = connected_lsp(&cluster, &root);
+    let mut lsp = crate::support::lsp::LspProc::connected(&cluster, &root);
     lsp.notify(
         "textDocument/didOpen",
         serde_json::json!({"textDocument": {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::cluster::push_bin;
+use super::Cluster;
 
 /// A running `push lsp` and its pipes.
 pub struct LspProc {
@@ -21,6 +22,26 @@ pub struct LspProc {
 }
 
 impl LspProc {
+    /// Starts `push lsp` on `node` of `cluster`, with the cluster's token file.
+    pub fn on_node(cluster: &Cluster, node: u64) -> LspProc {
+        let token_file = cluster.token_file.to_str().expect("utf8");
+        LspProc::start(
+            &["--to", &cluster.addr(node), "--token-file", token_file],
+            &[],
+        )
+    }
+
+    /// `push lsp` on node 1 of `cluster`, initialized with `root` and connected (waits,
+    /// bounded, for its `push/status` saying so).
+    pub fn connected(cluster: &Cluster, root: &std::path::Path) -> LspProc {
+        let mut lsp = LspProc::on_node(cluster, 1);
+        lsp.initialize(root, json!({}));
+        lsp.wait_notification("push/status", Duration::from_secs(30), |p| {
+            p["connected"] == true
+        });
+        lsp
+    }
+
     /// Starts `push lsp ARGS` with `envs`.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> LspProc {
         let mut child = Command::new(push_bin())
