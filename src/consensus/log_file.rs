@@ -4,12 +4,16 @@
 //! writer thread ([`Writer`]) that drains every pending record, writes them with one `write`,
 //! calls `fdatasync` once, moves the durable index ([`super::durable`]), then completes their
 //! callbacks. Replaying the records in order rebuilds the log; every record is idempotent; a
-//! torn or corrupt tail is detected by the per-record CRCs and cut off. [`super::log_store`]
-//! is the openraft storage built on it.
+//! torn or corrupt tail is detected by the per-record CRCs and cut off. The file is extended
+//! ahead of its records ([`PREALLOCATE`]): a record written into space already allocated costs
+//! an `fdatasync` no file-size change, which on ext4 is ~0.08 of its ~0.2 ms; the zeros past
+//! the last record read as its end. [`super::log_store`] is the openraft storage built on it.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -27,6 +31,11 @@ use super::TypeConfig;
 pub const REWRITE_BYTES: u64 = 32 << 20;
 
 pub(super) const LOG_FILE: &str = "raft.log";
+
+/// How far ahead of its records the file is allocated, in one `fallocate`. The space past the
+/// last record reads as zeros, which [`read_records`] takes as the end (no record is empty),
+/// and opening cuts it off before allocating afresh, so nothing stale past it survives.
+pub const PREALLOCATE: u64 = 8 << 20;
 
 #[derive(Serialize, Deserialize)]
 pub(super) enum Record {
@@ -143,6 +152,8 @@ pub(super) fn needs_sync(record: &Record) -> bool {
 
 pub(super) struct Shared {
     pub(super) mem: Mutex<Mem>,
+    /// The file; taken in this order: `file`, then `mem`.
+    pub(super) file: Mutex<LogFile>,
     /// Jobs sent to the writer and not yet written; a rewrite waits for zero.
     pub(super) queued: AtomicUsize,
     pub(super) tx: Mutex<mpsc::Sender<Job>>,
@@ -167,10 +178,16 @@ pub(super) fn read_records(bytes: &[u8], version: u32) -> (Mem, usize, Option<St
     let mut pos = 0;
     while pos < bytes.len() {
         let Some(header) = bytes.get(pos..pos + 8) else {
+            if bytes[pos..].iter().all(|b| *b == 0) {
+                break; // the allocated space past the last record
+            }
             return (mem, pos, Some(format!("torn record header at byte {pos}")));
         };
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if len == 0 && crc == 0 {
+            break; // the allocated space past the last record ([`PREALLOCATE`])
+        }
         let Some(body) = bytes.get(pos + 8..pos + 8 + len) else {
             return (
                 mem,
@@ -261,79 +278,159 @@ pub(super) fn migrate(dir: &Path, mem: &Mem, from: u32, existed: bool) -> io::Re
     Ok(image.len() as u64)
 }
 
-pub(super) struct Writer {
-    pub(super) shared: std::sync::Weak<Shared>,
+/// The file as written: shared by the writer thread and an append written in its caller's
+/// thread ([`LogFile::write_now`]); whoever holds it writes.
+pub(super) struct LogFile {
     pub(super) dir: PathBuf,
+    /// Opened for writing at `len`, not for appending: past `len` lies allocated space.
     pub(super) file: File,
+    /// Where the records end.
     pub(super) len: u64,
+    /// Where the allocated space ends; `None` once the file system refused to allocate ahead
+    /// (records are then appended, each sync also saving the new size).
+    pub(super) allocated: Option<u64>,
     pub(super) purged_since_rewrite: bool,
 }
 
-impl Writer {
-    pub(super) fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while let Ok(job) = rx.try_recv() {
-                jobs.push(job);
-            }
-            let mut buf = Vec::with_capacity(jobs.iter().map(|j| j.bytes.len()).sum());
-            for job in &jobs {
-                buf.extend_from_slice(&job.bytes);
-                self.purged_since_rewrite |= job.purge;
-            }
-            let result = self.write_batch(&buf, &jobs);
-            let durable = self.shared.upgrade().map(|s| s.durable.clone());
-            match (&result, durable) {
-                (Ok(()), Some(durable)) if jobs.iter().any(|j| j.sync) => {
-                    durable.synced(jobs.iter().map(|j| j.effect))
-                }
-                (Err(_), Some(durable)) => durable.failed(),
-                _ => {}
-            }
-            if result.is_ok() {
-                self.len += buf.len() as u64;
-            }
-            let count = jobs.len();
-            for job in jobs {
-                let outcome = match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                };
-                match job.done {
-                    Some(Done::Flushed(cb)) => cb.log_io_completed(outcome),
-                    Some(Done::Notify(tx)) => {
-                        let _ = tx.send(outcome);
-                    }
-                    None => {}
-                }
-            }
-            let Some(shared) = self.shared.upgrade() else {
-                return;
+/// Opens the log file at `path` for [`LogFile`]: for writing at a position, created if absent.
+pub(super) fn open_for_writing(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+/// The writer thread: drains every queued job, writes them as one batch, completes them.
+/// Ends when the store (the channel's sender, in [`Shared`]) is gone.
+pub(super) fn run_writer(shared: std::sync::Weak<Shared>, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(job) = rx.try_recv() {
+            jobs.push(job);
+        }
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let mut buf = Vec::with_capacity(jobs.iter().map(|j| j.bytes.len()).sum());
+        for job in &jobs {
+            buf.extend_from_slice(&job.bytes);
+        }
+        let mut file = strong.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.purged_since_rewrite |= jobs.iter().any(|j| j.purge);
+        let sync = jobs.iter().any(|j| j.sync);
+        let result = file.write_batch(&buf, sync, jobs.len());
+        match &result {
+            Ok(()) if sync => strong.durable.synced(jobs.iter().map(|j| j.effect)),
+            Err(_) => strong.durable.failed(),
+            _ => {}
+        }
+        let count = jobs.len();
+        for job in jobs {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             };
-            shared.queued.fetch_sub(count, Ordering::SeqCst);
-            if let Err(e) = result {
-                tracing::error!("raft log write failed: {e}; the node stops accepting writes");
-                continue;
-            }
-            if self.purged_since_rewrite && self.len > REWRITE_BYTES {
-                if let Err(e) = self.rewrite(&shared) {
-                    tracing::warn!("raft log compaction failed (will retry later): {e}");
+            match job.done {
+                Some(Done::Flushed(cb)) => cb.log_io_completed(outcome),
+                Some(Done::Notify(tx)) => {
+                    let _ = tx.send(outcome);
                 }
+                None => {}
+            }
+        }
+        strong.queued.fetch_sub(count, Ordering::SeqCst);
+        if let Err(e) = result {
+            tracing::error!("raft log write failed: {e}; the node stops accepting writes");
+            continue;
+        }
+        if file.purged_since_rewrite && file.len > REWRITE_BYTES {
+            if let Err(e) = file.rewrite(&strong) {
+                tracing::warn!("raft log compaction failed (will retry later): {e}");
             }
         }
     }
+}
 
-    /// Writes one batch with one `write`, then one `fdatasync` if any record in it needs one.
-    fn write_batch(&mut self, buf: &[u8], jobs: &[Job]) -> io::Result<()> {
+impl LogFile {
+    /// Writes and syncs one append record in the caller's thread, when nothing is queued for
+    /// the writer thread and it is not writing: `change` is made to the mirror under its lock
+    /// as [`super::log_store`]'s submit does, and the durable index moves before this returns.
+    /// Returns `None` (nothing done) when the writer is busy: the caller queues instead.
+    ///
+    /// A follower's append is the case: openraft's core waits for its flush before it
+    /// answers the leader, and the leader sends the next entries only after that answer, so
+    /// there is nothing to batch with. Writing here saves two thread hand-offs per write
+    /// (to the writer thread and back to the core), ~0.05 ms each on 2 busy cores.
+    pub(super) fn write_now(
+        shared: &Shared,
+        bytes: &[u8],
+        effect: Effect,
+        change: impl FnOnce(&mut Mem),
+    ) -> Option<io::Result<()>> {
+        let mut file = shared.file.try_lock().ok()?;
+        {
+            let mut mem = shared.mem.lock().unwrap_or_else(|p| p.into_inner());
+            // Under the mirror's lock, as submits count themselves: zero means nothing is
+            // queued or being written, and whatever is submitted from now on is written
+            // after this (the writer thread needs `file`, held here).
+            if shared.queued.load(Ordering::SeqCst) != 0 {
+                return None;
+            }
+            change(&mut mem);
+        }
+        let result = file.write_batch(bytes, true, 1);
+        match &result {
+            Ok(()) => shared.durable.synced(std::iter::once(effect)),
+            Err(e) => {
+                tracing::error!("raft log write failed: {e}; the node stops accepting writes");
+                shared.durable.failed();
+            }
+        }
+        Some(result)
+    }
+
+    /// Makes sure the file is allocated up to `end` at least, [`PREALLOCATE`] at a time.
+    fn reserve(&mut self, end: u64) {
+        let Some(allocated) = self.allocated else {
+            return;
+        };
+        if end <= allocated {
+            return;
+        }
+        let target = end.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
+        let (Ok(offset), Ok(len)) = (i64::try_from(allocated), i64::try_from(target - allocated))
+        else {
+            self.allocated = None;
+            return;
+        };
+        // SAFETY: `fallocate` only reads its integer arguments; the descriptor is this
+        // log's open file.
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, offset, len) };
+        if rc == 0 {
+            self.allocated = Some(target);
+        } else {
+            let e = io::Error::last_os_error();
+            tracing::info!("raft log: the file system does not allocate ahead ({e}); appending");
+            self.allocated = None;
+        }
+    }
+
+    /// Writes `records` framed records as one `write` at the end of the records, then one
+    /// `fdatasync` if `sync`.
+    fn write_batch(&mut self, buf: &[u8], sync: bool, records: usize) -> io::Result<()> {
         let started = std::time::Instant::now();
-        self.file.write_all(buf)?;
-        if !jobs.iter().any(|j| j.sync) {
+        self.reserve(self.len + buf.len() as u64);
+        self.file.write_all_at(buf, self.len)?;
+        self.len += buf.len() as u64;
+        if !sync {
             return Ok(());
         }
         let result = self.file.sync_data();
         let m = crate::metrics::metrics();
         m.log_fsync_seconds.observe(started.elapsed().as_secs_f64());
-        m.log_fsync_records.inc_by(jobs.len() as u64);
+        m.log_fsync_records.inc_by(records as u64);
         result
     }
 
@@ -365,11 +462,12 @@ impl Writer {
         file.sync_all()?;
         std::fs::rename(&tmp, self.dir.join(LOG_FILE))?;
         sync_dir(&self.dir)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(self.dir.join(LOG_FILE))?;
+        self.file = open_for_writing(&self.dir.join(LOG_FILE))?;
         tracing::info!(from = self.len, to = buf.len(), "compacted raft log");
         self.len = buf.len() as u64;
+        if self.allocated.is_some() {
+            self.allocated = Some(self.len);
+        }
         self.purged_since_rewrite = false;
         Ok(())
     }

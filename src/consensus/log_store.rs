@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -35,8 +35,8 @@ use super::durable::{self, DurableIndex};
 use super::format::{self, LOG_MAGIC};
 pub use super::log_file::REWRITE_BYTES;
 use super::log_file::{
-    effect_of, frame_record, migrate, needs_sync, read_records, record_clone, Done, Job, Mem,
-    Record, Shared, Writer, LOG_FILE,
+    effect_of, frame_record, migrate, needs_sync, open_for_writing, read_records, record_clone,
+    run_writer, Done, Job, LogFile, Mem, Record, Shared, LOG_FILE,
 };
 use super::log_light;
 use super::TypeConfig;
@@ -90,8 +90,11 @@ impl LogStore {
         } else {
             good as u64
         };
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if problem.is_some() && version == versions::highest() {
+        let file = open_for_writing(&path)?;
+        // Past `good`: a torn record, or allocated space that may hold an unsynced record a
+        // killed process left (never acknowledged). Either is cut off, so the zeros that end
+        // the records after a restart are fresh.
+        if file.metadata()?.len() != good {
             file.set_len(good)?;
         }
         // What was read back counts as on disk from now on: records a killed process left
@@ -106,20 +109,21 @@ impl LogStore {
         let durable = DurableIndex::new(mem.last_log_id().map(|l| l.index));
         let shared = Arc::new(Shared {
             mem: Mutex::new(mem),
+            file: Mutex::new(LogFile {
+                dir: dir.to_path_buf(),
+                file,
+                len: good,
+                allocated: Some(good),
+                purged_since_rewrite: false,
+            }),
             queued: AtomicUsize::new(0),
             tx: Mutex::new(tx),
             durable,
         });
-        let writer = Writer {
-            shared: Arc::downgrade(&shared),
-            dir: dir.to_path_buf(),
-            file,
-            len: good,
-            purged_since_rewrite: false,
-        };
+        let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || run_writer(weak, rx))?;
         let store = LogStore {
             shared,
             blobs,
@@ -354,7 +358,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             _ => Record::Append(entries),
         };
-        let mirror = record_clone(&record);
+        let mut mirror = record_clone(&record);
+        if !early {
+            // Written here if the writer is idle: a follower's append (`LogFile::write_now`).
+            let bytes = frame_record(&record).map_err(|e| io_err(ErrorVerb::Write, e))?;
+            let change = |m: &mut Mem| {
+                if let Some(mirror) = mirror.take() {
+                    m.replay(mirror)
+                }
+            };
+            if let Some(result) =
+                LogFile::write_now(&self.shared, &bytes, effect_of(&record), change)
+            {
+                callback
+                    .log_io_completed(result.map_err(|e| io::Error::new(e.kind(), e.to_string())));
+                return Ok(());
+            }
+        }
         let (done, now) = if early {
             (None, Some(callback))
         } else {

@@ -246,7 +246,7 @@ async fn a_torn_last_log_record_is_cut_at_restart_and_the_node_catches_up() {
     cluster.kill(victim);
     // Tear the last record: as if the machine died in the middle of a write.
     let log = cluster.data_dir(victim).join("log/raft.log");
-    let len = std::fs::metadata(&log).expect("log file").len();
+    let len = records_end(&std::fs::read(&log).expect("log file"));
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&log)
@@ -274,4 +274,18 @@ async fn a_torn_last_log_record_is_cut_at_restart_and_the_node_catches_up() {
             "k{i}"
         );
     }
+}
+
+/// Where the records of a raft log file end: after its 12-byte header, records framed as
+/// `[u32 LE length][u32 LE crc32][body]`, then the zeros of the space allocated ahead.
+fn records_end(bytes: &[u8]) -> u64 {
+    let mut pos = 12;
+    while let Some(header) = bytes.get(pos..pos + 8) {
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            break;
+        }
+        pos += 8 + len;
+    }
+    pos as u64
 }
