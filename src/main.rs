@@ -14,10 +14,19 @@ fn main() {
         return;
     }
     push::cli::pipe::exit_quietly_on_broken_pipe(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let push::cli::Command::Node(args) = &cli.command {
+        match args.io_threads() {
+            Ok(n) => {
+                builder.worker_threads(n);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

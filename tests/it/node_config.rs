@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use crate::support::cluster::{free_port, push_bin};
 use crate::support::Cluster;
 
-/// The `node.ron` example the README gives after "takes the same fields as the flags".
+/// The `node.ron` example the README gives after "takes the same fields as the other flags".
 fn readme_example() -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
     let after = readme
-        .split("`node.ron` takes the same fields as the flags:")
+        .split("`node.ron` takes the same fields as the other flags:")
         .nth(1)
         .expect("the README introduces the node.ron example");
     let start = after.find("`(").expect("example opens with `(") + 1;
@@ -132,5 +132,25 @@ fn a_bad_log_format_in_node_ron_is_refused_saying_what_to_give() {
     assert!(
         stderr.contains("log_format \"yaml\"") && stderr.contains("\"text\" or \"json\""),
         "{stderr}"
+    );
+}
+
+#[test]
+fn io_threads_of_zero_is_refused_saying_what_to_give() {
+    let cluster = Cluster::launch(0, &[]);
+    let out = Command::new(push_bin())
+        .args(["node", "--io-threads", "0", "--data"])
+        .arg(cluster.dir.path().join("n1"))
+        .output()
+        .expect("run push node");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--io-threads must be at least 1") && stderr.contains("half the cores"),
+        "{stderr}"
+    );
+    assert!(
+        !cluster.dir.path().join("n1").exists(),
+        "nothing is created"
     );
 }
