@@ -15,10 +15,19 @@ use super::{Runtime, RuntimeError};
 /// Most bytes one evaluation may stream per output stream; the rest is counted, not sent.
 pub const MAX_STREAM: usize = 1 << 20;
 
-/// Where an evaluation's prints go: a channel to the client, capped at [`MAX_STREAM`].
+/// Where a [`Sink`]'s text goes.
+pub enum Out {
+    /// To the receiver [`on_thread`] returns.
+    Channel(mpsc::UnboundedSender<(Stream, String)>),
+    /// Handed on by the Python thread itself (an eval's output frames, written to the node's
+    /// socket without waking the worker's socket thread).
+    Direct(Box<dyn Fn(Stream, String) + Send + Sync>),
+}
+
+/// Where an evaluation's prints go: to the client, capped at [`MAX_STREAM`].
 #[pyclass]
 pub struct Sink {
-    tx: mpsc::UnboundedSender<(Stream, String)>,
+    out: Out,
     sent: [AtomicUsize; 2],
     cut: [AtomicUsize; 2],
 }
@@ -40,7 +49,13 @@ impl Sink {
             } else {
                 Stream::Stderr
             };
-            let _ = self.tx.send((which, text[..take].to_string()));
+            let text = text[..take].to_string();
+            match &self.out {
+                Out::Channel(tx) => {
+                    let _ = tx.send((which, text));
+                }
+                Out::Direct(deliver) => deliver(which, text),
+            }
         }
         if take < text.len() {
             self.cut[i].fetch_add(text.len() - take, Ordering::Relaxed);
@@ -205,23 +220,38 @@ pub fn on_thread<T: Send + 'static>(
 ) -> OnThread<T> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
+    on_thread_to(name, Out::Channel(out_tx), move |r| drop(done_tx.send(r)), f);
+    (out_rx, done_rx)
+}
+
+/// [`on_thread`], with what `f` writes going to `out` and its result to `done`, called on
+/// the eval thread as it ends.
+pub fn on_thread_to<T: Send + 'static>(
+    name: &str,
+    out: Out,
+    done: impl FnOnce(Result<T, RuntimeError>) + Send + 'static,
+    f: impl FnOnce(Python<'_>, Py<Sink>) -> PyResult<T> + Send + 'static,
+) {
     on_eval_thread(
         name,
         Box::new(move |py| {
             let result = Py::new(
                 py,
                 Sink {
-                    tx: out_tx,
+                    out,
                     sent: Default::default(),
                     cut: Default::default(),
                 },
             )
             .and_then(|sink| f(py, sink));
-            let _ = done_tx.send(result.map_err(|e| RuntimeError::Python(e.to_string())));
+            done(result.map_err(|e| RuntimeError::Python(e.to_string())));
         }),
     );
-    (out_rx, done_rx)
 }
+
+/// An eval's result and, for an eval in a module, what of it to replay on the app's other
+/// workers.
+pub type Evaluated = Result<(EvalResult, Option<String>), RuntimeError>;
 
 impl Runtime {
     fn session_module(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -230,16 +260,18 @@ impl Runtime {
             .get_item("_push_session")
     }
 
-    /// Starts an evaluation on its own thread. Output chunks arrive on the receiver while it
-    /// runs; the result on the oneshot.
-    pub fn eval(
+    /// Starts an evaluation on its own thread. What it prints goes to `out` while it runs;
+    /// its result to `done`, on that thread, as it ends.
+    pub fn eval_to(
         &self,
         session: Option<u64>,
         code: String,
         module: Option<String>,
         node: u64,
-    ) -> Running {
-        on_thread("python-eval", move |py, sink| {
+        out: Out,
+        done: impl FnOnce(Evaluated) + Send + 'static,
+    ) {
+        on_thread_to("python-eval", out, done, move |py, sink| {
             let called = Self::session_module(py)?.getattr("evaluate")?.call1((
                 session,
                 code,

@@ -19,6 +19,7 @@ use push_protocol::{ByteBuf, ErrorBody, ErrorCode, Member, NodeStatus, Op, Outco
 use tokio::sync::oneshot;
 
 use super::cluster::{Answer as Pending, Cluster};
+use super::eval::Out;
 use super::exchange::{Exchange, Inbox};
 use super::outbox::Outbox;
 use super::wire::{self, Answer, Call, Done, FromWorker, Job, ToWorker};
@@ -265,6 +266,30 @@ async fn serve(socket: std::os::unix::net::UnixStream, threads: usize) -> Result
                     link.send(&FromWorker::Done { id, done });
                 });
             }
+            ToWorker::Job {
+                id,
+                job:
+                    Job::Eval {
+                        session,
+                        code,
+                        module,
+                        node,
+                    },
+            } => {
+                // The eval thread itself writes the output and the answer to the node's
+                // socket, in order: no wake-up of this thread between eval and node.
+                let (out, done) = (link.clone(), link.clone());
+                let out = Out::Direct(Box::new(move |stream, text| {
+                    out.send(&FromWorker::Output { id, stream, text })
+                }));
+                runtime.eval_to(session, code, module, node, out, move |result| {
+                    let done_now = match result {
+                        Ok((result, patch)) => Done::Eval(result, patch),
+                        Err(e) => failed(e),
+                    };
+                    done.send(&FromWorker::Done { id, done: done_now });
+                });
+            }
             ToWorker::Job { id, job } => {
                 let (runtime, link) = (runtime.clone(), link.clone());
                 tokio::spawn(async move {
@@ -332,18 +357,7 @@ async fn run(runtime: &Arc<Runtime>, link: &Link, id: u64, job: Job) -> Done {
             Err(e) => failed(e),
         },
         Job::Http(_) => failed("an HTTP job reached the generic job runner"),
-        Job::Eval {
-            session,
-            code,
-            module,
-            node,
-        } => {
-            let (output, done) = runtime.eval(session, code, module, node);
-            match stream_output(link, id, output, done).await {
-                Ok((result, patch)) => Done::Eval(result, patch),
-                Err(e) => failed(e),
-            }
-        }
+        Job::Eval { .. } => failed("an eval reached the generic job runner"),
         Job::Interrupt { session } => match runtime.interrupt(session).await {
             Ok(ran) => Done::Bool(ran),
             Err(e) => failed(e),
