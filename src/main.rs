@@ -3,15 +3,15 @@
 use clap::Parser;
 
 fn main() {
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(args) = push::cli::WorkerArgs::from_argv(&argv) {
+        worker(&args);
+    }
     let cli = push::cli::Cli::parse();
     if let push::cli::Command::Worker(args) = &cli.command {
-        // A Python worker of a node: its own runtime, no CLI around it.
-        push::logs::init_worker(&args.label);
-        if let Err(e) = push::runtime::worker::main(args.fd, args.threads) {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-        return;
+        worker(args);
     }
     push::cli::pipe::exit_quietly_on_broken_pipe(&cli.command);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -37,4 +37,14 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A Python worker of a node: its own runtime, no CLI around it.
+fn worker(args: &push::cli::WorkerArgs) -> ! {
+    push::logs::init_worker(&args.label);
+    if let Err(e) = push::runtime::worker::main(args.fd, args.threads) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
 }
