@@ -5,13 +5,11 @@ imports this module; it uses ``push``.
 """
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import linecache
 import marshal
 import os
-import shutil
 import sys
 import threading
 import traceback
@@ -28,8 +26,8 @@ _lock = threading.RLock()
 PYTHON = sys.version.split()[0]
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Finds the modules of the version being loaded (its loader serves them), and after
+class _Finder:
+    """A meta path finder (``find_spec``, as ``logs._LoggingHook``). Finds the modules of the version being loaded (its loader serves them), and after
     load the modules an app imports later (``import data`` inside a handler): those of the
     version this thread runs, else of any app's HEAD here."""
 
@@ -238,7 +236,7 @@ def gate(app, number, files, entry, web=None):
     except BaseException as exc:  # noqa: BLE001 - any failure of app code is reported
         return _error(f"importing {entry!r} failed on Python {PYTHON}", exc)
     finally:
-        shutil.rmtree(os.path.join(_push_files.root(), "gate-" + app), ignore_errors=True)
+        _push_files.remove(os.path.join(_push_files.root(), "gate-" + app))
 
 
 def _start_lifespan(version):

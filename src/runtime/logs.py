@@ -7,10 +7,15 @@ The node's log handler is installed the moment anything imports ``logging``, so 
 never imports it. Loaded as ``_push_logs`` before the bootstrap, which re-exports its names.
 """
 
-import importlib.abc
 import importlib.machinery
 import sys
 import threading
+
+try:
+    # importlib.abc.Loader itself, without importlib.abc's imports (see files.py).
+    from importlib._abc import Loader as _Loader
+except ImportError:  # pragma: no cover - an interpreter without the private module
+    from importlib.abc import Loader as _Loader
 
 
 # -- secrets kept out of logs ----------------------------------------------------------------
@@ -90,7 +95,7 @@ def _install_logging(logging):
         root.setLevel(logging.INFO)
 
 
-class _AfterLoad(importlib.abc.Loader):
+class _AfterLoad(_Loader):
     """A module's own loader, then ``then(module)``; everything else is the real loader's."""
 
     def __init__(self, loader, then):
@@ -111,8 +116,9 @@ class _AfterLoad(importlib.abc.Loader):
         self._then(module)
 
 
-class _LoggingHook(importlib.abc.MetaPathFinder):
-    """Installs the node's log handler the moment anything (app code, the runtime) imports
+class _LoggingHook:
+    """A meta path finder (``find_spec``; not subclassing ``importlib.abc.MetaPathFinder``,
+    whose module costs ~4 MB of imports). Installs the node's log handler the moment anything (app code, the runtime) imports
     ``logging``: an idle worker never does, and spares its memory (about 0.6 MB)."""
 
     def find_spec(self, fullname, path=None, target=None):
