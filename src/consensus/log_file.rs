@@ -354,19 +354,23 @@ pub(super) fn run_writer(shared: std::sync::Weak<Shared>, rx: mpsc::Receiver<Job
 }
 
 impl LogFile {
-    /// Writes and syncs one append record in the caller's thread, when nothing is queued for
-    /// the writer thread and it is not writing: `change` is made to the mirror under its lock
-    /// as [`super::log_store`]'s submit does, and the durable index moves before this returns.
-    /// Returns `None` (nothing done) when the writer is busy: the caller queues instead.
+    /// Writes one record (and syncs it, if `sync`) in the caller's thread, when nothing is
+    /// queued for the writer thread and it is not writing: `change` is made to the mirror
+    /// under its lock as [`super::log_store`]'s submit does, and a synced record's durable
+    /// index moves before this returns. Returns `None` (nothing done) when the writer is
+    /// busy: the caller queues instead.
     ///
     /// A follower's append is the case: openraft's core waits for its flush before it
     /// answers the leader, and the leader sends the next entries only after that answer, so
     /// there is nothing to batch with. Writing here saves two thread hand-offs per write
-    /// (to the writer thread and back to the core), ~0.05 ms each on 2 busy cores.
+    /// (to the writer thread and back to the core), ~0.05 ms each on 2 busy cores. The
+    /// committed index, saved by every node on every commit, is the other: unsynced, it is
+    /// one `write` that needed a wake-up of the writer thread.
     pub(super) fn write_now(
         shared: &Shared,
         bytes: &[u8],
         effect: Effect,
+        sync: bool,
         change: impl FnOnce(&mut Mem),
     ) -> Option<io::Result<()>> {
         let mut file = shared.file.try_lock().ok()?;
@@ -380,9 +384,10 @@ impl LogFile {
             }
             change(&mut mem);
         }
-        let result = file.write_batch(bytes, true, 1);
+        let result = file.write_batch(bytes, sync, 1);
         match &result {
-            Ok(()) => shared.durable.synced(std::iter::once(effect)),
+            Ok(()) if sync => shared.durable.synced(std::iter::once(effect)),
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!("raft log write failed: {e}; the node stops accepting writes");
                 shared.durable.failed();

@@ -31,7 +31,7 @@ use openraft::{
 use push_protocol::format as versions;
 
 use super::blobs::BlobStore;
-use super::durable::{self, DurableIndex};
+use super::durable::{self, DurableIndex, Effect};
 use super::format::{self, LOG_MAGIC};
 pub use super::log_file::REWRITE_BYTES;
 use super::log_file::{
@@ -313,10 +313,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ) -> Result<(), StorageError<u64>> {
         let index = committed.map_or(0, |c| c.index);
         COMMITTED.store(index, std::sync::atomic::Ordering::Relaxed);
-        self.submit(Record::Committed(committed), None, |m| {
-            m.committed = committed
-        })
-        .map_err(|e| io_err(ErrorVerb::Write, e))
+        let record = Record::Committed(committed);
+        let bytes = frame_record(&record).map_err(|e| io_err(ErrorVerb::Write, e))?;
+        let change = |m: &mut Mem| m.committed = committed;
+        if let Some(result) = LogFile::write_now(&self.shared, &bytes, Effect::None, false, change)
+        {
+            return result.map_err(|e| io_err(ErrorVerb::Write, e));
+        }
+        self.submit(record, None, change)
+            .map_err(|e| io_err(ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -368,7 +373,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             };
             if let Some(result) =
-                LogFile::write_now(&self.shared, &bytes, effect_of(&record), change)
+                LogFile::write_now(&self.shared, &bytes, effect_of(&record), true, change)
             {
                 callback
                     .log_io_completed(result.map_err(|e| io::Error::new(e.kind(), e.to_string())));
