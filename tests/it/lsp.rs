@@ -1,28 +1,27 @@
 //! `push lsp` as editors use it: raw JSON-RPC over pipes (initialize, completion, hover, eval,
 //! hot patches, diagnostics, deploy, rollback, interrupt), an eval sent before the connection
-//! is up, a dead node (fast answers, then a reconnect), completion latency, and real third-party clients — Neovim's built-in LSP
-//! client and Emacs (eglot + push.el, ERT) — against real clusters.
+//! is up, a dead node (fast answers, then a reconnect) and completion latency, against real
+//! clusters. Real editors' clients are in `lsp_editors.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::cluster::{free_port, ok, push_bin};
+use crate::support::cluster::{free_port, ok};
 use crate::support::http::get;
 use crate::support::lsp::LspProc;
 use crate::support::Cluster;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-const APP_PY: &str = "import push\nfrom lib import words\n\n\n@push.route(\"GET\", \"/\")\ndef index():\n    return words.word()\n\n\ndef double(x):\n    return x * 2\n";
-const BOOM_PY: &str =
+pub(crate) const APP_PY: &str = "import push\nfrom lib import words\n\n\n@push.route(\"GET\", \"/\")\ndef index():\n    return words.word()\n\n\ndef double(x):\n    return x * 2\n";
+pub(crate) const BOOM_PY: &str =
     "\n\n@push.route(\"GET\", \"/boom/{n:int}\")\ndef boom(n):\n    scale = 0\n    return n // scale\n";
 const WORDS_PY: &str = "def word():\n    return 'before'\n";
 
 /// Writes the test app (entry `app`, module `lib.words`) under `dir`.
-fn write_app(dir: &Path) -> PathBuf {
+pub(crate) fn write_app(dir: &Path) -> PathBuf {
     let app = dir.join("app");
     std::fs::create_dir_all(app.join("lib")).expect("app dir");
     std::fs::write(app.join("push.ron"), "(entry: \"app\")").expect("push.ron");
@@ -32,7 +31,8 @@ fn write_app(dir: &Path) -> PathBuf {
     app
 }
 
-async fn deploy_and_wait(cluster: &Cluster, app: &Path, node: u64, body: &str) {
+/// Deploys `app` through node 1 and waits until node `node` serves `body` at `/`.
+pub(crate) async fn deploy_and_wait(cluster: &Cluster, app: &Path, node: u64, body: &str) {
     ok(&cluster.cli(&[
         "deploy",
         app.to_str().expect("utf8"),
@@ -543,85 +543,4 @@ async fn completion_latency_through_push_lsp() {
     // big one; the node answers within its completion deadline with partial results): 2 s
     // is far above that deadline and leaves room for a loaded 2-core machine.
     assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
-}
-
-fn run_with_timeout(mut command: Command, within: Duration) -> (bool, String) {
-    let out_file = tempfile::NamedTempFile::new().expect("temp");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(out_file.reopen().expect("reopen"))
-        .stderr(out_file.reopen().expect("reopen"))
-        .spawn()
-        .expect("spawn editor");
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(out_file.path()).unwrap_or_default();
-    (status.is_some_and(|s| s.success()), output)
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn neovim_builtin_lsp_client_completes_hovers_and_evals() {
-    let cluster = Cluster::start(1).await;
-    let app = write_app(cluster.dir.path());
-    deploy_and_wait(&cluster, &app, 1, "before").await;
-    let mut nvim = Command::new("nvim");
-    nvim.args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
-        .arg(format!(
-            "luafile {}",
-            repo().join("tests/it/editors/nvim_lsp.lua").display()
-        ))
-        .env("PUSH_BIN", push_bin())
-        .env("PUSH_APP", &app)
-        .env("PUSH_ADDR", cluster.addr(1))
-        .env("PUSH_TOKEN", &cluster.token)
-        .env("HOME", cluster.dir.path());
-    let (passed, output) = run_with_timeout(nvim, Duration::from_secs(90));
-    assert!(passed, "neovim run failed:\n{output}");
-    assert!(output.contains("nvim: all checks passed"), "{output}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emacs_push_el_ert_suite_against_a_live_node() {
-    let cluster = Cluster::start(1).await;
-    let app = write_app(cluster.dir.path());
-    // A route that fails, for the *push-sldb* tests.
-    std::fs::write(app.join("app.py"), format!("{APP_PY}{BOOM_PY}")).expect("app.py");
-    deploy_and_wait(&cluster, &app, 1, "before").await;
-    let emacs_dir = repo().join("editor-plugins/emacs");
-    let mut emacs = Command::new("emacs");
-    emacs
-        .args(["-Q", "--batch", "--eval"])
-        .arg("(progn (setq package-directory-list '(\"/usr/share/emacs/site-lisp/elpa\")) (package-initialize))")
-        .arg("-L")
-        .arg(&emacs_dir)
-        .arg("-l")
-        .arg(emacs_dir.join("test/push-test.el"))
-        .args(["-f", "ert-run-tests-batch-and-exit"])
-        .env("PUSH_BIN", push_bin())
-        .env("PUSH_APP", &app)
-        .env("PUSH_HTTP", cluster.http(1))
-        .env("PUSH_ADDR", cluster.addr(1))
-        .env("PUSH_TOKEN", &cluster.token)
-        .env("HOME", cluster.dir.path());
-    let (passed, output) = run_with_timeout(emacs, Duration::from_secs(120));
-    assert!(passed, "ERT run failed:\n{output}");
-    assert!(
-        output.contains("Ran 13 tests, 13 results as expected"),
-        "{output}"
-    );
-    println!("{output}");
 }

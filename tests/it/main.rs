@@ -25,6 +25,7 @@ mod hostile;
 mod hotpatch;
 mod logs;
 mod lsp;
+mod lsp_editors;
 mod lsp_workers;
 mod members;
 mod metrics;
