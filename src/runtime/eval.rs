@@ -220,7 +220,12 @@ pub fn on_thread<T: Send + 'static>(
 ) -> OnThread<T> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
-    on_thread_to(name, Out::Channel(out_tx), move |r| drop(done_tx.send(r)), f);
+    on_thread_to(
+        name,
+        Out::Channel(out_tx),
+        move |r| drop(done_tx.send(r)),
+        f,
+    );
     (out_rx, done_rx)
 }
 
