@@ -442,6 +442,10 @@ impl Pool {
             Some(_) => None,
             None => self.spare.lock().await.take(),
         };
+        // The next gate's scratch worker starts now, beside this gate, not after it: a
+        // worker takes 50-100 ms to start here, several times a gate's own time, so deploys
+        // in a row waited for it.
+        tokio::spawn(prepare_spare(self.clone()));
         let (mut child, link) = match taken {
             Some((mut child, link)) => match child.try_wait() {
                 Ok(None) => (child, link),
@@ -462,7 +466,6 @@ impl Pool {
             let _ = child.wait().await;
             process::remove_temp(pid);
         });
-        tokio::spawn(prepare_spare(self.clone()));
         match answer {
             Err(_) => Err(WorkerError::Timeout(GATE_TIMEOUT)),
             Ok(Ok(Done::Refusal(refusal))) => Ok(refusal),
