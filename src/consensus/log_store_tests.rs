@@ -4,6 +4,19 @@ use super::*;
 use crate::consensus::log_file::PREALLOCATE;
 use push_protocol::FORMAT_VERSION;
 
+/// Log id `i` of term 1, node 1.
+fn id(i: u64) -> LogId<u64> {
+    LogId::new(openraft::CommittedLeaderId::new(1, 1), i)
+}
+
+/// A blank entry at index `i`.
+fn entry(i: u64) -> Entry<TypeConfig> {
+    Entry::<TypeConfig> {
+        log_id: id(i),
+        payload: openraft::EntryPayload::Blank,
+    }
+}
+
 #[test]
 fn torn_tail_is_cut_and_earlier_records_survive() {
     let mut bytes = frame_record(&Record::Truncate(5)).unwrap();
@@ -28,11 +41,6 @@ async fn the_committed_index_is_on_disk_when_saved() {
     // one that lagged (written only with a later batch) let a read after a full restart
     // miss entries acknowledged before it.
     let dir = tempfile::tempdir().unwrap();
-    let id = |i| LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
-    let entry = |i| Entry::<TypeConfig> {
-        log_id: id(i),
-        payload: openraft::EntryPayload::Blank,
-    };
     let file = dir.path().join(LOG_FILE);
     let mut log = LogStore::open(dir.path()).unwrap();
     log.append_and_wait(vec![entry(1), entry(2)]).await.unwrap();
@@ -60,11 +68,6 @@ async fn the_committed_index_is_on_disk_when_saved() {
 #[tokio::test]
 async fn the_commit_index_told_to_followers_is_cut_to_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let id = |i| LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
-    let entry = |i| Entry::<TypeConfig> {
-        log_id: id(i),
-        payload: openraft::EntryPayload::Blank,
-    };
     let mut log = LogStore::open(dir.path()).unwrap().early_for(1);
     assert_eq!(log.commit_on_disk(Some(id(3))), None);
     log.append_and_wait(vec![entry(1), entry(2), entry(3)])
@@ -97,11 +100,6 @@ fn the_zeros_past_the_last_record_end_the_records_without_a_problem() {
 #[tokio::test]
 async fn the_file_is_allocated_ahead_and_a_record_left_past_the_zeros_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let id = |i| LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
-    let entry = |i| Entry::<TypeConfig> {
-        log_id: id(i),
-        payload: openraft::EntryPayload::Blank,
-    };
     let file = dir.path().join(LOG_FILE);
     let log = LogStore::open(dir.path()).unwrap();
     log.append_and_wait(vec![entry(1), entry(2)]).await.unwrap();
