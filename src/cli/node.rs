@@ -27,7 +27,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N")]
     pub py_workers: Option<usize>,
     /// Threads of the node's own async runtime (Raft, peers, clients, the HTTP front) [default:
-    /// half the cores, at least 1: the Python workers need the others]
+    /// half the cores, at least 2: the Python workers need the others]
     #[arg(long, value_name = "N", env = "PUSH_IO_THREADS")]
     pub io_threads: Option<usize>,
     /// Restart a Python worker whose resident memory passes this many MiB [default: no limit]
@@ -142,9 +142,12 @@ impl NodeArgs {
                 anyhow::bail!("--io-threads must be at least 1 (leave it out for half the cores)")
             }
             Some(n) => Ok(n.min(256)),
+            // At least 2: with one, an eval interrupted through `push lsp` sometimes never got
+            // its answer (1 run in 6 of `lsp::raw_json_rpc_…`; none in 8 with two), so
+            // something on the node still blocks its runtime thread. Not found yet.
             None => Ok(std::thread::available_parallelism()
-                .map_or(1, |n| n.get() / 2)
-                .max(1)),
+                .map_or(2, |n| n.get() / 2)
+                .max(2)),
         }
     }
 
