@@ -40,14 +40,9 @@ async fn an_eval_stuck_in_c_is_restarted_by_a_second_push_interrupt_which_says_n
 
     // The first interrupt reaches the running eval, once it is about to sleep.
     let deadline = Instant::now() + WAIT;
-    while !marker.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the eval never ran\n{}",
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster
+        .wait_for_marker(&marker, deadline, "the eval never ran")
+        .await;
     loop {
         let r = lsp
             .command("push.interrupt", json!({}), WAIT)

@@ -375,14 +375,9 @@ async fn an_eval_stuck_in_c_is_restarted_by_a_second_interrupt_and_says_names_ar
     // Interrupt (once the eval is about to sleep) until the node restarts the worker (a
     // Ctrl-C 2 s after the first one).
     let deadline = Instant::now() + WAIT;
-    while !marker.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the eval never ran\n{}",
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster
+        .wait_for_marker(&marker, deadline, "the eval never ran")
+        .await;
     while !stuck.is_finished() {
         assert!(
             Instant::now() < deadline,

@@ -494,6 +494,15 @@ impl Cluster {
     }
 
     /// The tail of every node's log.
+    /// Waits until `marker` exists (a file a test's Python code touches to say where it
+    /// is), failing with `what` and the cluster's logs once `deadline` passes.
+    pub async fn wait_for_marker(&self, marker: &Path, deadline: Instant, what: &str) {
+        while !marker.exists() {
+            assert!(Instant::now() < deadline, "{what}\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for n in &self.nodes {
