@@ -1,6 +1,7 @@
 //! A minimal LSP client for black-box tests: spawns `push lsp`, speaks JSON-RPC with
 //! Content-Length framing over its stdin/stdout, and keeps server notifications for checks.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -19,6 +20,9 @@ pub struct LspProc {
     next_id: u64,
     /// Notifications (and server requests) seen so far.
     pub notifications: Vec<Value>,
+    /// Responses that arrived while another request's response was awaited (an eval's answer
+    /// racing the interrupt that ended it), by id, until asked for.
+    responses: HashMap<u64, Value>,
 }
 
 impl LspProc {
@@ -97,6 +101,7 @@ impl LspProc {
             incoming,
             next_id: 1,
             notifications: Vec::new(),
+            responses: HashMap::new(),
         }
     }
 
@@ -127,24 +132,29 @@ impl LspProc {
     pub fn response(&mut self, id: u64, within: Duration) -> Result<Value, Value> {
         let deadline = Instant::now() + within;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = self
-                .incoming
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no response to request {id} within {within:?}"));
-            if message.get("id").and_then(Value::as_u64) == Some(id)
-                && message.get("method").is_none()
-            {
+            if let Some(message) = self.responses.remove(&id) {
                 return match message.get("error") {
                     Some(e) => Err(e.clone()),
                     None => Ok(message.get("result").cloned().unwrap_or(Value::Null)),
                 };
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self
+                .incoming
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no response to request {id} within {within:?}"));
             self.keep(message);
         }
     }
 
+    /// Files a message: a response under its id, anything else with the notifications.
     fn keep(&mut self, message: Value) {
+        if message.get("method").is_none() {
+            if let Some(id) = message.get("id").and_then(Value::as_u64) {
+                self.responses.insert(id, message);
+                return;
+            }
+        }
         // A server request (workDoneProgress and the like) gets an empty answer.
         if let (Some(id), Some(_)) = (message.get("id").cloned(), message.get("method")) {
             self.send(&json!({"jsonrpc": "2.0", "id": id, "result": null}));
