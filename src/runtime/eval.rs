@@ -229,14 +229,35 @@ pub fn on_thread<T: Send + 'static>(
     (out_rx, done_rx)
 }
 
+/// A result's receiver that hears [`RuntimeError::Stopped`] if it is dropped unused: a task
+/// dropped unrun (no thread could start) or unwound by a panic still answers.
+struct Answer<F: FnOnce(Result<T, RuntimeError>), T>(Option<F>, std::marker::PhantomData<T>);
+
+impl<F: FnOnce(Result<T, RuntimeError>), T> Answer<F, T> {
+    fn give(mut self, result: Result<T, RuntimeError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<T, RuntimeError>), T> Drop for Answer<F, T> {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(RuntimeError::Stopped));
+        }
+    }
+}
+
 /// [`on_thread`], with what `f` writes going to `out` and its result to `done`, called on
-/// the eval thread as it ends.
+/// the eval thread as it ends (with [`RuntimeError::Stopped`] if it never runs).
 pub fn on_thread_to<T: Send + 'static>(
     name: &str,
     out: Out,
     done: impl FnOnce(Result<T, RuntimeError>) + Send + 'static,
     f: impl FnOnce(Python<'_>, Py<Sink>) -> PyResult<T> + Send + 'static,
 ) {
+    let done = Answer(Some(done), std::marker::PhantomData);
     on_eval_thread(
         name,
         Box::new(move |py| {
@@ -249,7 +270,7 @@ pub fn on_thread_to<T: Send + 'static>(
                 },
             )
             .and_then(|sink| f(py, sink));
-            done(result.map_err(|e| RuntimeError::Python(e.to_string())));
+            done.give(result.map_err(|e| RuntimeError::Python(e.to_string())));
         }),
     );
 }
@@ -398,5 +419,32 @@ impl Runtime {
             call().map_err(|e| RuntimeError::Python(e.to_string()))
         })
         .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn an_answer_dropped_unused_says_the_runtime_stopped_and_a_given_one_says_nothing_more() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let record = |heard: &Arc<Mutex<Vec<String>>>| {
+            let heard = heard.clone();
+            move |r: Result<u8, RuntimeError>| {
+                heard.lock().unwrap().push(match r {
+                    Ok(v) => format!("ok {v}"),
+                    Err(e) => e.to_string(),
+                })
+            }
+        };
+        drop(Answer(Some(record(&heard)), std::marker::PhantomData));
+        Answer(Some(record(&heard)), std::marker::PhantomData).give(Ok(7));
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec!["the python runtime has stopped".to_string(), "ok 7".into()]
+        );
     }
 }
