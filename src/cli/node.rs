@@ -142,12 +142,9 @@ impl NodeArgs {
                 anyhow::bail!("--io-threads must be at least 1 (leave it out for half the cores)")
             }
             Some(n) => Ok(n.min(256)),
-            // At least 2: with one, an eval interrupted through `push lsp` sometimes never got
-            // its answer (1 run in 6 of `lsp::raw_json_rpc_…`; none in 8 with two), so
-            // something on the node still blocks its runtime thread. Not found yet.
             None => Ok(std::thread::available_parallelism()
-                .map_or(2, |n| n.get() / 2)
-                .max(2)),
+                .map_or(1, |n| n.get() / 2)
+                .max(1)),
         }
     }
 
