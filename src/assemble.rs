@@ -92,6 +92,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         envs_dir: config.data.join("envs"),
         keep_envs: config.keep_envs,
         owner: None,
+        code_cache: Some(config.data.join("python-cache")),
     });
     let (raft, state) = consensus::start(
         config.id,

@@ -96,6 +96,9 @@ pub struct PoolConfig {
     pub keep_envs: usize,
     /// The one app an app pool serves (None: the node's main pool).
     pub owner: Option<String>,
+    /// Where workers keep the runtime's compiled modules (`<data>/python-cache`; see
+    /// `runtime::code_cache`); None: each worker compiles them.
+    pub code_cache: Option<std::path::PathBuf>,
 }
 
 /// A version the node serves, as every worker must hold it.

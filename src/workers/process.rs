@@ -26,14 +26,15 @@ fn executable() -> std::path::PathBuf {
 
 /// Starts `push worker` with `threads` Python threads (`label` names it in its logs; `env`,
 /// an environment directory its `sys.path` starts with; `owner`, the app whose own pool it
-/// is in): its
-/// process and the node's end of its socket. Call it from a runtime worker thread, never a
+/// is in; `code_cache`, where it finds the runtime's compiled modules): its process and the
+/// node's end of its socket. Call it from a runtime worker thread, never a
 /// blocking-pool one: the kill-on-parent-death signal follows the thread that forked.
 pub fn spawn(
     threads: usize,
     label: &str,
     env: Option<&std::path::Path>,
     owner: Option<&str>,
+    code_cache: Option<&std::path::Path>,
 ) -> Result<(tokio::process::Child, tokio::net::UnixStream), WorkerError> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| WorkerError::Start(format!("socket pair: {e}")))?;
@@ -53,6 +54,10 @@ pub fn spawn(
     command.env_remove(crate::runtime::ENV_DIR_VAR);
     if let Some(env) = env {
         command.env(crate::runtime::ENV_DIR_VAR, env);
+    }
+    command.env_remove(crate::runtime::code_cache::CACHE_DIR_VAR);
+    if let Some(dir) = code_cache {
+        command.env(crate::runtime::code_cache::CACHE_DIR_VAR, dir);
     }
     // Only the workers of an app's own pool hold its secrets in `os.environ`.
     command.env_remove(crate::runtime::POOL_APP_VAR);

@@ -45,7 +45,13 @@ pub async fn start_in(
     } else {
         pool.config.owner.as_deref()
     };
-    let (mut child, socket) = process::spawn(pool.config.threads, label, env, owner)?;
+    let (mut child, socket) = process::spawn(
+        pool.config.threads,
+        label,
+        env,
+        owner,
+        pool.config.code_cache.as_deref(),
+    )?;
     match Link::connect(socket, cluster, scratch, HELLO_WITHIN).await {
         Ok(link) => Ok((child, link)),
         Err(e) => {
