@@ -38,7 +38,12 @@ async fn every_bench_prints_throughput_and_percentiles_as_text_and_json() {
         "kv",
         1,
     );
-    check(&json(&["eval", "--requests", "30"]), "eval", 2);
+    let eval = json(&["eval", "--requests", "30", "--interrupts", "5"]);
+    check(&eval, "eval", 3);
+    assert_eq!(
+        eval["results"]["interrupt a running loop"]["ok"], 5,
+        "every interrupt ended its loop with a KeyboardInterrupt: {eval}"
+    );
     check(
         &json(&["queue", "--clients", "2", "--duration", "0.5"]),
         "queue",
