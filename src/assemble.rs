@@ -84,6 +84,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         })?),
         None => None,
     };
+    // The versions' files, written once per node and shared by its workers; without the
+    // folder each worker keeps its own copies, as it can.
+    let files_dir = crate::workers::process::make_files_dir()
+        .map_err(|e| {
+            tracing::warn!(
+                "cannot make a folder for the versions' files in {} ({e}): each python worker keeps its own copies; set TMPDIR to a writable directory",
+                std::env::temp_dir().display()
+            )
+        })
+        .ok();
     let workers = Pool::new(PoolConfig {
         workers: config.py_workers,
         threads: config.py_threads,
@@ -93,6 +103,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         keep_envs: config.keep_envs,
         owner: None,
         code_cache: Some(config.data.join("python-cache")),
+        files_dir: files_dir.clone(),
     });
     let (raft, state) = consensus::start(
         config.id,
@@ -197,6 +208,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(8), tasks).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), node.raft.shutdown()).await;
     let _ = server.await;
+    if let Some(dir) = files_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 

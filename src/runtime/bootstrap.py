@@ -180,8 +180,12 @@ def _load(app, number, files, entry, web=None, scratch=False):
     with _lock:
         base = _push_files.materialize(app, number, files, scratch)
     modules, packages = _index(files, label, base)
-    for name, (filename, source, _, _) in modules.items():
-        compile(source, filename, "exec", dont_inherit=True)
+    # Every module compiles before any runs (a syntax error anywhere fails the load); the
+    # import below runs this code rather than compiling it again.
+    compiled = {
+        name: compile(source, filename, "exec", dont_inherit=True)
+        for name, (filename, source, _, _) in modules.items()
+    }
     if web and web[1] not in modules:
         _web_app(web, set(modules) | packages)  # raises, naming push.ron's app
     if entry not in modules:
@@ -195,7 +199,7 @@ def _load(app, number, files, entry, web=None, scratch=False):
     tops = {n.split(".")[0] for n in names}
     with _lock:
         saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in tops}
-        _finder.loader = _push_files.VersionLoader(modules, packages, base)
+        _finder.loader = _push_files.VersionLoader(modules, packages, base, compiled=compiled)
         _registry.routes = []
         _registry.tasks = []
         _registry.version = number

@@ -1,9 +1,13 @@
 """The files of a loaded version in a worker: its copy on disk and its module loader.
 
-Each worker writes a version's files once to a folder of its own (``<root>/<app>/v<N>``,
-removed when the worker stops; the deploy gate's copy right after the gate), so module
-``__file__`` is a real path (Flask finds its ``templates`` beside it) and the version's
-loader answers ``importlib.resources`` from that folder. Module code itself runs from the
+A version's files are written once per node, to ``<shared>/<app>/v<N>`` in the folder the
+node names in ``PUSH_FILES_DIR`` (removed when the node stops), and shared by its workers: the
+first worker to load the version writes it, the others find it. Without that folder, a worker
+writes its own copy under a folder of its own (removed when it stops). The deploy gate always
+writes its own copy, removed right after the gate: a version that fails the gate is not
+committed, and its number comes again with other files. So module ``__file__`` is a real path
+(Flask finds its ``templates`` beside it) and the version's loader answers
+``importlib.resources`` from that folder. Module code itself runs from the
 code store's source, compiled under the version's label (``APP@vN/path``) for tracebacks.
 
 ``shutil``, ``tempfile`` and ``pathlib`` are imported only where needed: with what they
@@ -24,10 +28,12 @@ class VersionLoader(_Loader):
     """Runs one version's modules from the code store, and serves the files beside them
     (``importlib.resources``) from the version's copy on disk."""
 
-    def __init__(self, modules, packages, base, imported=None):
+    def __init__(self, modules, packages, base, imported=None, compiled=None):
         self.modules = modules  # dotted name -> (label, source, is_package, path on disk)
         self.packages = packages  # dotted names of folders (implicit packages)
         self.base = base
+        # Code already compiled (the load's syntax check of every module), used once each.
+        self.compiled = compiled if compiled is not None else {}
         # The loaded version's modules (name -> module), once it is loaded: a module first
         # imported later joins them, so the next version's swap replaces it too.
         self.imported = imported
@@ -43,7 +49,9 @@ class VersionLoader(_Loader):
             # tracebacks keep the version's label (APP@vN/path), kept for hot patches too.
             module.__file__ = disk
             module.__push_file__ = label
-            code = compile(source, label, "exec", dont_inherit=True)
+            code = self.compiled.pop(name, None)
+            if code is None:
+                code = compile(source, label, "exec", dont_inherit=True)
             exec(code, module.__dict__)
         if self.imported is not None:
             self.imported[name] = module
@@ -108,12 +116,17 @@ LINK = "\0link:"
 
 
 def materialize(app, number, files, scratch):
-    """The version's files as a folder on disk (written once per version and worker)."""
-    base = os.path.join(root(), ("gate-" if scratch else "") + app, f"v{number}")
+    """The version's files as a folder on disk (written once per version and node, or per
+    worker without the node's folder)."""
+    shared = None if scratch else os.environ.get("PUSH_FILES_DIR")
+    base = os.path.join(shared or root(), ("gate-" if scratch else "") + app, f"v{number}")
     if os.path.isdir(base) and not scratch:
         return base
-    remove(base)
-    staging = base + ".writing"
+    if not shared:
+        remove(base)
+    # Workers of one node may write the same version at once: each into a folder of its
+    # own, the first renamed into place; the others' go.
+    staging = f"{base}.writing-{os.getpid()}"
     remove(staging)
     for path, text in files.items():
         if path.startswith(LINK):
@@ -131,7 +144,12 @@ def materialize(app, number, files, scratch):
         with open(target, "w", encoding="utf-8", newline="") as f:
             f.write(text)
     os.makedirs(staging, exist_ok=True)
-    os.replace(staging, base)
+    try:
+        os.replace(staging, base)
+    except OSError:
+        if not os.path.isdir(base):
+            raise
+        remove(staging)
     return base
 
 

@@ -71,6 +71,10 @@ pub const PY_STACK: usize = 256 << 20;
 /// on `sys.path` (set by the node for the workers of an app's environment).
 pub const ENV_DIR_VAR: &str = "PUSH_ENV_DIR";
 
+/// The environment variable naming the node's folder of the versions' files, which its
+/// workers share (see `files.py`).
+pub const FILES_DIR_VAR: &str = "PUSH_FILES_DIR";
+
 /// The environment variable naming the one app whose pool a worker is in (set by the node for
 /// the workers of an app pool): only there do the app's secrets and config reach `os.environ`.
 pub const POOL_APP_VAR: &str = "PUSH_POOL_APP";

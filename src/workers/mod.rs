@@ -99,6 +99,9 @@ pub struct PoolConfig {
     /// Where workers keep the runtime's compiled modules (`<data>/python-cache`; see
     /// `runtime::code_cache`); None: each worker compiles them.
     pub code_cache: Option<std::path::PathBuf>,
+    /// The node's folder of the versions' files, which its workers write once and share
+    /// (`process::make_files_dir`); None: each worker keeps its own copies.
+    pub files_dir: Option<std::path::PathBuf>,
 }
 
 /// A version the node serves, as every worker must hold it.

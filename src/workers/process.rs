@@ -24,17 +24,16 @@ fn executable() -> std::path::PathBuf {
     }
 }
 
-/// Starts `push worker` with `threads` Python threads (`label` names it in its logs; `env`,
-/// an environment directory its `sys.path` starts with; `owner`, the app whose own pool it
-/// is in; `code_cache`, where it finds the runtime's compiled modules): its process and the
+/// Starts `push worker` with `config`'s Python threads, compiled-code cache and shared folder
+/// of versions' files (`label` names it in its logs; `env`, an environment directory its
+/// `sys.path` starts with; `owner`, the app whose own pool it is in): its process and the
 /// node's end of its socket. Call it from a runtime worker thread, never a
 /// blocking-pool one: the kill-on-parent-death signal follows the thread that forked.
 pub fn spawn(
-    threads: usize,
+    config: &super::PoolConfig,
     label: &str,
     env: Option<&std::path::Path>,
     owner: Option<&str>,
-    code_cache: Option<&std::path::Path>,
 ) -> Result<(tokio::process::Child, tokio::net::UnixStream), WorkerError> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| WorkerError::Start(format!("socket pair: {e}")))?;
@@ -46,7 +45,7 @@ pub fn spawn(
         .arg("--fd")
         .arg(WORKER_FD.to_string())
         .arg("--threads")
-        .arg(threads.to_string())
+        .arg(config.threads.to_string())
         .arg("--label")
         .arg(label)
         .stdin(Stdio::null());
@@ -56,8 +55,12 @@ pub fn spawn(
         command.env(crate::runtime::ENV_DIR_VAR, env);
     }
     command.env_remove(crate::runtime::code_cache::CACHE_DIR_VAR);
-    if let Some(dir) = code_cache {
+    if let Some(dir) = &config.code_cache {
         command.env(crate::runtime::code_cache::CACHE_DIR_VAR, dir);
+    }
+    command.env_remove(crate::runtime::FILES_DIR_VAR);
+    if let Some(dir) = &config.files_dir {
+        command.env(crate::runtime::FILES_DIR_VAR, dir);
     }
     // Only the workers of an app's own pool hold its secrets in `os.environ`.
     command.env_remove(crate::runtime::POOL_APP_VAR);
@@ -127,6 +130,20 @@ pub fn describe(status: &ExitStatus) -> String {
 /// with `tempfile.mkdtemp` in the temporary directory the worker inherits from the node).
 fn temp_prefix(pid: u32) -> String {
     format!("push-worker-{pid}-")
+}
+
+/// Makes the node's folder for the versions' files its workers share (see `files.py`), named
+/// as a worker's folder with the node's pid, so a node start removes it once this node is
+/// gone, however it ended.
+pub fn make_files_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let tag: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!(
+        "{}files-{tag:016x}",
+        temp_prefix(std::process::id())
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
 }
 
 /// Removes the temporary folders of worker `pid` (it has ended); says how many went.

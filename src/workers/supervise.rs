@@ -45,13 +45,7 @@ pub async fn start_in(
     } else {
         pool.config.owner.as_deref()
     };
-    let (mut child, socket) = process::spawn(
-        pool.config.threads,
-        label,
-        env,
-        owner,
-        pool.config.code_cache.as_deref(),
-    )?;
+    let (mut child, socket) = process::spawn(&pool.config, label, env, owner)?;
     match Link::connect(socket, cluster, scratch, HELLO_WITHIN).await {
         Ok(link) => Ok((child, link)),
         Err(e) => {

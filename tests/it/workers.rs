@@ -516,31 +516,70 @@ fn temp_folders(pid: u32) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path());
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// The node's one folder of the versions' files its workers share (`push-worker-NODEPID-files-*`).
+fn shared_folder(cluster: &Cluster, id: u64) -> std::path::PathBuf {
+    let node = cluster.pid(id).expect("the node runs");
+    let folders = temp_folders(node);
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    folders[0].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_workers_temp_folder_is_removed_and_stale_ones_at_node_start() {
-    let mut cluster = Cluster::start_with(1, &["--py-workers", "1"]).await;
+async fn a_nodes_workers_share_one_copy_of_a_version_which_goes_with_the_node() {
+    let mut cluster = Cluster::start_with(1, &["--py-workers", "2"]).await;
     cluster.deploy_app("tmpapp", APP, 1, "v1");
     wait_serving(&cluster, 1).await;
-    let victim = rows(&cluster, 1).await[0].pid;
-    assert!(victim > 0);
-    let folders = temp_folders(victim);
-    assert_eq!(folders.len(), 1, "the worker copied the version's files");
+    let shared = shared_folder(&cluster, 1);
+    let listing = |p: &std::path::Path| -> Vec<String> {
+        walk(p).iter().map(|f| f.display().to_string()).collect()
+    };
+    assert!(
+        shared.join("main/v1").is_dir(),
+        "{}: {:?}",
+        shared.display(),
+        listing(&shared)
+    );
+    let workers = rows(&cluster, 1).await;
+    assert!(workers.len() >= 2, "{workers:?}");
+    for w in &workers {
+        assert!(
+            temp_folders(w.pid).is_empty(),
+            "worker {} wrote a copy of its own: {:?}",
+            w.pid,
+            temp_folders(w.pid)
+        );
+    }
+    // A killed worker's replacement serves from the same copy.
+    let victim = workers[0].pid;
     // SAFETY: kill(2) on a worker of a node this test started.
     unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
     wait_restarted(&cluster, 1, 1).await;
-    let deadline = Instant::now() + WAIT;
-    while folders[0].exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} is still there\n{}",
-            folders[0].display(),
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_serving(&cluster, 1).await;
+    assert!(shared.join("main/v1").is_dir());
+    // Stopped, the node removes it.
+    cluster.stop(1);
+    assert!(!shared.exists(), "{} stayed", shared.display());
 
-    // A folder left by a worker that ended unwatched (its node was killed) goes when a node
-    // starts; that of a live process stays.
+    // Killed, the node leaves it; the next node start removes it (that of a live process,
+    // and a worker's folder of a live process, stay).
+    cluster.restart(1);
+    cluster.wait_leader(WAIT).await;
+    wait_serving(&cluster, 1).await;
+    let shared = shared_folder(&cluster, 1);
+    cluster.kill(1);
+    assert!(shared.exists());
     let mut ended = std::process::Command::new("true").spawn().expect("true");
     let dead = ended.id();
     ended.wait().expect("true ends");
@@ -548,17 +587,16 @@ async fn a_killed_workers_temp_folder_is_removed_and_stale_ones_at_node_start() 
     std::fs::create_dir_all(stale.join("main/v1")).expect("stale folder");
     let live = std::env::temp_dir().join(format!("push-worker-{}-live", std::process::id()));
     std::fs::create_dir_all(&live).expect("live folder");
-    cluster.stop(1);
     cluster.restart(1);
     cluster.wait_leader(WAIT).await;
     wait_serving(&cluster, 1).await;
     // The sweep runs in the background through every such folder of the machine's temporary
     // directory (other test clusters' too), so it may take a while on a busy machine.
     let deadline = Instant::now() + Duration::from_secs(180);
-    while stale.exists() {
+    while stale.exists() || shared.exists() {
         assert!(
             Instant::now() < deadline,
-            "the stale folder stayed\n{}",
+            "a stale folder stayed\n{}",
             cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
