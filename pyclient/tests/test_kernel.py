@@ -2,6 +2,7 @@
 ZeroMQ) against a live 3-node cluster; installed with `push kernel install`."""
 
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -34,6 +35,7 @@ class PushKernelTests(jupyter_kernel_test.KernelTests):
         cls.prefix = tempfile.mkdtemp(prefix="push-kernelspec-")
         out = cls.cluster.cli("kernel", "install", "--prefix", cls.prefix, "--name", cls.kernel_name)
         assert "installed kernelspec" in out, out
+        cls.jupyter_path = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.path.join(cls.prefix, "share", "jupyter")
         super().setUpClass()
 
@@ -41,6 +43,11 @@ class PushKernelTests(jupyter_kernel_test.KernelTests):
     def tearDownClass(cls):
         super().tearDownClass()
         cls.cluster.stop()
+        if cls.jupyter_path is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = cls.jupyter_path
+        shutil.rmtree(cls.prefix, ignore_errors=True)
 
     def test_names_persist_between_cells_on_the_node(self):
         self.flush_channels()

@@ -59,6 +59,9 @@ pub struct Cluster {
     pub net: Option<FaultNet>,
     /// Open-file limits (soft and hard) to start nodes under, by node id.
     fd_limits: std::collections::HashMap<u64, u64>,
+    /// Every node process started, so that their folders in the temporary directory (a
+    /// killed node leaves its shared folder of versions' files) go with the cluster.
+    started: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Cluster {
@@ -78,6 +81,7 @@ impl Cluster {
             nodes: Vec::new(),
             net: None,
             fd_limits: std::collections::HashMap::new(),
+            started: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -248,6 +252,10 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("spawn push node");
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child.id());
         node.child = Some(child);
     }
 
@@ -533,6 +541,20 @@ impl Drop for Cluster {
             if let Some(mut child) = n.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
+            }
+        }
+        let started = std::mem::take(&mut *self.started.lock().unwrap_or_else(|p| p.into_inner()));
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        let prefixes: Vec<String> = started
+            .iter()
+            .map(|pid| format!("push-worker-{pid}-"))
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
