@@ -93,7 +93,8 @@ async fn dashboard_shows_nodes_queues_a_dead_node_and_restores_the_terminal() {
         assert!(screen.contains(&cluster.addr(id)), "{screen}");
     }
     assert!(screen.contains(&format!("leader {leader}")), "{screen}");
-    assert!(screen.contains("main@v1"), "{screen}");
+    // The nodes load the version as their workers come up: a moment after the deploy.
+    term.wait_for("main@v1", WAIT);
     assert_eq!(
         term.format("#{alternate_on}"),
         "1",
