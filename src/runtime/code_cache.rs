@@ -1,7 +1,8 @@
-//! The runtime's own Python modules (`bootstrap.py`, `push.py`, …) as code objects: compiled
-//! once per build and Python, then kept (marshal) in the node's data directory, so a worker
-//! starts without compiling ~130 KB of source — about 20 ms of each worker's start-up, which
-//! a deploy gate's fresh worker and every restart wait for.
+//! The runtime's own Python modules (`bootstrap.py`, `push.py`, …): their sources, run in
+//! order at a worker's start from code objects compiled once per build and Python and kept
+//! (marshal) in the node's data directory, so a worker starts without compiling ~130 KB of
+//! source — about 20 ms of each worker's start-up, which a deploy gate's fresh worker and
+//! every restart wait for.
 //!
 //! A cache file is named by the Python (its cache tag, bytecode magic number and optimisation
 //! level) and a hash of the sources, so another build or Python never reads it. One that does
@@ -12,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyModule, PyTuple};
 
 /// The environment variable naming the cache directory (set by the node for its workers).
 pub const CACHE_DIR_VAR: &str = "PUSH_CODE_CACHE";
@@ -22,6 +23,71 @@ pub struct Source {
     pub text: &'static str,
     pub file: &'static str,
     pub name: &'static str,
+}
+
+/// The embedded modules in the order they run: each is registered before the next runs
+/// (push.py imports the bootstrap, session.py and tasks.py import push).
+const MODULES: [Source; 9] = [
+    source(include_str!("logs.py"), "<push>/logs.py", "_push_logs"),
+    source(
+        include_str!("routes.py"),
+        "<push>/routes.py",
+        "_push_routes",
+    ),
+    source(include_str!("files.py"), "<push>/files.py", "_push_files"),
+    source(include_str!("web.py"), "<push>/web.py", "_push_web"),
+    source(
+        include_str!("bootstrap.py"),
+        "<push>/bootstrap.py",
+        BOOTSTRAP,
+    ),
+    source(
+        include_str!("postmortem.py"),
+        "<push>/postmortem.py",
+        "_push_pm",
+    ),
+    source(include_str!("push.py"), "<push>/push.py", "push"),
+    source(
+        include_str!("session.py"),
+        "<push>/session.py",
+        "_push_session",
+    ),
+    source(include_str!("tasks.py"), "<push>/tasks.py", "_push_tasks"),
+];
+
+/// The bootstrap's module name.
+const BOOTSTRAP: &str = "_push_runtime";
+
+const fn source(text: &'static str, file: &'static str, name: &'static str) -> Source {
+    Source { text, file, name }
+}
+
+/// Runs the runtime's modules in order, each put in `sys.modules` before the next runs, from
+/// the cache in the folder [`CACHE_DIR_VAR`] names when it holds this build's; returns the
+/// bootstrap module.
+pub fn run_modules(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    let cache = std::env::var_os(CACHE_DIR_VAR).map(PathBuf::from);
+    let codes = code_objects(py, cache.as_deref(), &MODULES)?;
+    let mut boot = None;
+    for (code, source) in codes.iter().zip(&MODULES) {
+        let name = std::ffi::CString::new(source.name)?;
+        let file = std::ffi::CString::new(source.file)?;
+        // SAFETY: the GIL is held; `code` is a code object (compiled or checked by
+        // `code_objects`), the strings outlive the call, and the new reference returned is
+        // owned by the Bound.
+        let module = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyImport_ExecCodeModuleEx(name.as_ptr(), code.as_ptr(), file.as_ptr()),
+            )?
+        };
+        modules.set_item(source.name, &module)?;
+        if source.name == BOOTSTRAP {
+            boot = Some(module.cast_into::<PyModule>()?);
+        }
+    }
+    boot.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no bootstrap module"))
 }
 
 /// A hash of every module's name and text: this build's sources.

@@ -23,40 +23,12 @@ pub mod wire;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use tokio::sync::oneshot;
-
-const BOOTSTRAP: &str = include_str!("bootstrap.py");
-const PUSH: &str = include_str!("push.py");
-const SESSION: &str = include_str!("session.py");
-const TASKS: &str = include_str!("tasks.py");
-const ROUTES: &str = include_str!("routes.py");
-const WEB: &str = include_str!("web.py");
-const FILES: &str = include_str!("files.py");
-const POSTMORTEM: &str = include_str!("postmortem.py");
-const LOGS: &str = include_str!("logs.py");
-
-/// The embedded modules in the order they run.
-const MODULES: [code_cache::Source; 9] = [
-    source(LOGS, "<push>/logs.py", "_push_logs"),
-    source(ROUTES, "<push>/routes.py", "_push_routes"),
-    source(FILES, "<push>/files.py", "_push_files"),
-    source(WEB, "<push>/web.py", "_push_web"),
-    source(BOOTSTRAP, "<push>/bootstrap.py", "_push_runtime"),
-    source(POSTMORTEM, "<push>/postmortem.py", "_push_pm"),
-    source(PUSH, "<push>/push.py", "push"),
-    source(SESSION, "<push>/session.py", "_push_session"),
-    source(TASKS, "<push>/tasks.py", "_push_tasks"),
-];
-
-const fn source(text: &'static str, file: &'static str, name: &'static str) -> code_cache::Source {
-    code_cache::Source { text, file, name }
-}
 
 /// How long a deploy gate may take to import the entry module.
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -202,36 +174,7 @@ impl Runtime {
                         .call_method1("insert", (0, env.to_string_lossy().to_string()))?;
                 }
                 modules.set_item("_push_native", native::module(py)?)?;
-                // Each embedded module is registered before the next runs: push.py imports
-                // the bootstrap, session.py and tasks.py import push. Their code comes from
-                // the node's cache when it holds this build's (see `code_cache`).
-                let cache = std::env::var_os(code_cache::CACHE_DIR_VAR).map(PathBuf::from);
-                let codes = code_cache::code_objects(py, cache.as_deref(), &MODULES)?;
-                let mut boot = None;
-                for (code, source) in codes.iter().zip(&MODULES) {
-                    let name = std::ffi::CString::new(source.name)?;
-                    let file = std::ffi::CString::new(source.file)?;
-                    // SAFETY: the GIL is held; `code` is a code object (compiled or checked
-                    // by `code_objects`), the strings outlive the call, and the new reference
-                    // returned is owned by the Bound.
-                    let module = unsafe {
-                        Bound::from_owned_ptr_or_err(
-                            py,
-                            pyo3::ffi::PyImport_ExecCodeModuleEx(
-                                name.as_ptr(),
-                                code.as_ptr(),
-                                file.as_ptr(),
-                            ),
-                        )?
-                    };
-                    modules.set_item(source.name, &module)?;
-                    if source.name == "_push_runtime" {
-                        boot = Some(module.cast_into::<PyModule>()?);
-                    }
-                }
-                let boot = boot.ok_or_else(|| {
-                    pyo3::exceptions::PyRuntimeError::new_err("no bootstrap module")
-                })?;
+                let boot = code_cache::run_modules(py)?;
                 boot.getattr("guard_recursion")?
                     .call1((MAX_RECURSION, PY_STACK))?;
                 // A fatal signal in C code (a segfault in an extension, an abort) prints the
