@@ -27,7 +27,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N")]
     pub py_workers: Option<usize>,
     /// Threads of the node's own async runtime (Raft, peers, clients, the HTTP front) [default:
-    /// half the cores, at least 2: the Python workers need the others]
+    /// half the cores, at least 1: the Python workers need the others]
     #[arg(long, value_name = "N", env = "PUSH_IO_THREADS")]
     pub io_threads: Option<usize>,
     /// Restart a Python worker whose resident memory passes this many MiB [default: no limit]
