@@ -19,10 +19,10 @@ use pyo3::types::{PyBytes, PyModule, PyTuple};
 pub const CACHE_DIR_VAR: &str = "PUSH_CODE_CACHE";
 
 /// One embedded module: its source, the file name its tracebacks show, its module name.
-pub struct Source {
-    pub text: &'static str,
-    pub file: &'static str,
-    pub name: &'static str,
+struct Source {
+    text: &'static str,
+    file: &'static str,
+    name: &'static str,
 }
 
 /// The embedded modules in the order they run: each is registered before the next runs
@@ -185,7 +185,7 @@ fn store(py: Python<'_>, path: &Path, prefix: &str, codes: &[Bound<'_, PyAny>]) 
 
 /// The code objects of `sources`, in order: from the cache in `dir` when it holds this build's
 /// for this Python, else compiled (and cached there for the next worker).
-pub fn code_objects<'py>(
+fn code_objects<'py>(
     py: Python<'py>,
     dir: Option<&Path>,
     sources: &[Source],

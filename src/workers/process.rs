@@ -126,8 +126,9 @@ pub fn describe(status: &ExitStatus) -> String {
     }
 }
 
-/// The name prefix of worker `pid`'s temporary folder (the runtime's `files.py` makes it
-/// with `tempfile.mkdtemp` in the temporary directory the worker inherits from the node).
+/// The name prefix of the temporary folders of process `pid`: a worker's own (`files.py`
+/// `root`, in the temporary directory it inherits from the node) and a node's shared folder
+/// of versions' files ([`make_files_dir`]).
 fn temp_prefix(pid: u32) -> String {
     format!("push-worker-{pid}-")
 }

@@ -501,7 +501,6 @@ impl Cluster {
         ]))
     }
 
-    /// The tail of every node's log.
     /// Waits until `marker` exists (a file a test's Python code touches to say where it
     /// is), failing with `what` and the cluster's logs once `deadline` passes.
     pub async fn wait_for_marker(&self, marker: &Path, deadline: Instant, what: &str) {
@@ -511,6 +510,7 @@ impl Cluster {
         }
     }
 
+    /// The tail of every node's log.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for n in &self.nodes {
